@@ -1,0 +1,38 @@
+// Lint rules that carry the architecture (DESIGN.md, "Layers") as well as style.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  {
+    // The wire layer is a pure codec: bytes in, messages out. It must never
+    // touch sockets, files or threads, and imports nothing of ours above it.
+    files: ['src/wire/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['net', 'node:net', 'fs', 'node:fs', 'fs/*', 'node:fs/*', 'worker_threads', 'node:worker_threads', 'tls', 'node:tls', 'dgram', 'node:dgram', 'child_process', 'node:child_process'],
+              message: 'src/wire is pure: no sockets, files or threads (DESIGN.md, Layers).',
+            },
+            {
+              group: ['../*', '!../wire/*'],
+              message: 'src/wire imports nothing of ours outside src/wire.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+);
