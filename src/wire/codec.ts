@@ -3,7 +3,7 @@
 // protocol version and turns messages into framed bytes and back.
 
 import type { NdmpVersion } from './constants.js';
-import { MessageType } from './constants.js';
+import type { MessageType } from './constants.js';
 import { XdrDecodeError } from './errors.js';
 import type { MessageDef } from './messages.js';
 import { ALL_MESSAGES } from './messages.js';
