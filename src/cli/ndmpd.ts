@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+// ndmpd: the NDMP server a storage host runs.
+
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { AuthFileError, Credentials, DEFAULT_USER, ensureGeneratedAuthFile } from '../server/auth.js';
+import { NdmpServer } from '../server/listener.js';
+import type { ServerContext, ServerInfo } from '../services/session.js';
+import { createLogger } from '../util/log.js';
+import type { Logger } from '../util/log.js';
+import { PRODUCT_NAME, VENDOR_NAME, VERSION } from '../util/version.js';
+import type { ConfigInput, ServerConfig } from './server-config.js';
+import { ConfigError, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+const HELP_AFTER = `
+Settings come from built-in defaults, then --config FILE (TOML, keys named as
+the long flags: listen, state-dir, auth-file, export, ...; see
+ndmpd.example.toml), then the flags; flags win. --export given on the command
+line adds to the file's exports.
+
+Auth file: one "user:password" per line ('#' starts a comment). It must not be
+accessible by group or others (chmod 600), or ndmpd refuses to start. Without
+--auth-file, the first start writes <state-dir>/auth with user "${DEFAULT_USER}" and a
+random password, and says where.
+
+Examples:
+  ndmpd --export home=/home
+  ndmpd --listen 0.0.0.0:10000 --state-dir /var/lib/ndmpd \\
+        --export data=/srv/data --auth-file /etc/ndmpd/auth`;
+
+function hostId(stateDir: string): string {
+  // A stable id for CONFIG_GET_HOST_INFO: the machine id if there is one, else our own.
+  try {
+    const mid = readFileSync('/etc/machine-id', 'utf8').trim();
+    if (/^[0-9a-f]{8,}$/i.test(mid)) return mid.slice(0, 8);
+  } catch {
+    /* no machine id: fall through */
+  }
+  const file = join(stateDir, 'host-id');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const id = randomBytes(4).toString('hex');
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
+
+function loadCredentials(cfg: ServerConfig, log: Logger): Credentials {
+  if (cfg.authFile) return Credentials.load(cfg.authFile);
+  const path = join(cfg.stateDir, 'auth');
+  if (ensureGeneratedAuthFile(path)) {
+    log.warn(
+      { authFile: path, user: DEFAULT_USER },
+      `no auth file configured: created ${path} with user '${DEFAULT_USER}' and a random password (read it from that file)`,
+    );
+  } else {
+    log.info({ authFile: path }, 'using generated credentials');
+  }
+  return Credentials.load(path);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('ndmpd')
+    .description('NDMP v4/v3 server: data, tape and mover services for backup applications (DMAs)')
+    .version(VERSION)
+    .option('-c, --config <file>', 'TOML config file')
+    .option('--listen <host:port>', 'address for DMA control connections (default 127.0.0.1:10000)')
+    .option(
+      '--state-dir <dir>',
+      'where ndmpd keeps its state (default /var/lib/ndmpd as root, else ~/.local/state/ndmpd)',
+    )
+    .option('--export <name=path>', 'offer a directory tree for backup (repeatable)', collect)
+    .option('--auth-file <file>', 'user:password lines, mode 0600 (default: generated in the state dir)')
+    .option('--max-connections <n>', 'refuse DMA connections beyond this many (default 64)')
+    .option(
+      '--max-record-size <bytes>',
+      'close a connection that sends a larger NDMP record (default 4 MiB + 4 KiB)',
+    )
+    .option(
+      '--pre-auth-timeout <seconds>',
+      'close connections that do not authenticate in time (default 60, 0 = never)',
+    )
+    .option('--log-level <level>', 'fatal, error, warn, info, debug (message trace), trace (default info)')
+    .addOption(
+      new Option('--log-format <format>', 'json lines, or pretty (default: pretty on a terminal)').choices([
+        'json',
+        'pretty',
+      ]),
+    )
+    .option('--check-config', 'print the resolved configuration and exit')
+    .addHelpText('after', HELP_AFTER)
+    .showHelpAfterError();
+  program.parse(argv);
+  const o = program.opts<Record<string, string | string[] | boolean | undefined>>();
+
+  const flags: ConfigInput = {};
+  for (const k of ['listen', 'state-dir', 'auth-file', 'log-level', 'log-format'] as const) {
+    const v = o[camel(k)];
+    if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
+  }
+  for (const k of ['max-connections', 'max-record-size', 'pre-auth-timeout'] as const) {
+    const v = o[camel(k)];
+    if (typeof v === 'string') (flags as Record<string, unknown>)[k] = Number(v);
+  }
+  if (Array.isArray(o.export)) flags.export = o.export;
+  const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
+  const cfg = resolveConfig(file, flags);
+
+  if (o.checkConfig) {
+    process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+    return;
+  }
+
+  const log = createLogger({ level: cfg.logLevel, ...(cfg.logFormat ? { format: cfg.logFormat } : {}) });
+  prepareStateDir(cfg.stateDir);
+  const credentials = loadCredentials(cfg, log);
+  const info: ServerInfo = {
+    vendorName: VENDOR_NAME,
+    productName: PRODUCT_NAME,
+    revisionNumber: VERSION,
+    hostname: os.hostname(),
+    osType: os.type(),
+    osVers: os.release(),
+    hostId: hostId(cfg.stateDir),
+  };
+  const ctx: ServerContext = { info, credentials, exports: cfg.exports, log };
+  if (cfg.exports.length === 0)
+    log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');
+  for (const e of cfg.exports) log.info({ export: e.name, path: e.path }, 'export');
+
+  const server = new NdmpServer(ctx, {
+    host: cfg.host,
+    port: cfg.port,
+    maxConnections: cfg.maxConnections,
+    maxRecordSize: cfg.maxRecordSize,
+    preAuthTimeoutMs: cfg.preAuthTimeoutMs,
+  });
+  await server.listen();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+    setTimeout(() => process.exit(0), 5000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function camel(k: string): string {
+  return k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+main(process.argv).catch((e: unknown) => {
+  if (e instanceof ConfigError || e instanceof AuthFileError) {
+    process.stderr.write(`ndmpd: ${e.message}\n`);
+    process.exit(2);
+  }
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
+    process.stderr.write(`ndmpd: cannot listen: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`ndmpd: ${err.stack ?? String(e)}\n`);
+  process.exit(1);
+});

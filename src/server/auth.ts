@@ -1,0 +1,104 @@
+// Credentials for CONNECT_CLIENT_AUTH: the auth file (`user:password` lines),
+// its permission check, the generated first-start file, and verification of
+// TEXT passwords and MD5 digests in constant time.
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { md5Digest } from '../wire/index.js';
+
+export class AuthFileError extends Error {
+  readonly code = 'NDMPD_AUTH_FILE';
+}
+
+/** The users allowed to connect. Passwords stay in here and never reach a log. */
+export class Credentials {
+  private constructor(private readonly users: ReadonlyMap<string, string>) {}
+
+  static fromEntries(entries: Iterable<[string, string]>): Credentials {
+    return new Credentials(new Map(entries));
+  }
+
+  /**
+   * Loads an auth file. Refuses a file that group or others may access: it holds
+   * clear-text passwords (MD5 auth needs the clear secret on the server side).
+   */
+  static load(path: string): Credentials {
+    let st;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      throw new AuthFileError(`cannot read auth file ${path}: ${(e as Error).message}`);
+    }
+    if (!st.isFile()) throw new AuthFileError(`auth file ${path} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new AuthFileError(
+        `auth file ${path} has mode ${(st.mode & 0o777).toString(8)}: it holds passwords and must not be ` +
+          `accessible to group or others (run: chmod 600 ${path})`,
+      );
+    }
+    const users = new Map<string, string>();
+    const lines = readFileSync(path, 'utf8').split(/\r?\n/);
+    lines.forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new AuthFileError(`${path}:${i + 1}: expected user:password`);
+      const user = line.slice(0, colon);
+      const password = line.slice(colon + 1);
+      if (password === '') throw new AuthFileError(`${path}:${i + 1}: empty password for user '${user}'`);
+      users.set(user, password);
+    });
+    if (users.size === 0) throw new AuthFileError(`auth file ${path} defines no user`);
+    return new Credentials(users);
+  }
+
+  get userNames(): string[] {
+    return [...this.users.keys()];
+  }
+
+  checkText(user: string, password: string): boolean {
+    const expected = this.users.get(user);
+    // Compare digests of equal length so the time taken says nothing about the password.
+    const a = sha256(expected ?? randomBytes(16).toString('hex'));
+    const b = sha256(password);
+    return timingSafeEqual(a, b) && expected !== undefined;
+  }
+
+  checkMd5(user: string, challenge: Buffer, digest: Buffer): boolean {
+    const password = this.users.get(user);
+    if (password === undefined || digest.length !== 16) return false;
+    return timingSafeEqual(md5Digest(password, challenge), digest);
+  }
+
+  passwordOf(user: string): string | undefined {
+    return this.users.get(user);
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+export const DEFAULT_USER = 'ndmp';
+
+/**
+ * With no auth file configured, the first start writes one (0600) with a random
+ * password, so the quick start needs no editing. Later starts reuse it.
+ * Returns whether the file was created.
+ */
+export function ensureGeneratedAuthFile(path: string): boolean {
+  if (existsSync(path)) return false;
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const password = randomBytes(18).toString('base64url');
+  writeFileSync(
+    path,
+    `# ndmpd credentials: user:password, one per line. Keep this file mode 0600.\n${DEFAULT_USER}:${password}\n`,
+    {
+      mode: 0o600,
+      flag: 'wx',
+    },
+  );
+  chmodSync(path, 0o600);
+  return true;
+}

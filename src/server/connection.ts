@@ -1,0 +1,345 @@
+// One control connection: bytes in -> records -> messages -> the dispatch
+// table -> replies out, in order. Posts may go out at any time. Trouble here
+// (garbage, a crash in a handler, a peer that vanishes) ends this connection
+// at worst and never reaches another one.
+//
+//   socket ──► RecordFramer ──► queue (bounded; the socket pauses) ──► dispatch ──► reply
+//                  │ FramingError: log + close               ▲ posts (NOTIFY/LOG/FH) ──┘ single writer
+
+import type { Socket } from 'node:net';
+import type { Logger } from '../util/log.js';
+import type { ExtNegotiation, Handler, ServerContext, Session } from '../services/session.js';
+import {
+  ConnectionStatusReason,
+  ErrorCode,
+  FramingError,
+  HIGHEST_VERSION,
+  M,
+  MessageType,
+  NdmpError,
+  RecordFramer,
+  XdrDecodeError,
+  compiled,
+  decodeBody,
+  decodeHeader,
+  encodeMessage,
+  errorName,
+  lookup,
+  nowSeconds,
+} from '../wire/index.js';
+import type { CompiledMessage, Header, MessageDef, NdmpVersion } from '../wire/index.js';
+import type { DispatchTable } from './dispatch.js';
+
+export interface ConnectionOptions {
+  maxRecordSize: number;
+  /** A connection that has not authenticated within this time is closed (0 = never). */
+  preAuthTimeoutMs: number;
+}
+
+/** Requests read ahead of the one being handled before the socket is paused. */
+const MAX_QUEUED_REQUESTS = 32;
+
+export class Connection implements Session {
+  version: NdmpVersion = HIGHEST_VERSION;
+  opened = false;
+  user: string | null = null;
+  md5Challenge: Buffer | null = null;
+  authFailures = 0;
+  extNegotiation: ExtNegotiation = 'none';
+  readonly log: Logger;
+
+  private sequence = 0;
+  private readonly framer: RecordFramer;
+  private readonly queue: Buffer[] = [];
+  private draining = false;
+  private closing: string | null = null;
+  private closed = false;
+  private preAuthTimer: NodeJS.Timeout | null = null;
+  private readonly trace: boolean;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    readonly ctx: ServerContext,
+    private readonly table: DispatchTable,
+    private readonly opts: ConnectionOptions,
+    private readonly onClosed: (c: Connection) => void,
+  ) {
+    this.log = ctx.log.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.trace = this.log.isLevelEnabled('debug');
+    this.framer = new RecordFramer(opts.maxRecordSize);
+  }
+
+  /** Greets the DMA with the highest version we speak and starts reading. */
+  start(): void {
+    this.socket.setNoDelay(true);
+    this.socket.setKeepAlive(true, 60_000);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('end', () => this.onPeerEnd());
+    this.socket.on('error', (e: NodeJS.ErrnoException) =>
+      this.log.info({ err: e.code ?? e.message }, 'socket error'),
+    );
+    this.socket.on('close', () => this.onSocketClose());
+    if (this.opts.preAuthTimeoutMs > 0) {
+      this.preAuthTimer = setTimeout(() => {
+        this.log.warn({ timeoutMs: this.opts.preAuthTimeoutMs }, 'no authentication in time; closing');
+        this.notifyStatus(ConnectionStatusReason.NDMP_SHUTDOWN, 'authentication timeout');
+        this.endNow();
+      }, this.opts.preAuthTimeoutMs);
+      this.preAuthTimer.unref();
+    }
+    this.log.info('connection accepted');
+    this.notifyStatus(ConnectionStatusReason.NDMP_CONNECTED, '');
+  }
+
+  /** NOTIFY_CONNECTION_STATUS: CONNECTED on accept, SHUTDOWN before we hang up, REFUSED when full. */
+  notifyStatus(reason: number, textReason: string): void {
+    this.post(M.NOTIFY_CONNECTION_STATUS, { reason, protocolVersion: HIGHEST_VERSION, textReason });
+  }
+
+  post<Body>(def: MessageDef<Body, never>, body: Body): void {
+    const msg = compiled(this.version, def);
+    this.write(
+      msg,
+      {
+        messageType: MessageType.NDMP_MESSAGE_REQUEST,
+        messageCode: def.code,
+        replySequence: 0,
+        errorCode: 0,
+      },
+      msg.body,
+      body,
+    );
+  }
+
+  close(reason: string): void {
+    if (!this.closing) this.closing = reason;
+  }
+
+  /** Server shutdown: say so, then hang up once the output is flushed. */
+  shutdown(text: string): void {
+    if (this.closed) return;
+    this.notifyStatus(ConnectionStatusReason.NDMP_SHUTDOWN, text);
+    this.close(text);
+    this.endNow();
+  }
+
+  // ---- input ---------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.closing || this.closed) return;
+    let records: Buffer[];
+    try {
+      records = this.framer.push(chunk);
+    } catch (e) {
+      // Broken framing cannot be resynchronised: log and close this connection only.
+      this.log.warn({ err: (e as FramingError).message }, 'framing error; closing connection');
+      this.closing = 'framing error';
+      this.socket.destroy();
+      return;
+    }
+    if (records.length === 0) return;
+    this.queue.push(...records);
+    if (this.queue.length > MAX_QUEUED_REQUESTS) this.socket.pause();
+    if (!this.draining) void this.drain();
+  }
+
+  /** Handles queued records one at a time so replies leave in request order. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      for (let rec = this.queue.shift(); rec; rec = this.queue.shift()) {
+        if (this.queue.length <= MAX_QUEUED_REQUESTS / 2 && this.socket.isPaused()) this.socket.resume();
+        try {
+          await this.handleRecord(rec);
+        } catch (e) {
+          // A bug in a handler path must not take the server down.
+          this.log.error({ err: e }, 'unexpected error while handling a message');
+        }
+        if (this.closing) {
+          this.queue.length = 0;
+          this.endNow();
+          return;
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async handleRecord(rec: Buffer): Promise<void> {
+    let header: Header;
+    try {
+      header = decodeHeader(rec);
+    } catch (e) {
+      // No sequence to answer: drop it (PROTOCOL.md §1.2) and say so.
+      this.log.warn({ err: (e as XdrDecodeError).message }, 'record too short for a header; dropped');
+      return;
+    }
+    if (header.messageType !== MessageType.NDMP_MESSAGE_REQUEST) {
+      this.log.warn(
+        { seq: header.sequence, type: header.messageType, code: hex(header.messageCode) },
+        'unexpected non-request from DMA; ignored',
+      );
+      return;
+    }
+    const msg = lookup(this.version, header.messageCode);
+    // Unknown in this version, or a server-to-DMA post sent our way: header-level NOT_SUPPORTED.
+    if (!msg || msg.def.kind === 'post') {
+      this.log.warn(
+        { seq: header.sequence, code: hex(header.messageCode), version: this.version },
+        'unsupported message',
+      );
+      this.replyHeaderError(header, ErrorCode.NDMP_NOT_SUPPORTED_ERR);
+      return;
+    }
+    const h: Handler | undefined = this.table.get(header.messageCode);
+    // Auth gate before decoding the body: only the spec's short list passes (draft §2.11.3).
+    if (this.user === null && !h?.preAuth) {
+      this.log.warn({ seq: header.sequence, ndmp: msg.def.name }, 'refused before authentication');
+      this.replyHeaderError(header, ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
+      return;
+    }
+    let body: unknown;
+    try {
+      body = decodeBody(msg.body, rec);
+    } catch (e) {
+      if (!(e instanceof XdrDecodeError)) throw e;
+      this.log.warn({ seq: header.sequence, ndmp: msg.def.name, err: e.message }, 'undecodable body');
+      this.replyHeaderError(header, ErrorCode.NDMP_XDR_DECODE_ERR);
+      return;
+    }
+    if (this.trace) this.log.debug({ dir: 'in', seq: header.sequence, ndmp: msg.def.name, body }, 'message');
+
+    if (!h) {
+      // Declared by the protocol, but the service behind it is not part of this server (yet).
+      this.replyError(
+        msg,
+        header,
+        new NdmpError(ErrorCode.NDMP_NOT_SUPPORTED_ERR, `${msg.def.name} is not supported`),
+      );
+      return;
+    }
+    if (h.when) {
+      const state = h.when.state(this);
+      if (!h.when.allow.includes(state)) {
+        const rule = h.when.error ?? ErrorCode.NDMP_ILLEGAL_STATE_ERR;
+        const code = typeof rule === 'function' ? rule(state) : rule;
+        this.replyError(msg, header, new NdmpError(code, `${msg.def.name} not allowed in state ${state}`));
+        return;
+      }
+    }
+    let result: unknown;
+    try {
+      result = await h.handle(this, body);
+    } catch (e) {
+      if (!(e instanceof NdmpError)) {
+        this.log.error({ err: e, ndmp: msg.def.name }, 'handler failed');
+      }
+      this.replyError(
+        msg,
+        header,
+        e instanceof NdmpError ? e : new NdmpError(ErrorCode.NDMP_UNDEFINED_ERR, String(e)),
+      );
+      return;
+    }
+    if (this.user !== null && this.preAuthTimer) {
+      clearTimeout(this.preAuthTimer);
+      this.preAuthTimer = null;
+    }
+    if (msg.reply) this.reply(msg, header, { ...(result as object), error: ErrorCode.NDMP_NO_ERR });
+  }
+
+  // ---- output --------------------------------------------------------------
+
+  private reply(msg: CompiledMessage, req: Header, body: unknown): void {
+    const header = {
+      messageType: MessageType.NDMP_MESSAGE_REPLY,
+      messageCode: req.messageCode,
+      replySequence: req.sequence,
+      errorCode: 0,
+    };
+    try {
+      this.write(msg, header, msg.reply, body);
+    } catch (e) {
+      // A reply we cannot encode is our bug; the DMA still gets an answer.
+      this.log.error({ err: e, ndmp: msg.def.name }, 'cannot encode reply');
+      this.replyHeaderError(req, ErrorCode.NDMP_XDR_ENCODE_ERR);
+    }
+  }
+
+  /** A body-level error: the reply's own shape, zero-filled, with `error` set (draft §2.7). */
+  private replyError(msg: CompiledMessage, req: Header, err: NdmpError): void {
+    this.log.info({ seq: req.sequence, ndmp: msg.def.name, error: errorName(err.ndmpError) }, err.message);
+    if (!msg.reply) return;
+    this.reply(msg, req, { ...(msg.reply.zero() as object), error: err.ndmpError });
+  }
+
+  /** A header-level error: no body follows (PROTOCOL.md §2.1). */
+  private replyHeaderError(req: Header, code: number): void {
+    this.write(
+      null,
+      {
+        messageType: MessageType.NDMP_MESSAGE_REPLY,
+        messageCode: req.messageCode,
+        replySequence: req.sequence,
+        errorCode: code,
+      },
+      null,
+      null,
+    );
+  }
+
+  private write<T>(
+    msg: CompiledMessage | null,
+    h: Omit<Header, 'sequence' | 'timeStamp'>,
+    codec: CompiledMessage['body'] | null,
+    body: T | null,
+  ): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.sequence = (this.sequence + 1) >>> 0 || 1;
+    const header: Header = { ...h, sequence: this.sequence, timeStamp: nowSeconds() };
+    const bytes = encodeMessage(header, codec, body);
+    if (this.trace) {
+      this.log.debug(
+        {
+          dir: 'out',
+          seq: header.sequence,
+          ndmp: msg?.def.name ?? hex(h.messageCode),
+          error: h.errorCode ? errorName(h.errorCode) : undefined,
+          body,
+        },
+        'message',
+      );
+    }
+    this.socket.write(bytes);
+  }
+
+  // ---- end -----------------------------------------------------------------
+
+  private onPeerEnd(): void {
+    // ndmjob never sends CONNECT_CLOSE: EOF is a normal end of session.
+    this.log.info('peer closed the connection');
+    this.closing ??= 'peer closed';
+    if (!this.draining) this.endNow();
+  }
+
+  private endNow(): void {
+    if (this.closed) return;
+    this.socket.end();
+    // Give the peer a moment to read what we wrote, then make sure the socket goes.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  private onSocketClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.log.info({ reason: this.closing ?? 'socket closed' }, 'connection closed');
+    this.onClosed(this);
+  }
+}
+
+function hex(code: number): string {
+  return `0x${code.toString(16)}`;
+}

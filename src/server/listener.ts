@@ -1,0 +1,85 @@
+// The TCP listener: accepts DMA control connections and gives each its own
+// Connection. Connections share only the immutable ServerContext.
+
+import net from 'node:net';
+import type { ServerContext } from '../services/session.js';
+import { ConnectionStatusReason, DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
+import { Connection } from './connection.js';
+import type { DispatchTable } from './dispatch.js';
+import { defaultDispatchTable } from './dispatch.js';
+
+export interface ListenerOptions {
+  host: string;
+  /** 0 picks a free port (tests); see `address()`. */
+  port: number;
+  maxConnections: number;
+  maxRecordSize: number;
+  preAuthTimeoutMs: number;
+}
+
+export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = {
+  host: '127.0.0.1',
+  port: 10000,
+  maxConnections: 64,
+  maxRecordSize: DEFAULT_MAX_RECORD_SIZE,
+  preAuthTimeoutMs: 60_000,
+};
+
+export class NdmpServer {
+  private readonly server: net.Server;
+  private readonly connections = new Set<Connection>();
+  private nextId = 1;
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly opts: ListenerOptions,
+    private readonly table: DispatchTable = defaultDispatchTable(),
+  ) {
+    this.server = net.createServer((socket) => this.accept(socket));
+    this.server.on('error', (e) => ctx.log.error({ err: e }, 'listener error'));
+  }
+
+  listen(): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off('error', onError);
+        const addr = this.address();
+        this.ctx.log.info({ host: addr.address, port: addr.port }, 'listening for DMAs');
+        resolve(addr);
+      });
+    });
+  }
+
+  address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextId++;
+    const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) =>
+      this.connections.delete(c),
+    );
+    if (this.connections.size >= this.opts.maxConnections) {
+      // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
+      conn.log.warn({ max: this.opts.maxConnections }, 'connection refused: too many connections');
+      conn.notifyStatus(ConnectionStatusReason.NDMP_REFUSED, 'too many connections');
+      socket.end();
+      return;
+    }
+    this.connections.add(conn);
+    conn.start();
+  }
+
+  /** Stops accepting, tells every DMA the server is shutting down, and waits for sockets to close. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.connections) c.shutdown('server shutting down');
+    await closed;
+  }
+}

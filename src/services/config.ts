@@ -1,0 +1,156 @@
+// CONFIG_* (draft §3.2): what this server is and offers.
+
+import { AddrType, AuthType, ButypeAttr, ErrorCode, M, NdmpError } from '../wire/index.js';
+import type { Pval } from '../wire/index.js';
+import { newChallenge } from './connect.js';
+import { describeExport } from './exports.js';
+import type { Handler } from './session.js';
+import { handler } from './session.js';
+
+/** The backup type the data service offers: a POSIX pax stream (DESIGN.md). */
+export const TAR_BUTYPE = 'tar';
+
+/**
+ * What the `tar` type supports. Declared now, made true by the data service:
+ * file lists (FILES / name lists), DAR both ways, incremental levels, UTF-8
+ * names, both history models, and history regenerated on RECOVER_FILEHIST.
+ */
+export const TAR_ATTRS =
+  ButypeAttr.NDMP_BUTYPE_BACKUP_FILELIST |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_FILELIST |
+  ButypeAttr.NDMP_BUTYPE_BACKUP_DIRECT |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_DIRECT |
+  ButypeAttr.NDMP_BUTYPE_BACKUP_INCREMENTAL |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_INCREMENTAL |
+  ButypeAttr.NDMP_BUTYPE_BACKUP_UTF8 |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_UTF8 |
+  ButypeAttr.NDMP_BUTYPE_BACKUP_FH_FILE |
+  ButypeAttr.NDMP_BUTYPE_BACKUP_FH_DIR |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_FILEHIST |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_FH_FILE |
+  ButypeAttr.NDMP_BUTYPE_RECOVER_FH_DIR;
+
+/** Defaults a backup uses for variables the DMA does not send (PROTOCOL.md §9.3). */
+export const TAR_DEFAULT_ENV: readonly Pval[] = [
+  { name: 'TYPE', value: TAR_BUTYPE },
+  { name: 'HIST', value: 'n' },
+  { name: 'LEVEL', value: '0' },
+  { name: 'UPDATE', value: 'y' },
+  { name: 'DIRECT', value: 'n' },
+  { name: 'RECURSIVE', value: 'y' },
+];
+
+const AUTH_TYPES = [AuthType.NDMP_AUTH_TEXT, AuthType.NDMP_AUTH_MD5];
+
+const getServerInfo = handler(M.CONFIG_GET_SERVER_INFO, {
+  preAuth: true,
+  handle(s) {
+    // Before authentication only the auth types are told (PROTOCOL.md §5.4).
+    const i = s.ctx.info;
+    return s.user === null
+      ? { vendorName: '', productName: '', revisionNumber: '', authTypes: AUTH_TYPES }
+      : {
+          vendorName: i.vendorName,
+          productName: i.productName,
+          revisionNumber: i.revisionNumber,
+          authTypes: AUTH_TYPES,
+        };
+  },
+});
+
+const getAuthAttr = handler(M.CONFIG_GET_AUTH_ATTR, {
+  preAuth: true,
+  handle(s, req) {
+    switch (req.authType) {
+      case AuthType.NDMP_AUTH_TEXT:
+        return { serverAttr: { authType: AuthType.NDMP_AUTH_TEXT } };
+      case AuthType.NDMP_AUTH_MD5: {
+        // A fresh challenge per request; the latest one is the one CLIENT_AUTH must answer.
+        const challenge = newChallenge();
+        s.md5Challenge = challenge;
+        return { serverAttr: { authType: AuthType.NDMP_AUTH_MD5, challenge } };
+      }
+      default:
+        throw NdmpError.illegalArgs(`auth type ${req.authType} not supported`);
+    }
+  },
+});
+
+const getHostInfo = handler(M.CONFIG_GET_HOST_INFO, {
+  handle(s) {
+    const i = s.ctx.info;
+    return { hostname: i.hostname, osType: i.osType, osVers: i.osVers, hostid: i.hostId };
+  },
+});
+
+const getConnectionType = handler(M.CONFIG_GET_CONNECTION_TYPE, {
+  // Only what works: LOCAL (data and mover in this server) and TCP (three-way).
+  handle: () => ({ addrTypes: [AddrType.NDMP_ADDR_LOCAL, AddrType.NDMP_ADDR_TCP] }),
+});
+
+const getButypeInfo = handler(M.CONFIG_GET_BUTYPE_INFO, {
+  handle: () => ({
+    butypeInfo: [{ butypeName: TAR_BUTYPE, defaultEnv: [...TAR_DEFAULT_ENV], attrs: TAR_ATTRS }],
+  }),
+});
+
+const getFsInfo = handler(M.CONFIG_GET_FS_INFO, {
+  async handle(s) {
+    return { fsInfo: await Promise.all(s.ctx.exports.map(describeExport)) };
+  },
+});
+
+// No drives or changers until the virtual tape library exists.
+const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, { handle: () => ({ tapeInfo: [] }) });
+const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });
+
+// Extensions (v4 only, draft §2.5.4): this server implements none. The DMA may
+// list them, then select once; anything after the selection is out of order.
+const getExtList = handler(M.CONFIG_GET_EXT_LIST, {
+  when: {
+    state: (s) => s.extNegotiation,
+    allow: ['none', 'listed'],
+    error: ErrorCode.NDMP_EXT_DANDN_ILLEGAL_ERR,
+  },
+  handle(s) {
+    s.extNegotiation = 'listed';
+    return { classList: [] };
+  },
+});
+
+const setExtList = handler(M.CONFIG_SET_EXT_LIST, {
+  when: {
+    state: (s) => s.extNegotiation,
+    allow: ['listed'],
+    // Selecting before listing is out of order; selecting twice is a second negotiation.
+    error: (state) =>
+      state === 'none' ? ErrorCode.NDMP_PRECONDITION_ERR : ErrorCode.NDMP_EXT_DANDN_ILLEGAL_ERR,
+  },
+  handle(s, req) {
+    const ids = req.ndmpSelectedExt.map((c) => c.classId);
+    if (new Set(ids).size !== ids.length) {
+      throw new NdmpError(ErrorCode.NDMP_EXT_DUPL_CLASSES_ERR, 'a class is selected twice');
+    }
+    if (ids.length > 0) {
+      throw new NdmpError(
+        ErrorCode.NDMP_CLASS_NOT_SUPPORTED_ERR,
+        `no extension class is offered (asked: ${ids.join(', ')})`,
+      );
+    }
+    s.extNegotiation = 'selected';
+    return {};
+  },
+});
+
+export const configHandlers: readonly Handler[] = [
+  getServerInfo,
+  getAuthAttr,
+  getHostInfo,
+  getConnectionType,
+  getButypeInfo,
+  getFsInfo,
+  getTapeInfo,
+  getScsiInfo,
+  getExtList,
+  setExtList,
+] as readonly Handler[];

@@ -1,0 +1,83 @@
+// What a service handler sees of the control connection it serves, and the
+// shape of one dispatch-table entry. The server layer implements Session; the
+// services layer never imports the server.
+
+import type { Logger } from '../util/log.js';
+import type { Credentials } from '../server/auth.js';
+import type { MessageDef, NdmpVersion } from '../wire/index.js';
+import type { Export } from './exports.js';
+
+/** Facts about this server that every session shares; immutable once started. */
+export interface ServerInfo {
+  readonly vendorName: string;
+  readonly productName: string;
+  readonly revisionNumber: string;
+  readonly hostname: string;
+  readonly osType: string;
+  readonly osVers: string;
+  readonly hostId: string;
+}
+
+export interface ServerContext {
+  readonly info: ServerInfo;
+  readonly credentials: Credentials;
+  readonly exports: readonly Export[];
+  readonly log: Logger;
+}
+
+/** Extension negotiation (v4 CONFIG_GET/SET_EXT_LIST): listed first, then selected once. */
+export type ExtNegotiation = 'none' | 'listed' | 'selected';
+
+export interface Session {
+  readonly id: number;
+  readonly ctx: ServerContext;
+  readonly log: Logger;
+  /** Negotiated protocol version (the offered one until CONNECT_OPEN). */
+  version: NdmpVersion;
+  /** Whether CONNECT_OPEN has succeeded (a repeat is an ILLEGAL_STATE_ERR). */
+  opened: boolean;
+  /** The authenticated user, or null before CONNECT_CLIENT_AUTH succeeds. */
+  user: string | null;
+  /** The latest MD5 challenge handed out by CONFIG_GET_AUTH_ATTR, if any. */
+  md5Challenge: Buffer | null;
+  authFailures: number;
+  extNegotiation: ExtNegotiation;
+  /** Sends a post (NOTIFY_*, LOG_*, FH_*) to the DMA. */
+  post<Body>(def: MessageDef<Body, never>, body: Body): void;
+  /** Ends the connection once pending output is written. */
+  close(reason: string): void;
+}
+
+/** A reply as a handler returns it: everything but `error`, which the dispatcher sets. */
+export type ReplyBody<Rep> = [Rep] extends [never] ? void : Omit<Rep, 'error'>;
+
+/** A precondition on session state, checked by the dispatcher before the handler runs. */
+export interface StateRule {
+  /** Names the current state, e.g. `session.opened ? 'open' : 'offered'`. */
+  readonly state: (s: Session) => string;
+  readonly allow: readonly string[];
+  /** The error for any other state (default NDMP_ILLEGAL_STATE_ERR), or one per state. */
+  readonly error?: number | ((state: string) => number);
+}
+
+export interface Handler<Req = unknown, Rep = unknown> {
+  readonly def: MessageDef<Req, Rep>;
+  /** Allowed before CONNECT_CLIENT_AUTH has succeeded (draft §2.11.3; PROTOCOL.md §5.4). */
+  readonly preAuth: boolean;
+  readonly when?: StateRule;
+  /** Returns the reply body or throws NdmpError; may be async (replies still go out in order). */
+  handle(s: Session, req: Req): ReplyBody<Rep> | Promise<ReplyBody<Rep>>;
+}
+
+/** Declares a handler with its types inferred from the message definition. */
+export function handler<Req, Rep>(
+  def: MessageDef<Req, Rep>,
+  spec: Omit<Handler<Req, Rep>, 'def' | 'preAuth'> & { preAuth?: boolean },
+): Handler<Req, Rep> {
+  return {
+    def,
+    preAuth: spec.preAuth ?? false,
+    ...(spec.when ? { when: spec.when } : {}),
+    handle: spec.handle,
+  };
+}
