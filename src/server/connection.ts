@@ -12,7 +12,6 @@ import type { ExtNegotiation, Handler, ServerContext, Session } from '../service
 import {
   ConnectionStatusReason,
   ErrorCode,
-  FramingError,
   HIGHEST_VERSION,
   M,
   MessageType,
@@ -27,7 +26,7 @@ import {
   lookup,
   nowSeconds,
 } from '../wire/index.js';
-import type { CompiledMessage, Header, MessageDef, NdmpVersion } from '../wire/index.js';
+import type { CompiledMessage, Header, MessageDef, NdmpVersion, FramingError } from '../wire/index.js';
 import type { DispatchTable } from './dispatch.js';
 
 export interface ConnectionOptions {

@@ -1,0 +1,348 @@
+// The DMA side of a control connection: requests correlated with replies by
+// sequence number, a timeout per request, and handlers for the server's posts
+// (NOTIFY_*, LOG_*, FH_*), which may arrive at any time, even between a request
+// and its reply (PROTOCOL.md §2.2).
+
+import net from 'node:net';
+import {
+  AuthType,
+  ConnectionStatusReason,
+  ErrorCode,
+  M,
+  MessageType,
+  NdmpError,
+  RecordFramer,
+  TransportError,
+  XdrDecodeError,
+  compiled,
+  decodeBody,
+  decodeHeader,
+  encodeMessage,
+  lookup,
+  md5Digest,
+  nowSeconds,
+  SUPPORTED_VERSIONS,
+} from '../wire/index.js';
+import type { MessageDef, NdmpVersion, ReplyOf, RequestOf, Header, FramingError } from '../wire/index.js';
+import type { Logger } from '../util/log.js';
+import { silentLogger } from '../util/log.js';
+
+export interface ClientOptions {
+  host: string;
+  port: number;
+  /** How long to wait for the TCP connection and for each reply (default 30 s). */
+  timeoutMs?: number;
+  maxRecordSize?: number;
+  log?: Logger;
+}
+
+type PostHandler = (body: unknown, header: Header) => void;
+
+interface Pending {
+  code: number;
+  def: MessageDef;
+  resolve: (body: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class NdmpClient {
+  /** The version the server announced in NOTIFY_CONNECTION_STATUS. */
+  offeredVersion: NdmpVersion = 4;
+  /** The version messages are encoded with (the offered one until `open`). */
+  version: NdmpVersion = 4;
+
+  private sequence = 0;
+  private readonly pending = new Map<number, Pending>();
+  private readonly postHandlers = new Map<number, PostHandler[]>();
+  private closedError: TransportError | null = null;
+  private readonly framer: RecordFramer;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    opts: ClientOptions,
+  ) {
+    this.log = opts.log ?? silentLogger();
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.framer = new RecordFramer(opts.maxRecordSize);
+  }
+
+  /**
+   * Connects and waits for the server's NOTIFY_CONNECTION_STATUS. Rejects with
+   * TransportError NDMP_REFUSED if the server refuses the connection.
+   */
+  static connect(opts: ClientOptions): Promise<NdmpClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: opts.host, port: opts.port });
+      const client = new NdmpClient(socket, opts);
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(e);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            new TransportError(
+              'NDMP_TIMEOUT',
+              `no greeting from ${opts.host}:${opts.port} in ${client.timeoutMs} ms`,
+            ),
+          ),
+        client.timeoutMs,
+      );
+      socket.once('error', (e) =>
+        fail(
+          new TransportError(
+            'NDMP_CONNECT_FAILED',
+            `cannot connect to ${opts.host}:${opts.port}: ${e.message}`,
+          ),
+        ),
+      );
+      client.onPost(M.NOTIFY_CONNECTION_STATUS, function greet(body) {
+        client.offPost(M.NOTIFY_CONNECTION_STATUS, greet);
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        socket.on('error', (e) => client.fail(new TransportError('NDMP_CONNECTION_CLOSED', e.message)));
+        if (body.reason !== ConnectionStatusReason.NDMP_CONNECTED) {
+          fail(
+            new TransportError(
+              'NDMP_REFUSED',
+              `server refused the connection: ${body.textReason || 'no reason given'}`,
+            ),
+          );
+          return;
+        }
+        const v = body.protocolVersion as NdmpVersion;
+        // A server offering v5+ still speaks 4; one offering less than 3 is beyond us.
+        client.offeredVersion = v > 4 ? 4 : v;
+        if (!SUPPORTED_VERSIONS.includes(client.offeredVersion)) {
+          fail(
+            new TransportError(
+              'NDMP_REFUSED',
+              `server offers NDMP v${body.protocolVersion}; v3 or v4 needed`,
+            ),
+          );
+          return;
+        }
+        client.version = client.offeredVersion;
+        resolve(client);
+      });
+      socket.on('data', (chunk: Buffer) => client.onData(chunk));
+      socket.on('close', () =>
+        client.fail(new TransportError('NDMP_CONNECTION_CLOSED', 'connection closed by the server')),
+      );
+    });
+  }
+
+  /** CONNECT_OPEN with the given version, or the highest both sides speak. */
+  async open(version?: NdmpVersion): Promise<void> {
+    const v = version ?? (Math.min(4, this.offeredVersion) as NdmpVersion);
+    await this.call(M.CONNECT_OPEN, { protocolVersion: v });
+    this.version = v;
+  }
+
+  async authText(user: string, password: string): Promise<void> {
+    await this.call(M.CONNECT_CLIENT_AUTH, {
+      authData: { authType: AuthType.NDMP_AUTH_TEXT, authId: user, authPassword: password },
+    });
+  }
+
+  async authMd5(user: string, password: string): Promise<void> {
+    const attr = await this.call(M.CONFIG_GET_AUTH_ATTR, { authType: AuthType.NDMP_AUTH_MD5 });
+    if (attr.serverAttr.authType !== AuthType.NDMP_AUTH_MD5) {
+      throw new NdmpError(ErrorCode.NDMP_ILLEGAL_ARGS_ERR, 'server returned no MD5 challenge');
+    }
+    await this.call(M.CONNECT_CLIENT_AUTH, {
+      authData: {
+        authType: AuthType.NDMP_AUTH_MD5,
+        authId: user,
+        authDigest: md5Digest(password, attr.serverAttr.challenge),
+      },
+    });
+  }
+
+  /**
+   * Sends a request and resolves with its reply body. Rejects with NdmpError
+   * when the reply carries an error (in the header or in the body's `error`),
+   * and with TransportError on timeout or a lost connection.
+   */
+  call<D extends MessageDef>(
+    def: D,
+    body: RequestOf<D>,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<ReplyOf<D>> {
+    return this.request(def, body, opts).then((reply) => {
+      const err = (reply as { error?: number }).error;
+      if (err !== undefined && err !== ErrorCode.NDMP_NO_ERR) throw new NdmpError(err, def.name, 'body');
+      return reply;
+    });
+  }
+
+  /** Like `call`, but a body-level error is returned in the body, not thrown. */
+  request<D extends MessageDef>(
+    def: D,
+    body: RequestOf<D>,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<ReplyOf<D>> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const msg = compiled(this.version, def);
+    const seq = this.send(def.code, msg.body, body);
+    if (def.kind !== 'request') return Promise.resolve(undefined as ReplyOf<D>);
+    return new Promise((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+      const timer = setTimeout(() => {
+        // A late reply to this sequence is then ignored.
+        this.pending.delete(seq);
+        reject(new TransportError('NDMP_TIMEOUT', `${def.name}: no reply in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(seq, { code: def.code, def, resolve: resolve as (b: unknown) => void, reject, timer });
+    });
+  }
+
+  /** Sends bytes as they are (tests of a server's handling of hostile input). */
+  sendRaw(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** The next sequence number this client will use. */
+  get nextSequence(): number {
+    return this.sequence + 1;
+  }
+
+  onPost<Body>(def: MessageDef<Body, never>, fn: (body: Body, header: Header) => void): void {
+    const list = this.postHandlers.get(def.code) ?? [];
+    list.push(fn as PostHandler);
+    this.postHandlers.set(def.code, list);
+  }
+
+  offPost<Body>(def: MessageDef<Body, never>, fn: (body: Body, header: Header) => void): void {
+    const list = this.postHandlers.get(def.code);
+    if (list)
+      this.postHandlers.set(
+        def.code,
+        list.filter((f) => f !== (fn as PostHandler)),
+      );
+  }
+
+  /** Resolves when the server closes the connection. */
+  get closed(): boolean {
+    return this.closedError !== null;
+  }
+
+  /** CONNECT_CLOSE (no reply), then close the socket. */
+  async close(): Promise<void> {
+    if (this.closedError) return;
+    try {
+      this.send(M.CONNECT_CLOSE.code, compiled(this.version, M.CONNECT_CLOSE).body, {});
+    } catch {
+      /* already going */
+    }
+    await new Promise<void>((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+      setTimeout(() => {
+        this.socket.destroy();
+        resolve();
+      }, 1000).unref();
+    });
+  }
+
+  /** Drops the connection without CONNECT_CLOSE, as ndmjob does. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private send<T>(code: number, codec: ReturnType<typeof compiled>['body'], body: T): number {
+    this.sequence = (this.sequence + 1) >>> 0 || 1;
+    const header: Header = {
+      sequence: this.sequence,
+      timeStamp: nowSeconds(),
+      messageType: MessageType.NDMP_MESSAGE_REQUEST,
+      messageCode: code,
+      replySequence: 0,
+      errorCode: 0,
+    };
+    this.socket.write(encodeMessage(header, codec, body));
+    return this.sequence;
+  }
+
+  private onData(chunk: Buffer): void {
+    let records: Buffer[];
+    try {
+      records = this.framer.push(chunk);
+    } catch (e) {
+      this.fail(
+        new TransportError(
+          'NDMP_CONNECTION_CLOSED',
+          `framing error from server: ${(e as FramingError).message}`,
+        ),
+      );
+      this.socket.destroy();
+      return;
+    }
+    for (const rec of records) this.onRecord(rec);
+  }
+
+  private onRecord(rec: Buffer): void {
+    let header: Header;
+    try {
+      header = decodeHeader(rec);
+    } catch {
+      this.log.warn({ bytes: rec.length }, 'short record from server dropped');
+      return;
+    }
+    if (header.messageType === MessageType.NDMP_MESSAGE_REPLY) {
+      const p = this.pending.get(header.replySequence);
+      if (!p || p.code !== header.messageCode) {
+        this.log.warn(
+          { replySequence: header.replySequence, code: header.messageCode },
+          'reply to no pending request',
+        );
+        return;
+      }
+      this.pending.delete(header.replySequence);
+      clearTimeout(p.timer);
+      // A header-level error has no body (PROTOCOL.md §2.1).
+      if (header.errorCode !== 0) {
+        p.reject(new NdmpError(header.errorCode, p.def.name, 'header'));
+        return;
+      }
+      const msg = compiled(this.version, p.def);
+      try {
+        p.resolve(decodeBody(msg.reply!, rec));
+      } catch (e) {
+        p.reject(
+          e instanceof XdrDecodeError
+            ? new NdmpError(ErrorCode.NDMP_XDR_DECODE_ERR, `${p.def.name} reply: ${e.message}`)
+            : (e as Error),
+        );
+      }
+      return;
+    }
+    const msg = lookup(this.version, header.messageCode);
+    if (!msg || msg.def.kind !== 'post') {
+      this.log.warn({ code: header.messageCode }, 'unexpected request from server ignored');
+      return;
+    }
+    let body: unknown;
+    try {
+      body = decodeBody(msg.body, rec);
+    } catch (e) {
+      this.log.warn({ post: msg.def.name, err: (e as Error).message }, 'undecodable post from server');
+      return;
+    }
+    for (const fn of this.postHandlers.get(header.messageCode) ?? []) fn(body, header);
+  }
+
+  private fail(e: TransportError): void {
+    if (this.closedError) return;
+    this.closedError = e;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+  }
+}
