@@ -66,7 +66,11 @@ export async function startServer(opts: Partial<ListenerOptions> = {}): Promise<
   };
 }
 
-export async function client(port: number, login: 'none' | 'text' | 'md5' = 'md5', version?: 3 | 4): Promise<NdmpClient> {
+export async function client(
+  port: number,
+  login: 'none' | 'text' | 'md5' = 'md5',
+  version?: 3 | 4,
+): Promise<NdmpClient> {
   const c = await NdmpClient.connect({ host: '127.0.0.1', port, timeoutMs: 5000 });
   if (login === 'none') return c;
   await c.open(version);

@@ -53,7 +53,11 @@ describe('ndmpd protocol core over real sockets', () => {
 
   test('CONNECT_OPEN: v4 and v3 accepted, others ILLEGAL_ARGS, a second open ILLEGAL_STATE', async () => {
     const c = await client(s.port, 'none');
-    await rejectsWith(c.call(M.CONNECT_OPEN, { protocolVersion: 5 }), ErrorCode.NDMP_ILLEGAL_ARGS_ERR, 'body');
+    await rejectsWith(
+      c.call(M.CONNECT_OPEN, { protocolVersion: 5 }),
+      ErrorCode.NDMP_ILLEGAL_ARGS_ERR,
+      'body',
+    );
     await rejectsWith(c.call(M.CONNECT_OPEN, { protocolVersion: 2 }), ErrorCode.NDMP_ILLEGAL_ARGS_ERR);
     await c.open(3);
     assert.equal(c.version, 3);
@@ -77,7 +81,9 @@ describe('ndmpd protocol core over real sockets', () => {
       M.CONFIG_GET_AUTH_ATTR.code,
     ]);
     const c = await client(s.port, 'none');
-    const refused = ALL_MESSAGES.filter((d) => d.kind === 'request' && d.versions.includes(4) && !allowed.has(d.code));
+    const refused = ALL_MESSAGES.filter(
+      (d) => d.kind === 'request' && d.versions.includes(4) && !allowed.has(d.code),
+    );
     // v4 has 44 requests that get a reply; 4 of them are allowed before auth.
     assert.equal(refused.length, 40);
     for (const def of refused) {
@@ -103,7 +109,9 @@ describe('ndmpd protocol core over real sockets', () => {
     await rejectsWith(c.authText(USER, ''), ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
     await assert.rejects(c.call(M.CONFIG_GET_SERVER_INFO, {}), TransportError);
     await rejectsWith(
-      (await client(s.port, 'none')).call(M.CONNECT_CLIENT_AUTH, { authData: { authType: AuthType.NDMP_AUTH_NONE } }),
+      (await client(s.port, 'none')).call(M.CONNECT_CLIENT_AUTH, {
+        authData: { authType: AuthType.NDMP_AUTH_NONE },
+      }),
       ErrorCode.NDMP_ILLEGAL_ARGS_ERR,
     );
   });
@@ -148,7 +156,9 @@ describe('ndmpd protocol core over real sockets', () => {
   test('CONNECT_SERVER_AUTH: MD5 answer proves the shared secret; TEXT is refused', async () => {
     const c = await client(s.port);
     const challenge = Buffer.alloc(64, 7);
-    const r = await c.call(M.CONNECT_SERVER_AUTH, { clientAttr: { authType: AuthType.NDMP_AUTH_MD5, challenge } });
+    const r = await c.call(M.CONNECT_SERVER_AUTH, {
+      clientAttr: { authType: AuthType.NDMP_AUTH_MD5, challenge },
+    });
     assert.equal(r.serverResult.authType, AuthType.NDMP_AUTH_MD5);
     if (r.serverResult.authType === 2) {
       assert.equal(r.serverResult.authId, USER);
@@ -191,7 +201,10 @@ describe('ndmpd protocol core over real sockets', () => {
 
   test('extension negotiation: list, then select once; out of order is refused with the spec errors', async () => {
     const c = await client(s.port);
-    await rejectsWith(c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [] }), ErrorCode.NDMP_PRECONDITION_ERR);
+    await rejectsWith(
+      c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [] }),
+      ErrorCode.NDMP_PRECONDITION_ERR,
+    );
     assert.deepEqual((await c.call(M.CONFIG_GET_EXT_LIST, {})).classList, []);
     await rejectsWith(
       c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [{ classId: 0x2050, version: 1 }] }),
@@ -207,7 +220,10 @@ describe('ndmpd protocol core over real sockets', () => {
       ErrorCode.NDMP_EXT_DUPL_CLASSES_ERR,
     );
     await c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [] });
-    await rejectsWith(c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [] }), ErrorCode.NDMP_EXT_DANDN_ILLEGAL_ERR);
+    await rejectsWith(
+      c.call(M.CONFIG_SET_EXT_LIST, { ndmpSelectedExt: [] }),
+      ErrorCode.NDMP_EXT_DANDN_ILLEGAL_ERR,
+    );
     await rejectsWith(c.call(M.CONFIG_GET_EXT_LIST, {}), ErrorCode.NDMP_EXT_DANDN_ILLEGAL_ERR);
     await c.close();
   });
@@ -303,7 +319,8 @@ describe('ndmpd protocol core over real sockets', () => {
       const g = await RawPeer.connect(s.port);
       await g.next();
       const junk = Buffer.alloc(64 + (rnd() % 512));
-      for (let i = 0; i < junk.length; i += 4) junk.writeUInt32BE(rnd(), i - (i + 4 > junk.length ? i + 4 - junk.length : 0));
+      for (let i = 0; i < junk.length; i += 4)
+        junk.writeUInt32BE(rnd(), i - (i + 4 > junk.length ? i + 4 - junk.length : 0));
       g.send(junk);
       await new Promise((r) => setTimeout(r, 10));
       g.close();
@@ -347,12 +364,15 @@ describe('ndmpd connection limits', () => {
     const s = await startServer({ maxConnections: 1 });
     try {
       const first = await client(s.port);
-      await assert.rejects(NdmpClient.connect({ host: '127.0.0.1', port: s.port, timeoutMs: 3000 }), (e: unknown) => {
-        assert.ok(e instanceof TransportError);
-        assert.equal(e.code, 'NDMP_REFUSED');
-        assert.match(e.message, /too many connections/);
-        return true;
-      });
+      await assert.rejects(
+        NdmpClient.connect({ host: '127.0.0.1', port: s.port, timeoutMs: 3000 }),
+        (e: unknown) => {
+          assert.ok(e instanceof TransportError);
+          assert.equal(e.code, 'NDMP_REFUSED');
+          assert.match(e.message, /too many connections/);
+          return true;
+        },
+      );
       assert.equal((await first.call(M.CONFIG_GET_HOST_INFO, {})).hostname, 'testhost');
       await first.close();
     } finally {
