@@ -157,7 +157,13 @@ export interface HaltedPost {
   textReason?: string;
 }
 const halted = (v: Vocabulary): Codec<HaltedPost> =>
-  byVersion<HaltedPost>(v, struct({ reason: u32 }), () => struct({ reason: u32, textReason: string }));
+  byVersion<HaltedPost>(v, struct({ reason: u32 }), () =>
+    mapped(
+      struct({ reason: u32, textReason: string }),
+      (w) => w,
+      (c) => ({ reason: c.reason, textReason: c.textReason ?? '' }),
+    ),
+  );
 
 const logMessageV4 = struct({
   logType: u32,

@@ -4,6 +4,15 @@
 import { XdrDecodeError } from './errors.js';
 
 /**
+ * n rounded up to a multiple of 4. Plain arithmetic, not `(n + 3) & ~3`: bit
+ * operators work on signed 32-bit values, and a hostile length of 0x7ffffffd
+ * or more would round to zero or below and slip past the bounds check.
+ */
+function padded4(n: number): number {
+  return n + ((4 - (n % 4)) % 4);
+}
+
+/**
  * Reads XDR items from one decoded record. Every read checks bounds first and
  * throws XdrDecodeError instead of reading past the end, so a truncated or
  * lying body can never make us allocate or read what is not there.
@@ -63,7 +72,7 @@ export class XdrReader {
 
   /** Fixed-length opaque: n bytes then pad, no length word. Returns a copy. */
   fixedOpaque(n: number): Buffer {
-    const padded = (n + 3) & ~3;
+    const padded = padded4(n);
     this.need(padded, `opaque[${n}]`);
     const out = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
     this.pos += padded;
@@ -78,7 +87,7 @@ export class XdrReader {
 
   string(): string {
     const n = this.u32();
-    const padded = (n + 3) & ~3;
+    const padded = padded4(n);
     this.need(padded, `string<${n}>`);
     const s = this.buf.toString('utf8', this.pos, this.pos + n);
     this.pos += padded;
@@ -142,6 +151,7 @@ export class XdrWriter {
   }
 
   u64(v: bigint): this {
+    if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`u64 out of range: ${v}`);
     this.room(8);
     this.buf.writeBigUInt64BE(BigInt.asUintN(64, v), this.pos);
     this.pos += 8;

@@ -6,7 +6,16 @@
 // Shared by messages-golden (encode/decode), messages-truncation (every prefix
 // must fail) and framing (every golden record through the framer).
 
-import type { Addr, Codec, FileName, FileStat, Header, MessageDef, NdmpVersion, Pval } from '../../src/wire/index.js';
+import type {
+  Addr,
+  Codec,
+  FileName,
+  FileStat,
+  Header,
+  MessageDef,
+  NdmpVersion,
+  Pval,
+} from '../../src/wire/index.js';
 import { compiled, M } from '../../src/wire/index.js';
 import type { Bytes } from './xdr-bytes.js';
 import { b, headerBytes } from './xdr-bytes.js';
@@ -86,17 +95,7 @@ const ADDR_V4_TCP: Addr = {
   ],
 };
 const addrV4TcpW = () =>
-  b()
-    .u32(1)
-    .u32(2)
-    .u32(0x7f000001)
-    .u32(48347)
-    .u32(0)
-    .u32(0xc0a80a05)
-    .u32(10001)
-    .u32(1)
-    .str('IF')
-    .str('eth0');
+  b().u32(1).u32(2).u32(0x7f000001).u32(48347).u32(0).u32(0xc0a80a05).u32(10001).u32(1).str('IF').str('eth0');
 const ADDR_IPC: Addr = { addrType: 3, commData: Buffer.from([1, 2, 3, 4, 5]) };
 const addrIpcW = () => b().u32(3).u32(5).hex('0102030405 000000');
 const ADDR_V3_TCP: Addr = { addrType: 1, tcpAddrs: [{ ipAddr: 0x0a000002, port: 10000, addrEnv: [] }] };
@@ -265,7 +264,10 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       s({ authType: 2 }, b().u32(2)),
       v3
         ? s({ error: 0, serverAttr: { authType: 1 } }, b().u32(0).u32(1))
-        : s({ error: 0, serverAttr: { authType: 2, challenge: CHALLENGE } }, b().u32(0).u32(2).fixed(CHALLENGE)),
+        : s(
+            { error: 0, serverAttr: { authType: 2, challenge: CHALLENGE } },
+            b().u32(0).u32(2).fixed(CHALLENGE),
+          ),
     ),
     gc(
       M.CONFIG_GET_BUTYPE_INFO,
@@ -409,7 +411,9 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
           scsiInfo: [
             {
               model: 'STK L700',
-              caplist: [{ device: '/dev/ch0', attr: 0x1, capability: [{ name: 'SERIAL', value: 'XYZZY_A' }] }],
+              caplist: [
+                { device: '/dev/ch0', attr: 0x1, capability: [{ name: 'SERIAL', value: 'XYZZY_A' }] },
+              ],
             },
             { model: 'IBM 3573-TL', caplist: [{ device: '/dev/ch1', attr: 0, capability: [] }] },
           ],
@@ -436,7 +440,13 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       V,
       EMPTY(),
       s(
-        { error: 0, vendorName: 'ndmpd project', productName: 'ndmpd', revisionNumber: '0.1.0', authTypes: [1, 2] },
+        {
+          error: 0,
+          vendorName: 'ndmpd project',
+          productName: 'ndmpd',
+          revisionNumber: '0.1.0',
+          authTypes: [1, 2],
+        },
         b().u32(0).str('ndmpd project').str('ndmpd').str('0.1.0').u32(2).u32(1).u32(2),
       ),
     ),
@@ -572,13 +582,22 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       M.TAPE_READ,
       V,
       s({ count: 1024 }, b().u32(1024)),
-      s({ error: 13, dataIn: Buffer.from('deadbeefcafe01', 'hex') }, b().u32(13).u32(7).hex('deadbeef cafe0100')),
+      s(
+        { error: 13, dataIn: Buffer.from('deadbeefcafe01', 'hex') },
+        b().u32(13).u32(7).hex('deadbeef cafe0100'),
+      ),
     ),
     gc(
       M.TAPE_EXECUTE_CDB,
       V,
       s(
-        { flags: 2, timeout: 0, datainLen: 0, cdb: Buffer.from('0a0000000100', 'hex'), dataout: Buffer.from('fffefd', 'hex') },
+        {
+          flags: 2,
+          timeout: 0,
+          datainLen: 0,
+          cdb: Buffer.from('0a0000000100', 'hex'),
+          dataout: Buffer.from('fffefd', 'hex'),
+        },
         b().u32(2).u32(0).u32(0).u32(6).hex('0a000000 01000000').u32(3).hex('fffefd00'),
       ),
       s(
@@ -653,7 +672,9 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
     gc(
       M.NOTIFY_DATA_HALTED,
       V,
-      v3 ? s({ reason: 3, textReason: 'internal error' }, b().u32(3).str('internal error')) : s({ reason: 1 }, b().u32(1)),
+      v3
+        ? s({ reason: 3, textReason: 'internal error' }, b().u32(3).str('internal error'))
+        : s({ reason: 1 }, b().u32(1)),
       null,
     ),
     gc(
@@ -679,7 +700,10 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
     gc(
       M.NOTIFY_DATA_READ,
       V,
-      s({ offset: 2n ** 33n, length: 2n ** 34n + 12345n }, b().hex('00000002 00000000').hex('00000004 00003039')),
+      s(
+        { offset: 2n ** 33n, length: 2n ** 34n + 12345n },
+        b().hex('00000002 00000000').hex('00000004 00003039'),
+      ),
       null,
     ),
 
@@ -688,7 +712,12 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       M.LOG_FILE,
       V,
       // NOT_FOUND: v4 recovery status 2, v3 FILE_NOT_FOUND_ERR 14 (PROTOCOL.md §9.4)
-      s({ name: '/données/ü.txt', recoveryStatus: 2 }, b().str('/données/ü.txt').u32(v3 ? 14 : 2)),
+      s(
+        { name: '/données/ü.txt', recoveryStatus: 2 },
+        b()
+          .str('/données/ü.txt')
+          .u32(v3 ? 14 : 2),
+      ),
       null,
     ),
     gc(
@@ -696,11 +725,23 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       V,
       v3
         ? s(
-            { logType: 3, messageId: 78, entry: 'slow tape', associatedMessageValid: 0, associatedMessageSequence: 0 },
+            {
+              logType: 3,
+              messageId: 78,
+              entry: 'slow tape',
+              associatedMessageValid: 0,
+              associatedMessageSequence: 0,
+            },
             b().u32(3).u32(78).str('slow tape'),
           )
         : s(
-            { logType: 2, messageId: 77, entry: 'write failed', associatedMessageValid: 1, associatedMessageSequence: 42 },
+            {
+              logType: 2,
+              messageId: 77,
+              entry: 'write failed',
+              associatedMessageValid: 1,
+              associatedMessageSequence: 42,
+            },
             b().u32(2).u32(77).str('write failed').u32(1).u32(42),
           ),
       null,
@@ -713,7 +754,12 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
       s(
         {
           files: [
-            { names: [NAME_UNIX, NAME_NT], stats: [STAT_FILE, STAT_DIR], node: 2n ** 40n + 1n, fhInfo: 2n ** 41n },
+            {
+              names: [NAME_UNIX, NAME_NT],
+              stats: [STAT_FILE, STAT_DIR],
+              node: 2n ** 40n + 1n,
+              fhInfo: 2n ** 41n,
+            },
             { names: [NAME_OTHER], stats: [], node: 5n, fhInfo: 0n },
           ],
         },
@@ -840,7 +886,10 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
     gc(
       M.MOVER_READ,
       V,
-      s({ offset: 2n ** 32n + 4n, length: 0xffffffffffffffffn }, b().hex('00000001 00000004').hex('ffffffff ffffffff')),
+      s(
+        { offset: 2n ** 32n + 4n, length: 0xffffffffffffffffn },
+        b().hex('00000001 00000004').hex('ffffffff ffffffff'),
+      ),
       errorReply(22), // NO_MEM
     ),
     gc(M.MOVER_CLOSE, V, EMPTY(), errorReply(19)),
@@ -878,7 +927,13 @@ function bodyCase(
 /** Golden bodies, flattened: one per message × version × (request|post, reply). */
 export const GOLDEN_BODIES: readonly BodyCase[] = GOLDEN_CASES.flatMap((c) => {
   const out = [
-    bodyCase(`${c.def.name} v${c.version} ${partOf(c.def, false)}`, c.def, c.version, partOf(c.def, false), c.request),
+    bodyCase(
+      `${c.def.name} v${c.version} ${partOf(c.def, false)}`,
+      c.def,
+      c.version,
+      partOf(c.def, false),
+      c.request,
+    ),
   ];
   if (c.reply) out.push(bodyCase(`${c.def.name} v${c.version} reply`, c.def, c.version, 'reply', c.reply));
   return out;
@@ -964,7 +1019,13 @@ const tapeStateSample = (error: number) => ({
 
 export const DELTA_BODIES: readonly BodyCase[] = [
   ...V3_ERROR_MAP.map(([v4, v3]) =>
-    delta(`v4-only error ${v4} goes out as v3 error ${v3}`, M.CONNECT_OPEN, 3, 'reply', s({ error: v4 }, b().u32(v3), { error: v3 })),
+    delta(
+      `v4-only error ${v4} goes out as v3 error ${v3}`,
+      M.CONNECT_OPEN,
+      3,
+      'reply',
+      s({ error: v4 }, b().u32(v3), { error: v3 }),
+    ),
   ),
   ...V3_ERROR_MAP.map(([v4]) =>
     delta(`error ${v4} goes out unchanged`, M.CONNECT_OPEN, 4, 'reply', s({ error: v4 }, b().u32(v4))),
@@ -996,8 +1057,20 @@ export const DELTA_BODIES: readonly BodyCase[] = [
     'reply',
     s(moverStateSample(1), moverStateV3W(), moverStateSample(2)),
   ),
-  delta('a text reason is not on the v4 wire', M.NOTIFY_DATA_HALTED, 4, 'body', s({ reason: 2, textReason: 'aborted' }, b().u32(2), { reason: 2 })),
-  delta('a text reason is not on the v4 wire', M.NOTIFY_MOVER_HALTED, 4, 'body', s({ reason: 4, textReason: 'refused' }, b().u32(4), { reason: 4 })),
+  delta(
+    'a text reason is not on the v4 wire',
+    M.NOTIFY_DATA_HALTED,
+    4,
+    'body',
+    s({ reason: 2, textReason: 'aborted' }, b().u32(2), { reason: 2 }),
+  ),
+  delta(
+    'a text reason is not on the v4 wire',
+    M.NOTIFY_MOVER_HALTED,
+    4,
+    'body',
+    s({ reason: 4, textReason: 'refused' }, b().u32(4), { reason: 4 }),
+  ),
   delta(
     'association fields are not on the v3 wire and decode as 0',
     M.LOG_MESSAGE,
@@ -1063,15 +1136,32 @@ export const DELTA_BODIES: readonly BodyCase[] = [
       M.LOG_FILE,
       3,
       'body',
-      s({ name: '/a', recoveryStatus: status }, b().str('/a').u32(wire), { name: '/a', recoveryStatus: back }),
+      s({ name: '/a', recoveryStatus: status }, b().str('/a').u32(wire), {
+        name: '/a',
+        recoveryStatus: back,
+      }),
     ),
   ),
 ];
 
 // ---- bodies a peer may send that we never produce: bytes -> value only --------------------------
 
-function decodeOnly(what: string, def: MessageDef, version: NdmpVersion, part: Part, bytes: Bytes, decoded: unknown): WireCase {
-  return { title: `${def.name} v${version} ${part}: ${what}`, def, version, part, bytes: bytes.bytes(), decoded };
+function decodeOnly(
+  what: string,
+  def: MessageDef,
+  version: NdmpVersion,
+  part: Part,
+  bytes: Bytes,
+  decoded: unknown,
+): WireCase {
+  return {
+    title: `${def.name} v${version} ${part}: ${what}`,
+    def,
+    version,
+    part,
+    bytes: bytes.bytes(),
+    decoded,
+  };
 }
 
 export const DECODE_ONLY: readonly WireCase[] = [
@@ -1152,7 +1242,10 @@ export function headerOf(c: Pick<WireCase, 'def' | 'part'>): { header: Header; b
     replySequence: reply ? 7 : 0,
     errorCode: 0,
   };
-  return { header, bytes: headerBytes(header.sequence, TIME_STAMP, reply ? 1 : 0, c.def.code, reply ? 7 : 0, 0) };
+  return {
+    header,
+    bytes: headerBytes(header.sequence, TIME_STAMP, reply ? 1 : 0, c.def.code, reply ? 7 : 0, 0),
+  };
 }
 
 /** A case's record without the mark: header bytes then body bytes, both built by hand. */

@@ -79,7 +79,14 @@ export function headerBytes(
   replySequence: number,
   errorCode: number,
 ): Buffer {
-  return b().u32(sequence).u32(timeStamp).u32(messageType).u32(messageCode).u32(replySequence).u32(errorCode).bytes();
+  return b()
+    .u32(sequence)
+    .u32(timeStamp)
+    .u32(messageType)
+    .u32(messageCode)
+    .u32(replySequence)
+    .u32(errorCode)
+    .bytes();
 }
 
 /** One record as a single last fragment: mark `0x80000000 | length`, then the payload. */
