@@ -9,7 +9,10 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
@@ -23,7 +26,22 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['net', 'node:net', 'fs', 'node:fs', 'fs/*', 'node:fs/*', 'worker_threads', 'node:worker_threads', 'tls', 'node:tls', 'dgram', 'node:dgram', 'child_process', 'node:child_process'],
+              group: [
+                'net',
+                'node:net',
+                'fs',
+                'node:fs',
+                'fs/*',
+                'node:fs/*',
+                'worker_threads',
+                'node:worker_threads',
+                'tls',
+                'node:tls',
+                'dgram',
+                'node:dgram',
+                'child_process',
+                'node:child_process',
+              ],
               message: 'src/wire is pure: no sockets, files or threads (DESIGN.md, Layers).',
             },
             {
