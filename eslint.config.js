@@ -2,18 +2,52 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const wireForbidden = [
+  'net',
+  'node:net',
+  'fs',
+  'node:fs',
+  'fs/*',
+  'node:fs/*',
+  'worker_threads',
+  'node:worker_threads',
+  'tls',
+  'node:tls',
+  'dgram',
+  'node:dgram',
+  'child_process',
+  'node:child_process',
+];
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-unused-vars': [
         'error',
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
       ],
       '@typescript-eslint/consistent-type-imports': 'error',
+      // A promise nobody awaits swallows its failure: in a server that can mean a
+      // check that silently did not happen. Every promise is awaited, returned or voided.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        // node:test's test() and describe() return promises the runner itself awaits.
+        {
+          allowForKnownSafeCalls: [
+            {
+              from: 'package',
+              package: 'node:test',
+              name: ['test', 'describe', 'it', 'suite', 'before', 'after'],
+            },
+          ],
+        },
+      ],
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
     },
   },
   {
@@ -26,22 +60,7 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: [
-                'net',
-                'node:net',
-                'fs',
-                'node:fs',
-                'fs/*',
-                'node:fs/*',
-                'worker_threads',
-                'node:worker_threads',
-                'tls',
-                'node:tls',
-                'dgram',
-                'node:dgram',
-                'child_process',
-                'node:child_process',
-              ],
+              group: wireForbidden,
               message: 'src/wire is pure: no sockets, files or threads (DESIGN.md, Layers).',
             },
             {

@@ -2,12 +2,13 @@
 
 import { randomBytes } from 'node:crypto';
 import { AuthType, ErrorCode, M, NdmpError, SUPPORTED_VERSIONS, md5Digest } from '../wire/index.js';
-import type { NdmpVersion } from '../wire/index.js';
+import type { AuthData, NdmpVersion } from '../wire/index.js';
 import type { Handler, Session } from './session.js';
 import { handler } from './session.js';
 
 /** After this many refused CONNECT_CLIENT_AUTH attempts the connection is closed. */
 export const MAX_AUTH_FAILURES = 3;
+export const DEFAULT_AUTH_FAILURE_DELAY_MS = 1000;
 
 const connectOpen = handler(M.CONNECT_OPEN, {
   preAuth: true,
@@ -26,43 +27,49 @@ const connectOpen = handler(M.CONNECT_OPEN, {
   },
 });
 
-function refuse(s: Session, user: string, why: string): never {
-  s.authFailures++;
-  s.log.warn({ user, failures: s.authFailures }, `authentication refused: ${why}`);
-  if (s.authFailures >= MAX_AUTH_FAILURES) s.close(`${MAX_AUTH_FAILURES} failed authentication attempts`);
-  throw new NdmpError(ErrorCode.NDMP_NOT_AUTHORIZED_ERR, 'authentication failed');
+type Verdict = { user: string; refused: string | null };
+
+/**
+ * Checks the credentials: `refused` is null when they are right, else why not.
+ * Throws ILLEGAL_ARGS for an auth type we do not offer (the spec's answer).
+ */
+function verify(s: Session, a: AuthData): Verdict {
+  switch (a.authType) {
+    case AuthType.NDMP_AUTH_TEXT:
+      return {
+        user: a.authId,
+        refused: s.ctx.credentials.checkText(a.authId, a.authPassword) ? null : 'wrong user or password',
+      };
+    case AuthType.NDMP_AUTH_MD5: {
+      // The digest must answer the latest challenge this session handed out, and
+      // a challenge answers one attempt: reuse would allow replaying a captured digest.
+      const challenge = s.md5Challenge;
+      s.md5Challenge = null;
+      if (!challenge)
+        return { user: a.authId, refused: 'MD5 without a prior CONFIG_GET_AUTH_ATTR challenge' };
+      const ok = s.ctx.credentials.checkMd5(a.authId, challenge, a.authDigest);
+      return { user: a.authId, refused: ok ? null : 'wrong user or MD5 digest' };
+    }
+    default:
+      throw NdmpError.illegalArgs(`auth type ${a.authType} not supported (TEXT and MD5 are)`);
+  }
 }
 
 const connectClientAuth = handler(M.CONNECT_CLIENT_AUTH, {
   preAuth: true,
-  handle(s, req) {
-    const a = req.authData;
-    switch (a.authType) {
-      case AuthType.NDMP_AUTH_TEXT:
-        if (!s.ctx.credentials.checkText(a.authId, a.authPassword))
-          refuse(s, a.authId, 'wrong user or password');
-        s.user = a.authId;
-        break;
-      case AuthType.NDMP_AUTH_MD5: {
-        // The digest must answer the latest challenge this session handed out.
-        const challenge = s.md5Challenge;
-        if (!challenge) refuse(s, a.authId, 'MD5 without a prior CONFIG_GET_AUTH_ATTR challenge');
-        // A challenge answers one attempt: reuse would allow replaying a captured digest.
-        s.md5Challenge = null;
-        if (!s.ctx.credentials.checkMd5(a.authId, challenge, a.authDigest)) {
-          refuse(s, a.authId, 'wrong user or MD5 digest');
-        }
-        s.user = a.authId;
-        break;
-      }
-      default:
-        // NONE (or anything else) is not offered: the spec's answer is ILLEGAL_ARGS.
-        throw NdmpError.illegalArgs(`auth type ${a.authType} not supported (TEXT and MD5 are)`);
+  async handle(s, req) {
+    const { user, refused } = verify(s, req.authData);
+    if (refused !== null) {
+      // Each guess costs the guesser a delay, and the connection goes after a few.
+      s.authFailures++;
+      s.log.warn({ user, failures: s.authFailures }, `authentication refused: ${refused}`);
+      if (s.authFailures >= MAX_AUTH_FAILURES) s.close(`${MAX_AUTH_FAILURES} failed authentication attempts`);
+      await new Promise((r) => setTimeout(r, s.ctx.authFailureDelayMs ?? DEFAULT_AUTH_FAILURE_DELAY_MS));
+      throw new NdmpError(ErrorCode.NDMP_NOT_AUTHORIZED_ERR, 'authentication failed');
     }
-    s.log.info(
-      { user: s.user, authType: a.authType === AuthType.NDMP_AUTH_MD5 ? 'md5' : 'text' },
-      'authenticated',
-    );
+    s.user = user;
+    const authType = req.authData.authType === AuthType.NDMP_AUTH_MD5 ? 'md5' : 'text';
+    s.log.info({ user, authType }, 'authenticated');
     return {};
   },
 });

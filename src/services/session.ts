@@ -23,6 +23,8 @@ export interface ServerContext {
   readonly credentials: Credentials;
   readonly exports: readonly Export[];
   readonly log: Logger;
+  /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
+  readonly authFailureDelayMs?: number;
 }
 
 /** Extension negotiation (v4 CONFIG_GET/SET_EXT_LIST): listed first, then selected once. */

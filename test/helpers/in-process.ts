@@ -27,7 +27,10 @@ export interface TestServer {
   statfs: ReturnType<typeof statfsSync>;
 }
 
-export async function startServer(opts: Partial<ListenerOptions> = {}): Promise<TestServer> {
+export async function startServer(
+  opts: Partial<ListenerOptions> = {},
+  ctxOverrides: Partial<ServerContext> = {},
+): Promise<TestServer> {
   const exportDir = mkdtempSync(join(os.tmpdir(), 'ndmpd-export-'));
   let logs = '';
   const sink = new Writable({
@@ -50,6 +53,8 @@ export async function startServer(opts: Partial<ListenerOptions> = {}): Promise<
     credentials: Credentials.fromEntries([[USER, PASSWORD]]),
     exports: [{ name: 'data', path: exportDir }],
     log,
+    authFailureDelayMs: 5,
+    ...ctxOverrides,
   };
   const server = new NdmpServer(ctx, { ...DEFAULT_LISTENER_OPTIONS, port: 0, ...opts });
   const addr = await server.listen();

@@ -380,6 +380,23 @@ describe('ndmpd connection limits', () => {
     }
   });
 
+  test('a refused login is answered only after the failure delay; a good one at once', async () => {
+    const s = await startServer({}, { authFailureDelayMs: 300 });
+    try {
+      const c = await client(s.port, 'none');
+      await c.open();
+      let t0 = Date.now();
+      await rejectsWith(c.authText(USER, 'guess'), ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
+      assert.ok(Date.now() - t0 >= 290, `refusal came after ${Date.now() - t0} ms`);
+      t0 = Date.now();
+      await c.authText(USER, PASSWORD);
+      assert.ok(Date.now() - t0 < 290, 'a right password is not delayed');
+      await c.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   test('no authentication in time: SHUTDOWN notice, then close', async () => {
     const s = await startServer({ preAuthTimeoutMs: 200 });
     try {
