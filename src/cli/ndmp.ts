@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { NdmpClient } from '../dma/client.js';
+import { parseAuthLines } from '../services/credentials.js';
 import { query } from '../dma/query.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { NdmpVersion } from '../wire/index.js';
@@ -42,11 +43,13 @@ export function readPassword(file: string | undefined, user: string): string {
   } catch (e) {
     throw new UsageError(`cannot read password file: ${(e as Error).message}`);
   }
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '' && !l.startsWith('#'));
-  const own = lines.find((l) => l.startsWith(`${user}:`));
-  if (own) return own.slice(user.length + 1);
+  const lines = parseAuthLines(text);
+  const own = lines.find((l) => l.user === user);
+  if (own) return own.password;
   if (lines.length === 0) throw new UsageError(`password file ${file} is empty`);
-  return lines[0]!.replace(/\r$/, '');
+  // A file with just the password: the whole first line, colons and all.
+  const first = text.split(/\r?\n/)[lines[0]!.line - 1]!.trim();
+  return first;
 }
 
 interface ConnectOpts {
@@ -59,8 +62,12 @@ interface ConnectOpts {
 
 async function connectAndLogin(target: string, o: ConnectOpts): Promise<NdmpClient> {
   const { host, port } = parseTarget(target);
+  const timeout = Number(o.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2_000_000) {
+    throw new UsageError(`--timeout must be a number of seconds, not '${o.timeout}'`);
+  }
   const password = readPassword(o.passwordFile, o.user);
-  const client = await NdmpClient.connect({ host, port, timeoutMs: Number(o.timeout) * 1000 });
+  const client = await NdmpClient.connect({ host, port, timeoutMs: timeout * 1000 });
   try {
     await client.open(o.v3 ? (3 as NdmpVersion) : undefined);
     if (o.auth === 'text') await client.authText(o.user, password);

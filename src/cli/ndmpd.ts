@@ -6,7 +6,12 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { AuthFileError, Credentials, DEFAULT_USER, ensureGeneratedAuthFile } from '../server/auth.js';
+import {
+  AuthFileError,
+  Credentials,
+  DEFAULT_USER,
+  ensureGeneratedAuthFile,
+} from '../services/credentials.js';
 import { NdmpServer } from '../server/listener.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
@@ -70,20 +75,24 @@ async function main(argv: string[]): Promise<void> {
     .option('--listen <host:port>', 'address for DMA control connections (default 127.0.0.1:10000)')
     .option(
       '--state-dir <dir>',
-      'where ndmpd keeps its state (default /var/lib/ndmpd as root, else ~/.local/state/ndmpd)',
+      'where ndmpd keeps its state (default $NDMPD_STATE_DIR, else /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd or ~/.local/state/ndmpd)',
     )
     .option('--export <name=path>', 'offer a directory tree for backup (repeatable)', collect)
     .option('--auth-file <file>', 'user:password lines, mode 0600 (default: generated in the state dir)')
     .option('--max-connections <n>', 'refuse DMA connections beyond this many (default 64)')
+    .option('--max-unauthenticated <n>', 'refuse connections beyond this many not yet logged in (default 16)')
     .option(
       '--max-record-size <bytes>',
       'close a connection that sends a larger NDMP record (default 4 MiB + 4 KiB)',
     )
     .option(
       '--pre-auth-timeout <seconds>',
-      'close connections that do not authenticate in time (default 60, 0 = never)',
+      'close connections that do not authenticate in time (default 30, 0 = never)',
     )
-    .option('--log-level <level>', 'fatal, error, warn, info, debug (message trace), trace (default info)')
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug (message trace), trace, silent (default info)',
+    )
     .addOption(
       new Option('--log-format <format>', 'json lines, or pretty (default: pretty on a terminal)').choices([
         'json',
@@ -101,9 +110,15 @@ async function main(argv: string[]): Promise<void> {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
   }
-  for (const k of ['max-connections', 'max-record-size', 'pre-auth-timeout'] as const) {
+  // Numbers stay strings here: resolveConfig checks them and names a bad one.
+  for (const k of [
+    'max-connections',
+    'max-unauthenticated',
+    'max-record-size',
+    'pre-auth-timeout',
+  ] as const) {
     const v = o[camel(k)];
-    if (typeof v === 'string') (flags as Record<string, unknown>)[k] = Number(v);
+    if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
   }
   if (Array.isArray(o.export)) flags.export = o.export;
   const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
@@ -135,10 +150,15 @@ async function main(argv: string[]): Promise<void> {
     host: cfg.host,
     port: cfg.port,
     maxConnections: cfg.maxConnections,
+    maxUnauthenticated: cfg.maxUnauthenticated,
     maxRecordSize: cfg.maxRecordSize,
     preAuthTimeoutMs: cfg.preAuthTimeoutMs,
   });
-  await server.listen();
+  try {
+    await server.listen();
+  } catch (e) {
+    throw new ListenError(`cannot listen on ${cfg.host}:${cfg.port}: ${(e as Error).message}`);
+  }
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -155,6 +175,8 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+class ListenError extends Error {}
+
 function camel(k: string): string {
   return k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
@@ -165,8 +187,9 @@ main(process.argv).catch((e: unknown) => {
     process.exit(2);
   }
   const err = e as NodeJS.ErrnoException;
-  if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-    process.stderr.write(`ndmpd: cannot listen: ${err.message}\n`);
+  // A port in use, a state dir we may not create: one line in the system's own words.
+  if (e instanceof ListenError || (err.code && err.syscall)) {
+    process.stderr.write(`ndmpd: ${err.message}\n`);
     process.exit(2);
   }
   process.stderr.write(`ndmpd: ${err.stack ?? String(e)}\n`);

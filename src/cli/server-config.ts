@@ -21,6 +21,7 @@ export interface ServerConfig {
   authFile: string | null;
   exports: Export[];
   maxConnections: number;
+  maxUnauthenticated: number;
   maxRecordSize: number;
   preAuthTimeoutMs: number;
   logLevel: string;
@@ -33,9 +34,10 @@ export interface ConfigInput {
   'state-dir'?: string;
   'auth-file'?: string;
   export?: string[] | Record<string, string>;
-  'max-connections'?: number;
-  'max-record-size'?: number;
-  'pre-auth-timeout'?: number;
+  'max-connections'?: number | string;
+  'max-unauthenticated'?: number | string;
+  'max-record-size'?: number | string;
+  'pre-auth-timeout'?: number | string;
   'log-level'?: string;
   'log-format'?: string;
 }
@@ -46,6 +48,7 @@ const KNOWN_KEYS = new Set<string>([
   'auth-file',
   'export',
   'max-connections',
+  'max-unauthenticated',
   'max-record-size',
   'pre-auth-timeout',
   'log-level',
@@ -93,12 +96,17 @@ export function readConfigFile(path: string): ConfigInput {
   return doc as ConfigInput;
 }
 
-function positiveInt(v: unknown, what: string): number {
-  const n = typeof v === 'string' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0)
-    throw new ConfigError(`${what} must be a positive integer`);
+function integer(v: unknown, what: string, min: number, max: number): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${what} must be a whole number from ${min} to ${max}, not '${String(v)}'`);
+  }
   return n;
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** setTimeout's ceiling: longer delays fire at once. */
+const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
 
 function toExports(v: ConfigInput['export']): Array<{ name: string; path: string }> {
   if (v === undefined) return [];
@@ -134,6 +142,10 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
   if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') {
     throw new ConfigError(`log-format must be json or pretty, not '${logFormat}'`);
   }
+  const logLevel = pick('log-level') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`log-level must be one of ${LOG_LEVELS.join(', ')}, not '${logLevel}'`);
+  }
   const authFile = pick('auth-file');
   const stateDir = resolve(cwd, pick('state-dir') ?? defaultStateDir());
   const timeout = pick('pre-auth-timeout');
@@ -143,10 +155,16 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     stateDir,
     authFile: authFile ? (isAbsolute(authFile) ? authFile : resolve(cwd, authFile)) : null,
     exports,
-    maxConnections: positiveInt(pick('max-connections') ?? 64, 'max-connections'),
-    maxRecordSize: positiveInt(pick('max-record-size') ?? DEFAULT_MAX_RECORD_SIZE, 'max-record-size'),
-    preAuthTimeoutMs: timeout === undefined ? 60_000 : Number(timeout) * 1000,
-    logLevel: pick('log-level') ?? 'info',
+    maxConnections: integer(pick('max-connections') ?? 64, 'max-connections', 1, 100_000),
+    maxRecordSize: integer(
+      pick('max-record-size') ?? DEFAULT_MAX_RECORD_SIZE,
+      'max-record-size',
+      64 * 1024,
+      0x7fffffff,
+    ),
+    maxUnauthenticated: integer(pick('max-unauthenticated') ?? 16, 'max-unauthenticated', 1, 100_000),
+    preAuthTimeoutMs: integer(timeout ?? 30, 'pre-auth-timeout', 0, MAX_TIMER_SECONDS) * 1000,
+    logLevel,
     logFormat,
   };
 }

@@ -130,9 +130,12 @@ export class NdmpClient {
         resolve(client);
       });
       socket.on('data', (chunk: Buffer) => client.onData(chunk));
-      socket.on('close', () =>
-        client.fail(new TransportError('NDMP_CONNECTION_CLOSED', 'connection closed by the server')),
-      );
+      socket.on('close', () => {
+        const e = new TransportError('NDMP_CONNECTION_CLOSED', 'connection closed by the server');
+        client.fail(e);
+        // Closed before the greeting: say so now rather than at the timeout (a no-op once settled).
+        fail(e);
+      });
     });
   }
 
@@ -226,7 +229,7 @@ export class NdmpClient {
       );
   }
 
-  /** Resolves when the server closes the connection. */
+  /** Whether the connection is gone (closed by either side, or failed). */
   get closed(): boolean {
     return this.closedError !== null;
   }
@@ -333,7 +336,14 @@ export class NdmpClient {
       this.log.warn({ post: msg.def.name, err: (e as Error).message }, 'undecodable post from server');
       return;
     }
-    for (const fn of this.postHandlers.get(header.messageCode) ?? []) fn(body, header);
+    for (const fn of this.postHandlers.get(header.messageCode) ?? []) {
+      // A handler's bug must not become an uncaught exception in the socket's data event.
+      try {
+        fn(body, header);
+      } catch (e) {
+        this.log.error({ err: e, post: msg.def.name }, 'post handler failed');
+      }
+    }
   }
 
   private fail(e: TransportError): void {

@@ -35,11 +35,29 @@ export interface ConnectionOptions {
   preAuthTimeoutMs: number;
 }
 
-/** Requests read ahead of the one being handled before the socket is paused. */
-const MAX_QUEUED_REQUESTS = 32;
+/** Bytes of requests read ahead of the one being handled before reading pauses. */
+const MAX_QUEUED_BYTES = 256 * 1024;
+/** Until a DMA authenticates, no message it may send is larger than this. */
+export const PRE_AUTH_MAX_RECORD_SIZE = 64 * 1024;
+/** Refusals logged at warn per connection; the rest go to debug, so a flood cannot flood the log. */
+const LOUD_REFUSALS = 5;
+
+export interface ConnectionStats {
+  id: number;
+  peer: string;
+  user: string | null;
+  version: NdmpVersion;
+  /** Records handled so far. */
+  requests: number;
+  /** Request bytes read but not yet handled. */
+  queuedBytes: number;
+  /** Reply bytes written but not yet taken by the DMA. */
+  outputBytes: number;
+}
 
 export class Connection implements Session {
   version: NdmpVersion = HIGHEST_VERSION;
+  /** The version is settled: by CONNECT_OPEN, or by the first other request (PROTOCOL.md §5.3). */
   opened = false;
   user: string | null = null;
   md5Challenge: Buffer | null = null;
@@ -50,9 +68,14 @@ export class Connection implements Session {
   private sequence = 0;
   private readonly framer: RecordFramer;
   private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
   private draining = false;
+  private authenticated = false;
+  private refusals = 0;
+  private requests = 0;
   private closing: string | null = null;
   private closed = false;
+  private ending = false;
   private preAuthTimer: NodeJS.Timeout | null = null;
   private readonly trace: boolean;
 
@@ -66,7 +89,8 @@ export class Connection implements Session {
   ) {
     this.log = ctx.log.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
     this.trace = this.log.isLevelEnabled('debug');
-    this.framer = new RecordFramer(opts.maxRecordSize);
+    // Small records only until the DMA has shown who it is.
+    this.framer = new RecordFramer(Math.min(PRE_AUTH_MAX_RECORD_SIZE, opts.maxRecordSize));
   }
 
   /** Greets the DMA with the highest version we speak and starts reading. */
@@ -83,12 +107,24 @@ export class Connection implements Session {
       this.preAuthTimer = setTimeout(() => {
         this.log.warn({ timeoutMs: this.opts.preAuthTimeoutMs }, 'no authentication in time; closing');
         this.notifyStatus(ConnectionStatusReason.NDMP_SHUTDOWN, 'authentication timeout');
-        this.endNow();
+        this.close('authentication timeout');
       }, this.opts.preAuthTimeoutMs);
       this.preAuthTimer.unref();
     }
     this.log.info('connection accepted');
     this.notifyStatus(ConnectionStatusReason.NDMP_CONNECTED, '');
+  }
+
+  /** Turns the connection away (it was never started): REFUSED with the reason, then close. */
+  refuse(reason: string): void {
+    this.socket.on('error', (e: NodeJS.ErrnoException) =>
+      this.log.debug({ err: e.code ?? e.message }, 'socket error'),
+    );
+    this.socket.on('close', () => (this.closed = true));
+    this.log.warn({ reason }, 'connection refused');
+    this.notifyStatus(ConnectionStatusReason.NDMP_REFUSED, reason);
+    this.closing = reason;
+    this.endNow();
   }
 
   /** NOTIFY_CONNECTION_STATUS: CONNECTED on accept, SHUTDOWN before we hang up, REFUSED when full. */
@@ -111,8 +147,31 @@ export class Connection implements Session {
     );
   }
 
+  /**
+   * Ends the connection. Inside a request, after its reply has gone out;
+   * otherwise at once (pending output is still flushed before the socket closes).
+   */
   close(reason: string): void {
-    if (!this.closing) this.closing = reason;
+    this.closing ??= reason;
+    if (!this.draining) this.endNow();
+  }
+
+  /** What this connection is doing, for operators and tests. */
+  stats(): ConnectionStats {
+    return {
+      id: this.id,
+      peer: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      user: this.user,
+      version: this.version,
+      requests: this.requests,
+      queuedBytes: this.queuedBytes,
+      outputBytes: this.socket.writableLength,
+    };
+  }
+
+  /** Whether the DMA has authenticated (the listener counts the others). */
+  get isAuthenticated(): boolean {
+    return this.authenticated;
   }
 
   /** Server shutdown: say so, then hang up once the output is flushed. */
@@ -138,8 +197,11 @@ export class Connection implements Session {
       return;
     }
     if (records.length === 0) return;
-    this.queue.push(...records);
-    if (this.queue.length > MAX_QUEUED_REQUESTS) this.socket.pause();
+    for (const r of records) {
+      this.queue.push(r);
+      this.queuedBytes += r.length;
+    }
+    if (this.queuedBytes > MAX_QUEUED_BYTES) this.socket.pause();
     if (!this.draining) void this.drain();
   }
 
@@ -148,7 +210,7 @@ export class Connection implements Session {
     this.draining = true;
     try {
       for (let rec = this.queue.shift(); rec; rec = this.queue.shift()) {
-        if (this.queue.length <= MAX_QUEUED_REQUESTS / 2 && this.socket.isPaused()) this.socket.resume();
+        this.queuedBytes -= rec.length;
         try {
           await this.handleRecord(rec);
         } catch (e) {
@@ -157,26 +219,51 @@ export class Connection implements Session {
         }
         if (this.closing) {
           this.queue.length = 0;
+          this.queuedBytes = 0;
           this.endNow();
           return;
         }
+        // A DMA that does not read its replies gets no more of them: wait until
+        // the socket drains (reading pauses meanwhile once the queue is full).
+        if (this.socket.writableNeedDrain) await this.writable();
+        if (this.queuedBytes <= MAX_QUEUED_BYTES / 2 && this.socket.isPaused()) this.socket.resume();
       }
     } finally {
       this.draining = false;
     }
   }
 
+  private writable(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  /** Logs a refused request: loudly for the first few, quietly after. */
+  private logRefusal(fields: Record<string, unknown>, text: string): void {
+    this.refusals++;
+    if (this.refusals <= LOUD_REFUSALS) this.log.warn(fields, text);
+    else this.log.debug(fields, text);
+  }
+
   private async handleRecord(rec: Buffer): Promise<void> {
+    this.requests++;
     let header: Header;
     try {
       header = decodeHeader(rec);
     } catch (e) {
       // No sequence to answer: drop it (PROTOCOL.md §1.2) and say so.
-      this.log.warn({ err: (e as XdrDecodeError).message }, 'record too short for a header; dropped');
+      this.logRefusal({ err: (e as XdrDecodeError).message }, 'record too short for a header; dropped');
       return;
     }
     if (header.messageType !== MessageType.NDMP_MESSAGE_REQUEST) {
-      this.log.warn(
+      this.logRefusal(
         { seq: header.sequence, type: header.messageType, code: hex(header.messageCode) },
         'unexpected non-request from DMA; ignored',
       );
@@ -185,7 +272,7 @@ export class Connection implements Session {
     const msg = lookup(this.version, header.messageCode);
     // Unknown in this version, or a server-to-DMA post sent our way: header-level NOT_SUPPORTED.
     if (!msg || msg.def.kind === 'post') {
-      this.log.warn(
+      this.logRefusal(
         { seq: header.sequence, code: hex(header.messageCode), version: this.version },
         'unsupported message',
       );
@@ -195,7 +282,7 @@ export class Connection implements Session {
     const h: Handler | undefined = this.table.get(header.messageCode);
     // Auth gate before decoding the body: only the spec's short list passes (draft §2.11.3).
     if (this.user === null && !h?.preAuth) {
-      this.log.warn({ seq: header.sequence, ndmp: msg.def.name }, 'refused before authentication');
+      this.logRefusal({ seq: header.sequence, ndmp: msg.def.name }, 'refused before authentication');
       this.replyHeaderError(header, ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
       return;
     }
@@ -204,11 +291,14 @@ export class Connection implements Session {
       body = decodeBody(msg.body, rec);
     } catch (e) {
       if (!(e instanceof XdrDecodeError)) throw e;
-      this.log.warn({ seq: header.sequence, ndmp: msg.def.name, err: e.message }, 'undecodable body');
+      this.logRefusal({ seq: header.sequence, ndmp: msg.def.name, err: e.message }, 'undecodable body');
       this.replyHeaderError(header, ErrorCode.NDMP_XDR_DECODE_ERR);
       return;
     }
     if (this.trace) this.log.debug({ dir: 'in', seq: header.sequence, ndmp: msg.def.name, body }, 'message');
+    // CONNECT_OPEN is optional: any other first request accepts the offered version,
+    // and a CONNECT_OPEN after it is out of order (PROTOCOL.md §5.3).
+    if (header.messageCode !== M.CONNECT_OPEN.code) this.opened = true;
 
     if (!h) {
       // Declared by the protocol, but the service behind it is not part of this server (yet).
@@ -242,11 +332,15 @@ export class Connection implements Session {
       );
       return;
     }
-    if (this.user !== null && this.preAuthTimer) {
-      clearTimeout(this.preAuthTimer);
-      this.preAuthTimer = null;
-    }
+    if (this.user !== null && !this.authenticated) this.onAuthenticated();
     if (msg.reply) this.reply(msg, header, { ...(result as object), error: ErrorCode.NDMP_NO_ERR });
+  }
+
+  private onAuthenticated(): void {
+    this.authenticated = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.preAuthTimer = null;
+    this.framer.setMaxRecordSize(this.opts.maxRecordSize);
   }
 
   // ---- output --------------------------------------------------------------
@@ -295,10 +389,12 @@ export class Connection implements Session {
     codec: CompiledMessage['body'] | null,
     body: T | null,
   ): void {
-    if (this.closed || this.socket.destroyed) return;
-    this.sequence = (this.sequence + 1) >>> 0 || 1;
-    const header: Header = { ...h, sequence: this.sequence, timeStamp: nowSeconds() };
+    if (this.closed || !this.socket.writable) return;
+    // The sequence is spent only once the message is encoded: a failed encode leaves no gap.
+    const sequence = (this.sequence + 1) >>> 0 || 1;
+    const header: Header = { ...h, sequence, timeStamp: nowSeconds() };
     const bytes = encodeMessage(header, codec, body);
+    this.sequence = sequence;
     if (this.trace) {
       this.log.debug(
         {
@@ -324,7 +420,8 @@ export class Connection implements Session {
   }
 
   private endNow(): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
+    this.ending = true;
     this.socket.end();
     // Give the peer a moment to read what we wrote, then make sure the socket goes.
     setTimeout(() => this.socket.destroy(), 2000).unref();

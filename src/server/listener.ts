@@ -3,8 +3,9 @@
 
 import net from 'node:net';
 import type { ServerContext } from '../services/session.js';
-import { ConnectionStatusReason, DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
+import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 import { Connection } from './connection.js';
+import type { ConnectionStats } from './connection.js';
 import type { DispatchTable } from './dispatch.js';
 import { defaultDispatchTable } from './dispatch.js';
 
@@ -13,6 +14,8 @@ export interface ListenerOptions {
   /** 0 picks a free port (tests); see `address()`. */
   port: number;
   maxConnections: number;
+  /** Connections not yet authenticated beyond this many are refused. */
+  maxUnauthenticated: number;
   maxRecordSize: number;
   preAuthTimeoutMs: number;
 }
@@ -21,8 +24,9 @@ export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = {
   host: '127.0.0.1',
   port: 10000,
   maxConnections: 64,
+  maxUnauthenticated: 16,
   maxRecordSize: DEFAULT_MAX_RECORD_SIZE,
-  preAuthTimeoutMs: 60_000,
+  preAuthTimeoutMs: 30_000,
 };
 
 export class NdmpServer {
@@ -56,6 +60,11 @@ export class NdmpServer {
     return this.server.address() as net.AddressInfo;
   }
 
+  /** Every open control connection's counters. */
+  stats(): ConnectionStats[] {
+    return [...this.connections].map((c) => c.stats());
+  }
+
   get connectionCount(): number {
     return this.connections.size;
   }
@@ -65,11 +74,17 @@ export class NdmpServer {
     const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) =>
       this.connections.delete(c),
     );
+    // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
     if (this.connections.size >= this.opts.maxConnections) {
-      // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
-      conn.log.warn({ max: this.opts.maxConnections }, 'connection refused: too many connections');
-      conn.notifyStatus(ConnectionStatusReason.NDMP_REFUSED, 'too many connections');
-      socket.end();
+      conn.refuse('too many connections');
+      return;
+    }
+    // Peers that have not logged in get a share of the slots only, so they cannot
+    // lock out the DMAs that do.
+    let unauthenticated = 0;
+    for (const c of this.connections) if (!c.isAuthenticated) unauthenticated++;
+    if (unauthenticated >= this.opts.maxUnauthenticated) {
+      conn.refuse('too many unauthenticated connections');
       return;
     }
     this.connections.add(conn);

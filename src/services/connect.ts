@@ -62,7 +62,8 @@ const connectClientAuth = handler(M.CONNECT_CLIENT_AUTH, {
     if (refused !== null) {
       // Each guess costs the guesser a delay, and the connection goes after a few.
       s.authFailures++;
-      s.log.warn({ user, failures: s.authFailures }, `authentication refused: ${refused}`);
+      // The user name is the peer's text: cut it so a refusal cannot flood the log.
+      s.log.warn({ user: user.slice(0, 64), failures: s.authFailures }, `authentication refused: ${refused}`);
       if (s.authFailures >= MAX_AUTH_FAILURES) s.close(`${MAX_AUTH_FAILURES} failed authentication attempts`);
       await new Promise((r) => setTimeout(r, s.ctx.authFailureDelayMs ?? DEFAULT_AUTH_FAILURE_DELAY_MS));
       throw new NdmpError(ErrorCode.NDMP_NOT_AUTHORIZED_ERR, 'authentication failed');

@@ -84,7 +84,7 @@ export async function describeExport(exp: Export): Promise<FsInfo> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     return {
-      unsupported: 0x1f,
+      unsupported: Object.values(FsInfoUnsupported).reduce((a, b) => a | b, 0),
       fsType: 'unknown',
       fsLogicalDevice: exp.path,
       fsPhysicalDevice: '',

@@ -3,7 +3,7 @@
 // services layer never imports the server.
 
 import type { Logger } from '../util/log.js';
-import type { Credentials } from '../server/auth.js';
+import type { Credentials } from './credentials.js';
 import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 

@@ -5,6 +5,7 @@
 import type { NdmpVersion } from './constants.js';
 import type { MessageType } from './constants.js';
 import { XdrDecodeError } from './errors.js';
+import { LAST_FRAGMENT } from './framing.js';
 import type { MessageDef } from './messages.js';
 import { ALL_MESSAGES } from './messages.js';
 import type { Codec } from './schema.js';
@@ -110,7 +111,7 @@ export function encodeMessage<T>(header: Header, codec: Codec<T> | null, body: T
   if (codec && body !== null) codec.encode(w, body);
   const out = w.finish();
   // One last fragment holding the whole message (fine for every known peer).
-  w.patchU32(0, (0x80000000 | (out.length - 4)) >>> 0);
+  w.patchU32(0, (LAST_FRAGMENT | (out.length - 4)) >>> 0);
   return out;
 }
 

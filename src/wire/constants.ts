@@ -32,7 +32,7 @@ export const ErrorCode = {
   NDMP_XDR_ENCODE_ERR: 21,
   NDMP_NO_MEM_ERR: 22,
   NDMP_CONNECT_ERR: 23,
-  // v4 only from here on: a v3 peer must never see them (see v3.ts).
+  // v4 only from here on: a v3 peer must never see them (structures.ts maps them down).
   NDMP_SEQUENCE_NUM_ERR: 24,
   NDMP_READ_IN_PROGRESS_ERR: 25,
   NDMP_PRECONDITION_ERR: 26,
@@ -166,7 +166,7 @@ export const FileType = {
   NDMP_FILE_OTHER: 8,
 } as const;
 
-/** CONFIG_GET_BUTYPE_INFO attribute bits as v4 defines them (v3 differs: see v3.ts). */
+/** CONFIG_GET_BUTYPE_INFO attribute bits as v4 defines them (v3 differs: structures.ts translates). */
 export const ButypeAttr = {
   NDMP_BUTYPE_BACKUP_FILELIST: 0x2,
   NDMP_BUTYPE_RECOVER_FILELIST: 0x4,

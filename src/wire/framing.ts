@@ -10,10 +10,11 @@
 
 import { FramingError } from './errors.js';
 
-const LAST_FRAGMENT = 0x80000000;
+/** Bit 31 of a record mark: this fragment ends the record. */
+export const LAST_FRAGMENT = 0x80000000;
 const LENGTH_MASK = 0x7fffffff;
 
-/** Default cap on one NDMP record: TAPE_WRITE of a 1 MiB block plus slack. */
+/** Default cap on one NDMP record: a TAPE_WRITE of a 4 MiB block plus a header's worth of slack. */
 export const DEFAULT_MAX_RECORD_SIZE = 4 * 1024 * 1024 + 4096;
 
 export class RecordFramer {
@@ -25,7 +26,12 @@ export class RecordFramer {
   private recordBytes = 0;
   private broken = false;
 
-  constructor(private readonly maxRecordSize = DEFAULT_MAX_RECORD_SIZE) {}
+  constructor(private maxRecordSize = DEFAULT_MAX_RECORD_SIZE) {}
+
+  /** Changes the cap for records not yet started (a server raises it after authentication). */
+  setMaxRecordSize(n: number): void {
+    this.maxRecordSize = n;
+  }
 
   /**
    * Feeds bytes as they arrive and returns the records they complete, in order.

@@ -10,7 +10,7 @@
 import type { NdmpVersion } from './constants.js';
 import { MoverMode } from './constants.js';
 import type { Codec, Infer } from './schema.js';
-import { array, empty, mapped, opaque, string, struct, u32, u64 } from './schema.js';
+import { array, empty, i32, mapped, opaque, string, struct, u32, u64 } from './schema.js';
 import type { Vocabulary } from './structures.js';
 import {
   authAttr,
@@ -258,7 +258,7 @@ export const M = {
   SCSI_OPEN: request(0x200, 'NDMP_SCSI_OPEN', () => struct({ device: string }), errorOnly),
   SCSI_CLOSE: request(0x201, 'NDMP_SCSI_CLOSE', none, errorOnly),
   SCSI_GET_STATE: request(0x202, 'NDMP_SCSI_GET_STATE', none, (v) =>
-    struct({ error: v.error, targetController: v.short, targetId: v.short, targetLun: v.short }),
+    struct({ error: v.error, targetController: i32, targetId: i32, targetLun: i32 }),
   ),
   SCSI_SET_TARGET: request(
     0x203,

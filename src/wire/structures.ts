@@ -6,7 +6,7 @@
 import { ButypeAttr, ErrorCode, RecoveryStatus } from './constants.js';
 import type { NdmpVersion } from './constants.js';
 import type { Codec, Infer } from './schema.js';
-import { array, empty, fixedOpaque, i32, mapped, opaque, string, struct, u32, u64, union } from './schema.js';
+import { array, empty, fixedOpaque, mapped, opaque, string, struct, u32, u64, union } from './schema.js';
 
 export const pval = struct({ name: string, value: string });
 export type Pval = Infer<typeof pval>;
@@ -244,17 +244,15 @@ export interface Vocabulary {
   readonly butypeAttrs: Codec<number>;
   /** LOG_FILE's status field: v4 recovery status, v3 ndmp_error (canonical: recovery status). */
   readonly recoveryStatus: Codec<number>;
-  readonly short: Codec<number>;
 }
 
 export const VOCABULARY: Readonly<Record<NdmpVersion, Vocabulary>> = {
-  4: { version: 4, error: u32, addr: addrV4, butypeAttrs: u32, recoveryStatus: u32, short: i32 },
+  4: { version: 4, error: u32, addr: addrV4, butypeAttrs: u32, recoveryStatus: u32 },
   3: {
     version: 3,
     error: errorV3,
     addr: addrV3,
     butypeAttrs: butypeAttrsV3,
     recoveryStatus: recoveryStatusV3,
-    short: i32,
   },
 };

@@ -117,7 +117,7 @@ export class XdrWriter {
   private pos = 0;
 
   constructor(initialSize = 256) {
-    this.buf = Buffer.allocUnsafe(initialSize);
+    this.buf = Buffer.allocUnsafe(Math.max(initialSize, 16));
   }
 
   get length(): number {

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { statfsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { Credentials } from '../../src/server/auth.js';
+import { Credentials } from '../../src/services/credentials.js';
 import { NdmpServer, DEFAULT_LISTENER_OPTIONS } from '../../src/server/listener.js';
 import type { ListenerOptions } from '../../src/server/listener.js';
 import type { ServerContext } from '../../src/services/session.js';

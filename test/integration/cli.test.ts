@@ -76,6 +76,21 @@ describe('ndmpd start-up', () => {
     assert.match(r.err, /not HOST:PORT/);
   });
 
+  test('bad numbers and log levels are refused with one line, exit 2', async () => {
+    for (const args of [
+      ['--pre-auth-timeout', 'abc'],
+      ['--pre-auth-timeout', '-5'],
+      ['--pre-auth-timeout', '3000000'],
+      ['--max-connections', '0'],
+      ['--log-level', 'verbose'],
+    ]) {
+      const r = await runNode([NDMPD_BIN, ...args, '--check-config']);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      assert.ok(r.err.includes(args[0]!.slice(2)), r.err);
+    }
+  });
+
   test('config file: TOML settings, flags win, unknown keys refused', async () => {
     const exp = join(dir, 'exp');
     mkdirSync(exp, { recursive: true });

@@ -1,6 +1,7 @@
 // Credentials for CONNECT_CLIENT_AUTH: the auth file (`user:password` lines),
 // its permission check, the generated first-start file, and verification of
-// TEXT passwords and MD5 digests in constant time.
+// TEXT passwords and MD5 digests in constant time. The DMA's password files
+// are read with the same line parser, so both sides agree on what a line means.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -38,23 +39,13 @@ export class Credentials {
       );
     }
     const users = new Map<string, string>();
-    const lines = readFileSync(path, 'utf8').split(/\r?\n/);
-    lines.forEach((raw, i) => {
-      const line = raw.trim();
-      if (line === '' || line.startsWith('#')) return;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new AuthFileError(`${path}:${i + 1}: expected user:password`);
-      const user = line.slice(0, colon);
-      const password = line.slice(colon + 1);
-      if (password === '') throw new AuthFileError(`${path}:${i + 1}: empty password for user '${user}'`);
+    for (const { line, user, password } of parseAuthLines(readFileSync(path, 'utf8'))) {
+      if (user === null) throw new AuthFileError(`${path}:${line}: expected user:password`);
+      if (password === '') throw new AuthFileError(`${path}:${line}: empty password for user '${user}'`);
       users.set(user, password);
-    });
+    }
     if (users.size === 0) throw new AuthFileError(`auth file ${path} defines no user`);
     return new Credentials(users);
-  }
-
-  get userNames(): string[] {
-    return [...this.users.keys()];
   }
 
   checkText(user: string, password: string): boolean {
@@ -78,6 +69,34 @@ export class Credentials {
 
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
+}
+
+export interface AuthLine {
+  /** 1-based line number. */
+  line: number;
+  /** null when the line has no `user:` part. */
+  user: string | null;
+  /** The text after the first colon, or the whole line when there is none. */
+  password: string;
+}
+
+/**
+ * The meaningful lines of an auth or password file: surrounding blanks are
+ * trimmed; empty lines and lines starting with '#' are skipped.
+ */
+export function parseAuthLines(text: string): AuthLine[] {
+  const out: AuthLine[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    out.push(
+      colon <= 0
+        ? { line: i + 1, user: null, password: line }
+        : { line: i + 1, user: line.slice(0, colon), password: line.slice(colon + 1) },
+    );
+  });
+  return out;
 }
 
 export const DEFAULT_USER = 'ndmp';
