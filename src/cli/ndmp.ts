@@ -48,8 +48,7 @@ export function readPassword(file: string | undefined, user: string): string {
   if (own) return own.password;
   if (lines.length === 0) throw new UsageError(`password file ${file} is empty`);
   // A file with just the password: the whole first line, colons and all.
-  const first = text.split(/\r?\n/)[lines[0]!.line - 1]!.trim();
-  return first;
+  return lines[0]!.text;
 }
 
 interface ConnectOpts {

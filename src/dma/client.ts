@@ -204,16 +204,6 @@ export class NdmpClient {
     });
   }
 
-  /** Sends bytes as they are (tests of a server's handling of hostile input). */
-  sendRaw(bytes: Buffer): void {
-    this.socket.write(bytes);
-  }
-
-  /** The next sequence number this client will use. */
-  get nextSequence(): number {
-    return this.sequence + 1;
-  }
-
   onPost<Body>(def: MessageDef<Body, never>, fn: (body: Body, header: Header) => void): void {
     const list = this.postHandlers.get(def.code) ?? [];
     list.push(fn as PostHandler);

@@ -78,6 +78,8 @@ export interface AuthLine {
   user: string | null;
   /** The text after the first colon, or the whole line when there is none. */
   password: string;
+  /** The whole line, trimmed (a password file may hold just a password, colons and all). */
+  text: string;
 }
 
 /**
@@ -92,8 +94,8 @@ export function parseAuthLines(text: string): AuthLine[] {
     const colon = line.indexOf(':');
     out.push(
       colon <= 0
-        ? { line: i + 1, user: null, password: line }
-        : { line: i + 1, user: line.slice(0, colon), password: line.slice(colon + 1) },
+        ? { line: i + 1, user: null, password: line, text: line }
+        : { line: i + 1, user: line.slice(0, colon), password: line.slice(colon + 1), text: line },
     );
   });
   return out;
