@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // ndmpd: the NDMP server a storage host runs.
 
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
@@ -12,13 +11,15 @@ import {
   DEFAULT_USER,
   ensureGeneratedAuthFile,
 } from '../services/credentials.js';
+import { Library, LibraryError } from '../devices/library.js';
 import { NdmpServer } from '../server/listener.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
 import type { Logger } from '../util/log.js';
 import { PRODUCT_NAME, VENDOR_NAME, VERSION } from '../util/version.js';
 import type { ConfigInput, ServerConfig } from './server-config.js';
-import { ConfigError, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
+import { ConfigError, hostId, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
+import { CommandError, tapeCommand } from './tape-command.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -33,25 +34,14 @@ accessible by group or others (chmod 600), or ndmpd refuses to start. Without
 --auth-file, the first start writes <state-dir>/auth with user "${DEFAULT_USER}" and a
 random password, and says where.
 
+Tape library: a folder (default <state-dir>/library, created on first start)
+with tapes/<BARCODE> image files and drives/<drive> symlinks to the loaded
+tape. Manage it with "ndmpd tape ..." (ndmpd tape --help).
+
 Examples:
   ndmpd --export home=/home
   ndmpd --listen 0.0.0.0:10000 --state-dir /var/lib/ndmpd \\
         --export data=/srv/data --auth-file /etc/ndmpd/auth`;
-
-function hostId(stateDir: string): string {
-  // A stable id for CONFIG_GET_HOST_INFO: the machine id if there is one, else our own.
-  try {
-    const mid = readFileSync('/etc/machine-id', 'utf8').trim();
-    if (/^[0-9a-f]{8,}$/i.test(mid)) return mid.slice(0, 8);
-  } catch {
-    /* no machine id: fall through */
-  }
-  const file = join(stateDir, 'host-id');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const id = randomBytes(4).toString('hex');
-  writeFileSync(file, `${id}\n`, { mode: 0o600 });
-  return id;
-}
 
 function loadCredentials(cfg: ServerConfig, log: Logger): Credentials {
   if (cfg.authFile) return Credentials.load(cfg.authFile);
@@ -99,14 +89,35 @@ async function main(argv: string[]): Promise<void> {
         'pretty',
       ]),
     )
+    .option('--library <dir>', 'the virtual tape library folder (default <state-dir>/library)')
+    .option('--drives <n>', 'number of tape drives in the library (default 2)')
+    .option('--tape-capacity <size>', 'size of new and blank tapes: bytes, or 512M, 10G, 1T (default 64G)')
+    .option(
+      '--data-ports <low-high>',
+      'TCP ports for data connections, LOW-HIGH or one port (default 0 = any)',
+    )
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
-    .showHelpAfterError();
-  program.parse(argv);
-  const o = program.opts<Record<string, string | string[] | boolean | undefined>>();
+    .showHelpAfterError()
+    // Options of ndmpd itself go before a subcommand; those after it are the subcommand's.
+    .enablePositionalOptions()
+    .action(() => runServer(program.opts()));
+  program.addCommand(tapeCommand());
+  await program.parseAsync(argv);
+}
 
+async function runServer(o: Record<string, string | string[] | boolean | undefined>): Promise<void> {
   const flags: ConfigInput = {};
-  for (const k of ['listen', 'state-dir', 'auth-file', 'log-level', 'log-format'] as const) {
+  for (const k of [
+    'listen',
+    'state-dir',
+    'auth-file',
+    'log-level',
+    'log-format',
+    'library',
+    'tape-capacity',
+    'data-ports',
+  ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
   }
@@ -116,6 +127,7 @@ async function main(argv: string[]): Promise<void> {
     'max-unauthenticated',
     'max-record-size',
     'pre-auth-timeout',
+    'drives',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -141,7 +153,15 @@ async function main(argv: string[]): Promise<void> {
     osVers: os.release(),
     hostId: hostId(cfg.stateDir),
   };
-  const ctx: ServerContext = { info, credentials, exports: cfg.exports, log };
+  const library = openLibrary(cfg, info.hostId, log);
+  const ctx: ServerContext = {
+    info,
+    credentials,
+    exports: cfg.exports,
+    log,
+    library,
+    dataPorts: cfg.dataPorts,
+  };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');
   for (const e of cfg.exports) log.info({ export: e.name, path: e.path }, 'export');
@@ -175,6 +195,35 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+/** Opens (on first start, creates) the tape library, and says what is in its drives. */
+function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
+  const fresh = !existsSync(cfg.library);
+  const library = Library.open(cfg.library, {
+    drives: cfg.drives,
+    capacity: BigInt(cfg.tapeCapacity),
+    serialSeed: seed,
+  });
+  log.info(
+    { library: library.dir, drives: cfg.drives, tapeCapacity: cfg.tapeCapacity },
+    fresh
+      ? `created the tape library ${library.dir} (add tapes with: ndmpd tape create)`
+      : `tape library ${library.dir}`,
+  );
+  for (const d of library.drives()) {
+    const tape = library.loaded(d.name);
+    log.info(
+      { drive: d.name, serial: d.serial, tape },
+      tape ? `${d.name}: tape ${tape} loaded` : `${d.name}: empty`,
+    );
+  }
+  const { low, high } = cfg.dataPorts;
+  log.info(
+    { dataPorts: cfg.dataPorts },
+    low ? `data connections on ports ${low}-${high}` : 'data connections on any port',
+  );
+  return library;
+}
+
 class ListenError extends Error {}
 
 function camel(k: string): string {
@@ -182,7 +231,11 @@ function camel(k: string): string {
 }
 
 main(process.argv).catch((e: unknown) => {
-  if (e instanceof ConfigError || e instanceof AuthFileError) {
+  if (e instanceof CommandError) {
+    process.stderr.write(`ndmpd: ${e.message}\n`);
+    process.exit(e.exitCode);
+  }
+  if (e instanceof ConfigError || e instanceof AuthFileError || e instanceof LibraryError) {
     process.stderr.write(`ndmpd: ${e.message}\n`);
     process.exit(2);
   }

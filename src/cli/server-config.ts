@@ -2,7 +2,8 @@
 // command-line flags, each overriding the one before. Every problem is found
 // here, before the server listens, and reported in one clear sentence.
 
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -26,6 +27,13 @@ export interface ServerConfig {
   preAuthTimeoutMs: number;
   logLevel: string;
   logFormat: 'json' | 'pretty' | undefined;
+  /** The virtual tape library folder (default `<stateDir>/library`). */
+  library: string;
+  drives: number;
+  /** Bytes of a new or blank tape; a number so --check-config can print it. */
+  tapeCapacity: number;
+  /** TCP ports for data connections; 0..0 = any port the system picks. */
+  dataPorts: { low: number; high: number };
 }
 
 /** Settings as the file or the flags give them; every field optional. */
@@ -40,6 +48,10 @@ export interface ConfigInput {
   'pre-auth-timeout'?: number | string;
   'log-level'?: string;
   'log-format'?: string;
+  library?: string;
+  drives?: number | string;
+  'tape-capacity'?: number | string;
+  'data-ports'?: number | string;
 }
 
 const KNOWN_KEYS = new Set<string>([
@@ -53,6 +65,10 @@ const KNOWN_KEYS = new Set<string>([
   'pre-auth-timeout',
   'log-level',
   'log-format',
+  'library',
+  'drives',
+  'tape-capacity',
+  'data-ports',
 ]);
 
 export function defaultStateDir(): string {
@@ -75,6 +91,46 @@ export function parseExport(s: string): { name: string; path: string } {
   const eq = s.indexOf('=');
   if (eq <= 0 || eq === s.length - 1) throw new ConfigError(`export '${s}' is not NAME=PATH`);
   return { name: s.slice(0, eq), path: s.slice(eq + 1) };
+}
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+  P: 2 ** 50,
+};
+export const DEFAULT_TAPE_CAPACITY = 64 * 2 ** 30;
+const MIN_TAPE_CAPACITY = 2 ** 20;
+const MAX_TAPE_CAPACITY = 2 ** 50;
+
+/** A size in bytes: plain bytes, or a number with K, M, G, T or P (binary units; `10G`, `1.5T`, `512MiB`). */
+export function parseSize(v: unknown, what: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(String(v));
+  const bytes =
+    m && typeof v !== 'boolean' ? Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!) : NaN;
+  if (!(bytes >= MIN_TAPE_CAPACITY && bytes <= MAX_TAPE_CAPACITY)) {
+    throw new ConfigError(
+      `${what} must be a size from 1M to 1P (bytes, or with K, M, G, T), not '${String(v)}'`,
+    );
+  }
+  return bytes;
+}
+
+/** `LOW-HIGH`, a single port, or 0 (any port). */
+export function parseDataPorts(v: unknown): { low: number; high: number } {
+  const s = String(v).trim();
+  if (s === '0') return { low: 0, high: 0 };
+  const m = /^(\d{1,5})(?:\s*-\s*(\d{1,5}))?$/.exec(s);
+  const low = m ? Number(m[1]) : NaN;
+  const high = m?.[2] !== undefined ? Number(m[2]) : low;
+  if (!(low >= 1 && high <= 65535 && low <= high) || typeof v === 'boolean') {
+    throw new ConfigError(
+      `data-ports must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535, a single port, or 0, not '${s}'`,
+    );
+  }
+  return { low, high };
 }
 
 export function readConfigFile(path: string): ConfigInput {
@@ -149,6 +205,7 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
   const authFile = pick('auth-file');
   const stateDir = resolve(cwd, pick('state-dir') ?? defaultStateDir());
   const timeout = pick('pre-auth-timeout');
+  const library = pick('library');
   return {
     host,
     port,
@@ -166,6 +223,10 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     preAuthTimeoutMs: integer(timeout ?? 30, 'pre-auth-timeout', 0, MAX_TIMER_SECONDS) * 1000,
     logLevel,
     logFormat,
+    library: resolve(cwd, library || join(stateDir, 'library')),
+    drives: integer(pick('drives') ?? 2, 'drives', 1, 64),
+    tapeCapacity: parseSize(pick('tape-capacity') ?? DEFAULT_TAPE_CAPACITY, 'tape-capacity'),
+    dataPorts: parseDataPorts(pick('data-ports') ?? 0),
   };
 }
 
@@ -173,4 +234,32 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
 export function prepareStateDir(dir: string): void {
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!statSync(dir).isDirectory()) throw new ConfigError(`state dir ${dir} is not a directory`);
+}
+
+function machineId(): string | null {
+  try {
+    const mid = readFileSync('/etc/machine-id', 'utf8').trim();
+    if (/^[0-9a-f]{8,}$/i.test(mid)) return mid.slice(0, 8);
+  } catch {
+    /* no machine id */
+  }
+  return null;
+}
+
+/**
+ * The host id if it is already known: the machine id, else the one a server
+ * start kept in the state dir. Read-only, for commands that must not create state.
+ */
+export function existingHostId(stateDir: string): string | null {
+  const file = join(stateDir, 'host-id');
+  return machineId() ?? (existsSync(file) ? readFileSync(file, 'utf8').trim() : null);
+}
+
+/** A stable id for CONFIG_GET_HOST_INFO and drive serials: the machine id if there is one, else our own. */
+export function hostId(stateDir: string): string {
+  const known = existingHostId(stateDir);
+  if (known) return known;
+  const id = randomBytes(4).toString('hex');
+  writeFileSync(join(stateDir, 'host-id'), `${id}\n`, { mode: 0o600 });
+  return id;
 }
