@@ -78,6 +78,7 @@ export class Connection implements Session {
   private ending = false;
   private preAuthTimer: NodeJS.Timeout | null = null;
   private readonly trace: boolean;
+  private readonly closeHooks: (() => void)[] = [];
 
   constructor(
     readonly id: number,
@@ -154,6 +155,16 @@ export class Connection implements Session {
   close(reason: string): void {
     this.closing ??= reason;
     if (!this.draining) this.endNow();
+  }
+
+  onClose(hook: () => void): void {
+    if (this.closed) hook();
+    else this.closeHooks.push(hook);
+  }
+
+  /** The address the DMA reached us on (data connections listen there). */
+  get localAddress(): string {
+    return this.socket.localAddress ?? '127.0.0.1';
   }
 
   /** What this connection is doing, for operators and tests. */
@@ -365,7 +376,7 @@ export class Connection implements Session {
   private replyError(msg: CompiledMessage, req: Header, err: NdmpError): void {
     this.log.info({ seq: req.sequence, ndmp: msg.def.name, error: errorName(err.ndmpError) }, err.message);
     if (!msg.reply) return;
-    this.reply(msg, req, { ...(msg.reply.zero() as object), error: err.ndmpError });
+    this.reply(msg, req, { ...(msg.reply.zero() as object), ...err.reply, error: err.ndmpError });
   }
 
   /** A header-level error: no body follows (PROTOCOL.md §2.1). */
@@ -432,6 +443,13 @@ export class Connection implements Session {
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.log.info({ reason: this.closing ?? 'socket closed' }, 'connection closed');
+    for (const hook of this.closeHooks.splice(0)) {
+      try {
+        hook();
+      } catch (e) {
+        this.log.error({ err: e }, 'session cleanup failed');
+      }
+    }
     this.onClosed(this);
   }
 }

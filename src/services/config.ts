@@ -1,7 +1,7 @@
 // CONFIG_* (draft §3.2): what this server is and offers.
 
 import { AddrType, AuthType, ButypeAttr, ErrorCode, M, NdmpError } from '../wire/index.js';
-import type { Pval } from '../wire/index.js';
+import type { DeviceInfo, Pval } from '../wire/index.js';
 import { newChallenge } from './connect.js';
 import { describeExport } from './exports.js';
 import type { Handler } from './session.js';
@@ -100,8 +100,28 @@ const getFsInfo = handler(M.CONFIG_GET_FS_INFO, {
   },
 });
 
-// No drives or changers until the virtual tape library exists.
-const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, { handle: () => ({ tapeInfo: [] }) });
+// The library's drives, grouped by model as device_info wants. Closing never
+// rewinds or unloads; RAW opens are accepted (v4 only has the bit).
+const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, {
+  handle: (s) => {
+    const byModel = new Map<string, DeviceInfo>();
+    for (const d of s.ctx.library?.drives() ?? []) {
+      let info = byModel.get(d.model);
+      if (!info) byModel.set(d.model, (info = { model: d.model, caplist: [] }));
+      info.caplist.push({
+        device: d.name,
+        attr: s.version === 4 ? TAPE_ATTR_RAW : 0,
+        capability: [
+          { name: 'SERIAL_NUMBER', value: d.serial },
+          { name: 'EXECUTE_CDB', value: 'f' },
+        ],
+      });
+    }
+    return { tapeInfo: [...byModel.values()] };
+  },
+});
+/** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (PROTOCOL.md §4.3). */
+const TAPE_ATTR_RAW = 0x4;
 const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });
 
 // Extensions (v4 only, draft §2.5.4): this server implements none. The DMA may

@@ -6,6 +6,13 @@ import type { Logger } from '../util/log.js';
 import type { Credentials } from './credentials.js';
 import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
+import type { Library } from '../devices/library.js';
+
+/** TCP ports the mover (and later the data service) listen on for data connections; 0..0 = any. */
+export interface PortRange {
+  readonly low: number;
+  readonly high: number;
+}
 
 /** Facts about this server that every session shares; immutable once started. */
 export interface ServerInfo {
@@ -23,6 +30,10 @@ export interface ServerContext {
   readonly credentials: Credentials;
   readonly exports: readonly Export[];
   readonly log: Logger;
+  /** The virtual tape library, or null when none is configured (tape and mover then have no devices). */
+  readonly library?: Library | null;
+  /** Where data connections listen (default: any port the system picks). */
+  readonly dataPorts?: PortRange;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
 }
@@ -48,6 +59,10 @@ export interface Session {
   post<Body>(def: MessageDef<Body, never>, body: Body): void;
   /** Ends the connection once pending output is written. */
   close(reason: string): void;
+  /** Runs `hook` once the connection has closed (services release devices, stop threads). */
+  onClose(hook: () => void): void;
+  /** The local address the DMA reached us on; data connections listen on it. */
+  readonly localAddress: string;
 }
 
 /** A reply as a handler returns it: everything but `error`, which the dispatcher sets. */

@@ -21,6 +21,11 @@ export class NdmpError extends NdmpBaseError {
     message?: string,
     /** Where the error came from: a reply header (no body) or the body's error field. */
     readonly where: 'header' | 'body' = 'body',
+    /**
+     * Reply fields that still mean something with this error (TAPE_WRITE's
+     * `count` with NDMP_EOM_ERR in the early-warning zone); the rest are zero.
+     */
+    readonly reply?: Readonly<Record<string, unknown>>,
   ) {
     super(message ? `${errorName(ndmpError)}: ${message}` : errorName(ndmpError));
     this.name = 'NdmpError';

@@ -196,7 +196,9 @@ describe('ndmp query against a running ndmpd', () => {
       assert.match(r.out, /addr types\s+LOCAL TCP/);
       assert.match(r.out, /Backup type tar/);
       assert.ok(r.out.includes(`File system ${p.exportDir}`));
-      assert.match(r.out, /Tape devices: none/);
+      // The default library has two drives, listed with their serials.
+      assert.match(r.out, /NDMPD-VTL.*drive0/s);
+      assert.match(r.out, /drive1/);
     });
   }
 

@@ -85,9 +85,9 @@ describe('robustness of the control connection', () => {
       assert.equal(await pre.waitClosed(), true);
 
       const c = await client(s.port);
-      // A 100 KiB TAPE_WRITE: read and answered (the tape service is not served yet).
+      // A 100 KiB TAPE_WRITE: read and answered (no tape is open: DEV_NOT_OPEN).
       const r = await c.request(M.TAPE_WRITE, { dataOut: Buffer.alloc(100 * 1024, 1) });
-      assert.equal(r.error, ErrorCode.NDMP_NOT_SUPPORTED_ERR);
+      assert.equal(r.error, ErrorCode.NDMP_DEV_NOT_OPEN_ERR);
       await c.close();
     } finally {
       await s.close();

@@ -1,0 +1,627 @@
+// The NDMP mover of one session, run on its drive thread (PROTOCOL.md §7.2,
+// §7.3; draft §3.6, Appendix D). It moves the backup stream between a data
+// connection and the tape:
+//
+//   mode READ  (backup):  data connection ──► record_size records ──► tape
+//   mode WRITE (recover): tape ──► records ──► the byte ranges MOVER_READ asks for ──► data connection
+//
+// The state machine is a `switch` on MoverState per request; every entry into
+// PAUSED or HALTED goes through pause()/halt(), which post the notify.
+//
+//   IDLE ─LISTEN─► LISTEN ─peer connects─► ACTIVE ⇄ PAUSED (EOM, EOF, SEEK, EOW / CONTINUE)
+//     └──CONNECT──────────────────────────► ACTIVE ──► HALTED ─STOP─► IDLE
+
+import net from 'node:net';
+import { TapeError } from '../../devices/tape.js';
+import {
+  AddrType,
+  ErrorCode,
+  INVALID_U64,
+  MoverHaltReason,
+  MoverMode,
+  MoverPauseReason,
+  MoverState,
+  NdmpError,
+} from '../../wire/index.js';
+import type { Addr, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
+import type { PortRange } from '../session.js';
+import type { TapeDrive } from './tape-drive.js';
+import { toNdmp } from './tape-drive.js';
+
+/** ndmjob and other servers start at 10240 bytes (20 × 512), and test-mover relies on a non-zero default. */
+export const DEFAULT_RECORD_SIZE = 10240;
+/** Records are cut from the stream and written whole: bounded by what the tape holds. */
+const MAX_MOVER_RECORD = 4 * 1024 * 1024;
+
+export interface MoverHooks {
+  paused(reason: number, seekPosition: bigint): void;
+  halted(reason: number, text: string): void;
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface MoverOptions {
+  readonly version: NdmpVersion;
+  readonly dataPorts: PortRange;
+  readonly localAddress: string;
+}
+
+const S = MoverState;
+
+export class Mover {
+  private state: number = S.NDMP_MOVER_STATE_IDLE;
+  private mode: number = MoverMode.NDMP_MOVER_MODE_NOACTION;
+  private pauseReason: number = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
+  private haltReason: number = MoverHaltReason.NDMP_MOVER_HALT_NA;
+  private recordSize = DEFAULT_RECORD_SIZE;
+  private recordNum = 0;
+  private bytesMoved = 0n;
+  private seekPosition = 0n;
+  private bytesLeftToRead = 0n;
+  private windowOffset = 0n;
+  private windowLength = 0n;
+  private dataAddr: Addr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+
+  private server: net.Server | null = null;
+  private socket: net.Socket | null = null;
+
+  // Backup (mode READ): stream bytes not yet cut into a record.
+  private readonly input: Buffer[] = [];
+  private inputBytes = 0;
+  private inputEnded = false;
+  private record: Buffer = Buffer.alloc(0);
+  private recordFill = 0;
+  /** Stream bytes in the record in hand (less than a record only for the padded last one). */
+  private recordPayload = 0;
+  /** Stream offset of the next record to write (records are aligned to record_size). */
+  private streamOffset = 0n;
+
+  // Recover (mode WRITE): the pending MOVER_READ and the stream offset of the tape's position.
+  private readPending: { offset: bigint; length: bigint } | null = null;
+  private tapeStreamOffset = 0n;
+  private serving = false;
+
+  constructor(
+    private readonly tape: TapeDrive,
+    private readonly opts: MoverOptions,
+    private readonly hooks: MoverHooks,
+  ) {}
+
+  get isActive(): boolean {
+    return this.state === S.NDMP_MOVER_STATE_ACTIVE;
+  }
+
+  getState(): Omit<MoverGetStateReply, 'error'> {
+    return {
+      mode: this.mode,
+      state: this.state,
+      pauseReason: this.pauseReason,
+      haltReason: this.haltReason,
+      recordSize: this.recordSize,
+      recordNum: this.recordNum >>> 0,
+      bytesMoved: this.bytesMoved,
+      seekPosition: this.seekPosition,
+      bytesLeftToRead: this.bytesLeftToRead,
+      windowOffset: this.windowOffset,
+      windowLength: this.windowLength,
+      dataConnectionAddr: this.dataAddr,
+    };
+  }
+
+  setRecordSize(len: number): void {
+    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_SET_RECORD_SIZE');
+    if (len === 0 || len > MAX_MOVER_RECORD) {
+      throw NdmpError.illegalArgs(`record size ${len} is not in 1..${MAX_MOVER_RECORD}`);
+    }
+    this.recordSize = len;
+    // A new record size invalidates the window (draft §3.6.8).
+    this.windowOffset = 0n;
+    this.windowLength = 0n;
+  }
+
+  setWindow(offset: bigint, length: bigint): void {
+    switch (this.state) {
+      case S.NDMP_MOVER_STATE_IDLE:
+      case S.NDMP_MOVER_STATE_PAUSED:
+        break;
+      case S.NDMP_MOVER_STATE_LISTEN:
+        // Refused in LISTEN by v4; v3 DMAs set the window after MOVER_LISTEN (PROTOCOL.md §7.2).
+        if (this.opts.version === 3) break;
+        throw this.illegalState('MOVER_SET_WINDOW');
+      default:
+        throw this.illegalState('MOVER_SET_WINDOW');
+    }
+    const rs = BigInt(this.recordSize);
+    if (offset % rs !== 0n) throw NdmpError.illegalArgs(`window offset ${offset} is not a multiple of ${rs}`);
+    // Length 0 is accepted: ndmjob's test-mover sets (0, 0) in IDLE and expects success.
+    if (length !== INVALID_U64 && length % rs !== 0n) {
+      throw NdmpError.illegalArgs(`window length ${length} is not a multiple of ${rs}`);
+    }
+    if (length !== INVALID_U64 && offset + length > INVALID_U64) {
+      throw NdmpError.illegalArgs('window ends beyond 2^64');
+    }
+    this.windowOffset = offset;
+    this.windowLength = length;
+    this.recordNum = Number(offset / rs);
+    // The tape is where the window starts: on recover, reads are measured from here.
+    this.tapeStreamOffset = offset;
+  }
+
+  async listen(mode: number, addrType: number): Promise<Addr> {
+    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_LISTEN');
+    this.checkStart(mode, addrType);
+    if (addrType === AddrType.NDMP_ADDR_LOCAL) {
+      // The stream will come from this server's own data service (LOCAL).
+      this.enter(S.NDMP_MOVER_STATE_LISTEN, mode);
+      this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+      return this.dataAddr;
+    }
+    const { server, port, ipAddr } = await this.openListener();
+    this.server = server;
+    server.on('connection', (sock) => this.onAccept(sock));
+    this.enter(S.NDMP_MOVER_STATE_LISTEN, mode);
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ipAddr, port, addrEnv: [] }] };
+    this.hooks.log('info', 'mover listening', { port, mode: modeName(mode) });
+    return this.dataAddr;
+  }
+
+  async connect(mode: number, addr: Addr): Promise<void> {
+    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_CONNECT');
+    this.checkStart(mode, addr.addrType);
+    if (addr.addrType !== AddrType.NDMP_ADDR_TCP) {
+      // LOCAL needs this server's data service in LISTEN, which it is not.
+      throw NdmpError.illegalState('the data service is not listening for a LOCAL connection');
+    }
+    if (addr.tcpAddrs.length === 0) throw NdmpError.illegalArgs('no TCP address given');
+    let lastErr = '';
+    for (const a of addr.tcpAddrs) {
+      const host = ipv4String(a.ipAddr);
+      try {
+        const sock = await connectTcp(host, a.port);
+        this.enter(S.NDMP_MOVER_STATE_ACTIVE, mode);
+        this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ...a, addrEnv: [] }] };
+        this.hooks.log('info', 'mover connected', { peer: `${host}:${a.port}`, mode: modeName(mode) });
+        this.attach(sock);
+        return;
+      } catch (e) {
+        lastErr = `${host}:${a.port}: ${(e as Error).message}`;
+      }
+    }
+    throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the data service (${lastErr})`);
+  }
+
+  continue(): void {
+    if (this.state !== S.NDMP_MOVER_STATE_PAUSED) throw this.illegalState('MOVER_CONTINUE');
+    this.state = S.NDMP_MOVER_STATE_ACTIVE;
+    this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
+    this.hooks.log('debug', 'mover continues');
+    this.kick();
+  }
+
+  abort(): void {
+    switch (this.state) {
+      case S.NDMP_MOVER_STATE_LISTEN:
+      case S.NDMP_MOVER_STATE_ACTIVE:
+      case S.NDMP_MOVER_STATE_PAUSED:
+        this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, 'aborted by the DMA');
+        return;
+      default:
+        throw this.illegalState('MOVER_ABORT');
+    }
+  }
+
+  stop(): void {
+    if (this.state !== S.NDMP_MOVER_STATE_HALTED) throw this.illegalState('MOVER_STOP');
+    // Back to IDLE: everything resets except the record size (draft §3.6.5).
+    this.state = S.NDMP_MOVER_STATE_IDLE;
+    this.mode = MoverMode.NDMP_MOVER_MODE_NOACTION;
+    this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
+    this.haltReason = MoverHaltReason.NDMP_MOVER_HALT_NA;
+    this.recordNum = 0;
+    this.bytesMoved = 0n;
+    this.seekPosition = 0n;
+    this.bytesLeftToRead = 0n;
+    this.windowOffset = 0n;
+    this.windowLength = 0n;
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+    this.streamOffset = 0n;
+    this.tapeStreamOffset = 0n;
+  }
+
+  /** MOVER_CLOSE: the DMA ends the data connection (after a pause, or a recover that is done). */
+  close(): void {
+    if (this.state !== S.NDMP_MOVER_STATE_PAUSED && this.state !== S.NDMP_MOVER_STATE_ACTIVE) {
+      throw this.illegalState('MOVER_CLOSE');
+    }
+    this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'closed by the DMA');
+  }
+
+  read(offset: bigint, length: bigint): void {
+    if (this.state !== S.NDMP_MOVER_STATE_ACTIVE || this.mode !== MoverMode.NDMP_MOVER_MODE_WRITE) {
+      throw this.illegalState('MOVER_READ');
+    }
+    if (this.readPending) throw new NdmpError(ErrorCode.NDMP_READ_IN_PROGRESS_ERR, 'a read is in progress');
+    this.readPending = { offset, length };
+    this.bytesLeftToRead = length;
+    this.kick();
+  }
+
+  /** The session ends: whatever the mover is doing stops now. */
+  shutdown(): void {
+    if (this.state !== S.NDMP_MOVER_STATE_IDLE && this.state !== S.NDMP_MOVER_STATE_HALTED) {
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, 'session closed');
+    }
+    this.dropConnection();
+  }
+
+  // ---- transitions -----------------------------------------------------------
+
+  private illegalState(what: string): NdmpError {
+    return NdmpError.illegalState(`${what} is not allowed in mover state ${stateName(this.state)}`);
+  }
+
+  /** LISTEN / CONNECT preconditions, in the order ndmjob's test-mover checks them. */
+  private checkStart(mode: number, addrType: number): void {
+    if (mode !== MoverMode.NDMP_MOVER_MODE_READ && mode !== MoverMode.NDMP_MOVER_MODE_WRITE) {
+      throw NdmpError.illegalArgs(`mover mode ${mode} is not READ or WRITE`);
+    }
+    if (addrType !== AddrType.NDMP_ADDR_LOCAL && addrType !== AddrType.NDMP_ADDR_TCP) {
+      throw NdmpError.illegalArgs(`address type ${addrType} is not supported`);
+    }
+    if (!this.tape.isOpen) throw new NdmpError(ErrorCode.NDMP_DEV_NOT_OPEN_ERR, 'no tape is open');
+    // Mode READ writes the tape (it reads the network).
+    if (mode === MoverMode.NDMP_MOVER_MODE_READ && this.tape.openedReadOnly) {
+      throw new NdmpError(ErrorCode.NDMP_PERMISSION_ERR, 'the tape is open read-only');
+    }
+  }
+
+  private enter(state: number, mode: number): void {
+    this.state = state;
+    this.mode = mode;
+    this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
+    this.haltReason = MoverHaltReason.NDMP_MOVER_HALT_NA;
+  }
+
+  private pause(reason: number, seekPosition: bigint): void {
+    this.state = S.NDMP_MOVER_STATE_PAUSED;
+    this.pauseReason = reason;
+    this.seekPosition = seekPosition;
+    this.socket?.pause();
+    this.hooks.log('info', 'mover paused', { reason: pauseName(reason), seekPosition: String(seekPosition) });
+    this.hooks.paused(reason, seekPosition);
+  }
+
+  private halt(reason: number, text: string): void {
+    if (this.state === S.NDMP_MOVER_STATE_HALTED || this.state === S.NDMP_MOVER_STATE_IDLE) return;
+    this.state = S.NDMP_MOVER_STATE_HALTED;
+    this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
+    this.haltReason = reason;
+    this.readPending = null;
+    this.bytesLeftToRead = 0n;
+    this.dropConnection();
+    this.hooks.log(
+      reason === MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED ? 'info' : 'warn',
+      'mover halted',
+      {
+        reason: haltName(reason),
+        text,
+        bytesMoved: String(this.bytesMoved),
+      },
+    );
+    this.hooks.halted(reason, text);
+  }
+
+  private dropConnection(): void {
+    this.server?.close();
+    this.server = null;
+    if (this.socket) {
+      this.socket.removeAllListeners('data');
+      this.socket.destroy();
+      this.socket = null;
+    }
+    this.input.length = 0;
+    this.inputBytes = 0;
+    this.inputEnded = false;
+    this.recordFill = 0;
+  }
+
+  // ---- the data connection ---------------------------------------------------
+
+  private async openListener(): Promise<{ server: net.Server; port: number; ipAddr: number }> {
+    const host = listenHost(this.opts.localAddress);
+    const { low, high } = this.opts.dataPorts;
+    const ports = low === 0 ? [0] : Array.from({ length: high - low + 1 }, (_, i) => low + i);
+    for (const port of ports) {
+      const server = net.createServer({ pauseOnConnect: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host, port, exclusive: true }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        server.close();
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
+        throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot listen on ${host}: ${(e as Error).message}`);
+      }
+      const bound = server.address() as net.AddressInfo;
+      return { server, port: bound.port, ipAddr: ipv4Number(host) };
+    }
+    throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `no free data port in ${low}-${high}`);
+  }
+
+  private onAccept(sock: net.Socket): void {
+    if (this.state !== S.NDMP_MOVER_STATE_LISTEN || this.socket) {
+      sock.destroy();
+      return;
+    }
+    this.server?.close();
+    this.server = null;
+    this.hooks.log('info', 'data connection accepted', { peer: `${sock.remoteAddress}:${sock.remotePort}` });
+    this.state = S.NDMP_MOVER_STATE_ACTIVE;
+    this.attach(sock);
+  }
+
+  private attach(sock: net.Socket): void {
+    this.socket = sock;
+    sock.setNoDelay(true);
+    this.tapeStreamOffset = this.windowOffset;
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.socket !== sock) return;
+      this.halt(
+        MoverHaltReason.NDMP_MOVER_HALT_CONNECT_ERROR,
+        `data connection failed: ${e.code ?? e.message}`,
+      );
+    });
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) {
+      this.record = Buffer.allocUnsafe(this.recordSize);
+      this.recordFill = 0;
+      this.recordPayload = this.recordSize;
+      sock.on('data', (chunk: Buffer) => {
+        this.input.push(chunk);
+        this.inputBytes += chunk.length;
+        this.pump();
+      });
+      sock.on('end', () => {
+        this.inputEnded = true;
+        this.pump();
+      });
+    } else {
+      // Recover: the data service only reads; its end of the stream ends ours.
+      sock.on('end', () => {
+        if (this.socket === sock)
+          this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'data connection closed');
+      });
+      sock.on('data', () => undefined);
+    }
+    sock.resume();
+  }
+
+  private kick(): void {
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) this.pump();
+    else void this.serve();
+  }
+
+  // ---- backup: stream → records → tape -----------------------------------------
+
+  /** Cuts whole records from the input and writes them until the input runs dry or the mover pauses. */
+  private pump(): void {
+    while (this.state === S.NDMP_MOVER_STATE_ACTIVE) {
+      this.fillRecord();
+      if (this.recordFill < this.recordSize) {
+        if (!this.inputEnded) {
+          this.socket?.resume();
+          return;
+        }
+        if (this.recordFill === 0) {
+          this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'end of the data stream');
+          return;
+        }
+        // End of the stream: the last record is zero-padded (App. D.1); only
+        // its payload counts in bytes_moved.
+        this.recordPayload = this.recordFill;
+        this.record.fill(0, this.recordFill);
+        this.recordFill = this.recordSize;
+      }
+      if (!this.writePendingRecord()) return;
+    }
+  }
+
+  private fillRecord(): void {
+    while (this.recordFill < this.recordSize && this.input.length > 0) {
+      const chunk = this.input[0]!;
+      const n = Math.min(chunk.length, this.recordSize - this.recordFill);
+      chunk.copy(this.record, this.recordFill, 0, n);
+      this.recordFill += n;
+      this.inputBytes -= n;
+      if (n === chunk.length) this.input.shift();
+      else this.input[0] = chunk.subarray(n);
+    }
+  }
+
+  /** Writes the record in hand. Returns false when the mover paused or halted instead. */
+  private writePendingRecord(): boolean {
+    const dev = this.tape.device;
+    if (!dev) {
+      // The DMA closed the tape during a pause and continued without opening another.
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, 'no tape is open');
+      return false;
+    }
+    const rs = BigInt(this.recordSize);
+    // The first write beyond the window pauses (draft App. D.8).
+    if (this.windowLength !== INVALID_U64 && this.streamOffset + rs > this.windowOffset + this.windowLength) {
+      this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOW, this.streamOffset);
+      return false;
+    }
+    let earlyWarning: boolean;
+    try {
+      earlyWarning = dev.writeRecord(this.record.subarray(0, this.recordSize)).earlyWarning;
+    } catch (e) {
+      if (e instanceof TapeError && e.kind === 'eom') {
+        // Full tape: the record stays in hand for the next tape (draft App. D.8.1).
+        this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.streamOffset);
+        return false;
+      }
+      const err = toNdmp(e);
+      this.halt(this.mediaErrorReason(), `tape write failed: ${err.message}`);
+      return false;
+    }
+    this.tape.noteWrite();
+    this.recordFill = 0;
+    this.streamOffset += rs;
+    this.bytesMoved += BigInt(this.recordPayload);
+    this.recordPayload = this.recordSize;
+    this.recordNum++;
+    if (earlyWarning) {
+      this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.streamOffset);
+      return false;
+    }
+    return true;
+  }
+
+  private mediaErrorReason(): number {
+    // v3 has no MEDIA_ERROR halt reason (PROTOCOL.md §4.2).
+    return this.opts.version === 4
+      ? MoverHaltReason.NDMP_MOVER_HALT_MEDIA_ERROR
+      : MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR;
+  }
+
+  // ---- recover: tape → byte ranges → stream ------------------------------------
+
+  private async serve(): Promise<void> {
+    if (this.serving) return;
+    this.serving = true;
+    try {
+      while (this.state === S.NDMP_MOVER_STATE_ACTIVE && this.readPending && this.socket) {
+        if (!(await this.serveOneRecord())) return;
+      }
+    } catch (e) {
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, `recover failed: ${(e as Error).message}`);
+    } finally {
+      this.serving = false;
+    }
+  }
+
+  /** Sends the part of one record the pending read wants. False when the mover paused. */
+  private async serveOneRecord(): Promise<boolean> {
+    const want = this.readPending!;
+    const dev = this.tape.device;
+    const sock = this.socket!;
+    if (!dev) {
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, 'no tape is open');
+      return false;
+    }
+    const rs = BigInt(this.recordSize);
+    const windowEnd = this.windowLength === INVALID_U64 ? INVALID_U64 : this.windowOffset + this.windowLength;
+    // Outside the window the DMA must position the tape (App. D.3).
+    if (want.offset < this.windowOffset || want.offset >= windowEnd) {
+      this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_SEEK, want.offset);
+      return false;
+    }
+    // Space to the record holding the offset, counted from the window's start.
+    const targetRecord = (want.offset - this.windowOffset) / rs;
+    const currentRecord = (this.tapeStreamOffset - this.windowOffset) / rs;
+    if (targetRecord !== currentRecord) {
+      const delta = Number(targetRecord - currentRecord);
+      const resid = dev.spaceRecords(delta, { crossFilemark: false });
+      const moved = delta > 0 ? delta - resid : delta + resid;
+      this.tapeStreamOffset += BigInt(moved) * rs;
+      if (resid !== 0) {
+        this.pause(this.endReason(), this.tapeStreamOffset);
+        return false;
+      }
+    }
+    const buf = Buffer.allocUnsafe(this.recordSize);
+    const r = dev.readRecord(buf, { crossFilemark: false });
+    if (r.kind !== 'record') {
+      // A filemark ends the tape file; blank tape beyond is the end of the medium.
+      this.pause(
+        r.kind === 'filemark' ? MoverPauseReason.NDMP_MOVER_PAUSE_EOF : MoverPauseReason.NDMP_MOVER_PAUSE_EOM,
+        this.tapeStreamOffset,
+      );
+      return false;
+    }
+    const recordStart = this.tapeStreamOffset;
+    this.tapeStreamOffset += rs;
+    this.recordNum++;
+    const skip = Number(want.offset - recordStart);
+    const avail = BigInt(Math.max(0, r.copied - skip));
+    const n = avail < want.length ? avail : want.length;
+    if (n > 0n) {
+      const ok = sock.write(buf.subarray(skip, skip + Number(n)));
+      want.offset += n;
+      want.length -= n;
+      this.bytesMoved += n;
+      this.bytesLeftToRead = want.length;
+      if (!ok) await drained(sock);
+    }
+    if (want.length === 0n) this.readPending = null;
+    return true;
+  }
+
+  private endReason(): number {
+    const pos = this.tape.device?.position();
+    return pos?.beforeFilemark
+      ? MoverPauseReason.NDMP_MOVER_PAUSE_EOF
+      : MoverPauseReason.NDMP_MOVER_PAUSE_EOM;
+  }
+}
+
+function drained(sock: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
+}
+
+function connectTcp(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    const timer = setTimeout(() => sock.destroy(new Error('connect timed out')), 30_000);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.off('error', reject);
+      sock.pause();
+      resolve(sock);
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** NDMP addresses are IPv4: listen where the DMA reached us, or on loopback if that was IPv6. */
+function listenHost(localAddress: string): string {
+  const v4 = localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress;
+  return net.isIPv4(v4) ? v4 : '127.0.0.1';
+}
+
+export function ipv4Number(host: string): number {
+  return host.split('.').reduce((acc, part) => acc * 256 + Number(part), 0) >>> 0;
+}
+
+export function ipv4String(n: number): string {
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
+}
+
+function stateName(s: number): string {
+  return ['IDLE', 'LISTEN', 'ACTIVE', 'PAUSED', 'HALTED'][s] ?? String(s);
+}
+function modeName(m: number): string {
+  return ['READ', 'WRITE', 'NOACTION'][m] ?? String(m);
+}
+function pauseName(r: number): string {
+  return ['NA', 'EOM', 'EOF', 'SEEK', 'MEDIA_ERROR', 'EOW'][r] ?? String(r);
+}
+function haltName(r: number): string {
+  return (
+    ['NA', 'CONNECT_CLOSED', 'ABORTED', 'INTERNAL_ERROR', 'CONNECT_ERROR', 'MEDIA_ERROR'][r] ?? String(r)
+  );
+}

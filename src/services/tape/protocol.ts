@@ -1,0 +1,75 @@
+// Messages between the main thread and a session's drive thread. The main
+// thread decodes NDMP and runs the dispatch table; the drive thread owns the
+// open tape and the mover, so tape I/O and the mover's data connection never
+// touch the main thread. Requests carry NDMP's own request bodies; replies
+// carry NDMP reply bodies or an NDMP error code.
+
+import type { Addr, MoverGetStateReply, NdmpVersion, TapeGetStateReply } from '../../wire/index.js';
+import type { TapeImageOptions } from '../../devices/tape-image.js';
+import type { PortRange } from '../session.js';
+
+/** Given to the thread at start (workerData). */
+export interface DriveThreadConfig {
+  readonly sessionId: number;
+  readonly version: NdmpVersion;
+  readonly dataPorts: PortRange;
+  /** Where the DMA reached this server: TCP data connections listen there. */
+  readonly localAddress: string;
+}
+
+export interface DriveOps {
+  tapeOpen: { req: { path: string; mode: number; blankDefaults: TapeImageOptions }; rep: void };
+  tapeClose: { req: Record<string, never>; rep: void };
+  tapeGetState: { req: Record<string, never>; rep: Omit<TapeGetStateReply, 'error'> };
+  tapeMtio: { req: { tapeOp: number; count: number }; rep: { residCount: number } };
+  /** `data` is a transferred buffer. */
+  tapeWrite: { req: { data: Uint8Array }; rep: { count: number } };
+  tapeRead: { req: { count: number }; rep: { dataIn: Uint8Array } };
+
+  moverGetState: { req: Record<string, never>; rep: Omit<MoverGetStateReply, 'error'> };
+  moverListen: { req: { mode: number; addrType: number }; rep: { connectAddr: Addr } };
+  moverConnect: { req: { mode: number; addr: Addr }; rep: void };
+  moverSetRecordSize: { req: { len: number }; rep: void };
+  moverSetWindow: { req: { offset: bigint; length: bigint }; rep: void };
+  moverRead: { req: { offset: bigint; length: bigint }; rep: void };
+  moverContinue: { req: Record<string, never>; rep: void };
+  moverAbort: { req: Record<string, never>; rep: void };
+  moverStop: { req: Record<string, never>; rep: void };
+  moverClose: { req: Record<string, never>; rep: void };
+
+  /** The session is over: abort the mover, close the tape (writing a pending filemark), exit. */
+  shutdown: { req: Record<string, never>; rep: void };
+}
+
+export type DriveOp = keyof DriveOps;
+
+export interface DriveRequest<K extends DriveOp = DriveOp> {
+  readonly id: number;
+  readonly op: K;
+  readonly req: DriveOps[K]['req'];
+}
+
+export type DriveReply =
+  | { readonly id: number; readonly ok: true; readonly rep: unknown }
+  | {
+      readonly id: number;
+      readonly ok: false;
+      readonly ndmpError: number;
+      readonly message: string;
+      readonly reply?: Record<string, unknown>;
+    };
+
+/** Things the drive thread tells the main thread without being asked. */
+export type DriveEvent =
+  | { readonly event: 'mover-paused'; readonly reason: number; readonly seekPosition: bigint }
+  | { readonly event: 'mover-halted'; readonly reason: number; readonly text: string }
+  | {
+      readonly event: 'log';
+      readonly level: 'debug' | 'info' | 'warn' | 'error';
+      readonly msg: string;
+      readonly fields?: Record<string, unknown>;
+    };
+
+export function isDriveReply(m: DriveReply | DriveEvent): m is DriveReply {
+  return 'id' in m;
+}

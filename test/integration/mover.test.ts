@@ -1,0 +1,305 @@
+// The mover over real TCP, driven by our DMA client, with the test playing the
+// data service: a backup stream goes through the mover onto a small tape,
+// pauses at early-warning EOM, continues on a second tape after a tape change,
+// and reads back identical through the mover in recover mode, across the same
+// two tapes. Also: a data connection that drops, busy devices, and tape calls
+// refused while the mover owns the tape.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, readSync, closeSync, rmSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { Library } from '../../src/devices/library.js';
+import { createTapeImage, openTapeImage, tapeFileExtent } from '../../src/devices/tape-image.js';
+import type { NdmpClient } from '../../src/dma/client.js';
+import { ipv4String } from '../../src/services/tape/mover.js';
+import {
+  AddrType,
+  ErrorCode,
+  INVALID_U64,
+  M,
+  MoverHaltReason,
+  MoverMode,
+  MoverPauseReason,
+  MoverState,
+  NdmpError,
+  TapeOpenMode,
+} from '../../src/wire/index.js';
+import type { Addr, HaltedPost } from '../../src/wire/index.js';
+import { client, startServer } from '../helpers/in-process.js';
+import type { TestServer } from '../helpers/in-process.js';
+
+const RECORD = 10240;
+const MiB = 1024 * 1024;
+
+type MoverEvent = { kind: 'paused'; reason: number; seek: bigint } | { kind: 'halted'; reason: number };
+
+/** Collects NOTIFY_MOVER_PAUSED/HALTED posts; next() waits for the next one. */
+function moverEvents(c: NdmpClient) {
+  const queue: MoverEvent[] = [];
+  const waiters: ((e: MoverEvent) => void)[] = [];
+  const push = (e: MoverEvent) => {
+    const w = waiters.shift();
+    if (w) w(e);
+    else queue.push(e);
+  };
+  c.onPost(M.NOTIFY_MOVER_PAUSED, (b) => push({ kind: 'paused', reason: b.reason, seek: b.seekPosition }));
+  c.onPost(M.NOTIFY_MOVER_HALTED, (b: HaltedPost) => push({ kind: 'halted', reason: b.reason }));
+  return {
+    next(timeoutMs = 10_000): Promise<MoverEvent> {
+      const e = queue.shift();
+      if (e) return Promise.resolve(e);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no mover notification in time')), timeoutMs);
+        waiters.push((ev) => {
+          clearTimeout(timer);
+          resolve(ev);
+        });
+      });
+    },
+  };
+}
+
+function readRange(path: string, start: bigint, end: bigint): Buffer {
+  const buf = Buffer.alloc(Number(end - start));
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, buf, 0, buf.length, Number(start));
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
+}
+
+function tcpAddrOf(a: Addr): { host: string; port: number } {
+  assert.equal(a.addrType, AddrType.NDMP_ADDR_TCP);
+  const t = (a as { tcpAddrs: { ipAddr: number; port: number }[] }).tcpAddrs[0]!;
+  return { host: ipv4String(t.ipAddr), port: t.port };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: number): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof NdmpError && e.ndmpError === code);
+}
+
+describe('mover over TCP', { timeout: 120_000 }, () => {
+  let srv: TestServer;
+  let dir: string;
+  let lib: Library;
+
+  before(async () => {
+    dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-mover-'));
+    mkdirSync(join(dir, 'library'));
+    lib = Library.open(join(dir, 'library'), { drives: 1 });
+    srv = await startServer({}, { library: lib });
+  });
+  after(async () => {
+    await srv.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function newTape(name: string, capacity: bigint, earlyWarning: bigint): string {
+    const path = join(lib.dir, 'tapes', name);
+    createTapeImage(path, { capacity, earlyWarning, barcode: name });
+    return path;
+  }
+
+  test('backup across two tapes at EOM, then recover the same bytes', async () => {
+    // 3 MiB + a bit (not a whole number of records) onto 2 MiB tapes.
+    const stream = randomBytes(3 * MiB + 777);
+    const tapeA = newTape('EOM-A', BigInt(2 * MiB), BigInt(256 * 1024));
+    const tapeB = newTape('EOM-B', BigInt(2 * MiB), BigInt(256 * 1024));
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    try {
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD });
+      await c.call(M.TAPE_OPEN, { device: tapeA, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      const { host, port } = tcpAddrOf(connectAddr);
+
+      const data = net.connect({ host, port });
+      await new Promise((r) => data.once('connect', r));
+      data.end(stream);
+
+      // Early warning on tape A: the mover pauses with EOM.
+      const first = await ev.next();
+      assert.deepEqual(first.kind, 'paused');
+      assert.equal((first as { reason: number }).reason, MoverPauseReason.NDMP_MOVER_PAUSE_EOM);
+      const s1 = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(s1.state, MoverState.NDMP_MOVER_STATE_PAUSED);
+      assert.equal(s1.pauseReason, MoverPauseReason.NDMP_MOVER_PAUSE_EOM);
+      assert.ok(s1.bytesMoved > 0n && s1.bytesMoved % BigInt(RECORD) === 0n);
+      assert.equal(BigInt(s1.recordNum) * BigInt(RECORD), s1.bytesMoved);
+
+      // Tape change: close A (a filemark ends its file), load B, window from here, continue.
+      await c.call(M.TAPE_CLOSE, {});
+      await c.call(M.TAPE_OPEN, { device: tapeB, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: s1.bytesMoved, length: INVALID_U64 });
+      await c.call(M.MOVER_CONTINUE, {});
+
+      const end = await ev.next();
+      assert.deepEqual(end, { kind: 'halted', reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED });
+      const s2 = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(s2.state, MoverState.NDMP_MOVER_STATE_HALTED);
+      assert.equal(s2.bytesMoved, BigInt(stream.length)); // padding is not counted
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+
+      // The two tapes' first files, end to end, are the stream (plus the last record's zero padding).
+      const a = tapeFileExtent(tapeA, 0)!;
+      const b = tapeFileExtent(tapeB, 0)!;
+      const onTape = Buffer.concat([readRange(tapeA, a.start, a.end), readRange(tapeB, b.start, b.end)]);
+      assert.equal(a.end - a.start, s1.bytesMoved);
+      assert.equal(onTape.length % RECORD, 0);
+      assert.ok(onTape.subarray(0, stream.length).equals(stream), 'tape contents differ from the stream');
+      assert.ok(onTape.subarray(stream.length).every((x) => x === 0));
+
+      // Recover: the mover connects to our "data service" and serves MOVER_READ across both tapes.
+      const received: Buffer[] = [];
+      const sink = net.createServer((sock) => sock.on('data', (d: Buffer) => received.push(d)));
+      await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+      const sinkPort = (sink.address() as net.AddressInfo).port;
+      await c.call(M.TAPE_OPEN, { device: tapeA, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      await c.call(M.MOVER_CONNECT, {
+        mode: MoverMode.NDMP_MOVER_MODE_WRITE,
+        addr: {
+          addrType: AddrType.NDMP_ADDR_TCP,
+          tcpAddrs: [{ ipAddr: 0x7f000001, port: sinkPort, addrEnv: [] }],
+        },
+      });
+      await c.call(M.MOVER_READ, { offset: 0n, length: BigInt(stream.length) });
+      const eof = await ev.next();
+      assert.deepEqual(eof, {
+        kind: 'paused',
+        reason: MoverPauseReason.NDMP_MOVER_PAUSE_EOF,
+        seek: s1.bytesMoved,
+      });
+      await c.call(M.TAPE_CLOSE, {});
+      await c.call(M.TAPE_OPEN, { device: tapeB, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: s1.bytesMoved, length: INVALID_U64 });
+      await c.call(M.MOVER_CONTINUE, {});
+      const deadline = Date.now() + 10_000;
+      while (Buffer.concat(received).length < stream.length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(Buffer.concat(received).equals(stream), 'recovered bytes differ');
+      const s3 = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(s3.bytesMoved, BigInt(stream.length));
+      assert.equal(s3.bytesLeftToRead, 0n);
+      await c.call(M.MOVER_CLOSE, {});
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+      sink.close();
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a read outside the window pauses with SEEK at the offset asked for', async () => {
+    const tape = newTape('SEEK', BigInt(64 * MiB), BigInt(MiB));
+    const dev = openTapeImage(tape, { readOnly: false });
+    for (let i = 0; i < 10; i++) dev.writeRecord(Buffer.alloc(RECORD, i));
+    dev.writeFilemarks(1);
+    dev.close();
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    const sink = net.createServer((sock) => sock.resume());
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    try {
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: BigInt(4 * RECORD) });
+      await c.call(M.MOVER_CONNECT, {
+        mode: MoverMode.NDMP_MOVER_MODE_WRITE,
+        addr: {
+          addrType: AddrType.NDMP_ADDR_TCP,
+          tcpAddrs: [{ ipAddr: 0x7f000001, port: (sink.address() as net.AddressInfo).port, addrEnv: [] }],
+        },
+      });
+      await c.call(M.MOVER_READ, { offset: BigInt(6 * RECORD + 5), length: 100n });
+      assert.deepEqual(await ev.next(), {
+        kind: 'paused',
+        reason: MoverPauseReason.NDMP_MOVER_PAUSE_SEEK,
+        seek: BigInt(6 * RECORD + 5),
+      });
+      // A second read while one is pending is refused.
+      await rejectsWith(c.call(M.MOVER_READ, { offset: 0n, length: 1n }), ErrorCode.NDMP_ILLEGAL_STATE_ERR);
+      await c.call(M.MOVER_ABORT, {});
+      assert.deepEqual(await ev.next(), { kind: 'halted', reason: MoverHaltReason.NDMP_MOVER_HALT_ABORTED });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+    } finally {
+      sink.close();
+      c.destroy();
+    }
+  });
+
+  test('a data connection that drops halts CONNECT_ERROR and leaves whole records on tape', async () => {
+    const tape = newTape('DROP', BigInt(64 * MiB), BigInt(MiB));
+    const c = await client(srv.port, 'md5');
+    const other = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    try {
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      // One opener per tape: another session is refused while this one holds it.
+      await rejectsWith(
+        other.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE }),
+        ErrorCode.NDMP_DEVICE_BUSY_ERR,
+      );
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD }).catch(() => undefined);
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      const { host, port } = tcpAddrOf(connectAddr);
+      const data = net.connect({ host, port });
+      await new Promise((r) => data.once('connect', r));
+      data.write(Buffer.alloc(5 * RECORD + 100, 7));
+      // While the mover owns the tape, the DMA may look but not touch.
+      const deadline = Date.now() + 5000;
+      while ((await c.call(M.MOVER_GET_STATE, {})).bytesMoved < BigInt(5 * RECORD) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await rejectsWith(c.call(M.TAPE_MTIO, { tapeOp: 4, count: 1 }), ErrorCode.NDMP_DEVICE_BUSY_ERR);
+      const ts = await c.call(M.TAPE_GET_STATE, {});
+      assert.equal(ts.blockno, 5);
+      data.resetAndDestroy();
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_ERROR,
+      });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+      const dev = openTapeImage(tape, { readOnly: true });
+      const buf = Buffer.alloc(RECORD);
+      let records = 0;
+      for (
+        let r = dev.readRecord(buf, { crossFilemark: false });
+        r.kind === 'record';
+        r = dev.readRecord(buf, { crossFilemark: false })
+      ) {
+        assert.equal(r.length, RECORD);
+        assert.ok(buf.every((x) => x === 7));
+        records++;
+      }
+      dev.close();
+      assert.equal(records, 5);
+    } finally {
+      c.destroy();
+      other.destroy();
+    }
+  });
+});
