@@ -5,7 +5,9 @@
 
 import { accessSync, constants } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { REPO_ROOT } from './ndmpd-process.js';
 
 export const NDMJOB = process.env.NDMJOB ?? '/usr/lib/amanda/ndmjob';
 
@@ -59,9 +61,25 @@ export interface NdmjobRun {
  * means almost nothing (INTEROP.md): callers judge the run by `output`. Killed
  * after `timeoutMs`, so a server that never answers cannot hang a test.
  */
-export function runNdmjob(args: string[], timeoutMs = 30_000): Promise<NdmjobRun> {
+/**
+ * Builds the LD_PRELOAD shim with the client-side fixes test-tape needs on
+ * this ndmjob build (test/interop/tools/ndmjob-fixes.c: the g_malloc(0) one
+ * of INTEROP.md, and a signed-char compare in T-BWR) into `dir`; returns its path.
+ */
+export function buildNdmjobFixes(dir: string): string {
+  const src = join(REPO_ROOT, 'test', 'interop', 'tools', 'ndmjob-fixes.c');
+  const out = join(dir, 'ndmjob-fixes.so');
+  execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, '-ldl'], { stdio: 'pipe' });
+  return out;
+}
+
+export function runNdmjob(
+  args: string[],
+  timeoutMs = 30_000,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<NdmjobRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NDMJOB, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NDMJOB, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let output = '';
     let timedOut = false;
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));

@@ -1,6 +1,9 @@
-// capture-session.js OUTDIR [PORT]
+// capture-session.js OUTDIR [SCENARIO] [PORT]
 //
 // Records real ndmjob sessions against the real ndmpd for tshark to decode.
+// SCENARIO `query` (the default) is described below; `tape-mover` runs
+// ndmjob's conformance suites instead: -o test-tape (v4, v3; with the
+// g_malloc(0) shim) and -o test-mover (v4, v3) on blank tapes in the library.
 // Meant to run inside a private network namespace (tshark-capture.test.ts runs
 // it under `unshare -n`), because Wireshark's NDMP dissector decodes only TCP
 // port 10000 (INTEROP.md): there the server can own 127.0.0.1:10000 and the
@@ -27,13 +30,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
-import { runNdmjob } from '../helpers/peers.js';
+import { buildNdmjobFixes, runNdmjob } from '../helpers/peers.js';
 import type { NdmjobRun } from '../helpers/peers.js';
 
 const WRONG_PASSWORD = 'not-the-password';
 const WATCHDOG_MS = 100_000;
 
 export interface CapturedRun {
+  /** `query`, or the conformance suite (`test-tape`, `test-mover`). */
+  suite: string;
   flags: string;
   password: 'right' | 'wrong';
   /** ndmjob's arguments, the password masked. */
@@ -100,14 +105,70 @@ async function startDumpcap(pcap: string, port: number): Promise<void> {
   await sleep(300);
 }
 
+async function queryRuns(server: NdmpdProcess, port: number): Promise<CapturedRun[]> {
+  const runs: CapturedRun[] = [];
+  const plan: Array<{ flags: string; password: 'right' | 'wrong' }> = [
+    { flags: '4t', password: 'right' },
+    { flags: '4m', password: 'right' },
+    { flags: '3t', password: 'right' },
+    { flags: '4t', password: 'wrong' },
+  ];
+  for (const step of plan) {
+    const pass = step.password === 'right' ? server.password : WRONG_PASSWORD;
+    const agent = `127.0.0.1:${port}/${step.flags},${server.user},${pass}`;
+    // With -T too, ndmjob opens a second connection and asks CONFIG_GET_TAPE_INFO.
+    const args = step.password === 'right' ? ['-q', '-D', agent, '-T', agent] : ['-q', '-D', agent];
+    const r = await runNdmjob(args);
+    runs.push({
+      suite: 'query',
+      ...step,
+      args: args.map((a) => a.replace(pass, `<${step.password} password>`)),
+      ...pick(r),
+    });
+  }
+  return runs;
+}
+
+/** ndmjob's tape and mover conformance suites, each on a fresh blank tape. */
+async function conformanceRuns(
+  server: NdmpdProcess,
+  port: number,
+  library: string,
+  outDir: string,
+): Promise<CapturedRun[]> {
+  const shim = buildNdmjobFixes(outDir);
+  const runs: CapturedRun[] = [];
+  const plan = [
+    { suite: 'test-tape', flags: '4t' },
+    { suite: 'test-mover', flags: '4t' },
+    { suite: 'test-tape', flags: '3t' },
+    { suite: 'test-mover', flags: '3t' },
+  ];
+  for (const [i, step] of plan.entries()) {
+    const tape = join(library, 'tapes', `capture-${i}`);
+    writeFileSync(tape, '');
+    const agent = `127.0.0.1:${port}/${step.flags},${server.user},${server.password}`;
+    const args = ['-v', '-o', step.suite, '-T', agent, '-f', tape];
+    const r = await runNdmjob(args, 60_000, { ...process.env, LD_PRELOAD: shim });
+    runs.push({
+      ...step,
+      password: 'right',
+      args: args.map((a) => a.replace(server.password, '<right password>')),
+      ...pick(r),
+    });
+  }
+  return runs;
+}
+
 async function main(): Promise<void> {
   const outArg = process.argv[2];
   if (!outArg) {
-    process.stderr.write('usage: capture-session.js OUTDIR [PORT]\n');
+    process.stderr.write('usage: capture-session.js OUTDIR [query|tape-mover] [PORT]\n');
     process.exit(2);
   }
   const outDir = resolve(outArg);
-  const port = Number(process.argv[3] ?? 10000);
+  const scenario = process.argv[3] ?? 'query';
+  const port = Number(process.argv[4] ?? 10000);
   mkdirSync(outDir, { recursive: true });
   const pcap = join(outDir, 'ndmp.pcap');
 
@@ -119,28 +180,15 @@ async function main(): Promise<void> {
   }
 
   try {
-    server = await startNdmpd({ host: '127.0.0.1', port });
+    const library = join(outDir, 'library');
+    mkdirSync(join(library, 'tapes'), { recursive: true });
+    server = await startNdmpd({ host: '127.0.0.1', port, extraArgs: ['--library', library] });
     await startDumpcap(pcap, port);
 
-    const runs: CapturedRun[] = [];
-    const plan: Array<{ flags: string; password: 'right' | 'wrong' }> = [
-      { flags: '4t', password: 'right' },
-      { flags: '4m', password: 'right' },
-      { flags: '3t', password: 'right' },
-      { flags: '4t', password: 'wrong' },
-    ];
-    for (const step of plan) {
-      const pass = step.password === 'right' ? server.password : WRONG_PASSWORD;
-      const agent = `127.0.0.1:${port}/${step.flags},${server.user},${pass}`;
-      // With -T too, ndmjob opens a second connection and asks CONFIG_GET_TAPE_INFO.
-      const args = step.password === 'right' ? ['-q', '-D', agent, '-T', agent] : ['-q', '-D', agent];
-      const r = await runNdmjob(args);
-      runs.push({
-        ...step,
-        args: args.map((a) => a.replace(pass, `<${step.password} password>`)),
-        ...pick(r),
-      });
-    }
+    const runs: CapturedRun[] =
+      scenario === 'tape-mover'
+        ? await conformanceRuns(server, port, library, outDir)
+        : await queryRuns(server, port);
 
     // Let the last FIN/ACKs reach the capture.
     await sleep(1_000);
