@@ -1,0 +1,10 @@
+// `npm run bench`: prints figures, never asserts them (tests check behaviour,
+// benchmarks measure). Each benchmark states its baseline next to its figures.
+
+import os from 'node:os';
+import { benchTapePositioning } from './tape-positioning.js';
+
+console.log(
+  `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
+);
+benchTapePositioning();
