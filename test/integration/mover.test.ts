@@ -302,4 +302,205 @@ describe('mover over TCP', { timeout: 120_000 }, () => {
       other.destroy();
     }
   });
+
+  test('the data connection lives on the drive thread: MOVER_LISTEN adds no socket to the main thread', async () => {
+    const tape = newTape('THREAD', BigInt(64 * MiB), BigInt(MiB));
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+    try {
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      const servers = count('TCPServerWrap');
+      const sockets = count('TCPSocketWrap');
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      assert.equal(count('TCPServerWrap'), servers, 'the mover listens on the main thread');
+      const { host, port } = tcpAddrOf(connectAddr);
+      const data = net.connect({ host, port });
+      await new Promise((r) => data.once('connect', r));
+      data.write(Buffer.alloc(3 * RECORD, 5));
+      const deadline = Date.now() + 5000;
+      while ((await c.call(M.MOVER_GET_STATE, {})).bytesMoved < BigInt(3 * RECORD) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Only the test's own end of the data connection is on this thread.
+      assert.equal(count('TCPSocketWrap'), sockets + 1);
+      data.end();
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a window that ends pauses with EOW; a new window and CONTINUE go on', async () => {
+    const tape = newTape('EOW', BigInt(64 * MiB), BigInt(MiB));
+    const c = await client(srv.port, 'md5', 3);
+    const ev = moverEvents(c);
+    try {
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD });
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      // v3 order: LISTEN, then the window (allowed in LISTEN for v3 only).
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: BigInt(4 * RECORD) });
+      const { host, port } = tcpAddrOf(connectAddr);
+      const data = net.connect({ host, port });
+      await new Promise((r) => data.once('connect', r));
+      const stream = randomBytes(6 * RECORD);
+      data.end(stream);
+      assert.deepEqual(await ev.next(), {
+        kind: 'paused',
+        reason: MoverPauseReason.NDMP_MOVER_PAUSE_EOW,
+        seek: BigInt(4 * RECORD),
+      });
+      const st = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(st.bytesMoved, BigInt(4 * RECORD));
+      assert.equal(st.recordNum, 4);
+      await c.call(M.MOVER_SET_WINDOW, { offset: BigInt(4 * RECORD), length: INVALID_U64 });
+      await c.call(M.MOVER_CONTINUE, {});
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+      assert.equal((await c.call(M.MOVER_GET_STATE, {})).bytesMoved, BigInt(stream.length));
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+      const x = tapeFileExtent(tape, 0)!;
+      assert.ok(readRange(tape, x.start, x.end).equals(stream));
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a full tape (no early-warning zone) pauses EOM with the record kept for the next tape', async () => {
+    // Room for exactly 3 records and no warning: the 4th write is refused and must not be lost.
+    const tapeA = newTape('FULL-A', BigInt(3 * RECORD), 0n);
+    const tapeB = newTape('FULL-B', BigInt(64 * MiB), BigInt(MiB));
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    try {
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD });
+      await c.call(M.TAPE_OPEN, { device: tapeA, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      const { host, port } = tcpAddrOf(connectAddr);
+      const data = net.connect({ host, port });
+      await new Promise((r) => data.once('connect', r));
+      const stream = randomBytes(5 * RECORD + 1);
+      data.end(stream);
+      const first = await ev.next();
+      assert.equal(first.kind, 'paused');
+      assert.equal((first as { reason: number }).reason, MoverPauseReason.NDMP_MOVER_PAUSE_EOM);
+      const moved = (await c.call(M.MOVER_GET_STATE, {})).bytesMoved;
+      assert.equal(moved, BigInt(3 * RECORD));
+      await c.call(M.TAPE_CLOSE, {});
+      await c.call(M.TAPE_OPEN, { device: tapeB, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: moved, length: INVALID_U64 });
+      await c.call(M.MOVER_CONTINUE, {});
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+      const a = tapeFileExtent(tapeA, 0)!;
+      const b = tapeFileExtent(tapeB, 0)!;
+      const both = Buffer.concat([readRange(tapeA, a.start, a.end), readRange(tapeB, b.start, b.end)]);
+      assert.ok(both.subarray(0, stream.length).equals(stream));
+      assert.equal(both.length, 6 * RECORD);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a DMA that vanishes mid-backup: the mover stops, the tape is closed and free again', async () => {
+    const tape = newTape('GONE', BigInt(64 * MiB), BigInt(MiB));
+    const c = await client(srv.port, 'md5');
+    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+    const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+      mode: MoverMode.NDMP_MOVER_MODE_READ,
+      addrType: AddrType.NDMP_ADDR_TCP,
+    });
+    const { host, port } = tcpAddrOf(connectAddr);
+    const data = net.connect({ host, port });
+    await new Promise((r) => data.once('connect', r));
+    data.on('error', () => undefined);
+    data.write(Buffer.alloc(2 * RECORD, 9));
+    await new Promise((r) => setTimeout(r, 100));
+    c.destroy();
+    // The data connection is dropped by the server, and the tape can be opened by someone else.
+    await new Promise<void>((resolve) => data.once('close', () => resolve()));
+    const other = await client(srv.port, 'md5');
+    try {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        try {
+          await other.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+          break;
+        } catch (e) {
+          if (!(e instanceof NdmpError) || Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      const st = await other.call(M.TAPE_GET_STATE, {});
+      assert.equal(st.fileNum, 0);
+      await other.call(M.TAPE_MTIO, { tapeOp: 0, count: 1 }); // FSF over the filemark the close wrote
+      assert.equal((await other.call(M.TAPE_GET_STATE, {})).fileNum, 1);
+      await other.call(M.TAPE_CLOSE, {});
+    } finally {
+      other.destroy();
+    }
+  });
+});
+
+describe('mover data ports', { timeout: 60_000 }, () => {
+  test('MOVER_LISTEN uses a port of --data-ports and refuses when the range is taken', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-ports-'));
+    const lib = Library.open(join(dir, 'library'));
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const low = (blocker.address() as net.AddressInfo).port;
+    blocker.close();
+    const srv = await startServer({}, { library: lib, dataPorts: { low, high: low } });
+    const tape = join(lib.dir, 'tapes', 'PORTS');
+    createTapeImage(tape);
+    const a = await client(srv.port, 'md5');
+    const b = await client(srv.port, 'md5');
+    try {
+      await a.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      const { connectAddr } = await a.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      assert.deepEqual(tcpAddrOf(connectAddr), { host: '127.0.0.1', port: low });
+      const other = join(lib.dir, 'tapes', 'PORTS2');
+      createTapeImage(other);
+      await b.call(M.TAPE_OPEN, { device: other, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await rejectsWith(
+        b.call(M.MOVER_LISTEN, { mode: MoverMode.NDMP_MOVER_MODE_READ, addrType: AddrType.NDMP_ADDR_TCP }),
+        ErrorCode.NDMP_CONNECT_ERR,
+      );
+      // A failed LISTEN leaves the mover IDLE.
+      assert.equal((await b.call(M.MOVER_GET_STATE, {})).state, MoverState.NDMP_MOVER_STATE_IDLE);
+    } finally {
+      a.destroy();
+      b.destroy();
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -22,9 +22,10 @@ export class TapeDrive {
   private dev: TapeDevice | null = null;
   private mode = TapeOpenMode.NDMP_TAPE_READ_MODE as number;
   /**
-   * Records were written and nothing has moved the tape since: closing then
-   * ends the tape file with a filemark, as a no-rewind drive does on close
-   * (draft §3.4.1). Positioning does not, as ndmjob's T-BWR checks.
+   * Records were written and nothing has moved the tape since: closing,
+   * rewinding or unloading then ends the tape file with a filemark first, as
+   * drives do (draft §3.4.1). Spacing does not (ndmjob's T-BWR writes a record
+   * and spaces back over it, expecting no filemark behind it).
    */
   private writtenSinceMark = false;
   /** MTIO OFF took the medium offline: nothing but CLOSE/GET_STATE until reopened. */
@@ -69,7 +70,7 @@ export class TapeDrive {
   close(): void {
     const dev = this.need(true);
     try {
-      if (this.writtenSinceMark && !this.offline) dev.writeFilemarks(1);
+      if (!this.offline) this.endTapeFile(dev);
     } finally {
       this.dev = null;
       this.writtenSinceMark = false;
@@ -117,7 +118,7 @@ export class TapeDrive {
         moved();
         return dev.spaceRecords(-count, { crossFilemark: v3 });
       case TapeMtioOp.NDMP_MTIO_REW:
-        moved();
+        this.endTapeFile(dev);
         dev.rewind();
         return 0;
       case TapeMtioOp.NDMP_MTIO_EOF:
@@ -130,7 +131,7 @@ export class TapeDrive {
         this.writtenSinceMark = false;
         return 0;
       case TapeMtioOp.NDMP_MTIO_OFF:
-        moved();
+        this.endTapeFile(dev);
         dev.rewind();
         this.offline = true;
         return 0;
@@ -193,6 +194,17 @@ export class TapeDrive {
         throw new NdmpError(ErrorCode.NDMP_EOF_ERR, 'filemark');
       case 'eod':
         throw new NdmpError(v3 ? ErrorCode.NDMP_EOF_ERR : ErrorCode.NDMP_EOM_ERR, 'end of data');
+    }
+  }
+
+  /** Writes the filemark a tape file still lacks after writes (see writtenSinceMark). */
+  private endTapeFile(dev: TapeDevice): void {
+    if (!this.writtenSinceMark) return;
+    this.writtenSinceMark = false;
+    try {
+      dev.writeFilemarks(1);
+    } catch (e) {
+      throw toNdmp(e);
     }
   }
 
