@@ -2,9 +2,11 @@
 // benchmarks measure). Each benchmark states its baseline next to its figures.
 
 import os from 'node:os';
+import { benchMoverThroughput } from './mover-throughput.js';
 import { benchTapePositioning } from './tape-positioning.js';
 
 console.log(
   `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
 );
 benchTapePositioning();
+await benchMoverThroughput();
