@@ -169,7 +169,8 @@ export class Library {
     } catch {
       return null;
     }
-    if (!this.inside(real) || isIndexName(basename(real))) return null;
+    // Index files and dot-names (temporary files) are never tapes.
+    if (!this.inside(real) || isIndexName(basename(real)) || basename(real).startsWith('.')) return null;
     return real;
   }
 
@@ -297,11 +298,11 @@ export class Library {
   }
 
   label(barcode: string, label: string): void {
-    updateTapeImage(this.existingTape(barcode), { label });
+    updateTapeImage(this.existingTape(barcode), { label }, this.blankDefaults);
   }
 
   protect(barcode: string, on: boolean): void {
-    updateTapeImage(this.existingTape(barcode), { writeProtected: on });
+    updateTapeImage(this.existingTape(barcode), { writeProtected: on }, this.blankDefaults);
   }
 
   load(barcode: string, drive: string): void {

@@ -15,6 +15,7 @@
 // entry is ignored, and cut off by the next write.
 
 import fs from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 import { MAX_RECORD_SIZE, TapeError } from './tape.js';
@@ -253,7 +254,11 @@ function readHeader(fd: number, indexPath: string): Header {
  * crash never leaves a half-written index and an existing one is never replaced.
  */
 function writeNewIndex(indexPath: string, header: Header): void {
-  const temp = `${indexPath}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  // A dot-name, so a leftover from a crash is never taken for a tape.
+  const temp = join(
+    dirname(indexPath),
+    `.${basename(indexPath)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
+  );
   io(`creating ${indexPath}`, () => fs.writeFileSync(temp, encodeHeader(header), { flag: 'wx' }));
   try {
     fs.linkSync(temp, indexPath);
@@ -424,7 +429,7 @@ function sizeOf(fd: number, path: string): number {
   return io(`stat ${path}`, () => fs.fstatSync(fd).size);
 }
 
-function openOrNull(path: string, flags: string): number | null {
+function openOrNull(path: string, flags: string | number): number | null {
   try {
     return fs.openSync(path, flags);
   } catch (err) {
@@ -516,6 +521,8 @@ function infoOf(path: string, header: Header, index: TapeIndex): TapeImageInfo {
 export function updateTapeImage(
   dataPath: string,
   patch: Partial<Pick<TapeImageOptions, 'label' | 'barcode' | 'writeProtected'>>,
+  /** For a blank tape that has no index yet: the capacity and early warning it gets. */
+  blankDefaults: TapeImageOptions = {},
 ): void {
   const indexPath = indexPathOf(dataPath);
   const dataSize = withFd(openDataForReading(dataPath), (fd) => sizeOf(fd, dataPath));
@@ -523,7 +530,7 @@ export function updateTapeImage(
   if (indexFd === null) {
     if (dataSize > 0)
       throw badImage(`${dataPath} holds data but has no index ${indexPath}: not a tape image`);
-    createTapeImage(dataPath, patch);
+    createTapeImage(dataPath, { ...blankDefaults, ...patch });
     return;
   }
   withFd(indexFd, (fd) => {
@@ -666,9 +673,16 @@ export class VirtualTape implements TapeDevice {
 
   constructor(dataPath: string, opts: { readOnly: boolean; blankDefaults?: TapeImageOptions }) {
     const indexPath = indexPathOf(dataPath);
+    // The data file may be reached through a path the library checked; its
+    // index is never followed through a symlink (it could lead out of the library).
     const flags = opts.readOnly ? 'r' : 'r+';
     const open = (path: string): number | null => {
       try {
+        if (path === indexPath) {
+          const mode =
+            (opts.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NOFOLLOW;
+          return openOrNull(path, mode);
+        }
         return openOrNull(path, flags);
       } catch (err) {
         const code = errnoOf(err);

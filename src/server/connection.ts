@@ -78,7 +78,10 @@ export class Connection implements Session {
   private ending = false;
   private preAuthTimer: NodeJS.Timeout | null = null;
   private readonly trace: boolean;
-  private readonly closeHooks: (() => void)[] = [];
+  private readonly closeHooks: (() => void | Promise<void>)[] = [];
+  private cleanupDone: () => void = () => undefined;
+  /** Settles once the connection has closed and every close hook has finished. */
+  readonly cleanedUp = new Promise<void>((resolve) => (this.cleanupDone = resolve));
 
   constructor(
     readonly id: number,
@@ -157,8 +160,8 @@ export class Connection implements Session {
     if (!this.draining) this.endNow();
   }
 
-  onClose(hook: () => void): void {
-    if (this.closed) hook();
+  onClose(hook: () => void | Promise<void>): void {
+    if (this.closed) void this.runHooks([hook]);
     else this.closeHooks.push(hook);
   }
 
@@ -438,18 +441,20 @@ export class Connection implements Session {
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 
+  /** Runs session cleanup (devices, threads); a failing hook is logged and the others still run. */
+  private async runHooks(hooks: (() => void | Promise<void>)[]): Promise<void> {
+    const results = await Promise.allSettled(hooks.map(async (h) => h()));
+    for (const r of results) {
+      if (r.status === 'rejected') this.log.error({ err: r.reason as unknown }, 'session cleanup failed');
+    }
+  }
+
   private onSocketClose(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.log.info({ reason: this.closing ?? 'socket closed' }, 'connection closed');
-    for (const hook of this.closeHooks.splice(0)) {
-      try {
-        hook();
-      } catch (e) {
-        this.log.error({ err: e }, 'session cleanup failed');
-      }
-    }
+    void this.runHooks(this.closeHooks.splice(0)).then(() => this.cleanupDone());
     this.onClosed(this);
   }
 }

@@ -32,6 +32,10 @@ export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = {
 export class NdmpServer {
   private readonly server: net.Server;
   private readonly connections = new Set<Connection>();
+  /** Cleanups of closed connections still running (tapes being closed, drive threads stopping). */
+  private readonly cleanups = new Set<Promise<void>>();
+  /** close() waiting for the last connection to have closed. */
+  private readonly drained: (() => void)[] = [];
   private nextId = 1;
 
   constructor(
@@ -71,9 +75,12 @@ export class NdmpServer {
 
   private accept(socket: net.Socket): void {
     const id = this.nextId++;
-    const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) =>
-      this.connections.delete(c),
-    );
+    const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) => {
+      this.connections.delete(c);
+      this.cleanups.add(c.cleanedUp);
+      void c.cleanedUp.then(() => this.cleanups.delete(c.cleanedUp));
+      if (this.connections.size === 0) for (const r of this.drained.splice(0)) r();
+    });
     // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
     if (this.connections.size >= this.opts.maxConnections) {
       conn.refuse('too many connections');
@@ -91,10 +98,18 @@ export class NdmpServer {
     conn.start();
   }
 
-  /** Stops accepting, tells every DMA the server is shutting down, and waits for sockets to close. */
+  /**
+   * Stops accepting, tells every DMA the server is shutting down, and waits
+   * for the sockets to close and their sessions to clean up (open tapes get
+   * their closing filemark before the process may exit).
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.shutdown('server shutting down');
     await closed;
+    // The listener reports closed when its sockets are gone, which can be
+    // before each connection has seen its own close: wait for those too.
+    if (this.connections.size > 0) await new Promise<void>((r) => this.drained.push(r));
+    await Promise.all([...this.cleanups]);
   }
 }

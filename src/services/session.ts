@@ -59,8 +59,11 @@ export interface Session {
   post<Body>(def: MessageDef<Body, never>, body: Body): void;
   /** Ends the connection once pending output is written. */
   close(reason: string): void;
-  /** Runs `hook` once the connection has closed (services release devices, stop threads). */
-  onClose(hook: () => void): void;
+  /**
+   * Runs `hook` once the connection has closed (services release devices,
+   * stop threads); the server's shutdown waits for the promise it returns.
+   */
+  onClose(hook: () => void | Promise<void>): void;
   /** The local address the DMA reached us on; data connections listen on it. */
   readonly localAddress: string;
 }

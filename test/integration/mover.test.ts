@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, readSync, closeSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, openSync, readSync, closeSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -234,7 +234,7 @@ describe('mover over TCP', { timeout: 120_000 }, () => {
         reason: MoverPauseReason.NDMP_MOVER_PAUSE_SEEK,
         seek: BigInt(6 * RECORD + 5),
       });
-      // A second read while one is pending is refused.
+      // PAUSED: no new read until the DMA has positioned the tape and continued.
       await rejectsWith(c.call(M.MOVER_READ, { offset: 0n, length: 1n }), ErrorCode.NDMP_ILLEGAL_STATE_ERR);
       await c.call(M.MOVER_ABORT, {});
       assert.deepEqual(await ev.next(), { kind: 'halted', reason: MoverHaltReason.NDMP_MOVER_HALT_ABORTED });
@@ -258,7 +258,7 @@ describe('mover over TCP', { timeout: 120_000 }, () => {
         other.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE }),
         ErrorCode.NDMP_DEVICE_BUSY_ERR,
       );
-      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD }).catch(() => undefined);
+      await c.call(M.MOVER_SET_RECORD_SIZE, { len: RECORD });
       await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
       const { connectAddr } = await c.call(M.MOVER_LISTEN, {
         mode: MoverMode.NDMP_MOVER_MODE_READ,
@@ -501,6 +501,114 @@ describe('mover data ports', { timeout: 60_000 }, () => {
       b.destroy();
       await srv.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mover recover edge cases', { timeout: 60_000 }, () => {
+  let srv: TestServer;
+  let dir: string;
+  let lib: Library;
+
+  before(async () => {
+    dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-recover-'));
+    lib = Library.open(join(dir, 'library'));
+    srv = await startServer({}, { library: lib });
+  });
+  after(async () => {
+    await srv.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function tapeOf(name: string, records: number, size: number): string {
+    const path = join(lib.dir, 'tapes', name);
+    const dev = openTapeImage(path, { readOnly: false, blankDefaults: {} });
+    for (let i = 0; i < records; i++) dev.writeRecord(Buffer.alloc(size, i));
+    dev.writeFilemarks(1);
+    dev.close();
+    return path;
+  }
+
+  async function recoverSession(tape: string, recordSize: number, sink: net.Server) {
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+    await c.call(M.MOVER_SET_RECORD_SIZE, { len: recordSize });
+    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+    await c.call(M.MOVER_CONNECT, {
+      mode: MoverMode.NDMP_MOVER_MODE_WRITE,
+      addr: {
+        addrType: AddrType.NDMP_ADDR_TCP,
+        tcpAddrs: [{ ipAddr: 0x7f000001, port: (sink.address() as net.AddressInfo).port, addrEnv: [] }],
+      },
+    });
+    return { c, ev };
+  }
+
+  async function listening(handler: (s: net.Socket) => void): Promise<net.Server> {
+    const sink = net.createServer(handler);
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    return sink;
+  }
+
+  test('records of another size than record_size halt MEDIA_ERROR; the drive thread stays responsive', async () => {
+    writeFileSync(join(lib.dir, 'tapes', 'SHORT'), '');
+    const tape = tapeOf('SHORT', 10, 1000);
+    const sink = await listening((sock) => sock.resume());
+    const { c, ev } = await recoverSession(tape, 2048, sink);
+    try {
+      await c.call(M.MOVER_READ, { offset: 0n, length: 5000n });
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_MEDIA_ERROR,
+      });
+      const st = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(st.state, MoverState.NDMP_MOVER_STATE_HALTED);
+      assert.equal(st.bytesMoved, 0n);
+      await c.call(M.MOVER_STOP, {});
+    } finally {
+      c.destroy();
+      sink.close();
+    }
+  });
+
+  test('a read pending in ACTIVE refuses another with READ_IN_PROGRESS; record_num follows the tape', async () => {
+    writeFileSync(join(lib.dir, 'tapes', 'BIG'), '');
+    const tape = tapeOf('BIG', 64, 256 * 1024);
+    // A data service that reads nothing: the mover fills the socket and waits.
+    let peer: net.Socket | null = null;
+    const sink = await listening((sock) => {
+      peer = sock;
+      sock.pause();
+    });
+    const { c, ev } = await recoverSession(tape, 256 * 1024, sink);
+    try {
+      await c.call(M.MOVER_READ, { offset: BigInt(3 * 256 * 1024 + 10), length: BigInt(40 * 256 * 1024) });
+      await new Promise((r) => setTimeout(r, 200));
+      await rejectsWith(
+        c.call(M.MOVER_READ, { offset: 0n, length: 1n }),
+        ErrorCode.NDMP_READ_IN_PROGRESS_ERR,
+      );
+      const st = await c.call(M.MOVER_GET_STATE, {});
+      assert.equal(st.state, MoverState.NDMP_MOVER_STATE_ACTIVE);
+      assert.ok(st.bytesLeftToRead > 0n);
+      // Records 0..2 were spaced over, not read, and still count.
+      assert.ok(st.recordNum >= 4, `record_num ${st.recordNum}`);
+      const ts = await c.call(M.TAPE_GET_STATE, {});
+      assert.equal(ts.blockno, st.recordNum);
+      // The data service ends the connection in the middle: the mover halts CONNECT_CLOSED.
+      const p = peer as net.Socket | null;
+      p?.resume();
+      p?.end();
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+    } finally {
+      c.destroy();
+      sink.close();
     }
   });
 });

@@ -265,4 +265,61 @@ describe('tape service', { timeout: 60_000 }, () => {
       other.destroy();
     }
   });
+
+  test('an index reached through a symlink is refused; MTIO EOF counts are bounded', async () => {
+    const path = join(lib.dir, 'tapes', 'LINKED');
+    writeFileSync(path, '');
+    const elsewhere = join(dir, 'elsewhere.idx');
+    createTapeImage(join(dir, 'elsewhere'));
+    symlinkSync(join(dir, 'elsewhere.idx'), `${path}.idx`);
+    const c = await client(srv.port, 'md5');
+    try {
+      await rejectsWith(c.call(M.TAPE_OPEN, { device: path, mode: RDWR }), ErrorCode.NDMP_IO_ERR);
+      assert.equal(readTapeImageInfo(join(dir, 'elsewhere')).records, 0, elsewhere);
+      const ok = join(lib.dir, 'tapes', 'MARKS');
+      createTapeImage(ok);
+      await c.call(M.TAPE_OPEN, { device: ok, mode: RDWR });
+      await rejectsWith(
+        c.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_EOF, count: 0xffffffff }),
+        ErrorCode.NDMP_ILLEGAL_ARGS_ERR,
+      );
+      await c.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_EOF, count: 3 });
+      assert.equal((await c.call(M.TAPE_GET_STATE, {})).fileNum, 3);
+      await c.call(M.TAPE_CLOSE, {});
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('labelling a blank tape gives it the library capacity', () => {
+    const small = Library.open(join(dir, 'small-lib'), { capacity: 1n << 30n });
+    const path = join(small.dir, 'tapes', 'BLANK1');
+    writeFileSync(path, '');
+    small.label('BLANK1', 'monday');
+    const info = readTapeImageInfo(path);
+    assert.equal(info.label, 'monday');
+    assert.equal(info.capacity, 1n << 30n);
+  });
+});
+
+describe('server shutdown', { timeout: 30_000 }, () => {
+  test('stopping the server closes open tapes (with their filemark) before it returns', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-shutdown-'));
+    const lib = Library.open(join(dir, 'library'));
+    const srv = await startServer({}, { library: lib });
+    const path = join(lib.dir, 'tapes', 'STOP01');
+    createTapeImage(path);
+    const c = await client(srv.port, 'md5');
+    try {
+      await c.call(M.TAPE_OPEN, { device: path, mode: RDWR });
+      await c.call(M.TAPE_WRITE, { dataOut: Buffer.alloc(4096, 1) });
+      await srv.server.close();
+      const info = readTapeImageInfo(path);
+      assert.deepEqual([info.records, info.filemarks], [1, 1]);
+    } finally {
+      c.destroy();
+      await srv.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -3,7 +3,7 @@
 // posts the mover's notifications on the session's control connection.
 
 import { Worker } from 'node:worker_threads';
-import { M, NdmpError } from '../../wire/index.js';
+import { ErrorCode, M, NdmpError } from '../../wire/index.js';
 import type { Session } from '../session.js';
 import type {
   DriveEvent,
@@ -23,18 +23,27 @@ export class DriveClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exited = false;
+  private stopping = false;
 
+  /** `onCrash` runs if the thread ends without being asked to (a bug; logged). */
   constructor(
     private readonly session: Session,
     config: DriveThreadConfig,
+    onCrash: () => void,
   ) {
     this.worker = new Worker(new URL('./thread.js', import.meta.url), { workerData: config });
     this.worker.on('message', (m: DriveReply | DriveEvent) => this.onMessage(m));
     this.worker.on('error', (e) => session.log.error({ err: e }, 'drive thread crashed'));
     this.worker.on('exit', (code) => {
       this.exited = true;
-      for (const p of this.pending.values()) p.reject(new Error(`drive thread exited (${code})`));
+      for (const p of this.pending.values()) {
+        p.reject(new NdmpError(ErrorCode.NDMP_UNDEFINED_ERR, `the drive thread ended (exit ${code})`));
+      }
       this.pending.clear();
+      if (!this.stopping) {
+        session.log.error({ code }, 'drive thread ended unexpectedly; its tape and mover are closed');
+        onCrash();
+      }
     });
   }
 
@@ -55,6 +64,7 @@ export class DriveClient {
   /** Closes the tape (with its pending filemark) and ends the thread. */
   async shutdown(): Promise<void> {
     if (this.exited) return;
+    this.stopping = true;
     const timer = setTimeout(() => void this.worker.terminate(), SHUTDOWN_GRACE_MS);
     try {
       await this.call('shutdown', {});

@@ -19,21 +19,29 @@ const drives = new WeakMap<Session, SessionDrive>();
 function driveOf(s: Session): SessionDrive {
   let d = drives.get(s);
   if (d) return d;
-  const drive = new DriveClient(s, {
-    sessionId: s.id,
-    version: s.version,
-    dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
-    localAddress: s.localAddress,
-  });
+  const release = () => {
+    created.release?.();
+    created.release = null;
+  };
+  const drive = new DriveClient(
+    s,
+    {
+      sessionId: s.id,
+      version: s.version,
+      dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
+      localAddress: s.localAddress,
+    },
+    () => {
+      // The thread died under us: its tape and mover are gone. Free the
+      // device and start afresh on the next request.
+      release();
+      if (drives.get(s) === created) drives.delete(s);
+    },
+  );
   const created: SessionDrive = { drive, release: null };
   d = created;
   drives.set(s, created);
-  s.onClose(() => {
-    void drive.shutdown().finally(() => {
-      created.release?.();
-      created.release = null;
-    });
-  });
+  s.onClose(() => drive.shutdown().finally(release));
   return created;
 }
 
@@ -76,7 +84,16 @@ const tapeOpen = handler(M.TAPE_OPEN, {
 const tapeClose = handler(M.TAPE_CLOSE, {
   handle: async (s) => {
     const d = driveOf(s);
-    await d.drive.call('tapeClose', {});
+    try {
+      await d.drive.call('tapeClose', {});
+    } catch (e) {
+      // Only a busy tape stays open; any other failure (the closing filemark
+      // could not be written) still closed it, so it is free for others.
+      if (e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) throw e;
+      d.release?.();
+      d.release = null;
+      throw e;
+    }
     d.release?.();
     d.release = null;
     s.log.info('tape closed');

@@ -30,6 +30,8 @@ import { toNdmp } from './tape-drive.js';
 
 /** ndmjob and other servers start at 10240 bytes (20 × 512), and test-mover relies on a non-zero default. */
 export const DEFAULT_RECORD_SIZE = 10240;
+/** Recover: records served between two turns of the event loop when the peer never pushes back. */
+const YIELD_EVERY_RECORDS = 16;
 /** Records are cut from the stream and written whole: bounded by what the tape holds. */
 const MAX_MOVER_RECORD = 4 * 1024 * 1024;
 
@@ -158,6 +160,14 @@ export class Mover {
     const { server, port, ipAddr } = await this.openListener();
     this.server = server;
     server.on('connection', (sock) => this.onAccept(sock));
+    // An accept failure (EMFILE, say) ends the listen, not the drive thread.
+    server.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.server !== server) return;
+      this.halt(
+        MoverHaltReason.NDMP_MOVER_HALT_CONNECT_ERROR,
+        `data listener failed: ${e.code ?? e.message}`,
+      );
+    });
     this.enter(S.NDMP_MOVER_STATE_LISTEN, mode);
     this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ipAddr, port, addrEnv: [] }] };
     this.hooks.log('info', 'mover listening', { port, mode: modeName(mode) });
@@ -240,6 +250,8 @@ export class Mover {
       throw this.illegalState('MOVER_READ');
     }
     if (this.readPending) throw new NdmpError(ErrorCode.NDMP_READ_IN_PROGRESS_ERR, 'a read is in progress');
+    // Nothing asked, nothing read: the tape does not move.
+    if (length === 0n) return;
     this.readPending = { offset, length };
     this.bytesLeftToRead = length;
     this.kick();
@@ -378,6 +390,8 @@ export class Mover {
       this.record = Buffer.allocUnsafe(this.recordSize);
       this.recordFill = 0;
       this.recordPayload = this.recordSize;
+      // The stream starts where the window does (normally 0).
+      this.streamOffset = this.windowOffset;
       sock.on('data', (chunk: Buffer) => {
         this.input.push(chunk);
         this.inputBytes += chunk.length;
@@ -463,8 +477,7 @@ export class Mover {
         this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.streamOffset);
         return false;
       }
-      const err = toNdmp(e);
-      this.halt(this.mediaErrorReason(), `tape write failed: ${err.message}`);
+      this.mediaError(`tape write failed: ${toNdmp(e).message}`);
       return false;
     }
     this.tape.noteWrite();
@@ -480,11 +493,15 @@ export class Mover {
     return true;
   }
 
-  private mediaErrorReason(): number {
-    // v3 has no MEDIA_ERROR halt reason (PROTOCOL.md §4.2).
-    return this.opts.version === 4
-      ? MoverHaltReason.NDMP_MOVER_HALT_MEDIA_ERROR
-      : MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR;
+  /** A tape that cannot be read or written: v4 halts MEDIA_ERROR, v3 pauses MEDIA_ERROR (PROTOCOL.md §4.2). */
+  private mediaError(text: string): void {
+    if (this.opts.version === 4) {
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_MEDIA_ERROR, text);
+    } else {
+      this.hooks.log('warn', text);
+      const at = this.mode === MoverMode.NDMP_MOVER_MODE_READ ? this.streamOffset : this.tapeStreamOffset;
+      this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_MEDIA_ERROR, at);
+    }
   }
 
   // ---- recover: tape → byte ranges → stream ------------------------------------
@@ -493,17 +510,22 @@ export class Mover {
     if (this.serving) return;
     this.serving = true;
     try {
-      while (this.state === S.NDMP_MOVER_STATE_ACTIVE && this.readPending && this.socket) {
+      for (let n = 1; this.state === S.NDMP_MOVER_STATE_ACTIVE && this.readPending && this.socket; n++) {
         if (!(await this.serveOneRecord())) return;
+        // A peer that keeps up never makes us wait for drain: let requests
+        // (MOVER_ABORT, GET_STATE) in between records now and then.
+        if (n % YIELD_EVERY_RECORDS === 0) await new Promise((r) => setImmediate(r));
       }
     } catch (e) {
-      this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, `recover failed: ${(e as Error).message}`);
+      if (e instanceof TapeError) this.mediaError(`tape read failed: ${e.message}`);
+      else
+        this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, `recover failed: ${(e as Error).message}`);
     } finally {
       this.serving = false;
     }
   }
 
-  /** Sends the part of one record the pending read wants. False when the mover paused. */
+  /** Sends the part of one record the pending read wants. False when the mover paused or halted. */
   private async serveOneRecord(): Promise<boolean> {
     const want = this.readPending!;
     const dev = this.tape.device;
@@ -527,8 +549,15 @@ export class Mover {
       const resid = dev.spaceRecords(delta, { crossFilemark: false });
       const moved = delta > 0 ? delta - resid : delta + resid;
       this.tapeStreamOffset += BigInt(moved) * rs;
+      this.recordNum = Number(this.tapeStreamOffset / rs);
       if (resid !== 0) {
-        this.pause(this.endReason(), this.tapeStreamOffset);
+        // Forward: the tape file (filemark) or the recorded data (EOM) ended
+        // first. Backward: the window's start is not where the DMA said; it
+        // must position the tape for this offset itself.
+        const pos = dev.position();
+        if (delta < 0) this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_SEEK, want.offset);
+        else if (pos.beforeFilemark) this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOF, this.tapeStreamOffset);
+        else this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.tapeStreamOffset);
         return false;
       }
     }
@@ -542,29 +571,30 @@ export class Mover {
       );
       return false;
     }
+    // Offsets are record_size × records: a record of another size would shift
+    // every byte after it, so it is refused, not served.
+    if (r.length !== this.recordSize) {
+      dev.spaceRecords(-1, { crossFilemark: false });
+      this.mediaError(
+        `tape record of ${r.length} bytes where the record size is ${this.recordSize}: ` +
+          'set MOVER_SET_RECORD_SIZE to the size the tape was written with',
+      );
+      return false;
+    }
     const recordStart = this.tapeStreamOffset;
     this.tapeStreamOffset += rs;
-    this.recordNum++;
+    this.recordNum = Number(this.tapeStreamOffset / rs);
     const skip = Number(want.offset - recordStart);
-    const avail = BigInt(Math.max(0, r.copied - skip));
+    const avail = BigInt(r.copied - skip);
     const n = avail < want.length ? avail : want.length;
-    if (n > 0n) {
-      const ok = sock.write(buf.subarray(skip, skip + Number(n)));
-      want.offset += n;
-      want.length -= n;
-      this.bytesMoved += n;
-      this.bytesLeftToRead = want.length;
-      if (!ok) await drained(sock);
-    }
+    const ok = sock.write(buf.subarray(skip, skip + Number(n)));
+    want.offset += n;
+    want.length -= n;
+    this.bytesMoved += n;
+    this.bytesLeftToRead = want.length;
     if (want.length === 0n) this.readPending = null;
+    if (!ok) await drained(sock);
     return true;
-  }
-
-  private endReason(): number {
-    const pos = this.tape.device?.position();
-    return pos?.beforeFilemark
-      ? MoverPauseReason.NDMP_MOVER_PAUSE_EOF
-      : MoverPauseReason.NDMP_MOVER_PAUSE_EOM;
   }
 }
 

@@ -18,6 +18,9 @@ import {
 } from '../../wire/index.js';
 import type { NdmpVersion, TapeGetStateReply } from '../../wire/index.js';
 
+/** The most filemarks one MTIO EOF writes. */
+export const MAX_FILEMARKS_PER_MTIO = 65536;
+
 export class TapeDrive {
   private dev: TapeDevice | null = null;
   private mode = TapeOpenMode.NDMP_TAPE_READ_MODE as number;
@@ -123,6 +126,11 @@ export class TapeDrive {
         return 0;
       case TapeMtioOp.NDMP_MTIO_EOF:
         if (this.openedReadOnly) throw new NdmpError(ErrorCode.NDMP_PERMISSION_ERR, 'tape opened read-only');
+        // Filemarks take no tape space here, so an absurd count would only
+        // grow the index for minutes; no DMA writes more than a few at once.
+        if (count > MAX_FILEMARKS_PER_MTIO) {
+          throw NdmpError.illegalArgs(`${count} filemarks at once (at most ${MAX_FILEMARKS_PER_MTIO})`);
+        }
         try {
           dev.writeFilemarks(count);
         } catch (e) {
@@ -185,7 +193,6 @@ export class TapeDrive {
     } catch (e) {
       throw toNdmp(e);
     }
-    this.writtenSinceMark = false;
     switch (r.kind) {
       case 'record':
         // A longer record is cut to what was asked; the rest is dropped (draft §3.4.6).
