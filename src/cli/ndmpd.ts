@@ -96,6 +96,10 @@ async function main(argv: string[]): Promise<void> {
       '--data-ports <low-high>',
       'TCP ports for data connections, LOW-HIGH or one port (default 0 = any)',
     )
+    .option(
+      '--data-address <ipv4>',
+      'address data connections listen on: one of this host, or 0.0.0.0 for all (default: the one the DMA reached)',
+    )
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
@@ -117,6 +121,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'library',
     'tape-capacity',
     'data-ports',
+    'data-address',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -161,6 +166,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     log,
     library,
     dataPorts: cfg.dataPorts,
+    dataAddress: cfg.dataAddress,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');

@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -34,6 +35,8 @@ export interface ServerConfig {
   tapeCapacity: number;
   /** TCP ports for data connections; 0..0 = any port the system picks. */
   dataPorts: { low: number; high: number };
+  /** Where the mover listens for data connections; null = the address each DMA reached. */
+  dataAddress: string | null;
 }
 
 /** Settings as the file or the flags give them; every field optional. */
@@ -52,6 +55,7 @@ export interface ConfigInput {
   drives?: number | string;
   'tape-capacity'?: number | string;
   'data-ports'?: number | string;
+  'data-address'?: string;
 }
 
 const KNOWN_KEYS = new Set<string>([
@@ -69,6 +73,7 @@ const KNOWN_KEYS = new Set<string>([
   'drives',
   'tape-capacity',
   'data-ports',
+  'data-address',
 ]);
 
 export function defaultStateDir(): string {
@@ -227,7 +232,16 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     drives: integer(pick('drives') ?? 2, 'drives', 1, 64),
     tapeCapacity: parseSize(pick('tape-capacity') ?? DEFAULT_TAPE_CAPACITY, 'tape-capacity'),
     dataPorts: parseDataPorts(pick('data-ports') ?? 0),
+    dataAddress: parseDataAddress(pick('data-address')),
   };
+}
+
+/** `--data-address`: an IPv4 address of this host, or 0.0.0.0 for all of them (NDMP addresses are IPv4). */
+export function parseDataAddress(v: unknown): string | null {
+  if (v === undefined || v === '') return null;
+  const s = String(v);
+  if (!net.isIPv4(s)) throw new ConfigError(`data-address must be an IPv4 address or 0.0.0.0, not '${s}'`);
+  return s;
 }
 
 /** Creates the state directory (0700) if needed. */

@@ -34,6 +34,11 @@ export interface ServerContext {
   readonly library?: Library | null;
   /** Where data connections listen (default: any port the system picks). */
   readonly dataPorts?: PortRange;
+  /**
+   * The IPv4 address data connections listen on; 0.0.0.0 = all, each
+   * advertised. Default (null): the address the DMA reached this server on.
+   */
+  readonly dataAddress?: string | null;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
 }

@@ -503,6 +503,42 @@ describe('mover data ports', { timeout: 60_000 }, () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  test('with dataAddress 0.0.0.0 the mover listens on every interface and advertises the reached one first', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-addr-'));
+    const lib = Library.open(join(dir, 'library'));
+    const srv = await startServer({}, { library: lib, dataAddress: '0.0.0.0' });
+    const tape = join(lib.dir, 'tapes', 'ADDR');
+    createTapeImage(tape);
+    const c = await client(srv.port, 'md5');
+    const ev = moverEvents(c);
+    try {
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      const addrs = (connectAddr as { tcpAddrs: { ipAddr: number; port: number }[] }).tcpAddrs;
+      const ipv4s = Object.values(os.networkInterfaces())
+        .flat()
+        .filter((x) => x?.family === 'IPv4');
+      assert.equal(addrs.length, ipv4s.length);
+      assert.equal(ipv4String(addrs[0]!.ipAddr), '127.0.0.1');
+      // Any advertised address reaches the listener: use the last one.
+      const last = addrs[addrs.length - 1]!;
+      const data = net.connect({ host: ipv4String(last.ipAddr), port: last.port });
+      await new Promise((r) => data.once('connect', r));
+      data.end(Buffer.alloc(RECORD, 1));
+      assert.deepEqual(await ev.next(), {
+        kind: 'halted',
+        reason: MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+      });
+    } finally {
+      c.destroy();
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('mover recover edge cases', { timeout: 60_000 }, () => {

@@ -246,6 +246,8 @@ describe('ndmpd library settings', () => {
       ['--tape-capacity', 'big'],
       ['--tape-capacity', '10'],
       ['--drives', '0'],
+      ['--data-address', '1.2.3'],
+      ['--data-address', '::1'],
     ]) {
       const r = await node([...args, '--check-config']);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);

@@ -30,6 +30,7 @@ function driveOf(s: Session): SessionDrive {
       version: s.version,
       dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
       localAddress: s.localAddress,
+      dataAddress: s.ctx.dataAddress ?? null,
     },
     () => {
       // The thread died under us: its tape and mover are gone. Free the

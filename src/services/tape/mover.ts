@@ -12,6 +12,7 @@
 //     └──CONNECT──────────────────────────► ACTIVE ──► HALTED ─STOP─► IDLE
 
 import net from 'node:net';
+import os from 'node:os';
 import { TapeError } from '../../devices/tape.js';
 import {
   AddrType,
@@ -45,6 +46,7 @@ export interface MoverOptions {
   readonly version: NdmpVersion;
   readonly dataPorts: PortRange;
   readonly localAddress: string;
+  readonly dataAddress: string | null;
 }
 
 const S = MoverState;
@@ -157,7 +159,7 @@ export class Mover {
       this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
       return this.dataAddr;
     }
-    const { server, port, ipAddr } = await this.openListener();
+    const { server, port, ipAddrs } = await this.openListener();
     this.server = server;
     server.on('connection', (sock) => this.onAccept(sock));
     // An accept failure (EMFILE, say) ends the listen, not the drive thread.
@@ -169,7 +171,11 @@ export class Mover {
       );
     });
     this.enter(S.NDMP_MOVER_STATE_LISTEN, mode);
-    this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ipAddr, port, addrEnv: [] }] };
+    // v4 carries every address in preference order; v3 only the first.
+    this.dataAddr = {
+      addrType: AddrType.NDMP_ADDR_TCP,
+      tcpAddrs: ipAddrs.map((ipAddr) => ({ ipAddr, port, addrEnv: [] })),
+    };
     this.hooks.log('info', 'mover listening', { port, mode: modeName(mode) });
     return this.dataAddr;
   }
@@ -338,8 +344,9 @@ export class Mover {
 
   // ---- the data connection ---------------------------------------------------
 
-  private async openListener(): Promise<{ server: net.Server; port: number; ipAddr: number }> {
-    const host = listenHost(this.opts.localAddress);
+  private async openListener(): Promise<{ server: net.Server; port: number; ipAddrs: number[] }> {
+    const reached = listenHost(this.opts.localAddress);
+    const host = this.opts.dataAddress ?? reached;
     const { low, high } = this.opts.dataPorts;
     const ports = low === 0 ? [0] : Array.from({ length: high - low + 1 }, (_, i) => low + i);
     for (const port of ports) {
@@ -358,7 +365,7 @@ export class Mover {
         throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot listen on ${host}: ${(e as Error).message}`);
       }
       const bound = server.address() as net.AddressInfo;
-      return { server, port: bound.port, ipAddr: ipv4Number(host) };
+      return { server, port: bound.port, ipAddrs: advertised(host, reached).map(ipv4Number) };
     }
     throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `no free data port in ${low}-${high}`);
   }
@@ -631,6 +638,19 @@ function connectTcp(host: string, port: number): Promise<net.Socket> {
 function listenHost(localAddress: string): string {
   const v4 = localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress;
   return net.isIPv4(v4) ? v4 : '127.0.0.1';
+}
+
+/**
+ * The addresses a listener on `host` offers, best first: itself, or for the
+ * wildcard the one the DMA reached, then the host's other IPv4 addresses.
+ */
+function advertised(host: string, reached: string): string[] {
+  if (host !== '0.0.0.0') return [host];
+  const all = Object.values(os.networkInterfaces())
+    .flat()
+    .filter((i) => i !== undefined && i.family === 'IPv4')
+    .map((i) => i!.address);
+  return [reached, ...all.filter((a) => a !== reached)];
 }
 
 export function ipv4Number(host: string): number {

@@ -15,6 +15,8 @@ export interface DriveThreadConfig {
   readonly dataPorts: PortRange;
   /** Where the DMA reached this server: TCP data connections listen there. */
   readonly localAddress: string;
+  /** Overrides localAddress for listening (see ServerContext.dataAddress). */
+  readonly dataAddress: string | null;
 }
 
 export interface DriveOps {
