@@ -2,10 +2,14 @@
 // test (test/unit/tape-image.test.ts). Entry i of the tape is always the same
 // (a function of i), so whatever prefix a killed writer leaves can be checked.
 //
-//   node tape-writer-child.js TAPE
+//   node tape-writer-child.js TAPE [append|overwrite]
 //
-// Appends at EOD, printing "ready N" once open, then "N" after each entry is
-// written (N = entries on the tape), until the data reaches MAX_BYTES.
+// append (default): appends at EOD, printing "ready N" once open, then "N"
+// after each entry is written (N = entries on the tape), until the data
+// reaches MAX_BYTES. overwrite: the same, but every 40 entries it goes back to
+// 60% of the tape and writes on from there, so kills also land while the tape
+// is being cut (both files truncated) before a write. Entry i is the same
+// either way, so the checks do not change.
 
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -35,13 +39,19 @@ export function recordAt(i: number): Buffer {
   return Buffer.alloc(recordSizeAt(i), pattern);
 }
 
-function main(tapePath: string): void {
+function main(tapePath: string, overwrite: boolean): void {
   const tape = openTapeImage(tapePath, { readOnly: false });
   tape.seekEod();
   let i = tape.position().entry;
   writeSync(1, `ready ${i}\n`);
   let bytes = 0;
-  while (bytes < MAX_BYTES) {
+  for (let n = 1; bytes < MAX_BYTES; n++) {
+    if (overwrite && n % 40 === 0 && i > 10) {
+      i = Math.floor(i * 0.6);
+      tape.locate(i);
+      // From here on the tape holds at least i entries, whether or not the cut has happened.
+      writeSync(1, `${i}\n`);
+    }
     if (isFilemarkAt(i)) {
       tape.writeFilemarks(1);
     } else {
@@ -57,6 +67,6 @@ function main(tapePath: string): void {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const tapePath = process.argv[2];
-  if (tapePath === undefined) throw new Error('usage: tape-writer-child.js TAPE');
-  main(tapePath);
+  if (tapePath === undefined) throw new Error('usage: tape-writer-child.js TAPE [append|overwrite]');
+  main(tapePath, process.argv[3] === 'overwrite');
 }

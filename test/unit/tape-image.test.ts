@@ -763,8 +763,8 @@ test('a closed tape refuses every call; closing twice is harmless', () => {
 const CHILD = fileURLToPath(new URL('../helpers/tape-writer-child.js', import.meta.url));
 
 /** Runs the writer until `delayMs` after it is ready, kills it, returns the last entry count it reported. */
-async function writeThenKill(tapePath: string, delayMs: number): Promise<number> {
-  const child = spawn(process.execPath, [CHILD, tapePath], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function writeThenKill(tapePath: string, delayMs: number, mode = 'append'): Promise<number> {
+  const child = spawn(process.execPath, [CHILD, tapePath, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
@@ -834,6 +834,29 @@ test('a writer killed mid-write leaves every complete entry readable', { timeout
     assert.equal(fs.statSync(indexPathOf(path)).size, HEADER_SIZE + (previous + 1) * ENTRY_SIZE);
   });
 });
+
+test(
+  'a writer killed while cutting and overwriting mid-tape leaves a sound tape',
+  { timeout: 120_000 },
+  async () => {
+    await withTempDirAsync(async (dir) => {
+      const path = join(dir, 'crash-overwrite');
+      createTapeImage(path);
+      for (const delayMs of [300, 80, 450, 20, 150]) {
+        const reported = await writeThenKill(path, delayMs, 'overwrite');
+        const count = verifyWriterTape(path);
+        assert.ok(count >= reported, `${count} entries on tape, the writer reported ${reported} done`);
+      }
+      const count = verifyWriterTape(path);
+      // Nothing past the last entry survives in either file once the next write cuts it.
+      const tape = openTapeImage(path, { readOnly: false });
+      tape.seekEod();
+      tape.writeRecord(bytes(100, 1));
+      tape.close();
+      assert.equal(fs.statSync(indexPathOf(path)).size, HEADER_SIZE + (count + 1) * ENTRY_SIZE);
+    });
+  },
+);
 
 // ---------------------------------------------------------------------------
 // Positioning cost does not grow with the tape.
