@@ -209,12 +209,21 @@ function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
     capacity: BigInt(cfg.tapeCapacity),
     serialSeed: seed,
   });
-  log.info(
-    { library: library.dir, drives: cfg.drives, tapeCapacity: cfg.tapeCapacity },
-    fresh
-      ? `created the tape library ${library.dir} (add tapes with: ndmpd tape create)`
-      : `tape library ${library.dir}`,
-  );
+  if (fresh) {
+    // A new library comes with media, as a VTL does: a scratch tape in each
+    // drive and as many spare (sparse files: they cost nothing until written).
+    const barcodes = library.createTapes({ count: cfg.drives * 2 });
+    library.drives().forEach((d, i) => library.load(barcodes[i]!, d.name));
+    log.info(
+      { library: library.dir, drives: cfg.drives, tapeCapacity: cfg.tapeCapacity, tapes: barcodes },
+      `created the tape library ${library.dir} with ${barcodes.length} tapes, one loaded in each drive`,
+    );
+  } else {
+    log.info(
+      { library: library.dir, drives: cfg.drives, tapeCapacity: cfg.tapeCapacity },
+      `tape library ${library.dir}`,
+    );
+  }
   for (const d of library.drives()) {
     const tape = library.loaded(d.name);
     log.info(
