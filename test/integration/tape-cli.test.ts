@@ -270,4 +270,30 @@ describe('ndmpd library settings', () => {
       await p.stop();
     }
   });
+
+  test('a first start creates the library with a tape in each drive and as many spares', async () => {
+    const p = await startNdmpd({ logLevel: 'info' });
+    try {
+      const lib = join(p.dir, 'state', 'library');
+      assert.match(p.logs(), /created the tape library .* with 4 tapes, one loaded in each drive/);
+      const list = await tape(['list', '--json', '--library', lib], false);
+      assert.equal(list.code, 0, list.err);
+      const tapes = JSON.parse(list.out.toString()) as {
+        barcode: string;
+        loadedIn: string | null;
+        blank: boolean;
+      }[];
+      assert.deepEqual(
+        tapes.map((t) => [t.barcode, t.loadedIn, t.blank]),
+        [
+          ['NDM001', 'drive0', true],
+          ['NDM002', 'drive1', true],
+          ['NDM003', null, true],
+          ['NDM004', null, true],
+        ],
+      );
+    } finally {
+      await p.stop();
+    }
+  });
 });
