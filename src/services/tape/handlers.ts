@@ -5,7 +5,10 @@
 import { ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
 import type { Handler, Session } from '../session.js';
 import { handler } from '../session.js';
-import { DriveClient } from './client.js';
+import { SessionWorker } from '../worker-rpc.js';
+import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
+
+type DriveClient = SessionWorker<DriveOps, DriveEvent>;
 
 interface SessionDrive {
   readonly drive: DriveClient;
@@ -23,14 +26,27 @@ function driveOf(s: Session): SessionDrive {
     created.release?.();
     created.release = null;
   };
-  const drive = new DriveClient(
+  const config: DriveThreadConfig = {
+    sessionId: s.id,
+    version: s.version,
+    dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
+    localAddress: s.localAddress,
+    dataAddress: s.ctx.dataAddress ?? null,
+  };
+  const drive: DriveClient = new SessionWorker<DriveOps, DriveEvent>(
     s,
-    {
-      sessionId: s.id,
-      version: s.version,
-      dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
-      localAddress: s.localAddress,
-      dataAddress: s.ctx.dataAddress ?? null,
+    'drive',
+    new URL('./thread.js', import.meta.url),
+    config,
+    (e) => {
+      switch (e.event) {
+        case 'mover-paused':
+          s.post(M.NOTIFY_MOVER_PAUSED, { reason: e.reason, seekPosition: e.seekPosition });
+          return;
+        case 'mover-halted':
+          s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
+          return;
+      }
     },
     () => {
       // The thread died under us: its tape and mover are gone. Free the

@@ -19,7 +19,8 @@ export interface DriveThreadConfig {
   readonly dataAddress: string | null;
 }
 
-export interface DriveOps {
+// A type alias, not an interface: RpcOps needs the index signature it implies.
+export type DriveOps = {
   tapeOpen: { req: { path: string; mode: number; blankDefaults: TapeImageOptions }; rep: void };
   tapeClose: { req: Record<string, never>; rep: void };
   tapeGetState: { req: Record<string, never>; rep: Omit<TapeGetStateReply, 'error'> };
@@ -41,37 +42,11 @@ export interface DriveOps {
 
   /** The session is over: abort the mover, close the tape (writing a pending filemark), exit. */
   shutdown: { req: Record<string, never>; rep: void };
-}
+};
 
 export type DriveOp = keyof DriveOps;
 
-export interface DriveRequest<K extends DriveOp = DriveOp> {
-  readonly id: number;
-  readonly op: K;
-  readonly req: DriveOps[K]['req'];
-}
-
-export type DriveReply =
-  | { readonly id: number; readonly ok: true; readonly rep: unknown }
-  | {
-      readonly id: number;
-      readonly ok: false;
-      readonly ndmpError: number;
-      readonly message: string;
-      readonly reply?: Record<string, unknown>;
-    };
-
-/** Things the drive thread tells the main thread without being asked. */
+/** Things the drive thread tells the main thread without being asked (besides log lines). */
 export type DriveEvent =
   | { readonly event: 'mover-paused'; readonly reason: number; readonly seekPosition: bigint }
-  | { readonly event: 'mover-halted'; readonly reason: number; readonly text: string }
-  | {
-      readonly event: 'log';
-      readonly level: 'debug' | 'info' | 'warn' | 'error';
-      readonly msg: string;
-      readonly fields?: Record<string, unknown>;
-    };
-
-export function isDriveReply(m: DriveReply | DriveEvent): m is DriveReply {
-  return 'id' in m;
-}
+  | { readonly event: 'mover-halted'; readonly reason: number; readonly text: string };

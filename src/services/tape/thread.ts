@@ -5,16 +5,11 @@
 // connection handles requests in order), plus `shutdown` at any time.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { NdmpError, ErrorCode } from '../../wire/index.js';
+import { ErrorCode, NdmpError } from '../../wire/index.js';
+import { serveRequests, workerLog } from '../worker-rpc.js';
+import type { RpcHandlers } from '../worker-rpc.js';
 import { Mover } from './mover.js';
-import type {
-  DriveEvent,
-  DriveOp,
-  DriveOps,
-  DriveReply,
-  DriveRequest,
-  DriveThreadConfig,
-} from './protocol.js';
+import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
 import { TapeDrive } from './tape-drive.js';
 
 const port = parentPort;
@@ -29,7 +24,7 @@ const tape = new TapeDrive(config.version);
 const mover = new Mover(tape, config, {
   paused: (reason, seekPosition) => emit({ event: 'mover-paused', reason, seekPosition }),
   halted: (reason, text) => emit({ event: 'mover-halted', reason, text }),
-  log: (level, msg, fields) => emit({ event: 'log', level, msg, ...(fields ? { fields } : {}) }),
+  log: (level, msg, fields) => workerLog(port, level, msg, fields),
 });
 
 /** While the mover is ACTIVE the tape is its own: the DMA may only look (PROTOCOL.md §7.2). */
@@ -37,11 +32,7 @@ function tapeNotBusy(): void {
   if (mover.isActive) throw new NdmpError(ErrorCode.NDMP_DEVICE_BUSY_ERR, 'the mover is using the tape');
 }
 
-type Handlers = {
-  [K in DriveOp]: (req: DriveOps[K]['req']) => DriveOps[K]['rep'] | Promise<DriveOps[K]['rep']>;
-};
-
-const handlers: Handlers = {
+const handlers: RpcHandlers<DriveOps> = {
   tapeOpen: (r) => {
     tapeNotBusy();
     tape.open(r.path, r.mode, r.blankDefaults);
@@ -79,40 +70,9 @@ const handlers: Handlers = {
   },
 };
 
-port.on('message', (msg: DriveRequest) => {
-  void handle(msg);
+// Bytes read from tape go back without a copy.
+serveRequests(port, handlers, (op, rep) => {
+  if (op !== 'tapeRead') return [];
+  const data = (rep as DriveOps['tapeRead']['rep']).dataIn;
+  return data.buffer instanceof ArrayBuffer && data.byteLength > 0 ? [data.buffer] : [];
 });
-
-async function handle(msg: DriveRequest): Promise<void> {
-  let reply: DriveReply;
-  const transfer: ArrayBuffer[] = [];
-  try {
-    const fn = handlers[msg.op] as (req: unknown) => unknown;
-    const rep = await fn(msg.req);
-    // Bytes read from tape go back without a copy.
-    if (msg.op === 'tapeRead') {
-      const data = (rep as DriveOps['tapeRead']['rep']).dataIn;
-      if (data.buffer instanceof ArrayBuffer && data.byteLength > 0) transfer.push(data.buffer);
-    }
-    reply = { id: msg.id, ok: true, rep };
-  } catch (e) {
-    if (e instanceof NdmpError) {
-      reply = {
-        id: msg.id,
-        ok: false,
-        ndmpError: e.ndmpError,
-        message: e.message,
-        ...(e.reply ? { reply: { ...e.reply } } : {}),
-      };
-    } else {
-      emit({
-        event: 'log',
-        level: 'error',
-        msg: 'drive thread failed',
-        fields: { op: msg.op, err: String(e) },
-      });
-      reply = { id: msg.id, ok: false, ndmpError: ErrorCode.NDMP_UNDEFINED_ERR, message: String(e) };
-    }
-  }
-  port!.postMessage(reply, transfer);
-}

@@ -1,0 +1,180 @@
+// Request/reply between the main thread and a session's worker threads (the
+// drive thread, the data thread). The main thread sends one NDMP request's
+// worth of work at a time; the worker answers with a reply body or an NDMP
+// error, and may send events (notifications, log lines) at any time. Bulk
+// bytes never travel this way except as transferred buffers.
+
+import type { MessagePort, TransferListItem } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
+import { ErrorCode, NdmpError } from '../wire/index.js';
+import type { Session } from './session.js';
+
+/** Operation name → request and reply types. Every worker also has `shutdown`. */
+export type RpcOps = Record<string, { req: unknown; rep: unknown }>;
+
+interface RpcRequest {
+  readonly id: number;
+  readonly op: string;
+  readonly req: unknown;
+}
+
+type RpcReply =
+  | { readonly id: number; readonly ok: true; readonly rep: unknown }
+  | {
+      readonly id: number;
+      readonly ok: false;
+      readonly ndmpError: number;
+      readonly message: string;
+      readonly reply?: Record<string, unknown>;
+    };
+
+/** Events a worker sends unasked; `log` is common to all. */
+export interface LogEvent {
+  readonly event: 'log';
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
+  readonly msg: string;
+  readonly fields?: Record<string, unknown>;
+}
+
+/** How long a closing session waits for a worker to finish its shutdown before stopping it. */
+const SHUTDOWN_GRACE_MS = 5000;
+
+/** The main thread's handle on one session worker. */
+export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exited = false;
+  private stopping = false;
+
+  /**
+   * `onEvent` gets the worker's events (log events are logged here);
+   * `onCrash` runs if the worker ends without being asked to.
+   */
+  constructor(
+    private readonly session: Session,
+    private readonly name: string,
+    url: URL,
+    workerData: unknown,
+    onEvent: (e: Event) => void,
+    onCrash: () => void,
+  ) {
+    this.worker = new Worker(url, { workerData });
+    this.worker.on('message', (m: RpcReply | Event | LogEvent) => {
+      if ('id' in m) this.settle(m);
+      else if (m.event === 'log') {
+        const l = m as LogEvent;
+        session.log[l.level]({ ...l.fields, thread: name }, l.msg);
+      } else onEvent(m as Event);
+    });
+    this.worker.on('error', (e) => session.log.error({ err: e, thread: name }, 'session thread crashed'));
+    this.worker.on('exit', (code) => {
+      this.exited = true;
+      for (const p of this.pending.values()) {
+        p.reject(new NdmpError(ErrorCode.NDMP_UNDEFINED_ERR, `the ${name} thread ended (exit ${code})`));
+      }
+      this.pending.clear();
+      if (!this.stopping) {
+        session.log.error({ code, thread: name }, 'session thread ended unexpectedly');
+        onCrash();
+      }
+    });
+  }
+
+  call<K extends keyof Ops & string>(
+    op: K,
+    req: Ops[K]['req'],
+    transfer: readonly TransferListItem[] = [],
+  ): Promise<Ops[K]['rep']> {
+    if (this.exited) {
+      return Promise.reject(new NdmpError(ErrorCode.NDMP_UNDEFINED_ERR, `the ${this.name} thread has ended`));
+    }
+    const id = this.nextId++;
+    const msg: RpcRequest = { id, op, req };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  /** Asks the worker to finish (op `shutdown`), then ends it; a stuck worker is stopped after a grace period. */
+  async shutdown(): Promise<void> {
+    if (this.exited) return;
+    this.stopping = true;
+    const timer = setTimeout(() => void this.worker.terminate(), SHUTDOWN_GRACE_MS);
+    try {
+      await this.call('shutdown', {} as Ops[string]['req']);
+    } catch (e) {
+      this.session.log.warn(
+        { err: (e as Error).message, thread: this.name },
+        'session thread did not shut down cleanly',
+      );
+    } finally {
+      clearTimeout(timer);
+      await this.worker.terminate();
+    }
+  }
+
+  private settle(m: RpcReply): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.ok) p.resolve(m.rep);
+    else p.reject(new NdmpError(m.ndmpError, m.message.replace(/^NDMP_[A-Z0-9_]+: /, ''), 'body', m.reply));
+  }
+}
+
+/** Worker side: the handler of each operation, sync or async, returning the reply body or throwing NdmpError. */
+export type RpcHandlers<Ops extends RpcOps> = {
+  [K in keyof Ops]: (req: Ops[K]['req']) => Ops[K]['rep'] | Promise<Ops[K]['rep']>;
+};
+
+/**
+ * Worker side: answers requests arriving on `port`. `transferOf` may name
+ * buffers of a reply to transfer instead of copying (tape reads).
+ */
+export function serveRequests<Ops extends RpcOps>(
+  port: MessagePort,
+  handlers: RpcHandlers<Ops>,
+  transferOf: (op: string, rep: unknown) => ArrayBuffer[] = () => [],
+): void {
+  const log = (level: LogEvent['level'], msg: string, fields?: Record<string, unknown>) =>
+    port.postMessage({ event: 'log', level, msg, ...(fields ? { fields } : {}) } satisfies LogEvent);
+  port.on('message', (msg: RpcRequest) => {
+    void (async () => {
+      let reply: RpcReply;
+      let transfer: ArrayBuffer[] = [];
+      try {
+        const fn = handlers[msg.op] as ((req: unknown) => unknown) | undefined;
+        if (!fn) throw new NdmpError(ErrorCode.NDMP_NOT_SUPPORTED_ERR, `no operation ${msg.op}`);
+        const rep = await fn(msg.req);
+        transfer = transferOf(msg.op, rep);
+        reply = { id: msg.id, ok: true, rep };
+      } catch (e) {
+        if (e instanceof NdmpError) {
+          reply = {
+            id: msg.id,
+            ok: false,
+            ndmpError: e.ndmpError,
+            message: e.message,
+            ...(e.reply ? { reply: { ...e.reply } } : {}),
+          };
+        } else {
+          log('error', 'session thread operation failed', { op: msg.op, err: String(e) });
+          reply = { id: msg.id, ok: false, ndmpError: ErrorCode.NDMP_UNDEFINED_ERR, message: String(e) };
+        }
+      }
+      port.postMessage(reply, transfer);
+    })();
+  });
+}
+
+/** Worker side: a log line for the session's log. */
+export function workerLog(
+  port: MessagePort,
+  level: LogEvent['level'],
+  msg: string,
+  fields?: Record<string, unknown>,
+): void {
+  port.postMessage({ event: 'log', level, msg, ...(fields ? { fields } : {}) } satisfies LogEvent);
+}
