@@ -19,7 +19,7 @@ import { createTapeImage } from '../src/devices/tape-image.js';
 import { NdmpClient } from '../src/dma/client.js';
 import { DEFAULT_LISTENER_OPTIONS, NdmpServer } from '../src/server/listener.js';
 import { Credentials } from '../src/services/credentials.js';
-import { ipv4String } from '../src/services/tape/mover.js';
+import { ipv4String } from '../src/services/data-connection.js';
 import { createLogger } from '../src/util/log.js';
 import { AddrType, INVALID_U64, M, MoverMode, TapeOpenMode } from '../src/wire/index.js';
 

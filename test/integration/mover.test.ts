@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { Library } from '../../src/devices/library.js';
 import { createTapeImage, openTapeImage, tapeFileExtent } from '../../src/devices/tape-image.js';
 import type { NdmpClient } from '../../src/dma/client.js';
-import { ipv4String } from '../../src/services/tape/mover.js';
+import { ipv4String } from '../../src/services/data-connection.js';
 import {
   AddrType,
   ErrorCode,

@@ -1,5 +1,5 @@
 // ndmjob's own conformance suites against the real ndmpd: `-o test-tape`
-// (every phase, T-OC through T-MTIO) and `-o test-mover`, in NDMP v4 and v3,
+// (every phase, T-OC through T-MTIO), `-o test-mover` and `-o test-data`, in NDMP v4 and v3,
 // on a blank tape image inside the server's library (ndmjob's `-f FILE`
 // convention) and on a library drive. ndmjob stops at the first failed or
 // warned step (INTEROP.md), so "FINAL ... warn=0 fail=0" means every step ran
@@ -24,7 +24,7 @@ function final(output: string, series: string): { pass: number; warn: number; fa
   return m ? { pass: Number(m[1]), warn: Number(m[2]), fail: Number(m[3]) } : null;
 }
 
-describe('ndmjob conformance: test-tape and test-mover', { timeout: 600_000 }, () => {
+describe('ndmjob conformance: test-tape, test-mover, test-data', { timeout: 600_000 }, () => {
   let p: NdmpdProcess | null = null;
   let work = '';
   let library = '';
@@ -96,4 +96,19 @@ describe('ndmjob conformance: test-tape and test-mover', { timeout: 600_000 }, (
     const r = await runNdmjob(['-vv', '-o', 'test-mover', '-T', agent, '-f', 'drive0'], 150_000);
     assert.deepEqual(final(r.output, 'test-mover'), { pass: 100, warn: 0, fail: 0 }, r.output.slice(-4000));
   });
+
+  for (const version of [4, 3] as const) {
+    test(`test-data v${version}: every check passes, LOCAL and TCP`, { timeout: 120_000 }, async (t) => {
+      if (!requirePeers(t, ['ndmjob'])) return;
+      const agent = `127.0.0.1:${p!.port}/${version}t,${p!.user},${p!.password}`;
+      const r = await runNdmjob(['-vv', '-o', 'test-data', '-D', agent], 100_000);
+      const counts = final(r.output, 'test-data');
+      assert.ok(counts, `no FINAL line:\n${r.output.slice(-4000)}`);
+      assert.equal(counts.fail, 0, r.output.slice(-4000));
+      assert.equal(counts.warn, 0, r.output.slice(-4000));
+      assert.match(r.output, /D-IDLE/);
+      assert.match(r.output, /D-LISTEN/);
+      assert.match(r.output, /LOCAL and TCP addressing tested/);
+    });
+  }
 });

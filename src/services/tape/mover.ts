@@ -12,7 +12,6 @@
 //     └──CONNECT──────────────────────────► ACTIVE ──► HALTED ─STOP─► IDLE
 
 import net from 'node:net';
-import os from 'node:os';
 import { TapeError } from '../../devices/tape.js';
 import {
   AddrType,
@@ -26,6 +25,7 @@ import {
 } from '../../wire/index.js';
 import type { Addr, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
+import { connectTcp, drained, ipv4String, listenForData } from '../data-connection.js';
 import type { TapeDrive } from './tape-drive.js';
 import { toNdmp } from './tape-drive.js';
 
@@ -159,7 +159,7 @@ export class Mover {
       this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
       return this.dataAddr;
     }
-    const { server, port, ipAddrs } = await this.openListener();
+    const { server, port, ipAddrs } = await listenForData(this.opts);
     this.server = server;
     server.on('connection', (sock) => this.onAccept(sock));
     // An accept failure (EMFILE, say) ends the listen, not the drive thread.
@@ -343,32 +343,6 @@ export class Mover {
   }
 
   // ---- the data connection ---------------------------------------------------
-
-  private async openListener(): Promise<{ server: net.Server; port: number; ipAddrs: number[] }> {
-    const reached = listenHost(this.opts.localAddress);
-    const host = this.opts.dataAddress ?? reached;
-    const { low, high } = this.opts.dataPorts;
-    const ports = low === 0 ? [0] : Array.from({ length: high - low + 1 }, (_, i) => low + i);
-    for (const port of ports) {
-      const server = net.createServer({ pauseOnConnect: true });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host, port, exclusive: true }, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (e) {
-        server.close();
-        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
-        throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot listen on ${host}: ${(e as Error).message}`);
-      }
-      const bound = server.address() as net.AddressInfo;
-      return { server, port: bound.port, ipAddrs: advertised(host, reached).map(ipv4Number) };
-    }
-    throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `no free data port in ${low}-${high}`);
-  }
 
   private onAccept(sock: net.Socket): void {
     if (this.state !== S.NDMP_MOVER_STATE_LISTEN || this.socket) {
@@ -603,62 +577,6 @@ export class Mover {
     if (!ok) await drained(sock);
     return true;
   }
-}
-
-function drained(sock: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      sock.off('drain', done);
-      sock.off('close', done);
-      resolve();
-    };
-    sock.on('drain', done);
-    sock.on('close', done);
-  });
-}
-
-function connectTcp(host: string, port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    const timer = setTimeout(() => sock.destroy(new Error('connect timed out')), 30_000);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.off('error', reject);
-      sock.pause();
-      resolve(sock);
-    });
-    sock.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
-
-/** NDMP addresses are IPv4: listen where the DMA reached us, or on loopback if that was IPv6. */
-function listenHost(localAddress: string): string {
-  const v4 = localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress;
-  return net.isIPv4(v4) ? v4 : '127.0.0.1';
-}
-
-/**
- * The addresses a listener on `host` offers, best first: itself, or for the
- * wildcard the one the DMA reached, then the host's other IPv4 addresses.
- */
-function advertised(host: string, reached: string): string[] {
-  if (host !== '0.0.0.0') return [host];
-  const all = Object.values(os.networkInterfaces())
-    .flat()
-    .filter((i) => i !== undefined && i.family === 'IPv4')
-    .map((i) => i!.address);
-  return [reached, ...all.filter((a) => a !== reached)];
-}
-
-export function ipv4Number(host: string): number {
-  return host.split('.').reduce((acc, part) => acc * 256 + Number(part), 0) >>> 0;
-}
-
-export function ipv4String(n: number): string {
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
 }
 
 function stateName(s: number): string {

@@ -1,0 +1,42 @@
+// Messages between the main thread and a session's data thread: NDMP DATA
+// request bodies in, reply bodies or NDMP errors out, and the data service's
+// notifications as events. See ../worker-rpc.ts for the transport.
+
+import type { Addr, NdmpVersion, Pval } from '../../wire/index.js';
+import type { PortRange } from '../session.js';
+
+/** Given to the thread at start (workerData). */
+export interface DataThreadConfig {
+  readonly sessionId: number;
+  readonly version: NdmpVersion;
+  readonly dataPorts: PortRange;
+  readonly localAddress: string;
+  readonly dataAddress: string | null;
+}
+
+export interface DataState {
+  unsupported: number;
+  operation: number;
+  state: number;
+  haltReason: number;
+  bytesProcessed: bigint;
+  estBytesRemain: bigint;
+  estTimeRemain: number;
+  dataConnectionAddr: Addr;
+  readOffset: bigint;
+  readLength: bigint;
+}
+
+// A type alias, not an interface: RpcOps needs the index signature it implies.
+export type DataOps = {
+  dataGetState: { req: Record<string, never>; rep: DataState };
+  dataListen: { req: { addrType: number }; rep: { connectAddr: Addr } };
+  dataConnect: { req: { addr: Addr }; rep: void };
+  dataAbort: { req: Record<string, never>; rep: void };
+  dataStop: { req: Record<string, never>; rep: void };
+  dataGetEnv: { req: Record<string, never>; rep: { env: Pval[] } };
+  /** The session is over: abort whatever runs, close the data connection, exit. */
+  shutdown: { req: Record<string, never>; rep: void };
+};
+
+export type DataEvent = { readonly event: 'data-halted'; readonly reason: number; readonly text: string };

@@ -1,0 +1,30 @@
+// Entry point of a session's data thread (a worker thread): the data service's
+// state machine and its data connection live here, and so will the backup and
+// recover engines, so the stream never crosses the main thread.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { serveRequests, workerLog } from '../worker-rpc.js';
+import type { RpcHandlers } from '../worker-rpc.js';
+import { DataService } from './data-service.js';
+import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('the data thread must run as a worker thread');
+const config = workerData as DataThreadConfig;
+
+const data = new DataService(config, {
+  halted: (reason, text) => port.postMessage({ event: 'data-halted', reason, text } satisfies DataEvent),
+  log: (level, msg, fields) => workerLog(port, level, msg, fields),
+});
+
+const handlers: RpcHandlers<DataOps> = {
+  dataGetState: () => data.getState(),
+  dataListen: async (r) => ({ connectAddr: await data.listen(r.addrType) }),
+  dataConnect: (r) => data.connect(r.addr),
+  dataAbort: () => data.abort(),
+  dataStop: () => data.stop(),
+  dataGetEnv: () => ({ env: data.getEnv() }),
+  shutdown: () => data.shutdown(),
+};
+
+serveRequests(port, handlers);
