@@ -11,7 +11,7 @@
 //   IDLE ─LISTEN─► LISTEN ─peer connects─► ACTIVE ⇄ PAUSED (EOM, EOF, SEEK, EOW / CONTINUE)
 //     └──CONNECT──────────────────────────► ACTIVE ──► HALTED ─STOP─► IDLE
 
-import net from 'node:net';
+import type net from 'node:net';
 import { TapeError } from '../../devices/tape.js';
 import {
   AddrType,
