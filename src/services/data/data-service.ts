@@ -9,7 +9,12 @@
 // Every entry into HALTED goes through halt(), which closes the data
 // connection and posts NOTIFY_DATA_HALTED, even after DATA_ABORT.
 
+import { realpathSync, statSync } from 'node:fs';
 import type net from 'node:net';
+import { sep } from 'node:path';
+import { BackupEngine } from '../../backup/engine.js';
+import { SpscRing } from '../../ring/spsc-ring.js';
+import type { StreamSink } from '../../backup/engine.js';
 import {
   AddrType,
   DataHaltReason,
@@ -17,15 +22,18 @@ import {
   DataState as S,
   DataStateUnsupported,
   ErrorCode,
+  LogType,
   NdmpError,
 } from '../../wire/index.js';
 import type { Addr, Pval } from '../../wire/index.js';
 import { connectTcp, ipv4String, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
-import type { DataState } from './protocol.js';
+import type { DataState, DataThreadConfig } from './protocol.js';
 
 export interface DataHooks {
   halted(reason: number, text: string): void;
+  /** A LOG_MESSAGE for the DMA. */
+  logMessage(logType: number, text: string): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
 }
 
@@ -40,9 +48,13 @@ export class DataService {
   private env: Pval[] = [];
   private server: net.Server | null = null;
   private socket: net.Socket | null = null;
+  private engine: BackupEngine | null = null;
+  /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
+  private ring: SpscRing | null = null;
+  private aborting = false;
 
   constructor(
-    private readonly opts: ListenOptions,
+    private readonly opts: ListenOptions & Pick<DataThreadConfig, 'exports'>,
     private readonly hooks: DataHooks,
   ) {}
 
@@ -53,7 +65,7 @@ export class DataService {
       operation: this.operation,
       state: this.state,
       haltReason: this.haltReason,
-      bytesProcessed: this.bytesProcessed,
+      bytesProcessed: this.engine?.bytesProcessed ?? this.bytesProcessed,
       estBytesRemain: 0n,
       estTimeRemain: 0,
       dataConnectionAddr: this.dataAddr,
@@ -118,6 +130,133 @@ export class DataService {
     throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the mover (${lastErr})`);
   }
 
+  /**
+   * DATA_START_BACKUP (PROTOCOL.md §9.1): checks the request against the
+   * environment, answers, and runs the backup; its end is NOTIFY_DATA_HALTED.
+   */
+  startBackup(butypeName: string, env: Pval[]): void {
+    if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState('DATA_START_BACKUP');
+    if (butypeName !== 'tar')
+      throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
+    const plan = this.planBackup(env);
+    const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring) : null;
+    if (!sink) throw NdmpError.illegalState('no data connection');
+    // The DMA's environment, in its order, plus what the server decided (§9.1).
+    this.env = [...env];
+    if (!env.some((p) => p.name === 'PATHNAME_SEPARATOR'))
+      this.env.push({ name: 'PATHNAME_SEPARATOR', value: '/' });
+    if (!env.some((p) => p.name === 'TYPE')) this.env.push({ name: 'TYPE', value: 'tar' });
+    this.state = S.NDMP_DATA_STATE_ACTIVE;
+    this.operation = DataOperation.NDMP_DATA_OP_BACKUP;
+    this.aborting = false;
+    const engine = new BackupEngine(plan, sink, {
+      aborted: () => this.aborting,
+      warn: (text) => {
+        this.hooks.log('warn', text);
+        this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
+      },
+    });
+    this.engine = engine;
+    this.hooks.log('info', 'backup started', { root: plan.root, files: plan.files, excludes: plan.excludes });
+    engine.run().then(
+      (r) => {
+        this.bytesProcessed = engine.bytesProcessed;
+        if (r.aborted) return; // abort() has halted already
+        const what = `${r.entries} entries, ${r.bytes} bytes`;
+        this.halt(
+          DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL,
+          r.warnings === 0
+            ? `backup completed: ${what}`
+            : `backup completed with warnings (${r.warnings}): ${what}`,
+        );
+      },
+      (e: unknown) => {
+        this.bytesProcessed = engine.bytesProcessed;
+        const err = e as NodeJS.ErrnoException;
+        // A failed write to the data connection is the mover's side going away.
+        const reason =
+          err instanceof SinkError
+            ? DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR
+            : DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR;
+        this.hooks.logMessage(LogType.NDMP_LOG_ERROR, `backup failed: ${err.message}`);
+        this.halt(reason, `backup failed: ${err.message}`);
+      },
+    );
+  }
+
+  /** The backup the environment asks for, or ILLEGAL_ARGS naming what is wrong. */
+  private planBackup(env: Pval[]): { root: string; files: string[]; excludes: string[] } {
+    const all = (name: string) => env.filter((p) => p.name === name).map((p) => p.value);
+    const one = (name: string) => all(name)[0];
+    const fsName = one('FILESYSTEM') ?? one('PREFIX');
+    if (!fsName) throw NdmpError.illegalArgs('FILESYSTEM is not set: name the directory to back up');
+    let root: string;
+    try {
+      root = realpathSync(fsName);
+      if (!statSync(root).isDirectory()) throw new Error('not a directory');
+    } catch (e) {
+      throw NdmpError.illegalArgs(`FILESYSTEM ${fsName}: ${(e as Error).message}`);
+    }
+    const inside = this.opts.exports.some((x) => {
+      let base: string;
+      try {
+        base = realpathSync(x.path);
+      } catch {
+        return false;
+      }
+      return root === base || root.startsWith(base.endsWith(sep) ? base : base + sep);
+    });
+    if (!inside) {
+      const names = this.opts.exports.map((x) => x.path).join(', ') || 'none';
+      throw NdmpError.illegalArgs(`FILESYSTEM ${fsName} is not inside an export (exports: ${names})`);
+    }
+    const hist = (one('HIST') ?? 'n').toLowerCase();
+    if (hist !== 'n' && hist !== 'no' && hist !== '') {
+      throw NdmpError.illegalArgs(`HIST=${hist}: file history is not offered yet; back up with HIST=n`);
+    }
+    const level = one('LEVEL') ?? '0';
+    if (level !== '0')
+      throw NdmpError.illegalArgs(`LEVEL=${level}: only level 0 (full) backups are offered yet`);
+    const known = new Set([
+      'FILESYSTEM',
+      'PREFIX',
+      'HIST',
+      'TYPE',
+      'LEVEL',
+      'EXCLUDE',
+      'FILES',
+      'UPDATE',
+      'USER',
+    ]);
+    for (const p of env) {
+      if (!known.has(p.name))
+        this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
+    }
+    return { root, files: all('FILES'), excludes: all('EXCLUDE') };
+  }
+
+  /** LOCAL connection to this session's mover through a shared byte ring (PROTOCOL.md §7.6). */
+  attachLocal(sab: SharedArrayBuffer, listening: boolean): void {
+    if (listening) {
+      if (this.state !== S.NDMP_DATA_STATE_LISTEN || this.dataAddr.addrType !== AddrType.NDMP_ADDR_LOCAL) {
+        throw NdmpError.illegalState('the data service is not listening for a LOCAL connection');
+      }
+    } else if (this.state !== S.NDMP_DATA_STATE_IDLE) {
+      throw this.illegalState('DATA_CONNECT');
+    }
+    this.ring = new SpscRing(sab);
+    this.state = S.NDMP_DATA_STATE_CONNECTED;
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+    this.hooks.log('info', 'data service connected to the local mover');
+  }
+
+  /** Undoes attachLocal when the mover could not complete the connection. */
+  detachLocal(): void {
+    if (!this.ring || this.state !== S.NDMP_DATA_STATE_CONNECTED) return;
+    this.ring = null;
+    this.state = S.NDMP_DATA_STATE_IDLE;
+  }
+
   abort(): void {
     switch (this.state) {
       case S.NDMP_DATA_STATE_LISTEN:
@@ -141,6 +280,7 @@ export class DataService {
     this.readOffset = 0n;
     this.readLength = 0n;
     this.env = [];
+    this.engine = null;
   }
 
   getEnv(): Pval[] {
@@ -195,6 +335,8 @@ export class DataService {
 
   private halt(reason: number, text: string): void {
     if (this.state === S.NDMP_DATA_STATE_HALTED || this.state === S.NDMP_DATA_STATE_IDLE) return;
+    // A running backup stops at its next file or buffer.
+    this.aborting = true;
     this.state = S.NDMP_DATA_STATE_HALTED;
     this.haltReason = reason;
     this.dropConnection();
@@ -216,7 +358,47 @@ export class DataService {
       this.socket.destroy();
       this.socket = null;
     }
+    // The mover takes what is in the ring, then sees the end.
+    this.ring?.close();
+    this.ring = null;
   }
+}
+
+/** The data connection failed while the backup wrote to it. */
+class SinkError extends Error {}
+
+/** The stream onto a TCP data connection: one write in flight; its callback frees the buffer. */
+function socketSink(sock: net.Socket): StreamSink {
+  return {
+    write: (chunk) =>
+      new Promise<void>((resolve, reject) => {
+        if (sock.destroyed) {
+          reject(new SinkError('the data connection is closed'));
+          return;
+        }
+        sock.write(chunk, (err) => (err ? reject(new SinkError(err.message)) : resolve()));
+      }),
+    end: () => new Promise<void>((resolve) => sock.end(() => resolve())),
+  };
+}
+
+/** The stream into the byte ring to this session's mover; waits for space without blocking the thread. */
+function ringSink(ring: SpscRing): StreamSink {
+  return {
+    write: async (chunk) => {
+      for (let off = 0; off < chunk.length;) {
+        if (ring.aborted) throw new SinkError('the mover closed the data connection');
+        const n = ring.writeSome(chunk.subarray(off));
+        off += n;
+        if (off < chunk.length && n === 0) await ring.waitSpaceAsync(1000);
+      }
+    },
+    end: async () => {
+      ring.close();
+      // Done once the mover has taken everything (or gone away).
+      while (ring.used > 0 && !ring.aborted) await ring.waitSpaceAsync(1000, ring.capacity);
+    },
+  };
 }
 
 function stateName(s: number): string {

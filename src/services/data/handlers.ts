@@ -1,7 +1,8 @@
 // DATA_* in the dispatch table: each is handed to the session's data thread,
 // which owns the data service's state and its data connection.
 
-import { M } from '../../wire/index.js';
+import { AddrType, M } from '../../wire/index.js';
+import { connectDataToMover } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
 import { handler } from '../session.js';
 import { SessionWorker } from '../worker-rpc.js';
@@ -10,9 +11,11 @@ import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 type DataClient = SessionWorker<DataOps, DataEvent>;
 
 const threads = new WeakMap<Session, DataClient>();
+/** LOG_MESSAGE ids: free-form (PROTOCOL.md §9.4); unique per server keeps logs readable. */
+let nextMessageId = 1;
 
 /** The session's data thread, started on first use and stopped when the connection closes. */
-function dataOf(s: Session): DataClient {
+export function dataOf(s: Session): DataClient {
   const existing = threads.get(s);
   if (existing) return existing;
   const config: DataThreadConfig = {
@@ -21,13 +24,29 @@ function dataOf(s: Session): DataClient {
     dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
     localAddress: s.localAddress,
     dataAddress: s.ctx.dataAddress ?? null,
+    exports: s.ctx.exports.map((e) => ({ name: e.name, path: e.path })),
   };
   const client: DataClient = new SessionWorker<DataOps, DataEvent>(
     s,
     'data',
     new URL('./thread.js', import.meta.url),
     config,
-    (e) => s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text }),
+    (e) => {
+      switch (e.event) {
+        case 'data-halted':
+          s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
+          return;
+        case 'log-message':
+          s.post(M.LOG_MESSAGE, {
+            logType: e.logType,
+            messageId: nextMessageId++,
+            entry: e.text,
+            associatedMessageValid: 0,
+            associatedMessageSequence: 0,
+          });
+          return;
+      }
+    },
     () => {
       if (threads.get(s) === client) threads.delete(s);
     },
@@ -39,10 +58,18 @@ function dataOf(s: Session): DataClient {
 
 const dataGetState = handler(M.DATA_GET_STATE, { handle: (s) => dataOf(s).call('dataGetState', {}) });
 const dataListen = handler(M.DATA_LISTEN, { handle: (s, req) => dataOf(s).call('dataListen', req) });
-const dataConnect = handler(M.DATA_CONNECT, { handle: (s, req) => dataOf(s).call('dataConnect', req) });
+const dataConnect = handler(M.DATA_CONNECT, {
+  handle: (s, req) =>
+    req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
+      ? connectDataToMover(s)
+      : dataOf(s).call('dataConnect', req),
+});
 const dataAbort = handler(M.DATA_ABORT, { handle: (s) => dataOf(s).call('dataAbort', {}) });
 const dataStop = handler(M.DATA_STOP, { handle: (s) => dataOf(s).call('dataStop', {}) });
 const dataGetEnv = handler(M.DATA_GET_ENV, { handle: (s) => dataOf(s).call('dataGetEnv', {}) });
+const dataStartBackup = handler(M.DATA_START_BACKUP, {
+  handle: (s, req) => dataOf(s).call('dataStartBackup', req),
+});
 
 export const dataHandlers: readonly Handler[] = [
   dataGetState,
@@ -51,4 +78,5 @@ export const dataHandlers: readonly Handler[] = [
   dataAbort,
   dataStop,
   dataGetEnv,
+  dataStartBackup,
 ] as readonly Handler[];

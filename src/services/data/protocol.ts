@@ -12,6 +12,8 @@ export interface DataThreadConfig {
   readonly dataPorts: PortRange;
   readonly localAddress: string;
   readonly dataAddress: string | null;
+  /** The exported trees: a backup's FILESYSTEM must lie inside one. */
+  readonly exports: readonly { readonly name: string; readonly path: string }[];
 }
 
 export interface DataState {
@@ -35,8 +37,15 @@ export type DataOps = {
   dataAbort: { req: Record<string, never>; rep: void };
   dataStop: { req: Record<string, never>; rep: void };
   dataGetEnv: { req: Record<string, never>; rep: { env: Pval[] } };
+  dataStartBackup: { req: { butypeName: string; env: Pval[] }; rep: void };
+  /** LOCAL link: `listening` = our LISTEN(LOCAL) accepts the mover; else DATA_CONNECT(LOCAL). */
+  dataAttachLocal: { req: { sab: SharedArrayBuffer; listening: boolean }; rep: void };
+  dataDetachLocal: { req: Record<string, never>; rep: void };
   /** The session is over: abort whatever runs, close the data connection, exit. */
   shutdown: { req: Record<string, never>; rep: void };
 };
 
-export type DataEvent = { readonly event: 'data-halted'; readonly reason: number; readonly text: string };
+export type DataEvent =
+  | { readonly event: 'data-halted'; readonly reason: number; readonly text: string }
+  /** A LOG_MESSAGE for the DMA (per-file trouble during a backup, say). */
+  | { readonly event: 'log-message'; readonly logType: number; readonly text: string };

@@ -14,6 +14,8 @@ const config = workerData as DataThreadConfig;
 
 const data = new DataService(config, {
   halted: (reason, text) => port.postMessage({ event: 'data-halted', reason, text } satisfies DataEvent),
+  logMessage: (logType, text) =>
+    port.postMessage({ event: 'log-message', logType, text } satisfies DataEvent),
   log: (level, msg, fields) => workerLog(port, level, msg, fields),
 });
 
@@ -24,6 +26,9 @@ const handlers: RpcHandlers<DataOps> = {
   dataAbort: () => data.abort(),
   dataStop: () => data.stop(),
   dataGetEnv: () => ({ env: data.getEnv() }),
+  dataStartBackup: (r) => data.startBackup(r.butypeName, r.env),
+  dataAttachLocal: (r) => data.attachLocal(r.sab, r.listening),
+  dataDetachLocal: () => data.detachLocal(),
   shutdown: () => data.shutdown(),
 };
 

@@ -2,7 +2,8 @@
 // no device (arguments, which device a name means, who holds it) and hands the
 // rest to the session's drive thread, which owns the tape and the mover.
 
-import { ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
+import { AddrType, ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
+import { connectMoverToData } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
 import { handler } from '../session.js';
 import { SessionWorker } from '../worker-rpc.js';
@@ -19,7 +20,7 @@ interface SessionDrive {
 const drives = new WeakMap<Session, SessionDrive>();
 
 /** The session's drive thread, started on first use and stopped when the connection closes. */
-function driveOf(s: Session): SessionDrive {
+export function driveOf(s: Session): SessionDrive {
   let d = drives.get(s);
   if (d) return d;
   const release = () => {
@@ -144,7 +145,10 @@ const moverListen = handler(M.MOVER_LISTEN, {
   handle: (s, req) => driveOf(s).drive.call('moverListen', req),
 });
 const moverConnect = handler(M.MOVER_CONNECT, {
-  handle: (s, req) => driveOf(s).drive.call('moverConnect', req),
+  handle: (s, req) =>
+    req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
+      ? connectMoverToData(s, req.mode)
+      : driveOf(s).drive.call('moverConnect', req),
 });
 const moverSetRecordSize = handler(M.MOVER_SET_RECORD_SIZE, {
   handle: (s, req) => driveOf(s).drive.call('moverSetRecordSize', req),

@@ -26,6 +26,7 @@ import {
 import type { Addr, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
 import { connectTcp, drained, ipv4String, listenForData } from '../data-connection.js';
+import { SpscRing } from '../../ring/spsc-ring.js';
 import type { TapeDrive } from './tape-drive.js';
 import { toNdmp } from './tape-drive.js';
 
@@ -67,6 +68,9 @@ export class Mover {
 
   private server: net.Server | null = null;
   private socket: net.Socket | null = null;
+  /** LOCAL: the byte ring from this server's data service (backup: we consume it). */
+  private ring: SpscRing | null = null;
+  private ringPumping = false;
 
   // Backup (mode READ): stream bytes not yet cut into a record.
   private readonly input: Buffer[] = [];
@@ -205,6 +209,45 @@ export class Mover {
     throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the data service (${lastErr})`);
   }
 
+  /**
+   * LOCAL connection (PROTOCOL.md §7.6): the data service of this session
+   * connects to our LISTEN(LOCAL), or we connect to its LISTEN(LOCAL) in
+   * `mode`. Either way the stream arrives through a shared byte ring.
+   */
+  attachLocal(sab: SharedArrayBuffer, connectMode: number | null): void {
+    if (connectMode === null) {
+      if (this.state !== S.NDMP_MOVER_STATE_LISTEN || this.dataAddr.addrType !== AddrType.NDMP_ADDR_LOCAL) {
+        throw NdmpError.illegalState('the mover is not listening for a LOCAL connection');
+      }
+    } else {
+      if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_CONNECT');
+      this.checkStart(connectMode, AddrType.NDMP_ADDR_LOCAL);
+      this.mode = connectMode;
+    }
+    if (this.mode !== MoverMode.NDMP_MOVER_MODE_READ) {
+      // Recover over LOCAL (tape to this server's data service) comes with the restore work.
+      throw NdmpError.illegalArgs('a LOCAL data connection carries backups only, for now');
+    }
+    this.ring = new SpscRing(sab);
+    this.enter(S.NDMP_MOVER_STATE_ACTIVE, this.mode);
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+    this.record = Buffer.allocUnsafe(this.recordSize);
+    this.recordFill = 0;
+    this.recordPayload = this.recordSize;
+    this.streamOffset = this.windowOffset;
+    this.hooks.log('info', 'mover connected to the local data service');
+    void this.pumpRing();
+  }
+
+  /** Undoes attachLocal when the data side could not complete the connection. */
+  detachLocal(): void {
+    if (!this.ring) return;
+    this.ring.abort();
+    this.ring = null;
+    this.state = S.NDMP_MOVER_STATE_IDLE;
+    this.mode = MoverMode.NDMP_MOVER_MODE_NOACTION;
+  }
+
   continue(): void {
     if (this.state !== S.NDMP_MOVER_STATE_PAUSED) throw this.illegalState('MOVER_CONTINUE');
     this.state = S.NDMP_MOVER_STATE_ACTIVE;
@@ -331,6 +374,9 @@ export class Mover {
   private dropConnection(): void {
     this.server?.close();
     this.server = null;
+    // The data service, if it still produces, stops at its next write.
+    this.ring?.abort();
+    this.ring = null;
     if (this.socket) {
       this.socket.removeAllListeners('data');
       this.socket.destroy();
@@ -394,8 +440,68 @@ export class Mover {
   }
 
   private kick(): void {
-    if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) this.pump();
+    if (this.ring) void this.pumpRing();
+    else if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) this.pump();
     else void this.serve();
+  }
+
+  /**
+   * Backup over LOCAL: records are cut straight from the ring; when it is
+   * empty we wait for the data service, without blocking this thread's
+   * requests (GET_STATE, ABORT).
+   */
+  private async pumpRing(): Promise<void> {
+    if (this.ringPumping) return;
+    this.ringPumping = true;
+    try {
+      for (let n = 1; this.state === S.NDMP_MOVER_STATE_ACTIVE && this.ring; n++) {
+        const ring = this.ring;
+        while (this.recordFill < this.recordSize) {
+          const { first, second } = ring.peek();
+          if (first.length === 0) break;
+          let taken = Math.min(first.length, this.recordSize - this.recordFill);
+          this.record.set(first.subarray(0, taken), this.recordFill);
+          this.recordFill += taken;
+          if (this.recordFill < this.recordSize && second.length > 0) {
+            const more = Math.min(second.length, this.recordSize - this.recordFill);
+            this.record.set(second.subarray(0, more), this.recordFill);
+            this.recordFill += more;
+            taken += more;
+          }
+          ring.consume(taken);
+        }
+        if (this.recordFill < this.recordSize) {
+          if (ring.ended) {
+            if (!this.endOfStream()) return;
+            continue;
+          }
+          await ring.waitDataAsync(1000);
+          continue;
+        }
+        if (!this.writePendingRecord()) return;
+        // Let requests in now and then when the data never runs dry.
+        if (n % YIELD_EVERY_RECORDS === 0) await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.ringPumping = false;
+    }
+  }
+
+  /**
+   * The stream ended with `recordFill` bytes in hand: pads them into a last
+   * record (App. D.1), or halts CONNECT_CLOSED when nothing is left. Returns
+   * true when a padded record is ready to be written.
+   */
+  private endOfStream(): boolean {
+    if (this.recordFill === 0) {
+      this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'end of the data stream');
+      return false;
+    }
+    // Only the payload counts in bytes_moved.
+    this.recordPayload = this.recordFill;
+    this.record.fill(0, this.recordFill);
+    this.recordFill = this.recordSize;
+    return true;
   }
 
   // ---- backup: stream → records → tape -----------------------------------------
@@ -409,15 +515,7 @@ export class Mover {
           this.socket?.resume();
           return;
         }
-        if (this.recordFill === 0) {
-          this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'end of the data stream');
-          return;
-        }
-        // End of the stream: the last record is zero-padded (App. D.1); only
-        // its payload counts in bytes_moved.
-        this.recordPayload = this.recordFill;
-        this.record.fill(0, this.recordFill);
-        this.recordFill = this.recordSize;
+        if (!this.endOfStream()) return;
       }
       if (!this.writePendingRecord()) return;
     }

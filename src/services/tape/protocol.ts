@@ -39,6 +39,9 @@ export type DriveOps = {
   moverAbort: { req: Record<string, never>; rep: void };
   moverStop: { req: Record<string, never>; rep: void };
   moverClose: { req: Record<string, never>; rep: void };
+  /** LOCAL link: `connectMode` null = our LISTEN(LOCAL) accepts; else MOVER_CONNECT(LOCAL) in that mode. */
+  moverAttachLocal: { req: { sab: SharedArrayBuffer; connectMode: number | null }; rep: void };
+  moverDetachLocal: { req: Record<string, never>; rep: void };
 
   /** The session is over: abort the mover, close the tape (writing a pending filemark), exit. */
   shutdown: { req: Record<string, never>; rep: void };

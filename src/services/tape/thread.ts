@@ -64,6 +64,8 @@ const handlers: RpcHandlers<DriveOps> = {
   moverAbort: () => mover.abort(),
   moverStop: () => mover.stop(),
   moverClose: () => mover.close(),
+  moverAttachLocal: (r) => mover.attachLocal(r.sab, r.connectMode),
+  moverDetachLocal: () => mover.detachLocal(),
   shutdown: () => {
     mover.shutdown();
     tape.shutdown();
