@@ -3,6 +3,8 @@
 
 import os from 'node:os';
 import { benchMoverThroughput } from './mover-throughput.js';
+import { benchPax } from './pax.js';
+import { benchRing } from './ring.js';
 import { benchTapePositioning } from './tape-positioning.js';
 
 console.log(
@@ -10,3 +12,5 @@ console.log(
 );
 benchTapePositioning();
 await benchMoverThroughput();
+await benchRing();
+await benchPax();
