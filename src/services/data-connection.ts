@@ -6,6 +6,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import { ErrorCode, NdmpError } from '../wire/index.js';
+import type { TcpAddr } from '../wire/index.js';
 import type { PortRange } from './session.js';
 
 export interface ListenOptions {
@@ -14,6 +15,29 @@ export interface ListenOptions {
   readonly localAddress: string;
   /** Overrides it (ServerContext.dataAddress); 0.0.0.0 = every interface. */
   readonly dataAddress: string | null;
+}
+
+/**
+ * Connects to the first of `addrs` (v4's preference order) that answers; the
+ * address used comes back without its environment, as GET_STATE reports it.
+ * NDMP_CONNECT_ERR names the last failure when none does.
+ */
+export async function connectToAny(
+  addrs: readonly TcpAddr[],
+  peer: string,
+): Promise<{ sock: net.Socket; addr: TcpAddr; where: string }> {
+  if (addrs.length === 0) throw NdmpError.illegalArgs('no TCP address given');
+  let lastErr = '';
+  for (const a of addrs) {
+    const where = `${ipv4String(a.ipAddr)}:${a.port}`;
+    try {
+      const sock = await connectTcp(ipv4String(a.ipAddr), a.port);
+      return { sock, addr: { ...a, addrEnv: [] }, where };
+    } catch (e) {
+      lastErr = `${where}: ${(e as Error).message}`;
+    }
+  }
+  throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the ${peer} (${lastErr})`);
 }
 
 /** Listens for one data connection: on the configured address, on a port of the configured range. */

@@ -6,13 +6,12 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { Library } from '../../src/devices/library.js';
-import { tapeFileExtent } from '../../src/devices/tape-image.js';
 import type { NdmpClient } from '../../src/dma/client.js';
 import {
   AddrType,
@@ -28,6 +27,7 @@ import {
 import type { HaltedPost, Pval } from '../../src/wire/index.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
+import { tapeFileBytes } from '../helpers/tapes.js';
 import { assertSameTree, makeSampleTree } from '../helpers/trees.js';
 
 function halts(c: NdmpClient) {
@@ -94,11 +94,7 @@ describe('backup over TCP to this server’s mover', { timeout: 60_000 }, () => 
       await c.call(M.MOVER_STOP, {});
       await c.call(M.TAPE_CLOSE, {});
 
-      const x = tapeFileExtent(tape, 0)!;
-      const archive = Buffer.alloc(Number(x.end - x.start));
-      const fd = openSync(tape, 'r');
-      readSync(fd, archive, 0, archive.length, Number(x.start));
-      closeSync(fd);
+      const archive = tapeFileBytes(tape, 0);
       const file = join(dir, 'backup.tar');
       writeFileSync(file, archive);
       const out = join(dir, 'restored');
@@ -167,11 +163,7 @@ describe('backup over TCP to this server’s mover', { timeout: 60_000 }, () => 
       assert.equal((await h.data).reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL);
       await h.mover;
       await c.call(M.TAPE_CLOSE, {});
-      const x = tapeFileExtent(tape, 0)!;
-      const archive = Buffer.alloc(Number(x.end - x.start));
-      const fd = openSync(tape, 'r');
-      readSync(fd, archive, 0, archive.length, Number(x.start));
-      closeSync(fd);
+      const archive = tapeFileBytes(tape, 0);
       const file = join(dir, 'selected.tar');
       writeFileSync(file, archive);
       const names = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).trim().split('\n');

@@ -21,12 +21,11 @@ import {
   DataOperation,
   DataState as S,
   DataStateUnsupported,
-  ErrorCode,
   LogType,
   NdmpError,
 } from '../../wire/index.js';
 import type { Addr, Pval } from '../../wire/index.js';
-import { connectTcp, ipv4String, listenForData } from '../data-connection.js';
+import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
 
@@ -112,22 +111,11 @@ export class DataService {
     if (addr.addrType !== AddrType.NDMP_ADDR_TCP) {
       throw NdmpError.illegalArgs(`address type ${addr.addrType} is not supported`);
     }
-    if (addr.tcpAddrs.length === 0) throw NdmpError.illegalArgs('no TCP address given');
-    let lastErr = '';
-    for (const a of addr.tcpAddrs) {
-      const host = ipv4String(a.ipAddr);
-      try {
-        const sock = await connectTcp(host, a.port);
-        // A single address, no environment (PROTOCOL.md §7.1).
-        this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ...a, addrEnv: [] }] };
-        this.attach(sock);
-        this.hooks.log('info', 'data service connected', { peer: `${host}:${a.port}` });
-        return;
-      } catch (e) {
-        lastErr = `${host}:${a.port}: ${(e as Error).message}`;
-      }
-    }
-    throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the mover (${lastErr})`);
+    const { sock, addr: used, where } = await connectToAny(addr.tcpAddrs, 'mover');
+    // A single address, no environment (PROTOCOL.md §7.1).
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [used] };
+    this.attach(sock);
+    this.hooks.log('info', 'data service connected', { peer: where });
   }
 
   /**

@@ -25,7 +25,7 @@ import {
 } from '../../wire/index.js';
 import type { Addr, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
-import { connectTcp, drained, ipv4String, listenForData } from '../data-connection.js';
+import { connectToAny, drained, listenForData } from '../data-connection.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
 import type { TapeDrive } from './tape-drive.js';
 import { toNdmp } from './tape-drive.js';
@@ -74,7 +74,6 @@ export class Mover {
 
   // Backup (mode READ): stream bytes not yet cut into a record.
   private readonly input: Buffer[] = [];
-  private inputBytes = 0;
   private inputEnded = false;
   private record: Buffer = Buffer.alloc(0);
   private recordFill = 0;
@@ -191,22 +190,11 @@ export class Mover {
       // LOCAL needs this server's data service in LISTEN, which it is not.
       throw NdmpError.illegalState('the data service is not listening for a LOCAL connection');
     }
-    if (addr.tcpAddrs.length === 0) throw NdmpError.illegalArgs('no TCP address given');
-    let lastErr = '';
-    for (const a of addr.tcpAddrs) {
-      const host = ipv4String(a.ipAddr);
-      try {
-        const sock = await connectTcp(host, a.port);
-        this.enter(S.NDMP_MOVER_STATE_ACTIVE, mode);
-        this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [{ ...a, addrEnv: [] }] };
-        this.hooks.log('info', 'mover connected', { peer: `${host}:${a.port}`, mode: modeName(mode) });
-        this.attach(sock);
-        return;
-      } catch (e) {
-        lastErr = `${host}:${a.port}: ${(e as Error).message}`;
-      }
-    }
-    throw new NdmpError(ErrorCode.NDMP_CONNECT_ERR, `cannot connect to the data service (${lastErr})`);
+    const { sock, addr: used, where } = await connectToAny(addr.tcpAddrs, 'data service');
+    this.enter(S.NDMP_MOVER_STATE_ACTIVE, mode);
+    this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [used] };
+    this.hooks.log('info', 'mover connected', { peer: where, mode: modeName(mode) });
+    this.attach(sock);
   }
 
   /**
@@ -383,7 +371,6 @@ export class Mover {
       this.socket = null;
     }
     this.input.length = 0;
-    this.inputBytes = 0;
     this.inputEnded = false;
     this.recordFill = 0;
   }
@@ -421,7 +408,6 @@ export class Mover {
       this.streamOffset = this.windowOffset;
       sock.on('data', (chunk: Buffer) => {
         this.input.push(chunk);
-        this.inputBytes += chunk.length;
         this.pump();
       });
       sock.on('end', () => {
@@ -527,7 +513,6 @@ export class Mover {
       const n = Math.min(chunk.length, this.recordSize - this.recordFill);
       chunk.copy(this.record, this.recordFill, 0, n);
       this.recordFill += n;
-      this.inputBytes -= n;
       if (n === chunk.length) this.input.shift();
       else this.input[0] = chunk.subarray(n);
     }

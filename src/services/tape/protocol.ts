@@ -47,8 +47,6 @@ export type DriveOps = {
   shutdown: { req: Record<string, never>; rep: void };
 };
 
-export type DriveOp = keyof DriveOps;
-
 /** Things the drive thread tells the main thread without being asked (besides log lines). */
 export type DriveEvent =
   | { readonly event: 'mover-paused'; readonly reason: number; readonly seekPosition: bigint }
