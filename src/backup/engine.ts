@@ -39,10 +39,18 @@ export interface BackedUpEntry {
   readonly path: string;
   readonly type: PaxType;
   readonly stat: fs.BigIntStats;
-  /** Stream offset of the entry's first header byte: its fh_info. */
-  readonly headerOffset: bigint;
+  /** Node number (dir/node history): unique per backup, shared by hard links; the root is 2. */
+  readonly node: bigint;
+  /** Stream offset of the entry's first header byte (its fh_info); null: not in the stream. */
+  readonly headerOffset: bigint | null;
   /** For a hard link: the path it links to (stored once, under that path). */
   readonly linkTarget?: string;
+}
+
+/** One name in a directory listing (dir/node history). */
+export interface ListedName {
+  readonly name: string;
+  readonly node: bigint;
 }
 
 export interface BackupHooks {
@@ -50,8 +58,16 @@ export interface BackupHooks {
   aborted(): boolean;
   /** Per-file trouble, for LOG_MESSAGE and the log. */
   warn(text: string): void;
-  /** Each entry once its header is in the stream. */
+  /** Each entry once its header and data are in the stream. */
   entry?(e: BackedUpEntry): void;
+  /**
+   * Dir/node history: a directory's names, before its own entry and before
+   * anything below it (PROTOCOL.md §8.3). `dots` is false when the directory
+   * was announced already and only more names follow (FILES backups).
+   * Setting it also reports the directories above FILES paths (entry() with
+   * headerOffset null), so the DMA can build their paths.
+   */
+  directory?(node: bigint, parent: bigint, names: readonly ListedName[], dots: boolean): void;
 }
 
 export interface BackupResult {
@@ -66,6 +82,12 @@ const BUFFER_BYTES = 256 * 1024;
 
 const ZERO_BLOCK = new Uint8Array(512);
 
+/** The backup root's node number: NetBackup requires 2 (PROTOCOL.md §8.3). */
+export const ROOT_NODE = 2n;
+const ALL_ONES = 0xffff_ffff_ffff_ffffn;
+/** Node numbers for files on other file systems than the root's: above any inode number seen in practice. */
+const FOREIGN_NODE_BASE = 1n << 62n;
+
 export class BackupAborted extends Error {}
 
 export class BackupEngine {
@@ -79,6 +101,11 @@ export class BackupEngine {
   private readonly excludes: ExcludeList;
   private readonly owners = new OwnerNames();
   private readonly links = new Map<string, string>();
+  private rootDev = -1n;
+  private rootIno = -1n;
+  private readonly foreignNodes = new Map<string, bigint>();
+  /** FILES backups with dir/node history: directories (and names in them) already announced. */
+  private readonly announced = new Set<string>();
 
   constructor(
     private readonly spec: BackupSpec,
@@ -95,8 +122,12 @@ export class BackupEngine {
 
   async run(): Promise<BackupResult> {
     try {
+      const rootSt = fs.statSync(this.spec.root, { bigint: true });
+      this.rootDev = rootSt.dev;
+      this.rootIno = rootSt.ino;
       if (this.spec.files.length === 0) {
-        await this.visit('.', this.spec.root);
+        const st = this.lstat('.', this.spec.root);
+        if (st) await this.visit('.', this.spec.root, st, ROOT_NODE);
       } else {
         for (const f of this.spec.files) {
           const rel = normalizeRelative(f);
@@ -104,7 +135,12 @@ export class BackupEngine {
             this.warn(`FILES entry ${JSON.stringify(f)} is not a path below the backup root; skipped`);
             continue;
           }
-          await this.visit(rel, join(this.spec.root, rel));
+          const abs = join(this.spec.root, rel);
+          const st = this.lstat(rel, abs);
+          if (!st) continue;
+          const parent = this.hooks.directory ? this.announceAncestors(rel, st) : ROOT_NODE;
+          if (st.isSocket()) this.warn(`${rel}: a socket; not backed up`);
+          else await this.visit(rel, abs, st, parent);
         }
       }
       await this.put(END_OF_ARCHIVE);
@@ -119,42 +155,128 @@ export class BackupEngine {
     }
   }
 
+  /** The node number of a file: its inode on the root's file system, else one of our own. */
+  nodeOf(st: fs.BigIntStats): bigint {
+    if (st.dev === this.rootDev) {
+      if (st.ino === this.rootIno) return ROOT_NODE;
+      if (st.ino !== ROOT_NODE && st.ino !== ALL_ONES) return st.ino;
+    }
+    const key = `${st.dev}:${st.ino}`;
+    let n = this.foreignNodes.get(key);
+    if (n === undefined) {
+      n = FOREIGN_NODE_BASE + BigInt(this.foreignNodes.size);
+      this.foreignNodes.set(key, n);
+    }
+    return n;
+  }
+
+  /**
+   * Dir/node history for a FILES path: names the directories above it, each
+   * once, and the path's own name, so the DMA can build the path (PROTOCOL.md
+   * §8.3 rule 5). Returns the node of the path's parent directory.
+   */
+  private announceAncestors(rel: string, st: fs.BigIntStats): bigint {
+    const parts = rel === '.' ? [] : rel.split('/');
+    let dirRel = '.';
+    let dirNode = ROOT_NODE;
+    let dirParent = ROOT_NODE;
+    for (let i = 0; i < parts.length; i++) {
+      const childRel = dirRel === '.' ? parts[i]! : `${dirRel}/${parts[i]!}`;
+      const childSt = i === parts.length - 1 ? st : this.lstat(childRel, join(this.spec.root, childRel));
+      if (!childSt) return dirNode;
+      const childNode = this.nodeOf(childSt);
+      const fresh = !this.announced.has(dirRel);
+      if (fresh || !this.announced.has(childRel)) {
+        this.hooks.directory!(dirNode, dirParent, [{ name: parts[i]!, node: childNode }], fresh);
+      }
+      if (fresh) {
+        this.announced.add(dirRel);
+        const dirSt = dirRel === '.' ? fs.lstatSync(this.spec.root, { bigint: true }) : null;
+        if (dirSt)
+          this.hooks.entry?.({ path: '.', type: 'dir', stat: dirSt, node: dirNode, headerOffset: null });
+      }
+      if (i < parts.length - 1 && !this.announced.has(childRel)) {
+        this.hooks.entry?.({
+          path: childRel,
+          type: 'dir',
+          stat: childSt,
+          node: childNode,
+          headerOffset: null,
+        });
+      }
+      this.announced.add(childRel);
+      dirParent = dirNode;
+      dirNode = childNode;
+      dirRel = childRel;
+    }
+    return dirParent;
+  }
+
+  private lstat(rel: string, abs: string): fs.BigIntStats | null {
+    try {
+      return fs.lstatSync(abs, { bigint: true });
+    } catch (e) {
+      this.warn(`${rel}: ${describe(e)}; skipped`);
+      return null;
+    }
+  }
+
   private warn(text: string): void {
     this.warnings++;
     this.hooks.warn(text);
   }
 
-  /** One path and, for a directory, everything below it (depth first, names sorted). */
-  private async visit(rel: string, abs: string): Promise<void> {
+  /**
+   * One path and, for a directory, everything below it (depth first, names
+   * sorted). A directory's children are lstat'ed as it is listed, once: the
+   * listing gives dir/node history its names and nodes before anything below.
+   */
+  private async visit(rel: string, abs: string, st: fs.BigIntStats, parent: bigint): Promise<void> {
     if (this.hooks.aborted()) throw new BackupAborted();
-    let st: fs.BigIntStats;
-    try {
-      st = fs.lstatSync(abs, { bigint: true });
-    } catch (e) {
-      this.warn(`${rel}: ${describe(e)}; skipped`);
+    const node = this.nodeOf(st);
+    if (!st.isDirectory()) {
+      await this.emit(rel, abs, st, node);
       return;
     }
-    if (st.isSocket()) {
-      this.warn(`${rel}: a socket; not backed up`);
-      return;
+    const children = this.list(rel, abs);
+    if (this.hooks.directory) {
+      this.hooks.directory(
+        node,
+        parent,
+        children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
+        true,
+      );
     }
-    await this.emit(rel, abs, st);
-    if (!st.isDirectory()) return;
+    await this.emit(rel, abs, st, node);
+    for (const c of children) await this.visit(c.rel, c.abs, c.st, node);
+  }
+
+  /** A directory's entries to back up, sorted, with their lstat; trouble is a warning. */
+  private list(rel: string, abs: string): { name: string; rel: string; abs: string; st: fs.BigIntStats }[] {
     let names: string[];
     try {
       names = fs.readdirSync(abs).sort();
     } catch (e) {
       this.warn(`${rel}: cannot list the directory (${describe(e)}); its contents are not backed up`);
-      return;
+      return [];
     }
+    const out: { name: string; rel: string; abs: string; st: fs.BigIntStats }[] = [];
     for (const name of names) {
       const childRel = rel === '.' ? name : `${rel}/${name}`;
       if (!this.excludes.empty && this.excludes.excludes(childRel, name)) continue;
-      await this.visit(childRel, join(abs, name));
+      const childAbs = join(abs, name);
+      const st = this.lstat(childRel, childAbs);
+      if (!st) continue;
+      if (st.isSocket()) {
+        this.warn(`${childRel}: a socket; not backed up`);
+        continue;
+      }
+      out.push({ name, rel: childRel, abs: childAbs, st });
     }
+    return out;
   }
 
-  private async emit(rel: string, abs: string, st: fs.BigIntStats): Promise<void> {
+  private async emit(rel: string, abs: string, st: fs.BigIntStats, node: bigint): Promise<void> {
     const entry = this.describeEntry(rel, st);
     let fd = -1;
     if (entry.type === 'symlink') {
@@ -196,6 +318,7 @@ export class BackupEngine {
         path: rel,
         type: entry.type,
         stat: st,
+        node,
         headerOffset,
         ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
       });

@@ -12,6 +12,7 @@ import {
   ensureGeneratedAuthFile,
 } from '../services/credentials.js';
 import { Library, LibraryError } from '../devices/library.js';
+import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
@@ -100,6 +101,18 @@ async function main(argv: string[]): Promise<void> {
       '--data-address <ipv4>',
       'address data connections listen on: one of this host, or 0.0.0.0 for all (default: the one the DMA reached)',
     )
+    .addOption(
+      new Option(
+        '--history-mode <mode>',
+        'who sends file history: worker (the history thread) or lockstep (each backup, waiting; a baseline) (default worker)',
+      ).choices(['worker', 'lockstep']),
+    )
+    .option('--history-threads <n>', 'history threads (default 1)')
+    .option(
+      '--history-stall-timeout <seconds>',
+      'a backup whose DMA takes no file history for this long halts (default 300)',
+    )
+    .option('--history-max-delay <ms>', 'a history batch waits at most this long to fill (default 50)')
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
@@ -122,6 +135,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'tape-capacity',
     'data-ports',
     'data-address',
+    'history-mode',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -133,6 +147,9 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'max-record-size',
     'pre-auth-timeout',
     'drives',
+    'history-threads',
+    'history-stall-timeout',
+    'history-max-delay',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -159,6 +176,10 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     hostId: hostId(cfg.stateDir),
   };
   const library = openLibrary(cfg, info.hostId, log);
+  const history = new HistoryHub(
+    { ...historyDefaults(join(cfg.stateDir, 'spool')), ...cfg.history },
+    log.child({ component: 'history' }),
+  );
   const ctx: ServerContext = {
     info,
     credentials,
@@ -167,6 +188,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     library,
     dataPorts: cfg.dataPorts,
     dataAddress: cfg.dataAddress,
+    history,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');
@@ -191,10 +213,13 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    server.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    server
+      .close()
+      .then(() => history.shutdown())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
     setTimeout(() => process.exit(0), 5000).unref();
   };
   process.on('SIGINT', () => stop('SIGINT'));

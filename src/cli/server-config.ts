@@ -37,6 +37,13 @@ export interface ServerConfig {
   dataPorts: { low: number; high: number };
   /** Where the mover listens for data connections; null = the address each DMA reached. */
   dataAddress: string | null;
+  /** File history: who sends it, on how many threads, and when a DMA that takes none fails its backup. */
+  history: {
+    mode: 'worker' | 'lockstep';
+    threads: number;
+    stallTimeoutMs: number;
+    maxDelayMs: number;
+  };
 }
 
 /** Settings as the file or the flags give them; every field optional. */
@@ -56,7 +63,21 @@ export interface ConfigInput {
   'tape-capacity'?: number | string;
   'data-ports'?: number | string;
   'data-address'?: string;
+  'history-mode'?: string;
+  'history-threads'?: number | string;
+  'history-stall-timeout'?: number | string;
+  'history-max-delay'?: number | string;
 }
+
+/** The config file's [history] table: `mode`, `threads`, `stall-timeout` (or `stallTimeout`), `max-delay`. */
+const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
+  mode: 'history-mode',
+  threads: 'history-threads',
+  'stall-timeout': 'history-stall-timeout',
+  stallTimeout: 'history-stall-timeout',
+  'max-delay': 'history-max-delay',
+  maxDelay: 'history-max-delay',
+};
 
 const KNOWN_KEYS = new Set<string>([
   'listen',
@@ -74,6 +95,10 @@ const KNOWN_KEYS = new Set<string>([
   'tape-capacity',
   'data-ports',
   'data-address',
+  'history-mode',
+  'history-threads',
+  'history-stall-timeout',
+  'history-max-delay',
 ]);
 
 export function defaultStateDir(): string {
@@ -150,6 +175,17 @@ export function readConfigFile(path: string): ConfigInput {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (e) {
     throw new ConfigError(`config file ${path} is not valid TOML: ${(e as Error).message}`);
+  }
+  const history = doc.history;
+  delete doc.history;
+  if (history !== undefined) {
+    if (typeof history !== 'object' || history === null || Array.isArray(history))
+      throw new ConfigError(`config file ${path}: history must be a table ([history])`);
+    for (const [k, v] of Object.entries(history)) {
+      const key = HISTORY_KEYS[k];
+      if (!key) throw new ConfigError(`config file ${path}: unknown setting 'history.${k}'`);
+      doc[key] = v;
+    }
   }
   for (const k of Object.keys(doc)) {
     if (!KNOWN_KEYS.has(k)) throw new ConfigError(`config file ${path}: unknown setting '${k}'`);
@@ -233,7 +269,20 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     tapeCapacity: parseSize(pick('tape-capacity') ?? DEFAULT_TAPE_CAPACITY, 'tape-capacity'),
     dataPorts: parseDataPorts(pick('data-ports') ?? 0),
     dataAddress: parseDataAddress(pick('data-address')),
+    history: {
+      mode: historyMode(pick('history-mode')),
+      threads: integer(pick('history-threads') ?? 1, 'history.threads', 1, 64),
+      stallTimeoutMs:
+        integer(pick('history-stall-timeout') ?? 300, 'history.stall-timeout', 1, MAX_TIMER_SECONDS) * 1000,
+      maxDelayMs: integer(pick('history-max-delay') ?? 50, 'history.max-delay', 1, 60_000),
+    },
   };
+}
+
+function historyMode(v: unknown): 'worker' | 'lockstep' {
+  if (v === undefined || v === 'worker') return 'worker';
+  if (v === 'lockstep') return 'lockstep';
+  throw new ConfigError(`history.mode must be worker or lockstep, not '${String(v)}'`);
 }
 
 /** `--data-address`: an IPv4 address of this host, or 0.0.0.0 for all of them (NDMP addresses are IPv4). */

@@ -242,6 +242,18 @@ export class NdmpClient {
     });
   }
 
+  /**
+   * Stops reading from the server (its posts and replies wait in the socket
+   * buffers, and TCP holds the server back): how a DMA that is busy, or a
+   * test of one, applies backpressure. resumeReading() undoes it.
+   */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
   /** Drops the connection without CONNECT_CLOSE, as ndmjob does. */
   destroy(): void {
     this.socket.destroy();

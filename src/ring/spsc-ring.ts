@@ -51,6 +51,22 @@ const AtomicsAsync = Atomics as unknown as {
 };
 
 const noop = (): void => {};
+
+/**
+ * Waits without blocking the thread until ta[index] is no longer `value` (or
+ * `ms` passes), keeping the event loop alive meanwhile: a pending waitAsync
+ * alone does not, so a process with nothing else to do would exit first.
+ */
+export async function waitWordAsync(ta: Int32Array, index: number, value: number, ms: number): Promise<void> {
+  const r = AtomicsAsync.waitAsync(ta, index, value, ms);
+  if (!r.async) return;
+  const keep = Number.isFinite(ms) ? setTimeout(noop, Math.min(Math.ceil(ms), MAX_TIMER_MS)) : undefined;
+  try {
+    await r.value;
+  } finally {
+    if (keep !== undefined) clearTimeout(keep);
+  }
+}
 /**
  * Checks a sync wait makes before it sleeps (~2 µs here): a consumer that keeps
  * up with its producer would otherwise sleep, and cost the producer a notify,
@@ -597,17 +613,8 @@ export class SpscRing {
     return Atomics.load(this.ctl, W_CLOSED) !== 0 || this.dataFor(minBytes) >= minBytes;
   }
 
-  private async sleepAsync(seqWord: number, seq: number, ms: number): Promise<void> {
-    const r = AtomicsAsync.waitAsync(this.ctl, seqWord, seq, ms);
-    if (!r.async) return;
-    // A pending waitAsync does not keep Node's event loop alive: without a
-    // timer, a process with nothing else to do would exit before the timeout.
-    const keep = Number.isFinite(ms) ? setTimeout(noop, Math.min(Math.ceil(ms), MAX_TIMER_MS)) : undefined;
-    try {
-      await r.value;
-    } finally {
-      if (keep !== undefined) clearTimeout(keep);
-    }
+  private sleepAsync(seqWord: number, seq: number, ms: number): Promise<void> {
+    return waitWordAsync(this.ctl, seqWord, seq, ms);
   }
 
   private recordLengthAt(tail: number): number {

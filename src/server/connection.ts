@@ -424,6 +424,26 @@ export class Connection implements Session {
     this.socket.write(bytes);
   }
 
+  writeEncoded(message: Uint8Array, done: (err?: Error) => void): void {
+    if (this.closed || !this.socket.writable) {
+      done(new Error('the connection is closed'));
+      return;
+    }
+    const sequence = (this.sequence + 1) >>> 0 || 1;
+    this.sequence = sequence;
+    // After the 4-byte record mark: sequence, then time stamp (PROTOCOL.md §2.1).
+    const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+    view.setUint32(4, sequence);
+    view.setUint32(8, nowSeconds());
+    if (this.trace) {
+      this.log.debug(
+        { dir: 'out', seq: sequence, code: hex(view.getUint32(16)), entries: view.getUint32(28) },
+        'file history message',
+      );
+    }
+    this.socket.write(message, (err) => done(err ?? undefined));
+  }
+
   // ---- end -----------------------------------------------------------------
 
   private onPeerEnd(): void {

@@ -7,6 +7,7 @@ import type { Credentials } from './credentials.js';
 import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 import type { Library } from '../devices/library.js';
+import type { HistoryHub } from '../history/hub.js';
 
 /** TCP ports the mover (and later the data service) listen on for data connections; 0..0 = any. */
 export interface PortRange {
@@ -39,6 +40,8 @@ export interface ServerContext {
    * advertised. Default (null): the address the DMA reached this server on.
    */
   readonly dataAddress?: string | null;
+  /** File history: the history thread(s) and how sessions use them (null: backups refuse HIST). */
+  readonly history?: HistoryHub | null;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
 }
@@ -62,6 +65,12 @@ export interface Session {
   extNegotiation: ExtNegotiation;
   /** Sends a post (NOTIFY_*, LOG_*, FH_*) to the DMA. */
   post<Body>(def: MessageDef<Body, never>, body: Body): void;
+  /**
+   * Writes one complete message encoded elsewhere (file history), its
+   * sequence number and time stamp filled in here; `done` once the socket has
+   * taken it, or with an error if the connection is gone.
+   */
+  writeEncoded(message: Uint8Array, done: (err?: Error) => void): void;
   /** Ends the connection once pending output is written. */
   close(reason: string): void;
   /**

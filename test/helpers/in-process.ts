@@ -11,6 +11,7 @@ import { NdmpServer, DEFAULT_LISTENER_OPTIONS } from '../../src/server/listener.
 import type { ListenerOptions } from '../../src/server/listener.js';
 import type { ServerContext } from '../../src/services/session.js';
 import { createLogger } from '../../src/util/log.js';
+import { HistoryHub, historyDefaults } from '../../src/history/hub.js';
 import { NdmpClient } from '../../src/dma/client.js';
 import { RecordFramer, decodeHeader, MessageType, encodeMessage, nowSeconds } from '../../src/wire/index.js';
 import type { Header } from '../../src/wire/index.js';
@@ -40,6 +41,10 @@ export async function startServer(
     },
   });
   const log = createLogger({ level: 'debug', format: 'json', destination: sink });
+  const history = new HistoryHub(
+    historyDefaults(join(exportDir, '..', `${exportDir.split('/').pop()}-spool`)),
+    log,
+  );
   const ctx: ServerContext = {
     info: {
       vendorName: 'test vendor',
@@ -54,6 +59,7 @@ export async function startServer(
     exports: [{ name: 'data', path: exportDir }],
     log,
     authFailureDelayMs: 5,
+    history,
     ...ctxOverrides,
   };
   const server = new NdmpServer(ctx, { ...DEFAULT_LISTENER_OPTIONS, port: 0, ...opts });
@@ -66,6 +72,7 @@ export async function startServer(
     statfs: statfsSync(exportDir),
     async close() {
       await server.close();
+      await ctx.history?.shutdown();
       rmSync(exportDir, { recursive: true, force: true });
     },
   };

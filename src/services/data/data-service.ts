@@ -13,6 +13,11 @@ import { realpathSync, statSync } from 'node:fs';
 import type net from 'node:net';
 import { sep } from 'node:path';
 import { BackupEngine } from '../../backup/engine.js';
+import { HistoryStatus, failureText } from '../../history/control.js';
+import type { HistoryChannel } from '../../history/control.js';
+import { LockstepProducer, RingProducer } from '../../history/producer.js';
+import type { HistoryProducer } from '../../history/producer.js';
+import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
 import type { StreamSink } from '../../backup/engine.js';
 import {
@@ -34,6 +39,8 @@ export interface DataHooks {
   /** A LOG_MESSAGE for the DMA. */
   logMessage(logType: number, text: string): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /** Lockstep history: hands one encoded FH message to the main thread to write. */
+  sendHistory(message: ArrayBuffer): void;
 }
 
 export class DataService {
@@ -51,6 +58,8 @@ export class DataService {
   /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
   private ring: SpscRing | null = null;
   private aborting = false;
+  /** The running backup's file history, if the DMA asked for it. */
+  private history: HistoryProducer | null = null;
 
   constructor(
     private readonly opts: ListenOptions & Pick<DataThreadConfig, 'exports'>,
@@ -122,11 +131,13 @@ export class DataService {
    * DATA_START_BACKUP (PROTOCOL.md §9.1): checks the request against the
    * environment, answers, and runs the backup; its end is NOTIFY_DATA_HALTED.
    */
-  startBackup(butypeName: string, env: Pval[]): void {
+  startBackup(butypeName: string, env: Pval[], channel: HistoryChannel | null): void {
     if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState('DATA_START_BACKUP');
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
     const plan = this.planBackup(env);
+    if (plan.model !== HistoryModel.NONE && !channel)
+      throw NdmpError.illegalArgs('file history is not available on this server; back up with HIST=n');
     const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring) : null;
     if (!sink) throw NdmpError.illegalState('no data connection');
     // The DMA's environment, in its order, plus what the server decided (§9.1).
@@ -137,19 +148,60 @@ export class DataService {
     this.state = S.NDMP_DATA_STATE_ACTIVE;
     this.operation = DataOperation.NDMP_DATA_OP_BACKUP;
     this.aborting = false;
+    const history = this.startHistory(plan.model, channel);
+    this.history = history;
+    const writer = new RecordWriter();
+    const record = (rec: Uint8Array | null, name: string): void => {
+      if (rec) history!.write(rec);
+      else this.hooks.log('warn', 'name too long for file history; left out of it', { name });
+    };
     const engine = new BackupEngine(plan, sink, {
-      aborted: () => this.aborting,
+      aborted: () => this.aborting || (history !== null && history.failure() !== 0),
       warn: (text) => {
         this.hooks.log('warn', text);
         this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
       },
+      ...(history && {
+        entry: (e) =>
+          record(
+            writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE),
+            e.path,
+          ),
+      }),
+      ...(history &&
+        plan.model === HistoryModel.DIRNODE && {
+          directory: (node, parent, names, dots) => {
+            if (dots) {
+              record(writer.dirent('.', node, node), '.');
+              record(writer.dirent('..', parent, node), '..');
+            }
+            for (const n of names) record(writer.dirent(n.name, n.node, node), n.name);
+          },
+        }),
     });
     this.engine = engine;
-    this.hooks.log('info', 'backup started', { root: plan.root, files: plan.files, excludes: plan.excludes });
-    engine.run().then(
-      (r) => {
+    this.hooks.log('info', 'backup started', {
+      root: plan.root,
+      files: plan.files,
+      excludes: plan.excludes,
+      history: ['none', 'path', 'dir/node'][plan.model],
+      historyMode: channel?.mode,
+    });
+    engine
+      .run()
+      .then(async (r) => {
         this.bytesProcessed = engine.bytesProcessed;
+        const failed = history?.failure() ?? 0;
+        if (failed !== 0) {
+          this.failHistory(failed, channel!);
+          return;
+        }
         if (r.aborted) return; // abort() has halted already
+        // NOTIFY_DATA_HALTED comes after the last history message (PROTOCOL.md §8.6).
+        if (history && (await history.finish()) !== HistoryStatus.DELIVERED) {
+          this.failHistory(history.failure(), channel!);
+          return;
+        }
         const what = `${r.entries} entries, ${r.bytes} bytes`;
         this.halt(
           DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL,
@@ -157,8 +209,8 @@ export class DataService {
             ? `backup completed: ${what}`
             : `backup completed with warnings (${r.warnings}): ${what}`,
         );
-      },
-      (e: unknown) => {
+      })
+      .catch((e: unknown) => {
         this.bytesProcessed = engine.bytesProcessed;
         const err = e as NodeJS.ErrnoException;
         // A failed write to the data connection is the mover's side going away.
@@ -168,12 +220,33 @@ export class DataService {
             : DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR;
         this.hooks.logMessage(LogType.NDMP_LOG_ERROR, `backup failed: ${err.message}`);
         this.halt(reason, `backup failed: ${err.message}`);
-      },
-    );
+      });
+  }
+
+  private startHistory(model: HistoryModel, channel: HistoryChannel | null): HistoryProducer | null {
+    if (model === HistoryModel.NONE || !channel) return null;
+    const producer =
+      channel.mode === 'lockstep'
+        ? new LockstepProducer(channel, (m) => this.hooks.sendHistory(m))
+        : new RingProducer(channel);
+    producer.write(new RecordWriter().hello(model));
+    return producer;
+  }
+
+  /** The DMA did not take the history (gone, or stalled): the backup halts and says why. */
+  private failHistory(reason: number, channel: HistoryChannel): void {
+    const text = `backup stopped: ${failureText(reason, channel.stallTimeoutMs)}`;
+    this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
+    this.halt(DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR, text);
   }
 
   /** The backup the environment asks for, or ILLEGAL_ARGS naming what is wrong. */
-  private planBackup(env: Pval[]): { root: string; files: string[]; excludes: string[] } {
+  private planBackup(env: Pval[]): {
+    root: string;
+    files: string[];
+    excludes: string[];
+    model: HistoryModel;
+  } {
     const all = (name: string) => env.filter((p) => p.name === name).map((p) => p.value);
     const one = (name: string) => all(name)[0];
     const fsName = one('FILESYSTEM') ?? one('PREFIX');
@@ -198,9 +271,11 @@ export class DataService {
       const names = this.opts.exports.map((x) => x.path).join(', ') || 'none';
       throw NdmpError.illegalArgs(`FILESYSTEM ${fsName} is not inside an export (exports: ${names})`);
     }
-    const hist = (one('HIST') ?? 'n').toLowerCase();
-    if (hist !== 'n' && hist !== 'no' && hist !== '') {
-      throw NdmpError.illegalArgs(`HIST=${hist}: file history is not offered yet; back up with HIST=n`);
+    const model = historyModelOf(env);
+    if (model === null) {
+      throw NdmpError.illegalArgs(
+        `HIST=${one('HIST')}: say y (the server's choice), f (paths), d (directories and nodes) or n (none)`,
+      );
     }
     const level = one('LEVEL') ?? '0';
     if (level !== '0')
@@ -220,7 +295,7 @@ export class DataService {
       if (!known.has(p.name))
         this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
     }
-    return { root, files: all('FILES'), excludes: all('EXCLUDE') };
+    return { root, files: all('FILES'), excludes: all('EXCLUDE'), model };
   }
 
   /** LOCAL connection to this session's mover through a shared byte ring (PROTOCOL.md §7.6). */
@@ -325,6 +400,9 @@ export class DataService {
     if (this.state === S.NDMP_DATA_STATE_HALTED || this.state === S.NDMP_DATA_STATE_IDLE) return;
     // A running backup stops at its next file or buffer.
     this.aborting = true;
+    // History not yet delivered belongs to a backup that did not complete: dropped.
+    if (reason !== DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL) this.history?.discard();
+    this.history = null;
     this.state = S.NDMP_DATA_STATE_HALTED;
     this.haltReason = reason;
     this.dropConnection();

@@ -1,6 +1,7 @@
 // DATA_* in the dispatch table: each is handed to the session's data thread,
 // which owns the data service's state and its data connection.
 
+import { HistoryModel, historyModelOf } from '../../history/record.js';
 import { AddrType, M } from '../../wire/index.js';
 import { connectDataToMover } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
@@ -11,6 +12,8 @@ import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 type DataClient = SessionWorker<DataOps, DataEvent>;
 
 const threads = new WeakMap<Session, DataClient>();
+/** The history channel of the session's latest backup (HistoryHub id). */
+const historyIds = new WeakMap<Session, number>();
 /** LOG_MESSAGE ids: free-form (PROTOCOL.md §9.4); unique per server keeps logs readable. */
 let nextMessageId = 1;
 
@@ -33,9 +36,18 @@ export function dataOf(s: Session): DataClient {
     config,
     (e) => {
       switch (e.event) {
-        case 'data-halted':
+        case 'data-halted': {
+          // Nothing of this backup's history may follow the notification.
+          const id = historyIds.get(s);
+          if (id !== undefined) s.ctx.history?.halted(id);
           s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
           return;
+        }
+        case 'fh': {
+          const id = historyIds.get(s);
+          if (id !== undefined) s.ctx.history?.lockstepMessage(id, e.message);
+          return;
+        }
         case 'log-message':
           s.post(M.LOG_MESSAGE, {
             logType: e.logType,
@@ -52,7 +64,11 @@ export function dataOf(s: Session): DataClient {
     },
   );
   threads.set(s, client);
-  s.onClose(() => client.shutdown());
+  s.onClose(() => {
+    const id = historyIds.get(s);
+    if (id !== undefined) s.ctx.history?.closed(id);
+    return client.shutdown();
+  });
   return client;
 }
 
@@ -68,7 +84,19 @@ const dataAbort = handler(M.DATA_ABORT, { handle: (s) => dataOf(s).call('dataAbo
 const dataStop = handler(M.DATA_STOP, { handle: (s) => dataOf(s).call('dataStop', {}) });
 const dataGetEnv = handler(M.DATA_GET_ENV, { handle: (s) => dataOf(s).call('dataGetEnv', {}) });
 const dataStartBackup = handler(M.DATA_START_BACKUP, {
-  handle: (s, req) => dataOf(s).call('dataStartBackup', req),
+  handle: async (s, req) => {
+    const hub = s.ctx.history;
+    // A channel only for a backup that asks for history (the data thread checks HIST properly).
+    const wanted = (historyModelOf(req.env) ?? HistoryModel.NONE) !== HistoryModel.NONE;
+    const opened = hub && wanted ? hub.open(s) : null;
+    if (opened) historyIds.set(s, opened.id);
+    try {
+      await dataOf(s).call('dataStartBackup', { ...req, history: opened?.channel ?? null });
+    } catch (e) {
+      if (opened) hub!.cancel(opened.id);
+      throw e;
+    }
+  },
 });
 
 export const dataHandlers: readonly Handler[] = [

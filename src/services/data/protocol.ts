@@ -4,6 +4,7 @@
 
 import type { Addr, NdmpVersion, Pval } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
+import type { HistoryChannel } from '../../history/control.js';
 
 /** Given to the thread at start (workerData). */
 export interface DataThreadConfig {
@@ -37,7 +38,8 @@ export type DataOps = {
   dataAbort: { req: Record<string, never>; rep: void };
   dataStop: { req: Record<string, never>; rep: void };
   dataGetEnv: { req: Record<string, never>; rep: { env: Pval[] } };
-  dataStartBackup: { req: { butypeName: string; env: Pval[] }; rep: void };
+  /** `history`: where the backup's file history goes (null: the server offers none). */
+  dataStartBackup: { req: { butypeName: string; env: Pval[]; history: HistoryChannel | null }; rep: void };
   /** LOCAL link: `listening` = our LISTEN(LOCAL) accepts the mover; else DATA_CONNECT(LOCAL). */
   dataAttachLocal: { req: { sab: SharedArrayBuffer; listening: boolean }; rep: void };
   dataDetachLocal: { req: Record<string, never>; rep: void };
@@ -48,4 +50,6 @@ export type DataOps = {
 export type DataEvent =
   | { readonly event: 'data-halted'; readonly reason: number; readonly text: string }
   /** A LOG_MESSAGE for the DMA (per-file trouble during a backup, say). */
-  | { readonly event: 'log-message'; readonly logType: number; readonly text: string };
+  | { readonly event: 'log-message'; readonly logType: number; readonly text: string }
+  /** Lockstep history: one encoded FH message for the main thread to write (transferred). */
+  | { readonly event: 'fh'; readonly message: ArrayBuffer };

@@ -17,6 +17,7 @@ const data = new DataService(config, {
   logMessage: (logType, text) =>
     port.postMessage({ event: 'log-message', logType, text } satisfies DataEvent),
   log: (level, msg, fields) => workerLog(port, level, msg, fields),
+  sendHistory: (message) => port.postMessage({ event: 'fh', message } satisfies DataEvent, [message]),
 });
 
 const handlers: RpcHandlers<DataOps> = {
@@ -26,7 +27,7 @@ const handlers: RpcHandlers<DataOps> = {
   dataAbort: () => data.abort(),
   dataStop: () => data.stop(),
   dataGetEnv: () => ({ env: data.getEnv() }),
-  dataStartBackup: (r) => data.startBackup(r.butypeName, r.env),
+  dataStartBackup: (r) => data.startBackup(r.butypeName, r.env, r.history),
   dataAttachLocal: (r) => data.attachLocal(r.sab, r.listening),
   dataDetachLocal: () => data.detachLocal(),
   shutdown: () => data.shutdown(),

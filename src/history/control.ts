@@ -1,0 +1,144 @@
+// The small shared block beside each session's history ring: how its history
+// ended (delivered, or failed and why), the session's "drop it" when its
+// backup halts otherwise than SUCCESSFUL, the lockstep delivery counter, and
+// the per-session counters, which any thread may read while the backup runs.
+// Status words move with Atomics; counters are written by one thread only.
+
+import { waitWordAsync } from '../ring/spsc-ring.js';
+import type { BatchLimits } from './encoder.js';
+
+const W_STATUS = 0;
+const W_REASON = 1;
+const W_DISCARD = 2;
+const W_ACK = 3;
+const COUNTERS_AT = 64;
+
+export const HistoryStatus = { RUNNING: 0, DELIVERED: 1, FAILED: 2 } as const;
+
+/** Why a session's history failed (the session halts with NDMP_DATA_HALT_CONNECT_ERROR). */
+export const HistoryFailure = {
+  /** The DMA's control connection failed or closed. */
+  CONNECTION: 1,
+  /** The DMA accepted no history for history.stallTimeout. */
+  STALLED: 2,
+  /** The history thread itself failed (a bug, or the spool's disk). */
+  INTERNAL: 3,
+} as const;
+
+export const COUNTER_NAMES = [
+  'entries',
+  'posts',
+  'bytes',
+  'spooledBytes',
+  'maxRingDepth',
+  'notAcceptingMs',
+] as const;
+export type HistoryCounters = Record<(typeof COUNTER_NAMES)[number], number>;
+
+/** What a session thread needs to produce history (structured-cloneable: shared memory and numbers). */
+export interface HistoryChannel {
+  readonly mode: 'worker' | 'lockstep';
+  /** worker: the session's record ring (SpscRing memory). */
+  readonly ring: SharedArrayBuffer | null;
+  readonly control: SharedArrayBuffer;
+  readonly limits: BatchLimits;
+  readonly stallTimeoutMs: number;
+}
+
+export class HistoryControl {
+  readonly words: Int32Array;
+  private readonly counters: Float64Array;
+
+  static allocate(): SharedArrayBuffer {
+    return new SharedArrayBuffer(COUNTERS_AT + 8 * COUNTER_NAMES.length);
+  }
+
+  constructor(readonly sab: SharedArrayBuffer) {
+    this.words = new Int32Array(sab, 0, COUNTERS_AT / 4);
+    this.counters = new Float64Array(sab, COUNTERS_AT, COUNTER_NAMES.length);
+  }
+
+  get status(): number {
+    return Atomics.load(this.words, W_STATUS);
+  }
+  get reason(): number {
+    return Atomics.load(this.words, W_REASON);
+  }
+
+  /** History thread / main thread: every entry has been written to the DMA's socket. */
+  delivered(): void {
+    if (Atomics.compareExchange(this.words, W_STATUS, HistoryStatus.RUNNING, HistoryStatus.DELIVERED) === 0)
+      Atomics.notify(this.words, W_STATUS);
+  }
+
+  /** The first failure sticks. */
+  fail(reason: number): void {
+    if (Atomics.compareExchange(this.words, W_STATUS, HistoryStatus.RUNNING, HistoryStatus.FAILED) !== 0)
+      return;
+    Atomics.store(this.words, W_REASON, reason);
+    Atomics.notify(this.words, W_STATUS);
+    // A lockstep session waits on the delivery counter: wake it too.
+    Atomics.add(this.words, W_ACK, 1);
+    Atomics.notify(this.words, W_ACK);
+  }
+
+  /** Session thread: resolves once the status is no longer RUNNING. */
+  async settled(): Promise<number> {
+    for (;;) {
+      const s = this.status;
+      if (s !== HistoryStatus.RUNNING) return s;
+      await waitWordAsync(this.words, W_STATUS, s, 1000);
+    }
+  }
+
+  /** Session thread: its backup ended otherwise than SUCCESSFUL; undelivered history is dropped. */
+  discard(): void {
+    Atomics.store(this.words, W_DISCARD, 1);
+  }
+  get discarded(): boolean {
+    return Atomics.load(this.words, W_DISCARD) !== 0;
+  }
+
+  /** Lockstep: deliveries so far (main thread counts them up, the session thread waits on them). */
+  get acks(): number {
+    return Atomics.load(this.words, W_ACK);
+  }
+  ack(): void {
+    Atomics.add(this.words, W_ACK, 1);
+    Atomics.notify(this.words, W_ACK);
+  }
+  /** Lockstep, session thread: blocks until the counter passes `seen`; false on timeout. */
+  waitAck(seen: number, timeoutMs: number): boolean {
+    const deadline = Date.now() + timeoutMs;
+    while (Atomics.load(this.words, W_ACK) === seen) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.words, W_ACK, seen, left);
+    }
+    return true;
+  }
+
+  add(name: (typeof COUNTER_NAMES)[number], n: number): void {
+    this.counters[COUNTER_NAMES.indexOf(name)]! += n;
+  }
+  max(name: (typeof COUNTER_NAMES)[number], n: number): void {
+    const i = COUNTER_NAMES.indexOf(name);
+    if (n > this.counters[i]!) this.counters[i] = n;
+  }
+  snapshot(): HistoryCounters {
+    const out = {} as HistoryCounters;
+    COUNTER_NAMES.forEach((name, i) => (out[name] = Math.round(this.counters[i]!)));
+    return out;
+  }
+}
+
+export function failureText(reason: number, stallTimeoutMs: number): string {
+  switch (reason) {
+    case HistoryFailure.CONNECTION:
+      return "the DMA's control connection failed while file history was being sent";
+    case HistoryFailure.STALLED:
+      return `the DMA accepted no file history for ${stallTimeoutMs / 1000} s (history.stall-timeout)`;
+    default:
+      return 'file history could not be delivered (history thread failure)';
+  }
+}

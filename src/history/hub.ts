@@ -1,0 +1,250 @@
+// The main thread's side of file history: starts the history thread(s), gives
+// each backup its channel (a record ring and a control block), and writes the
+// messages the history thread (or, in lockstep mode, the session thread)
+// hands over onto the session's control connection, returning credit as each
+// write completes. It never encodes or looks inside a message (DESIGN.md,
+// "Threads and where bytes go").
+
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../util/log.js';
+import { SpscRing } from '../ring/spsc-ring.js';
+import { HistoryControl, HistoryFailure, failureText } from './control.js';
+import type { HistoryChannel } from './control.js';
+import { DEFAULT_BATCH_LIMITS } from './encoder.js';
+import type { BatchLimits } from './encoder.js';
+import type { FromHistoryThread, HistoryThreadConfig, ToHistoryThread } from './thread-protocol.js';
+
+export type HistoryMode = 'worker' | 'lockstep';
+
+export interface HistoryOptions {
+  /** worker: the history thread sends (the design); lockstep: each session thread sends and waits. */
+  readonly mode: HistoryMode;
+  /** History threads per server; sessions are spread over them. */
+  readonly threads: number;
+  readonly stallTimeoutMs: number;
+  readonly maxDelayMs: number;
+  readonly spoolDir: string;
+  readonly limits: BatchLimits;
+  readonly creditBytes: number;
+  readonly memoryBytes: number;
+  /** Bytes of each session's record ring (a power of two). */
+  readonly ringBytes: number;
+}
+
+export function historyDefaults(spoolDir: string): HistoryOptions {
+  return {
+    mode: 'worker',
+    threads: 1,
+    stallTimeoutMs: 300_000,
+    maxDelayMs: 50,
+    spoolDir,
+    limits: DEFAULT_BATCH_LIMITS,
+    creditBytes: 1024 * 1024,
+    memoryBytes: 2 * 1024 * 1024,
+    ringBytes: 2 * 1024 * 1024,
+  };
+}
+
+/** The connection a session's history goes out on. */
+export interface HistoryTarget {
+  readonly id: number;
+  readonly log: Logger;
+  /** Writes one complete message after everything queued before it; `done` once the socket took it. */
+  writeEncoded(message: Uint8Array, done: (err?: Error) => void): void;
+}
+
+interface Entry {
+  readonly target: HistoryTarget;
+  readonly control: HistoryControl;
+  readonly worker: Worker | null;
+  /** The backup halted: messages still arriving are not written (no FH after DATA_HALTED). */
+  halted: boolean;
+}
+
+const PROGRESS_LOG_MS = 30_000;
+
+export class HistoryHub {
+  private readonly workers: (Worker | null)[];
+  private nextWorker = 0;
+  private nextId = 1;
+  private readonly entries = new Map<number, Entry>();
+  private progressTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly options: HistoryOptions,
+    private readonly log: Logger,
+  ) {
+    this.workers = new Array<Worker | null>(Math.max(1, options.threads)).fill(null);
+  }
+
+  /** A channel for one backup's history; the id names it in the calls below. */
+  open(target: HistoryTarget): { id: number; channel: HistoryChannel } {
+    const id = this.nextId++;
+    const control = new HistoryControl(HistoryControl.allocate());
+    const lockstep = this.options.mode === 'lockstep';
+    const ring = lockstep ? null : SpscRing.allocate(this.options.ringBytes);
+    const worker = lockstep ? null : this.workerFor();
+    this.entries.set(id, { target, control, worker, halted: false });
+    if (worker && ring) this.post(worker, { op: 'open', id, ring, control: control.sab });
+    this.progressTimer ??= setInterval(() => this.logProgress(), PROGRESS_LOG_MS).unref();
+    return {
+      id,
+      channel: {
+        mode: this.options.mode,
+        ring,
+        control: control.sab,
+        limits: this.options.limits,
+        stallTimeoutMs: this.options.stallTimeoutMs,
+      },
+    };
+  }
+
+  /** The session's counters while it runs (entries, posts, bytes, spooled bytes, ...). */
+  counters(id: number): ReturnType<HistoryControl['snapshot']> | null {
+    return this.entries.get(id)?.control.snapshot() ?? null;
+  }
+
+  /** Lockstep: a message from the session thread; its write completing lets the session go on. */
+  lockstepMessage(id: number, message: ArrayBuffer): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    if (e.halted) {
+      e.control.ack();
+      return;
+    }
+    e.target.writeEncoded(new Uint8Array(message), (err) => {
+      if (err) e.control.fail(HistoryFailure.CONNECTION);
+      else e.control.ack();
+    });
+  }
+
+  /** The backup halted (NOTIFY_DATA_HALTED is about to go out): nothing more is written for it. */
+  halted(id: number): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    e.halted = true;
+    if (!e.worker) this.end(id, 'halted', e.control.reason);
+  }
+
+  /** The backup did not start: its channel is dropped. */
+  cancel(id: number): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    e.control.discard();
+    e.halted = true;
+    if (!e.worker) this.entries.delete(id);
+  }
+
+  /** The session's control connection closed. */
+  closed(id: number): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    e.control.fail(HistoryFailure.CONNECTION);
+    if (e.worker) this.post(e.worker, { op: 'closed', id });
+    else this.end(id, 'failed', HistoryFailure.CONNECTION);
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.progressTimer) clearInterval(this.progressTimer);
+    this.progressTimer = null;
+    await Promise.all(
+      this.workers.map(async (w, i) => {
+        if (!w) return;
+        this.workers[i] = null;
+        this.post(w, { op: 'shutdown' });
+        const t = setTimeout(() => void w.terminate(), 2000);
+        await new Promise((resolve) => w.once('exit', resolve));
+        clearTimeout(t);
+      }),
+    );
+  }
+
+  private workerFor(): Worker {
+    const i = this.nextWorker++ % this.workers.length;
+    const existing = this.workers[i];
+    if (existing) return existing;
+    const config: HistoryThreadConfig = {
+      limits: this.options.limits,
+      maxDelayMs: this.options.maxDelayMs,
+      creditBytes: this.options.creditBytes,
+      memoryBytes: this.options.memoryBytes,
+      stallTimeoutMs: this.options.stallTimeoutMs,
+      spoolDir: this.options.spoolDir,
+    };
+    const w = new Worker(new URL('./thread.js', import.meta.url), { workerData: config });
+    this.workers[i] = w;
+    // Sessions keep the server alive, not this thread: an idle server may exit.
+    w.unref();
+    w.on('message', (m: FromHistoryThread | { event: 'log'; level: 'info'; msg: string; fields?: object }) =>
+      this.onMessage(w, m),
+    );
+    w.on('error', (e) => this.log.error({ err: e, thread: `history${i}` }, 'history thread crashed'));
+    w.on('exit', (code) => {
+      if (this.workers[i] === w) {
+        this.workers[i] = null;
+        this.log.error({ code, thread: `history${i}` }, 'history thread ended unexpectedly');
+      }
+      // Its sessions cannot deliver any more: they halt; the next backup gets a new thread.
+      for (const [id, e] of this.entries) {
+        if (e.worker === w) {
+          e.control.fail(HistoryFailure.INTERNAL);
+          this.end(id, 'failed', HistoryFailure.INTERNAL);
+        }
+      }
+    });
+    return w;
+  }
+
+  private onMessage(
+    w: Worker,
+    m: FromHistoryThread | { event: 'log'; level: 'info'; msg: string; fields?: object },
+  ): void {
+    switch (m.event) {
+      case 'fh': {
+        const e = this.entries.get(m.id);
+        const bytes = m.message.byteLength;
+        if (!e || e.halted) {
+          this.post(w, { op: 'credit', id: m.id, bytes, failed: false });
+          return;
+        }
+        e.target.writeEncoded(new Uint8Array(m.message), (err) =>
+          this.post(w, { op: 'credit', id: m.id, bytes, failed: err !== undefined }),
+        );
+        return;
+      }
+      case 'end':
+        this.end(m.id, m.how, m.reason);
+        return;
+      case 'log':
+        this.log[m.level]({ ...m.fields, thread: 'history' }, m.msg);
+        return;
+    }
+  }
+
+  private end(id: number, how: string, reason: number): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    this.entries.delete(id);
+    const counters = e.control.snapshot();
+    if (how === 'failed') {
+      e.target.log.warn(
+        { history: counters, why: failureText(reason, this.options.stallTimeoutMs) },
+        'file history failed',
+      );
+    } else e.target.log.info({ history: counters, how }, 'file history ended');
+    if (this.entries.size === 0 && this.progressTimer) {
+      clearInterval(this.progressTimer);
+      this.progressTimer = null;
+    }
+  }
+
+  private logProgress(): void {
+    for (const e of this.entries.values()) {
+      e.target.log.info({ history: e.control.snapshot() }, 'file history progress');
+    }
+  }
+
+  private post(w: Worker, m: ToHistoryThread): void {
+    w.postMessage(m);
+  }
+}

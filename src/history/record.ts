@@ -1,0 +1,186 @@
+// One file-history record as a session thread hands it to the history thread:
+// a fixed little-endian header and the name's UTF-8 bytes, written into the
+// session's own SPSC ring (src/ring). The history thread turns records into
+// FH_ADD_FILE / FH_ADD_DIR / FH_ADD_NODE entries (encoder.ts) without ever
+// decoding a name to a string: the bytes go from the producer's scratch buffer
+// into the XDR message as they are.
+//
+//   kind HELLO   first record of a session: which history model it produces
+//   kind ENTRY   an entry in the stream: stat, node, fh_info, path below the root
+//   kind DIRENT  dir/node model: one name in a directory (name, node, parent)
+
+import type { BigIntStats } from 'node:fs';
+import { FileType } from '../wire/index.js';
+
+export const RecordKind = { HELLO: 0, ENTRY: 1, DIRENT: 2 } as const;
+
+/** What the DMA gets (PROTOCOL.md §8.1): HIST=n, path (FH_ADD_FILE), dir/node (FH_ADD_DIR + FH_ADD_NODE). */
+export const HistoryModel = { NONE: 0, PATH: 1, DIRNODE: 2 } as const;
+export type HistoryModel = (typeof HistoryModel)[keyof typeof HistoryModel];
+
+/** ENTRY flag: the entry gets an FH_ADD_NODE (dir/node model: one per node, not per hard link). */
+export const FLAG_NODE = 1;
+/** ENTRY flag: the entry is not in the stream (a FILES ancestor): no position to give. */
+export const FLAG_NO_POSITION = 2;
+
+// Field offsets (bytes). u64 values are two u32 words, low first.
+export const OFF = {
+  kind: 0,
+  ftype: 1,
+  flags: 2,
+  model: 3,
+  nameLen: 4,
+  fattr: 8,
+  uid: 12,
+  gid: 16,
+  links: 20,
+  mtime: 24,
+  atime: 28,
+  ctime: 32,
+  size: 36,
+  node: 44,
+  fhInfo: 52,
+  parent: 60,
+  name: 68,
+} as const;
+export const RECORD_HEADER_BYTES = OFF.name;
+/** Longer names are not sent as history (PATH_MAX is 4096; this is a guard, not a limit in practice). */
+export const MAX_NAME_BYTES = 65535;
+
+/** NDMP file type of an lstat result. */
+export function ndmpFileType(st: BigIntStats): number {
+  if (st.isFile()) return FileType.NDMP_FILE_REG;
+  if (st.isDirectory()) return FileType.NDMP_FILE_DIR;
+  if (st.isSymbolicLink()) return FileType.NDMP_FILE_SLINK;
+  if (st.isFIFO()) return FileType.NDMP_FILE_FIFO;
+  if (st.isCharacterDevice()) return FileType.NDMP_FILE_CSPEC;
+  if (st.isBlockDevice()) return FileType.NDMP_FILE_BSPEC;
+  if (st.isSocket()) return FileType.NDMP_FILE_SOCK;
+  return FileType.NDMP_FILE_OTHER;
+}
+
+const U32 = 0x1_0000_0000n;
+const ALL_ONES = 0xffff_ffff;
+
+/**
+ * Writes records into one reusable scratch buffer. The caller hands
+ * `bytes()` on (ring or lockstep encoder) before writing the next record.
+ */
+export class RecordWriter {
+  private buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + 4096);
+  private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+  private len = 0;
+
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
+
+  hello(model: HistoryModel): Uint8Array {
+    this.buf.fill(0, 0, RECORD_HEADER_BYTES);
+    this.buf[OFF.kind] = RecordKind.HELLO;
+    this.buf[OFF.model] = model;
+    this.len = RECORD_HEADER_BYTES;
+    return this.bytes();
+  }
+
+  /** An ENTRY; false (nothing written) when the name is too long to send. */
+  entry(
+    path: string,
+    st: BigIntStats,
+    node: bigint,
+    fhInfo: bigint | null,
+    flags: number,
+  ): Uint8Array | null {
+    if (!this.name(path)) return null;
+    const v = this.view;
+    this.buf[OFF.kind] = RecordKind.ENTRY;
+    this.buf[OFF.ftype] = ndmpFileType(st);
+    this.buf[OFF.flags] = flags | (fhInfo === null ? FLAG_NO_POSITION : 0);
+    v.setUint32(OFF.fattr, Number(st.mode & 0o7777n), true);
+    v.setUint32(OFF.uid, Number(st.uid & 0xffff_ffffn), true);
+    v.setUint32(OFF.gid, Number(st.gid & 0xffff_ffffn), true);
+    v.setUint32(OFF.links, Number(st.nlink & 0xffff_ffffn), true);
+    v.setUint32(OFF.mtime, seconds(st.mtimeNs), true);
+    v.setUint32(OFF.atime, seconds(st.atimeNs), true);
+    v.setUint32(OFF.ctime, seconds(st.ctimeNs), true);
+    this.u64(OFF.size, st.size);
+    this.u64(OFF.node, node);
+    if (fhInfo === null) {
+      v.setUint32(OFF.fhInfo, ALL_ONES, true);
+      v.setUint32(OFF.fhInfo + 4, ALL_ONES, true);
+    } else this.u64(OFF.fhInfo, fhInfo);
+    return this.bytes();
+  }
+
+  dirent(name: string, node: bigint, parent: bigint): Uint8Array | null {
+    if (!this.name(name)) return null;
+    this.buf[OFF.kind] = RecordKind.DIRENT;
+    this.u64(OFF.node, node);
+    this.u64(OFF.parent, parent);
+    return this.bytes();
+  }
+
+  private name(s: string): boolean {
+    // UTF-8 is at most 3 bytes per UTF-16 unit.
+    const worst = RECORD_HEADER_BYTES + s.length * 3;
+    if (worst > this.buf.length) {
+      if (s.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(s) > MAX_NAME_BYTES) return false;
+      this.buf = Buffer.allocUnsafe(Math.max(worst, this.buf.length * 2));
+      this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+    }
+    const n = this.buf.write(s, OFF.name, 'utf8');
+    this.view.setUint32(OFF.nameLen, n, true);
+    this.len = RECORD_HEADER_BYTES + n;
+    return true;
+  }
+
+  private u64(off: number, v: bigint): void {
+    this.view.setUint32(off, Number(v % U32), true);
+    this.view.setUint32(off + 4, Number((v / U32) & 0xffff_ffffn), true);
+  }
+}
+
+/** Seconds for a 32-bit NDMP time field: before 1970 reads as 0, after 2106 as the last second. */
+function seconds(ns: bigint): number {
+  const s = ns / 1_000_000_000n;
+  if (s < 0n) return 0;
+  return s > 0xffff_ffffn ? ALL_ONES : Number(s);
+}
+
+/**
+ * The history model the DMA's HIST variable asks of a tar backup (PROTOCOL.md
+ * §8.1): y (our choice: path, as tar servers do), f path, d dir/node, n none;
+ * absent means none. Null for a value that means none of these. HIST may come
+ * more than once (ndmjob sends HIST=y for -I beside a -E HIST=d): a specific
+ * f or d wins over y.
+ */
+export function historyModelOf(env: readonly { name: string; value: string }[]): HistoryModel | null {
+  let model: HistoryModel = HistoryModel.NONE;
+  let specific = false;
+  for (const p of env) {
+    if (p.name !== 'HIST') continue;
+    const v = p.value.trim().toLowerCase();
+    switch (v) {
+      case '':
+      case 'n':
+      case 'no':
+      case 'false':
+        if (!specific) model = HistoryModel.NONE;
+        break;
+      case 'y':
+      case 'yes':
+      case 't':
+      case 'true':
+        if (!specific) model = HistoryModel.PATH;
+        break;
+      case 'f':
+      case 'd':
+        if (!specific) model = v === 'd' ? HistoryModel.DIRNODE : HistoryModel.PATH;
+        specific = true;
+        break;
+      default:
+        return null;
+    }
+  }
+  return model;
+}

@@ -1,0 +1,40 @@
+// Messages between the main thread (hub.ts) and a history thread (thread.ts).
+
+import type { HistoryCounters } from './control.js';
+import type { BatchLimits } from './encoder.js';
+
+export interface HistoryThreadConfig {
+  readonly limits: BatchLimits;
+  /** A batch that has entries goes out after this long even if not full. */
+  readonly maxDelayMs: number;
+  /** Bytes a session may have handed to its socket and not yet seen written. */
+  readonly creditBytes: number;
+  /** Bytes of messages a session may keep in memory beyond its credit before spooling. */
+  readonly memoryBytes: number;
+  readonly stallTimeoutMs: number;
+  readonly spoolDir: string;
+}
+
+export type ToHistoryThread =
+  | {
+      readonly op: 'open';
+      readonly id: number;
+      readonly ring: SharedArrayBuffer;
+      readonly control: SharedArrayBuffer;
+    }
+  /** `bytes` of the session's messages were written (or failed to be: `failed`). */
+  | { readonly op: 'credit'; readonly id: number; readonly bytes: number; readonly failed: boolean }
+  /** The session's control connection closed. */
+  | { readonly op: 'closed'; readonly id: number }
+  | { readonly op: 'shutdown' };
+
+export type FromHistoryThread =
+  /** One complete FH_ADD_* message for the session's connection (sequence and time stamp zero). */
+  | { readonly event: 'fh'; readonly id: number; readonly message: ArrayBuffer }
+  | {
+      readonly event: 'end';
+      readonly id: number;
+      readonly how: 'delivered' | 'failed' | 'discarded';
+      readonly reason: number;
+      readonly counters: HistoryCounters;
+    };
