@@ -342,3 +342,55 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('lockstep mode (history.mode = lockstep)', { timeout: 60_000 }, () => {
+  test('the session thread sends each batch itself; history is whole, in order, before DATA_HALTED', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-lockstep-'));
+    const lib = Library.open(join(dir, 'library'));
+    const hub = new HistoryHub(
+      { ...historyDefaults(join(dir, 'spool')), mode: 'lockstep' },
+      createLogger({ level: 'silent' }),
+    );
+    const srv = await startServer({}, { library: lib, history: hub });
+    const tree = join(srv.exportDir, 'wide');
+    makeWideTree(tree, 2500);
+    const c = await client(srv.port);
+    try {
+      const r = listen(c);
+      const [barcode] = lib.createTapes({ count: 1 });
+      const tape = lib.tapePath(barcode!);
+      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_LOCAL,
+      });
+      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+      await c.call(M.DATA_START_BACKUP, {
+        butypeName: 'tar',
+        env: [
+          { name: 'FILESYSTEM', value: tree },
+          { name: 'HIST', value: 'y' },
+        ],
+      });
+      assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL);
+      await c.call(M.DATA_STOP, {});
+      await c.call(M.MOVER_STOP, {});
+      await c.call(M.TAPE_CLOSE, {});
+      assert.equal(r.order.at(-1), 'H');
+      assert.equal(r.files.length, 2500 + 7);
+      const index = streamIndex(tape);
+      let last = -1n;
+      for (const f of r.files) {
+        assert.ok(index.has(f.fhInfo));
+        assert.ok(f.fhInfo > last);
+        last = f.fhInfo;
+      }
+      assert.match(srv.logText(), /"historyMode":"lockstep"/);
+    } finally {
+      c.destroy();
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
