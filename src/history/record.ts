@@ -59,7 +59,7 @@ export function ndmpFileType(st: BigIntStats): number {
   return FileType.NDMP_FILE_OTHER;
 }
 
-const U32 = 0x1_0000_0000n;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const ALL_ONES = 0xffff_ffff;
 
 /**
@@ -69,10 +69,12 @@ const ALL_ONES = 0xffff_ffff;
 export class RecordWriter {
   private buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + 4096);
   private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+  /** The same bytes as a plain Uint8Array: its subarray() is much cheaper than a Buffer's. */
+  private u8 = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   private len = 0;
 
   bytes(): Uint8Array {
-    return this.buf.subarray(0, this.len);
+    return this.u8.subarray(0, this.len);
   }
 
   hello(model: HistoryModel): Uint8Array {
@@ -96,13 +98,15 @@ export class RecordWriter {
     this.buf[OFF.kind] = RecordKind.ENTRY;
     this.buf[OFF.ftype] = ndmpFileType(st);
     this.buf[OFF.flags] = flags | (fhInfo === null ? FLAG_NO_POSITION : 0);
-    v.setUint32(OFF.fattr, Number(st.mode & 0o7777n), true);
-    v.setUint32(OFF.uid, Number(st.uid & 0xffff_ffffn), true);
-    v.setUint32(OFF.gid, Number(st.gid & 0xffff_ffffn), true);
-    v.setUint32(OFF.links, Number(st.nlink & 0xffff_ffffn), true);
-    v.setUint32(OFF.mtime, seconds(st.mtimeNs), true);
-    v.setUint32(OFF.atime, seconds(st.atimeNs), true);
-    v.setUint32(OFF.ctime, seconds(st.ctimeNs), true);
+    // Number() of each bigint once, then plain arithmetic: bigint operations
+    // cost more than the rest of a record together.
+    v.setUint32(OFF.fattr, Number(st.mode) & 0o7777, true);
+    v.setUint32(OFF.uid, Number(st.uid) >>> 0, true);
+    v.setUint32(OFF.gid, Number(st.gid) >>> 0, true);
+    v.setUint32(OFF.links, Math.min(Number(st.nlink), ALL_ONES), true);
+    v.setUint32(OFF.mtime, seconds(st.mtimeMs), true);
+    v.setUint32(OFF.atime, seconds(st.atimeMs), true);
+    v.setUint32(OFF.ctime, seconds(st.ctimeMs), true);
     this.u64(OFF.size, st.size);
     this.u64(OFF.node, node);
     if (fhInfo === null) {
@@ -127,24 +131,31 @@ export class RecordWriter {
       if (s.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(s) > MAX_NAME_BYTES) return false;
       this.buf = Buffer.allocUnsafe(Math.max(worst, this.buf.length * 2));
       this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+      this.u8 = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.buf.length);
     }
-    const n = this.buf.write(s, OFF.name, 'utf8');
+    const n = writeName(this.buf, s);
     this.view.setUint32(OFF.nameLen, n, true);
     this.len = RECORD_HEADER_BYTES + n;
     return true;
   }
 
   private u64(off: number, v: bigint): void {
-    this.view.setUint32(off, Number(v % U32), true);
-    this.view.setUint32(off + 4, Number((v / U32) & 0xffff_ffffn), true);
+    if (v <= MAX_SAFE) {
+      const n = Number(v);
+      this.view.setUint32(off, n >>> 0, true);
+      this.view.setUint32(off + 4, Math.floor(n / 2 ** 32), true);
+    } else {
+      this.view.setUint32(off, Number(BigInt.asUintN(32, v)), true);
+      this.view.setUint32(off + 4, Number(BigInt.asUintN(32, v >> 32n)), true);
+    }
   }
 }
 
-/** Seconds for a 32-bit NDMP time field: before 1970 reads as 0, after 2106 as the last second. */
-function seconds(ns: bigint): number {
-  const s = ns / 1_000_000_000n;
-  if (s < 0n) return 0;
-  return s > 0xffff_ffffn ? ALL_ONES : Number(s);
+/** Seconds for a 32-bit NDMP time field (from exact milliseconds): before 1970 reads as 0, after 2106 as the last second. */
+function seconds(ms: bigint): number {
+  const s = Math.floor(Number(ms) / 1000);
+  if (s < 0) return 0;
+  return s > ALL_ONES ? ALL_ONES : s;
 }
 
 /**
@@ -183,4 +194,19 @@ export function historyModelOf(env: readonly { name: string; value: string }[]):
     }
   }
   return model;
+}
+
+/**
+ * The name's UTF-8 bytes at OFF.name. Most names are ASCII, and a plain loop
+ * writes those several times faster than Buffer.write, whose call into C++
+ * costs more than a short name's bytes; anything else takes that road.
+ */
+function writeName(buf: Buffer, s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return buf.write(s, OFF.name, 'utf8');
+    buf[OFF.name + i] = c;
+  }
+  return n;
 }
