@@ -72,4 +72,46 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The ring is the lowest layer: shared memory and Atomics, nothing of ours.
+    files: ['src/ring/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../*'],
+              message: 'src/ring imports nothing of ours (DESIGN.md, Layers).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // History: the history thread, spool and credit. It knows the wire and the ring, not the services.
+    files: ['src/history/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '../services/*',
+                '../server/*',
+                '../backup/*',
+                '../devices/*',
+                '../dma/*',
+                '../catalog/*',
+                '../cli/*',
+              ],
+              message: 'src/history may import wire, ring and util only (DESIGN.md, Layers).',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -77,6 +77,9 @@ export interface BackupResult {
   readonly aborted: boolean;
 }
 
+/** How long the walk may run without letting the thread's event loop in. */
+const YIELD_EVERY_MS = 5;
+
 /** Stream buffer: large writes for the sink, and the await granularity for aborts. */
 const BUFFER_BYTES = 256 * 1024;
 
@@ -96,6 +99,11 @@ export class BackupEngine {
   /** Bytes of stream produced so far (flushed or not): the next header's offset. */
   private offset = 0n;
   private flushed = 0n;
+  private lastYield = performance.now();
+  /** Directories being walked, each with how many of its children are still to come. */
+  private readonly walking: { depth: number; left: number }[] = [];
+  /** Per depth: stream bytes of the entries (with all below them) finished so far, and their count. */
+  private readonly finished: { bytes: number; count: number }[] = [];
   private entries = 0;
   private warnings = 0;
   private readonly excludes: ExcludeList;
@@ -231,11 +239,19 @@ export class BackupEngine {
    * sorted). A directory's children are lstat'ed as it is listed, once: the
    * listing gives dir/node history its names and nodes before anything below.
    */
-  private async visit(rel: string, abs: string, st: fs.BigIntStats, parent: bigint): Promise<void> {
+  private async visit(
+    rel: string,
+    abs: string,
+    st: fs.BigIntStats,
+    parent: bigint,
+    depth = 0,
+  ): Promise<void> {
     if (this.hooks.aborted()) throw new BackupAborted();
     const node = this.nodeOf(st);
+    const start = this.offset;
     if (!st.isDirectory()) {
       await this.emit(rel, abs, st, node);
+      this.done(depth, start);
       return;
     }
     const children = this.list(rel, abs);
@@ -248,7 +264,41 @@ export class BackupEngine {
       );
     }
     await this.emit(rel, abs, st, node);
-    for (const c of children) await this.visit(c.rel, c.abs, c.st, node);
+    const frame = { depth, left: children.length };
+    this.walking.push(frame);
+    for (const c of children) {
+      frame.left--;
+      await this.visit(c.rel, c.abs, c.st, node, depth + 1);
+    }
+    this.walking.pop();
+    this.done(depth, start);
+  }
+
+  private done(depth: number, start: bigint): void {
+    const f = (this.finished[depth] ??= { bytes: 0, count: 0 });
+    f.bytes += Number(this.offset - start);
+    f.count++;
+  }
+
+  /**
+   * Stream bytes still to come, estimated without a second walk: for every
+   * directory being walked, its children not yet started times the average
+   * size of the finished entries at their depth (or the nearest depth below
+   * that has one). Null until anything has finished.
+   */
+  estimateRemaining(): bigint | null {
+    let est = 0;
+    for (const w of this.walking) {
+      if (w.left === 0) continue;
+      let avg: number | null = null;
+      for (let d = w.depth + 1; d < this.finished.length && avg === null; d++) {
+        const f = this.finished[d];
+        if (f && f.count > 0) avg = f.bytes / f.count;
+      }
+      if (avg === null) return null;
+      est += w.left * avg;
+    }
+    return BigInt(Math.round(est));
   }
 
   /** A directory's entries to back up, sorted, with their lstat; trouble is a warning. */
@@ -405,6 +455,13 @@ export class BackupEngine {
     await this.sink.write(this.buf.subarray(0, this.fill));
     this.flushed += BigInt(this.fill);
     this.fill = 0;
+    // A sink with room never really waits, and then this thread's requests
+    // (DATA_GET_STATE, DATA_ABORT) would wait for the end of the backup.
+    const now = performance.now();
+    if (now - this.lastYield >= YIELD_EVERY_MS) {
+      this.lastYield = now;
+      await new Promise((r) => setImmediate(r));
+    }
     if (this.hooks.aborted()) throw new BackupAborted();
   }
 }

@@ -175,9 +175,7 @@ export class HistoryHub {
     this.workers[i] = w;
     // Sessions keep the server alive, not this thread: an idle server may exit.
     w.unref();
-    w.on('message', (m: FromHistoryThread | { event: 'log'; level: 'info'; msg: string; fields?: object }) =>
-      this.onMessage(w, m),
-    );
+    w.on('message', (m: FromHistoryThread) => this.onMessage(w, m));
     w.on('error', (e) => this.log.error({ err: e, thread: `history${i}` }, 'history thread crashed'));
     w.on('exit', (code) => {
       if (this.workers[i] === w) {
@@ -195,10 +193,7 @@ export class HistoryHub {
     return w;
   }
 
-  private onMessage(
-    w: Worker,
-    m: FromHistoryThread | { event: 'log'; level: 'info'; msg: string; fields?: object },
-  ): void {
+  private onMessage(w: Worker, m: FromHistoryThread): void {
     switch (m.event) {
       case 'fh': {
         const e = this.entries.get(m.id);

@@ -29,6 +29,12 @@ export type ToHistoryThread =
   | { readonly op: 'shutdown' };
 
 export type FromHistoryThread =
+  | {
+      readonly event: 'log';
+      readonly level: 'debug' | 'info' | 'warn' | 'error';
+      readonly msg: string;
+      readonly fields?: Record<string, unknown>;
+    }
   /** One complete FH_ADD_* message for the session's connection (sequence and time stamp zero). */
   | { readonly event: 'fh'; readonly id: number; readonly message: ArrayBuffer }
   | {

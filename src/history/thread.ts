@@ -18,7 +18,6 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { SpscRing } from '../ring/spsc-ring.js';
-import { workerLog } from '../services/worker-rpc.js';
 import { HistoryControl, HistoryFailure } from './control.js';
 import { FhEncoder } from './encoder.js';
 import { Spool } from './spool.js';

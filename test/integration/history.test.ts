@@ -20,6 +20,8 @@ import type { HistoryOptions } from '../../src/history/hub.js';
 import {
   AddrType,
   DataHaltReason,
+  DataState,
+  DataStateUnsupported,
   FileType,
   INVALID_U64,
   M,
@@ -263,6 +265,43 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
       assert.match(srv.logText(), /"spooledBytes":[1-9]/, 'the slow DMA made its session spool');
     } finally {
       for (const c of clients) c.destroy();
+    }
+  });
+
+  test('DATA_GET_STATE while a backup runs: bytes processed and estimates of what remains', async () => {
+    const c = await client(srv.port);
+    try {
+      const [barcode] = lib.createTapes({ count: 1 });
+      await c.call(M.TAPE_OPEN, { device: lib.tapePath(barcode!), mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      // A 1 MiB window: the mover pauses there, the ring between them fills, and the backup waits, ACTIVE.
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: 100n * 10240n });
+      await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_LOCAL,
+      });
+      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+      const r = listen(c);
+      await c.call(M.DATA_START_BACKUP, {
+        butypeName: 'tar',
+        env: [
+          { name: 'FILESYSTEM', value: wide },
+          { name: 'HIST', value: 'n' },
+        ],
+      });
+      let st = await c.call(M.DATA_GET_STATE, {});
+      for (let i = 0; i < 200 && st.bytesProcessed < 4n * 1024n * 1024n; i++) {
+        await new Promise((res) => setTimeout(res, 10));
+        st = await c.call(M.DATA_GET_STATE, {});
+      }
+      assert.equal(st.state, DataState.NDMP_DATA_STATE_ACTIVE);
+      assert.ok(st.bytesProcessed >= 4n * 1024n * 1024n, `${st.bytesProcessed} bytes processed`);
+      assert.equal(st.unsupported & DataStateUnsupported.EST_BYTES_REMAIN, 0, 'an estimate is given');
+      assert.ok(st.estBytesRemain > 0n);
+      await c.call(M.DATA_ABORT, {});
+      assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_ABORTED);
+      await c.call(M.MOVER_ABORT, {});
+    } finally {
+      c.destroy();
     }
   });
 

@@ -58,24 +58,38 @@ export class DataService {
   /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
   private ring: SpscRing | null = null;
   private aborting = false;
+  private startedAt = 0;
+  /** Set by the main thread on DATA_ABORT (see DataThreadConfig.abortFlag). */
+  private readonly abortFlag: Int32Array;
   /** The running backup's file history, if the DMA asked for it. */
   private history: HistoryProducer | null = null;
 
   constructor(
-    private readonly opts: ListenOptions & Pick<DataThreadConfig, 'exports'>,
+    private readonly opts: ListenOptions & Pick<DataThreadConfig, 'exports' | 'abortFlag'>,
     private readonly hooks: DataHooks,
-  ) {}
+  ) {
+    this.abortFlag = new Int32Array(opts.abortFlag);
+  }
 
   getState(): DataState {
+    const bytesProcessed = this.engine?.bytesProcessed ?? this.bytesProcessed;
+    // Estimates only while a backup runs and has one; otherwise say so rather
+    // than send zeros that look like facts.
+    const remain =
+      this.state === S.NDMP_DATA_STATE_ACTIVE ? (this.engine?.estimateRemaining() ?? null) : null;
+    const elapsed = (performance.now() - this.startedAt) / 1000;
+    const rate = elapsed > 0.5 ? Number(bytesProcessed) / elapsed : 0;
     return {
-      // No estimates yet: say so rather than send zeros that look like facts.
-      unsupported: DataStateUnsupported.EST_BYTES_REMAIN | DataStateUnsupported.EST_TIME_REMAIN,
+      unsupported:
+        (remain === null ? DataStateUnsupported.EST_BYTES_REMAIN : 0) |
+        (remain === null || rate === 0 ? DataStateUnsupported.EST_TIME_REMAIN : 0),
       operation: this.operation,
       state: this.state,
       haltReason: this.haltReason,
-      bytesProcessed: this.engine?.bytesProcessed ?? this.bytesProcessed,
-      estBytesRemain: 0n,
-      estTimeRemain: 0,
+      bytesProcessed,
+      estBytesRemain: remain ?? 0n,
+      estTimeRemain:
+        remain !== null && rate > 0 ? Math.min(0xffff_ffff, Math.ceil(Number(remain) / rate)) : 0,
       dataConnectionAddr: this.dataAddr,
       readOffset: this.readOffset,
       readLength: this.readLength,
@@ -138,7 +152,8 @@ export class DataService {
     const plan = this.planBackup(env);
     if (plan.model !== HistoryModel.NONE && !channel)
       throw NdmpError.illegalArgs('file history is not available on this server; back up with HIST=n');
-    const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring) : null;
+    const aborted = (): boolean => this.aborting || Atomics.load(this.abortFlag, 0) !== 0;
+    const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring, aborted) : null;
     if (!sink) throw NdmpError.illegalState('no data connection');
     // The DMA's environment, in its order, plus what the server decided (§9.1).
     this.env = [...env];
@@ -148,6 +163,8 @@ export class DataService {
     this.state = S.NDMP_DATA_STATE_ACTIVE;
     this.operation = DataOperation.NDMP_DATA_OP_BACKUP;
     this.aborting = false;
+    Atomics.store(this.abortFlag, 0, 0);
+    this.startedAt = performance.now();
     const history = this.startHistory(plan.model, channel);
     this.history = history;
     const writer = new RecordWriter();
@@ -156,7 +173,7 @@ export class DataService {
       else this.hooks.log('warn', 'name too long for file history; left out of it', { name });
     };
     const engine = new BackupEngine(plan, sink, {
-      aborted: () => this.aborting || (history !== null && history.failure() !== 0),
+      aborted: () => aborted() || (history !== null && history.failure() !== 0),
       warn: (text) => {
         this.hooks.log('warn', text);
         this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
@@ -448,13 +465,20 @@ function socketSink(sock: net.Socket): StreamSink {
   };
 }
 
-/** The stream into the byte ring to this session's mover; waits for space without blocking the thread. */
-function ringSink(ring: SpscRing): StreamSink {
+/** Slices of a buffer put into the ring between two looks at the abort flag: about a tape record. */
+const RING_SLICE = 16 * 1024;
+
+/**
+ * The stream into the byte ring to this session's mover; waits for space
+ * without blocking the thread. A DATA_ABORT stops it within one slice.
+ */
+function ringSink(ring: SpscRing, aborted: () => boolean): StreamSink {
   return {
     write: async (chunk) => {
       for (let off = 0; off < chunk.length;) {
         if (ring.aborted) throw new SinkError('the mover closed the data connection');
-        const n = ring.writeSome(chunk.subarray(off));
+        if (aborted()) return;
+        const n = ring.writeSome(chunk.subarray(off, off + RING_SLICE));
         off += n;
         if (off < chunk.length && n === 0) await ring.waitSpaceAsync(1000);
       }

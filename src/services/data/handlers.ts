@@ -12,6 +12,8 @@ import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 type DataClient = SessionWorker<DataOps, DataEvent>;
 
 const threads = new WeakMap<Session, DataClient>();
+/** Each session's DataThreadConfig.abortFlag. */
+const abortFlags = new WeakMap<Session, Int32Array>();
 /** The history channel of the session's latest backup (HistoryHub id). */
 const historyIds = new WeakMap<Session, number>();
 /** LOG_MESSAGE ids: free-form (PROTOCOL.md §9.4); unique per server keeps logs readable. */
@@ -21,8 +23,11 @@ let nextMessageId = 1;
 export function dataOf(s: Session): DataClient {
   const existing = threads.get(s);
   if (existing) return existing;
+  const abortFlag = new SharedArrayBuffer(4);
+  abortFlags.set(s, new Int32Array(abortFlag));
   const config: DataThreadConfig = {
     sessionId: s.id,
+    abortFlag,
     version: s.version,
     dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
     localAddress: s.localAddress,
@@ -80,7 +85,14 @@ const dataConnect = handler(M.DATA_CONNECT, {
       ? connectDataToMover(s)
       : dataOf(s).call('dataConnect', req),
 });
-const dataAbort = handler(M.DATA_ABORT, { handle: (s) => dataOf(s).call('dataAbort', {}) });
+const dataAbort = handler(M.DATA_ABORT, {
+  handle: (s) => {
+    const client = dataOf(s);
+    // The backup stops at its next record; the thread's state machine answers.
+    Atomics.store(abortFlags.get(s)!, 0, 1);
+    return client.call('dataAbort', {});
+  },
+});
 const dataStop = handler(M.DATA_STOP, { handle: (s) => dataOf(s).call('dataStop', {}) });
 const dataGetEnv = handler(M.DATA_GET_ENV, { handle: (s) => dataOf(s).call('dataGetEnv', {}) });
 const dataStartBackup = handler(M.DATA_START_BACKUP, {

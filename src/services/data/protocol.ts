@@ -13,6 +13,12 @@ export interface DataThreadConfig {
   readonly dataPorts: PortRange;
   readonly localAddress: string;
   readonly dataAddress: string | null;
+  /**
+   * One Int32 the main thread sets on DATA_ABORT before the request reaches
+   * the thread, so a running backup sees it between records without waiting
+   * for its event loop (DESIGN.md: an abort lands within one record).
+   */
+  readonly abortFlag: SharedArrayBuffer;
   /** The exported trees: a backup's FILESYSTEM must lie inside one. */
   readonly exports: readonly { readonly name: string; readonly path: string }[];
 }
