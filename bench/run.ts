@@ -2,6 +2,7 @@
 // benchmarks measure). Each benchmark states its baseline next to its figures.
 
 import os from 'node:os';
+import { benchBackup } from './backup.js';
 import { benchMoverThroughput } from './mover-throughput.js';
 import { benchPax } from './pax.js';
 import { benchRing } from './ring.js';
@@ -14,3 +15,4 @@ benchTapePositioning();
 await benchMoverThroughput();
 await benchRing();
 await benchPax();
+await benchBackup(process.argv.slice(2));

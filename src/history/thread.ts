@@ -187,9 +187,11 @@ function loop(): void {
     try {
       if (s.poll(now)) worked = true;
     } catch (e) {
-      workerLog(port!, 'error', 'file history failed for a session', {
-        session: s.id,
-        err: (e as Error).message,
+      send({
+        event: 'log',
+        level: 'error',
+        msg: 'file history failed for a session',
+        fields: { session: s.id, err: (e as Error).message },
       });
       s.fail(HistoryFailure.INTERNAL);
     }
