@@ -3,6 +3,7 @@
 
 import os from 'node:os';
 import { benchBackup } from './backup.js';
+import { benchHistory } from './history.js';
 import { benchMoverThroughput } from './mover-throughput.js';
 import { benchPax } from './pax.js';
 import { benchRing } from './ring.js';
@@ -15,4 +16,5 @@ benchTapePositioning();
 await benchMoverThroughput();
 await benchRing();
 await benchPax();
+await benchHistory();
 await benchBackup(process.argv.slice(2));
