@@ -19,7 +19,14 @@ import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 import { MAX_RECORD_SIZE, TapeError } from './tape.js';
-import type { TapeDevice, TapePosition, TapeReadResult, TapeSpace, WriteResult } from './tape.js';
+import type {
+  BatchWriteResult,
+  TapeDevice,
+  TapePosition,
+  TapeReadResult,
+  TapeSpace,
+  WriteResult,
+} from './tape.js';
 
 const GiB = 1024n ** 3n;
 const MiB = 1024n ** 2n;
@@ -831,6 +838,52 @@ export class VirtualTape implements TapeDevice {
     }
     this.pos = this.index.count;
     return { earlyWarning: this.inEarlyWarning(end) };
+  }
+
+  writeRecords(data: Uint8Array, recordSize: number): BatchWriteResult {
+    this.checkWritable();
+    const n = data.length / recordSize;
+    if (!Number.isInteger(n) || n < 1 || recordSize < 1 || recordSize > MAX_RECORD_SIZE) {
+      throw illegal(`${data.length} bytes are not whole records of ${recordSize} bytes`);
+    }
+    const at = this.index.placeAt(this.pos);
+    const end = at.offset + data.length;
+    if (n > 1 && !this.inEarlyWarning(end) && BigInt(end) <= this.capacity && at.blockNo + n < U32_MAX) {
+      // All of it lies before the early-warning zone: one write for the data, one for the entries.
+      this.cutAt(this.pos);
+      try {
+        io(`writing ${this.path}`, () => writeFully(this.dataFd, data, at.offset));
+        const entries: Entry[] = new Array<Entry>(n);
+        for (let i = 0; i < n; i++) {
+          entries[i] = {
+            offset: at.offset + i * recordSize,
+            length: recordSize,
+            kind: RECORD,
+            fileNum: at.fileNum,
+            blockNo: at.blockNo + i,
+          };
+        }
+        this.index.append(entries);
+      } catch (err) {
+        this.untrimmed = true;
+        throw err;
+      }
+      this.pos = this.index.count;
+      return { written: n, earlyWarning: false, full: false };
+    }
+    // Near the end of the tape: one by one, so EOM lands on the right record.
+    for (let i = 0; i < n; i++) {
+      let r: WriteResult;
+      try {
+        r = this.writeRecord(data.subarray(i * recordSize, (i + 1) * recordSize));
+      } catch (err) {
+        if (err instanceof TapeError && err.kind === 'eom' && i > 0)
+          return { written: i, earlyWarning: false, full: true };
+        throw err;
+      }
+      if (r.earlyWarning) return { written: i + 1, earlyWarning: true, full: false };
+    }
+    return { written: n, earlyWarning: false, full: false };
   }
 
   writeFilemarks(count: number): WriteResult {

@@ -72,6 +72,12 @@ export interface WriteResult {
   readonly earlyWarning: boolean;
 }
 
+export interface BatchWriteResult extends WriteResult {
+  readonly written: number;
+  /** The next record did not fit on the tape; it was not written. */
+  readonly full: boolean;
+}
+
 /** An open tape. All calls are synchronous: run it on a thread that may block (a drive thread). */
 export interface TapeDevice {
   /** Writes are refused: the medium is write protected or it was opened read-only. */
@@ -86,6 +92,13 @@ export interface TapeDevice {
 
   /** Writes one record at the position; everything after it is lost (tape semantics). */
   writeRecord(data: Uint8Array): WriteResult;
+  /**
+   * Writes consecutive records of `recordSize` bytes each (data.length is a
+   * multiple of it), as writeRecord would one by one, in fewer system calls.
+   * Stops after the first record that enters the early-warning zone, and
+   * before one that would not fit (`full`): `written` says how many went.
+   */
+  writeRecords(data: Uint8Array, recordSize: number): BatchWriteResult;
   /** Writes `count` filemarks at the position; everything after them is lost. */
   writeFilemarks(count: number): WriteResult;
   /** Reads the next record into `target` (a longer record is truncated; the rest is dropped). */

@@ -40,6 +40,8 @@ export interface HistoryChannel {
   readonly mode: 'worker' | 'lockstep';
   /** worker: the session's record ring (SpscRing memory). */
   readonly ring: SharedArrayBuffer | null;
+  /** worker: its history thread's doorbell (see HistoryThreadConfig). */
+  readonly doorbell: SharedArrayBuffer | null;
   readonly control: SharedArrayBuffer;
   readonly limits: BatchLimits;
   readonly stallTimeoutMs: number;

@@ -65,6 +65,7 @@ const PROGRESS_LOG_MS = 30_000;
 
 export class HistoryHub {
   private readonly workers: (Worker | null)[];
+  private readonly doorbells = new Map<Worker, SharedArrayBuffer>();
   private nextWorker = 0;
   private nextId = 1;
   private readonly entries = new Map<number, Entry>();
@@ -92,6 +93,7 @@ export class HistoryHub {
       channel: {
         mode: this.options.mode,
         ring,
+        doorbell: worker ? this.doorbells.get(worker)! : null,
         control: control.sab,
         limits: this.options.limits,
         stallTimeoutMs: this.options.stallTimeoutMs,
@@ -170,14 +172,17 @@ export class HistoryHub {
       memoryBytes: this.options.memoryBytes,
       stallTimeoutMs: this.options.stallTimeoutMs,
       spoolDir: this.options.spoolDir,
+      doorbell: new SharedArrayBuffer(4),
     };
     const w = new Worker(new URL('./thread.js', import.meta.url), { workerData: config });
     this.workers[i] = w;
+    this.doorbells.set(w, config.doorbell);
     // Sessions keep the server alive, not this thread: an idle server may exit.
     w.unref();
     w.on('message', (m: FromHistoryThread) => this.onMessage(w, m));
     w.on('error', (e) => this.log.error({ err: e, thread: `history${i}` }, 'history thread crashed'));
     w.on('exit', (code) => {
+      this.doorbells.delete(w);
       if (this.workers[i] === w) {
         this.workers[i] = null;
         this.log.error({ code, thread: `history${i}` }, 'history thread ended unexpectedly');

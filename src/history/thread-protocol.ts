@@ -13,6 +13,8 @@ export interface HistoryThreadConfig {
   readonly memoryBytes: number;
   readonly stallTimeoutMs: number;
   readonly spoolDir: string;
+  /** One Int32 that producers ring (Atomics.notify) when a ring needs draining soon. */
+  readonly doorbell: SharedArrayBuffer;
 }
 
 export type ToHistoryThread =

@@ -17,7 +17,7 @@
 // NOTIFY_DATA_HALTED, which so comes after the last FH post.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { SpscRing } from '../ring/spsc-ring.js';
+import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure } from './control.js';
 import { FhEncoder } from './encoder.js';
 import { Spool } from './spool.js';
@@ -177,8 +177,16 @@ class SessionHistory {
 
 const sessions = new Map<number, SessionHistory>();
 let scheduled = false;
+/** Rings when a session's ring is half full or closed (see RingProducer), so an idle wait ends early. */
+const doorbell = new Int32Array(config.doorbell);
+let idleRounds = 0;
+/** The longest idle wait: records then wait at most this long (and the ring is 2 MiB: ample). */
+const MAX_IDLE_MS = 16;
 
-/** Polls every session; again at once while there is work, else after a millisecond. */
+/**
+ * Polls every session; again at once while there is work, else after an
+ * idle wait that doubles from 1 ms up to MAX_IDLE_MS, cut short by the doorbell.
+ */
 function loop(): void {
   scheduled = false;
   const now = Date.now();
@@ -202,19 +210,34 @@ function loop(): void {
 function schedule(now: boolean): void {
   if (scheduled) return;
   scheduled = true;
-  if (now) setImmediate(loop);
-  else setTimeout(loop, 1);
+  if (now) {
+    idleRounds = 0;
+    setImmediate(loop);
+    return;
+  }
+  const ms = Math.min(MAX_IDLE_MS, 1 << Math.min(idleRounds++, 8));
+  void waitWordAsync(doorbell, 0, Atomics.load(doorbell, 0), ms).then(loop);
+}
+
+/** Ends an idle wait now (or starts the loop): a waitAsync of this thread's own also wakes on its notify. */
+function wake(): void {
+  if (!scheduled) {
+    schedule(true);
+    return;
+  }
+  Atomics.add(doorbell, 0, 1);
+  Atomics.notify(doorbell, 0);
 }
 
 port.on('message', (m: ToHistoryThread) => {
   switch (m.op) {
     case 'open':
       sessions.set(m.id, new SessionHistory(m.id, m.ring, m.control));
-      schedule(true);
+      wake();
       return;
     case 'credit':
       sessions.get(m.id)?.credit(m.bytes, m.failed);
-      schedule(true);
+      wake();
       return;
     case 'closed':
       sessions.get(m.id)?.fail(HistoryFailure.CONNECTION);

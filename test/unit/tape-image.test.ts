@@ -941,3 +941,50 @@ test('positioning a 10 GiB, 1 M-record tape costs about what a tiny one does', {
     assert.ok(largeMs <= 20 * smallMs + 200, `large ${largeMs} ms vs small ${smallMs} ms`);
   });
 });
+
+test('writeRecords: many records in one write read back as separate records; EOM and a full tape land on the right record', () => {
+  withTempDir((dir) => {
+    const path = join(dir, 'batch');
+    // 100 records of 1000 bytes fit; early warning starts 5 records before the end.
+    createTapeImage(path, { capacity: 100_000n, earlyWarning: 5_000n });
+    const tape = openTapeImage(path, { readOnly: false });
+    const data = Buffer.concat(Array.from({ length: 40 }, (_, i) => bytes(1000, i)));
+    assert.deepEqual(tape.writeRecords(data, 1000), { written: 40, earlyWarning: false, full: false });
+    // 40 more, then a batch that reaches the early-warning zone stops after the record that enters it.
+    assert.deepEqual(tape.writeRecords(data, 1000), { written: 40, earlyWarning: false, full: false });
+    const r = tape.writeRecords(data, 1000);
+    assert.equal(r.earlyWarning, true);
+    assert.equal(r.written, 16, 'record 96 ends at 96,000 > 95,000: inside the zone');
+    // Inside the zone each record reports EOM, as writeRecord does; a full tape refuses the next.
+    for (let i = 0; i < 4; i++) {
+      assert.deepEqual(tape.writeRecords(data.subarray(0, 2000), 1000), {
+        written: 1,
+        earlyWarning: true,
+        full: false,
+      });
+    }
+    throwsTape('eom', () => tape.writeRecords(data.subarray(0, 2000), 1000));
+    throwsTape('illegal-args', () => tape.writeRecords(data.subarray(0, 1500), 1000));
+    tape.rewind();
+    const got = Buffer.alloc(1000);
+    for (let i = 0; i < 100; i++) {
+      const rr = tape.readRecord(got, { crossFilemark: false });
+      assert.equal(rr.kind, 'record');
+      assert.deepEqual(got, bytes(1000, i < 96 ? i % 40 : 0), `record ${i}`);
+    }
+    assert.equal(tape.readRecord(got, { crossFilemark: false }).kind, 'eod');
+    const pos = tape.position();
+    assert.equal(pos.blockNo, 100);
+    tape.close();
+    // Without an early-warning zone, a batch runs into the end: what fits is written, then `full`.
+    const bare = join(dir, 'bare');
+    createTapeImage(bare, { capacity: 10_500n, earlyWarning: 0n });
+    const t2 = openTapeImage(bare, { readOnly: false });
+    assert.deepEqual(t2.writeRecords(data.subarray(0, 12_000), 1000), {
+      written: 10,
+      earlyWarning: false,
+      full: true,
+    });
+    t2.close();
+  });
+});
