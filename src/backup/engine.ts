@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { ExcludeList } from './glob.js';
 import { OwnerNames } from './owners.js';
 import { END_OF_ARCHIVE, MAX_HEADER_BYTES, encodeHeaderInto, paddingAfter } from './pax.js';
+import type { FilePipe } from './pipe.js';
 import type { PaxEntry, PaxType } from './pax.js';
 
 /** Where the stream goes. */
@@ -115,17 +116,22 @@ export class BackupEngine {
   /** FILES backups with dir/node history: directories (and names in them) already announced. */
   private readonly announced = new Set<string>();
 
+  /**
+   * `pipe`: a reader thread puts file data into the stream (LOCAL backups,
+   * see pipe.ts); the sink then only ends the stream.
+   */
   constructor(
     private readonly spec: BackupSpec,
     private readonly sink: StreamSink,
     private readonly hooks: BackupHooks,
+    private readonly pipe: FilePipe | null = null,
   ) {
     this.excludes = new ExcludeList(spec.excludes);
   }
 
   /** Stream bytes handed to the sink so far (DATA_GET_STATE's bytes_processed). */
   get bytesProcessed(): bigint {
-    return this.flushed;
+    return this.pipe ? BigInt(this.pipe.streamed) : this.flushed;
   }
 
   async run(): Promise<BackupResult> {
@@ -151,11 +157,21 @@ export class BackupEngine {
           else await this.visit(rel, abs, st, parent);
         }
       }
-      await this.put(END_OF_ARCHIVE);
-      await this.flush();
+      if (this.pipe) {
+        const put = this.pipe.bytesOut(END_OF_ARCHIVE);
+        if (put) await put;
+        this.offset += BigInt(END_OF_ARCHIVE.length);
+        await this.pipe.end();
+        this.warnings += this.pipe.warnings;
+        if (this.hooks.aborted()) throw new BackupAborted();
+      } else {
+        await this.put(END_OF_ARCHIVE);
+        await this.flush();
+      }
       await this.sink.end();
       return { entries: this.entries, bytes: this.offset, warnings: this.warnings, aborted: false };
     } catch (e) {
+      if (this.pipe) await this.pipe.stop();
       if (e instanceof BackupAborted) {
         return { entries: this.entries, bytes: this.offset, warnings: this.warnings, aborted: true };
       }
@@ -357,13 +373,31 @@ export class BackupEngine {
       }
     }
     try {
-      if (this.buf.length - this.fill < MAX_HEADER_BYTES) await this.flush();
       const headerOffset = this.offset;
-      const n = encodeHeaderInto(entry, this.buf, this.fill);
-      this.fill += n;
-      this.offset += BigInt(n);
-      this.entries++;
-      if (fd >= 0) await this.copyFile(rel, fd, entry.size);
+      if (this.pipe) {
+        // The reader thread puts header and data into the stream; we only account for them.
+        const n = encodeHeaderInto(entry, this.buf, 0);
+        this.offset += BigInt(n);
+        this.entries++;
+        const header = this.buf.subarray(0, n);
+        if (fd >= 0) {
+          const handed = this.pipe.file(header, fd, entry.size, rel);
+          fd = -1; // the reader closes it
+          if (handed) await handed;
+          this.offset += entry.size + BigInt(paddingAfter(entry.size));
+        } else {
+          const put = this.pipe.bytesOut(header);
+          if (put) await put;
+        }
+        await this.maybeYield();
+      } else {
+        if (this.buf.length - this.fill < MAX_HEADER_BYTES) await this.flush();
+        const n = encodeHeaderInto(entry, this.buf, this.fill);
+        this.fill += n;
+        this.offset += BigInt(n);
+        this.entries++;
+        if (fd >= 0) await this.copyFile(rel, fd, entry.size);
+      }
       this.hooks.entry?.({
         path: rel,
         type: entry.type,
@@ -455,14 +489,20 @@ export class BackupEngine {
     await this.sink.write(this.buf.subarray(0, this.fill));
     this.flushed += BigInt(this.fill);
     this.fill = 0;
-    // A sink with room never really waits, and then this thread's requests
-    // (DATA_GET_STATE, DATA_ABORT) would wait for the end of the backup.
+    await this.maybeYield();
+    if (this.hooks.aborted()) throw new BackupAborted();
+  }
+
+  /**
+   * A sink with room never really waits, and then this thread's requests
+   * (DATA_GET_STATE, DATA_ABORT) would wait for the end of the backup.
+   */
+  private async maybeYield(): Promise<void> {
     const now = performance.now();
     if (now - this.lastYield >= YIELD_EVERY_MS) {
       this.lastYield = now;
       await new Promise((r) => setImmediate(r));
     }
-    if (this.hooks.aborted()) throw new BackupAborted();
   }
 }
 

@@ -344,7 +344,8 @@ describe('a DMA that takes no history for history.stall-timeout', { timeout: 60_
     );
     const srv = await startServer({}, { library: lib, history: hub });
     const tree = join(srv.exportDir, 'wide');
-    makeWideTree(tree, 3000);
+    // Far more history than the socket buffers hold (~1.3 KiB an entry, ~16 MB), so credit runs out.
+    makeWideTree(tree, 12_000);
     const c = await client(srv.port);
     try {
       const [barcode] = lib.createTapes({ count: 1 });

@@ -12,7 +12,10 @@
 import { realpathSync, statSync } from 'node:fs';
 import type net from 'node:net';
 import { sep } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { BackupEngine } from '../../backup/engine.js';
+import { FilePipe, StreamBroken } from '../../backup/pipe.js';
+import type { FromReader, ToReader } from '../../backup/reader-thread.js';
 import { HistoryStatus, failureText } from '../../history/control.js';
 import type { HistoryChannel } from '../../history/control.js';
 import { LockstepProducer, RingProducer } from '../../history/producer.js';
@@ -57,6 +60,11 @@ export class DataService {
   private engine: BackupEngine | null = null;
   /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
   private ring: SpscRing | null = null;
+  private ringSab: SharedArrayBuffer | null = null;
+  /** LOCAL backups: the thread that reads files into the ring while this one walks (see backup/pipe.ts). */
+  private reader: Worker | null = null;
+  /** The running backup, until it has halted. */
+  private running: Promise<void> | null = null;
   private aborting = false;
   private startedAt = 0;
   /** Set by the main thread on DATA_ABORT (see DataThreadConfig.abortFlag). */
@@ -172,30 +180,36 @@ export class DataService {
       if (rec) history!.write(rec);
       else this.hooks.log('warn', 'name too long for file history; left out of it', { name });
     };
-    const engine = new BackupEngine(plan, sink, {
-      aborted: () => aborted() || (history !== null && history.failure() !== 0),
-      warn: (text) => {
-        this.hooks.log('warn', text);
-        this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
-      },
-      ...(history && {
-        entry: (e) =>
-          record(
-            writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE),
-            e.path,
-          ),
-      }),
-      ...(history &&
-        plan.model === HistoryModel.DIRNODE && {
-          directory: (node, parent, names, dots) => {
-            if (dots) {
-              record(writer.dirent('.', node, node), '.');
-              record(writer.dirent('..', parent, node), '..');
-            }
-            for (const n of names) record(writer.dirent(n.name, n.node, node), n.name);
-          },
+    const pipe = this.ringSab ? this.startReader(this.ringSab) : null;
+    const engine = new BackupEngine(
+      plan,
+      sink,
+      {
+        aborted: () => aborted() || (history !== null && history.failure() !== 0),
+        warn: (text) => {
+          this.hooks.log('warn', text);
+          this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
+        },
+        ...(history && {
+          entry: (e) =>
+            record(
+              writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE),
+              e.path,
+            ),
         }),
-    });
+        ...(history &&
+          plan.model === HistoryModel.DIRNODE && {
+            directory: (node, parent, names, dots) => {
+              if (dots) {
+                record(writer.dirent('.', node, node), '.');
+                record(writer.dirent('..', parent, node), '..');
+              }
+              for (const n of names) record(writer.dirent(n.name, n.node, node), n.name);
+            },
+          }),
+      },
+      pipe,
+    );
     this.engine = engine;
     this.hooks.log('info', 'backup started', {
       root: plan.root,
@@ -204,7 +218,7 @@ export class DataService {
       history: ['none', 'path', 'dir/node'][plan.model],
       historyMode: channel?.mode,
     });
-    engine
+    this.running = engine
       .run()
       .then(async (r) => {
         this.bytesProcessed = engine.bytesProcessed;
@@ -232,12 +246,37 @@ export class DataService {
         const err = e as NodeJS.ErrnoException;
         // A failed write to the data connection is the mover's side going away.
         const reason =
-          err instanceof SinkError
+          err instanceof SinkError || err instanceof StreamBroken
             ? DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR
             : DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR;
         this.hooks.logMessage(LogType.NDMP_LOG_ERROR, `backup failed: ${err.message}`);
         this.halt(reason, `backup failed: ${err.message}`);
       });
+  }
+
+  /** Hands a pipelined backup to the reader thread (started on first use). */
+  private startReader(out: SharedArrayBuffer): FilePipe {
+    if (!this.reader) {
+      // It closes the files the walker opened: Node must not track (and close) descriptors per thread.
+      const reader = new Worker(new URL('../../backup/reader-thread.js', import.meta.url), {
+        trackUnmanagedFds: false,
+      });
+      reader.on('message', (m: FromReader) => {
+        if ('warn' in m) {
+          this.hooks.log('warn', m.warn);
+          this.hooks.logMessage(LogType.NDMP_LOG_WARNING, m.warn);
+        }
+      });
+      reader.on('error', (e) => this.hooks.log('error', 'reader thread failed', { err: e.message }));
+      reader.on('exit', () => {
+        if (this.reader === reader) this.reader = null;
+      });
+      this.reader = reader;
+    }
+    const { work, control } = FilePipe.allocate();
+    const job = { work, out, control, abortFlag: this.opts.abortFlag };
+    this.reader.postMessage({ job } satisfies ToReader);
+    return new FilePipe(job);
   }
 
   private startHistory(model: HistoryModel, channel: HistoryChannel | null): HistoryProducer | null {
@@ -325,6 +364,7 @@ export class DataService {
       throw this.illegalState('DATA_CONNECT');
     }
     this.ring = new SpscRing(sab);
+    this.ringSab = sab;
     this.state = S.NDMP_DATA_STATE_CONNECTED;
     this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
     this.hooks.log('info', 'data service connected to the local mover');
@@ -334,6 +374,7 @@ export class DataService {
   detachLocal(): void {
     if (!this.ring || this.state !== S.NDMP_DATA_STATE_CONNECTED) return;
     this.ring = null;
+    this.ringSab = null;
     this.state = S.NDMP_DATA_STATE_IDLE;
   }
 
@@ -370,11 +411,15 @@ export class DataService {
     return this.env;
   }
 
-  shutdown(): void {
+  async shutdown(): Promise<void> {
     if (this.state !== S.NDMP_DATA_STATE_IDLE && this.state !== S.NDMP_DATA_STATE_HALTED) {
       this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, 'session closed');
     }
     this.dropConnection();
+    // A running backup stops at its next record (its reader closes the files it holds); then the reader goes.
+    if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, 2000))]);
+    await this.reader?.terminate();
+    this.reader = null;
   }
 
   private illegalState(what: string): NdmpError {
@@ -444,6 +489,7 @@ export class DataService {
     // The mover takes what is in the ring, then sees the end.
     this.ring?.close();
     this.ring = null;
+    this.ringSab = null;
   }
 }
 

@@ -67,6 +67,7 @@ export function dataOf(s: Session): DataClient {
     () => {
       if (threads.get(s) === client) threads.delete(s);
     },
+    false,
   );
   threads.set(s, client);
   s.onClose(() => {

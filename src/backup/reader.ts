@@ -1,0 +1,213 @@
+// The reader's side of a pipelined backup (see pipe.ts): takes the walker's
+// records in order and writes the stream into the mover's byte ring: headers
+// as they are, each file's recorded size read from its fd straight into the
+// ring's memory, zero padding to the next 512-byte block. Synchronous, on a
+// thread of its own, so it may block on the rings.
+//
+// A file that shrank is padded with zeros to its recorded size, one that grew
+// is cut at it, one whose read fails gets zeros for the rest: the stream
+// always holds exactly what its header says, so every later offset stays true.
+
+import fs from 'node:fs';
+import { SpscRing } from '../ring/spsc-ring.js';
+import { paddingAfter } from './pax.js';
+import { C_BYTES_AT, C_DONE, C_FAILED, C_STOP, C_WARNINGS, PIPE_HEADER, PipeKind } from './pipe.js';
+import type { PipeJob } from './pipe.js';
+
+const ZEROS = new Uint8Array(64 * 1024);
+/** Bytes written into the out ring before they are published to the mover. */
+const PUBLISH_BYTES = 256 * 1024;
+/** How long one wait for ring space or work lasts before the stop flags are looked at again. */
+const WAIT_MS = 50;
+
+class Stopped extends Error {}
+
+export class PipeReader {
+  private readonly work: SpscRing;
+  private readonly out: SpscRing;
+  private readonly words: Int32Array;
+  private readonly bytes: Float64Array;
+  private readonly abortFlag: Int32Array;
+  private readonly dec = new TextDecoder();
+  private readonly probe = new Uint8Array(1);
+  /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
+  private region: Uint8Array = new Uint8Array(0);
+  private used = 0;
+
+  constructor(
+    job: PipeJob,
+    private readonly warn: (text: string) => void,
+  ) {
+    this.work = new SpscRing(job.work);
+    this.out = new SpscRing(job.out);
+    this.words = new Int32Array(job.control, 0, 8);
+    this.bytes = new Float64Array(job.control, C_BYTES_AT, 1);
+    this.abortFlag = new Int32Array(job.abortFlag);
+  }
+
+  /** Runs the job to its END record (or a stop); always reports done. */
+  run(): void {
+    try {
+      this.loop();
+    } catch (e) {
+      const moverGone = this.out.aborted || this.out.closed;
+      if (!(e instanceof Stopped)) this.warn(`backup stream failed: ${(e as Error).message}`);
+      Atomics.store(this.words, C_FAILED, moverGone ? 2 : e instanceof Stopped ? 1 : 3);
+      this.drainFds();
+    } finally {
+      Atomics.store(this.words, C_DONE, 1);
+      Atomics.notify(this.words, C_DONE);
+    }
+  }
+
+  private stopped(): boolean {
+    return (
+      Atomics.load(this.words, C_STOP) !== 0 ||
+      Atomics.load(this.abortFlag, 0) !== 0 ||
+      this.out.aborted ||
+      this.out.closed
+    );
+  }
+
+  private loop(): void {
+    const scratch = { rec: new Uint8Array(0) };
+    for (;;) {
+      if (this.stopped()) throw new Stopped();
+      const len = this.work.nextRecordLength();
+      if (len < 0) {
+        // Nothing to do until the walker sends more: the mover gets what we have.
+        this.publish();
+        if (this.work.ended) throw new Stopped();
+        this.work.waitData(WAIT_MS);
+        continue;
+      }
+      if (scratch.rec.length < len) scratch.rec = new Uint8Array(Math.max(len, 16 * 1024));
+      this.work.readRecordInto(scratch.rec);
+      const rec = scratch.rec;
+      const v = new DataView(rec.buffer, rec.byteOffset, len);
+      const kind = v.getUint8(0);
+      const headerLen = v.getUint32(16, true);
+      const header = rec.subarray(PIPE_HEADER, PIPE_HEADER + headerLen);
+      if (kind === PipeKind.END) {
+        this.publish();
+        return;
+      }
+      if (kind === PipeKind.BYTES) {
+        this.put(header);
+        continue;
+      }
+      const fd = v.getInt32(4, true);
+      const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
+      const nameLen = v.getUint32(20, true);
+      const name = this.dec.decode(rec.subarray(PIPE_HEADER + headerLen, PIPE_HEADER + headerLen + nameLen));
+      try {
+        this.put(header);
+        this.copy(fd, size, name);
+        this.zeros(paddingAfter(BigInt(size)));
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+
+  /** Exactly `size` bytes of the file into the stream. */
+  private copy(fd: number, size: number, name: string): void {
+    let left = size;
+    let failed = false;
+    while (left > 0) {
+      if (failed) {
+        this.zeros(left);
+        return;
+      }
+      const room = this.room();
+      // One byte more than is left, when there is room: a file that grew says so without another read.
+      const want = Math.min(room, left + 1);
+      let got: number;
+      try {
+        got = fs.readSync(fd, this.region, this.used, want, null);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        this.note(`${name}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`);
+        failed = true;
+        continue;
+      }
+      if (got === 0) {
+        this.note(`${name}: shrank while being read; padded with zeros to its recorded size`);
+        failed = true;
+        continue;
+      }
+      if (got > left) {
+        this.used += left;
+        this.note(`${name}: changed while being read; backed up as first seen`);
+        return;
+      }
+      this.used += got;
+      left -= got;
+    }
+    // Read to its recorded size with no room for the extra byte: ask once more.
+    if (size > 0 && !failed && fs.readSync(fd, this.probe, 0, 1, null) > 0)
+      this.note(`${name}: changed while being read; backed up as first seen`);
+  }
+
+  private note(text: string): void {
+    Atomics.add(this.words, C_WARNINGS, 1);
+    this.warn(text);
+  }
+
+  /**
+   * Room left in the region of the out ring we are filling, reserving a new
+   * one (and waiting for the mover) when it is used up. Bytes are published
+   * in batches (publish()): each publication may wake the mover, a system
+   * call that costs more than a small file's bytes.
+   */
+  private room(): number {
+    for (;;) {
+      const left = this.region.length - this.used;
+      if (left > 0) return left;
+      this.publish();
+      if (this.stopped()) throw new Stopped();
+      this.region = this.out.reserve().first;
+      if (this.region.length === 0) this.out.waitSpace(WAIT_MS);
+    }
+  }
+
+  /** Hands what was written since the last publication to the mover. */
+  private publish(): void {
+    if (this.used === 0) return;
+    this.out.commit(this.used);
+    this.bytes[0] = this.bytes[0]! + this.used;
+    this.region = this.region.subarray(this.used);
+    this.used = 0;
+  }
+
+  private put(b: Uint8Array): void {
+    for (let off = 0; off < b.length;) {
+      const n = Math.min(this.room(), b.length - off);
+      this.region.set(b.subarray(off, off + n), this.used);
+      this.used += n;
+      off += n;
+    }
+    if (this.used >= PUBLISH_BYTES) this.publish();
+  }
+
+  private zeros(count: number): void {
+    for (let left = count; left > 0;) {
+      const n = Math.min(left, ZEROS.length);
+      this.put(ZEROS.subarray(0, n));
+      left -= n;
+    }
+  }
+
+  /** After a stop: the files the walker opened and we will not read are closed. */
+  private drainFds(): void {
+    const scratch = new Uint8Array(64 * 1024);
+    for (;;) {
+      const len = this.work.nextRecordLength();
+      if (len < 0) return;
+      const rec = len <= scratch.length ? scratch : new Uint8Array(len);
+      this.work.readRecordInto(rec);
+      const v = new DataView(rec.buffer, rec.byteOffset, len);
+      if (v.getUint8(0) === PipeKind.FILE) fs.closeSync(v.getInt32(4, true));
+    }
+  }
+}

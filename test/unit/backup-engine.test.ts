@@ -1,0 +1,152 @@
+// The backup engine's per-file trouble, made to happen at a known moment (from
+// the history hook of an earlier file): a file that vanishes after the
+// directory was listed is left out with a warning; one that shrinks after its
+// header was written is padded with zeros to its recorded size, with a
+// warning; the stream stays a valid archive with every later offset true. Both
+// ways of running: one thread, and walker + reader thread (LOCAL backups).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+
+import { BackupEngine } from '../../src/backup/engine.js';
+import type { BackedUpEntry, StreamSink } from '../../src/backup/engine.js';
+import { PaxParser } from '../../src/backup/pax.js';
+import { FilePipe } from '../../src/backup/pipe.js';
+import type { FromReader } from '../../src/backup/reader-thread.js';
+import { SpscRing } from '../../src/ring/spsc-ring.js';
+
+function makeTree(): string {
+  const root = fs.mkdtempSync(join(os.tmpdir(), 'engine-trouble-'));
+  fs.writeFileSync(join(root, 'a'), 'first');
+  fs.writeFileSync(join(root, 'b'), Buffer.alloc(100_000, 0x62));
+  fs.writeFileSync(join(root, 'c'), 'gone soon');
+  fs.writeFileSync(join(root, 'd'), 'last');
+  return root;
+}
+
+/** Parses the archive: name → { size, content, header offset }. */
+function parse(stream: Buffer): Map<string, { size: number; content: Buffer; at: bigint }> {
+  const out = new Map<string, { size: number; content: Buffer; at: bigint }>();
+  const chunks = new Map<string, Buffer[]>();
+  new PaxParser().push(stream, {
+    onEntry: (e) => {
+      out.set(e.path, { size: Number(e.size), content: Buffer.alloc(0), at: e.headerOffset });
+      chunks.set(e.path, []);
+    },
+    onData: (e, d) => chunks.get(e.path)!.push(Buffer.from(d)),
+  });
+  for (const [p, c] of chunks) out.get(p)!.content = Buffer.concat(c);
+  return out;
+}
+
+/** While 'a' is being backed up: c disappears, b shrinks to 10 bytes. */
+function trouble(root: string): (e: BackedUpEntry) => void {
+  return (e) => {
+    if (e.path !== 'a') return;
+    fs.unlinkSync(join(root, 'c'));
+    fs.truncateSync(join(root, 'b'), 10);
+  };
+}
+
+function check(stream: Buffer, warnings: string[], offsets: Map<string, bigint | null>): void {
+  const entries = parse(stream);
+  assert.deepEqual([...entries.keys()].sort(), ['.', 'a', 'b', 'd']);
+  const b = entries.get('b')!;
+  assert.equal(b.size, 100_000, 'b keeps the size its header says');
+  assert.deepEqual(b.content, Buffer.concat([Buffer.alloc(10, 0x62), Buffer.alloc(99_990)]));
+  assert.equal(entries.get('d')!.content.toString(), 'last');
+  for (const [p, e] of entries)
+    assert.equal(offsets.get(p.replace(/\/$/, '') || '.'), e.at, `fh_info of ${p}`);
+  assert.ok(
+    warnings.some((w) => /^c: vanished; skipped/.test(w)),
+    warnings.join('\n'),
+  );
+  assert.ok(
+    warnings.some((w) => /^b: shrank while being read/.test(w)),
+    warnings.join('\n'),
+  );
+}
+
+test('one thread: a vanished file is left out, a shrunk one padded; warnings; offsets true', async () => {
+  const root = makeTree();
+  try {
+    const parts: Buffer[] = [];
+    const sink: StreamSink = {
+      write: async (c) => void parts.push(Buffer.from(c)),
+      end: async () => undefined,
+    };
+    const warnings: string[] = [];
+    const offsets = new Map<string, bigint | null>();
+    const hook = trouble(root);
+    const r = await new BackupEngine({ root, files: [], excludes: [] }, sink, {
+      aborted: () => false,
+      warn: (t) => warnings.push(t),
+      entry: (e) => {
+        offsets.set(e.path, e.headerOffset);
+        hook(e);
+      },
+    }).run();
+    assert.equal(r.warnings, 2);
+    check(Buffer.concat(parts), warnings, offsets);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('walker + reader thread: the same trouble gives the same archive and warnings', async () => {
+  const root = makeTree();
+  const reader = new Worker(new URL('../../src/backup/reader-thread.js', import.meta.url), {
+    trackUnmanagedFds: false,
+  });
+  try {
+    const warnings: string[] = [];
+    reader.on('message', (m: FromReader) => {
+      if ('warn' in m) warnings.push(m.warn);
+    });
+    const out = SpscRing.allocate(1 << 16);
+    const ring = new SpscRing(out);
+    const { work, control } = FilePipe.allocate(1 << 16);
+    const job = { work, out, control, abortFlag: new SharedArrayBuffer(4) };
+    reader.postMessage({ job });
+    // This thread plays the mover: takes whatever the reader publishes.
+    const parts: Buffer[] = [];
+    let draining = true;
+    const drain = (async () => {
+      while (draining || ring.used > 0) {
+        const { first, second } = ring.peek();
+        if (first.length + second.length > 0) {
+          parts.push(Buffer.from(first), Buffer.from(second));
+          ring.consume(first.length + second.length);
+        } else await ring.waitDataAsync(20);
+      }
+    })();
+    const offsets = new Map<string, bigint | null>();
+    const hook = trouble(root);
+    const sink: StreamSink = { write: async () => undefined, end: async () => void (draining = false) };
+    const r = await new BackupEngine(
+      { root, files: [], excludes: [] },
+      sink,
+      {
+        aborted: () => false,
+        warn: (t) => warnings.push(t),
+        entry: (e) => {
+          offsets.set(e.path, e.headerOffset);
+          hook(e);
+        },
+      },
+      new FilePipe(job),
+    ).run();
+    await drain;
+    // The reader's warnings arrive as messages: give them a moment.
+    for (let i = 0; i < 50 && warnings.length < 2; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(r.warnings, 2, warnings.join('\n'));
+    check(Buffer.concat(parts), warnings, offsets);
+  } finally {
+    await reader.terminate();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
