@@ -3,7 +3,8 @@
 // Records real ndmjob sessions against the real ndmpd for tshark to decode.
 // SCENARIO `query` (the default) is described below; `tape-mover` runs
 // ndmjob's conformance suites instead: -o test-tape (v4, v3; with the
-// g_malloc(0) shim) and -o test-mover (v4, v3) on blank tapes in the library.
+// g_malloc(0) shim) and -o test-mover (v4, v3) on blank tapes in the library;
+// `backup` runs ndmjob -c -I (file history, both models, v4 and v3).
 // Meant to run inside a private network namespace (tshark-capture.test.ts runs
 // it under `unshare -n`), because Wireshark's NDMP dissector decodes only TCP
 // port 10000 (INTEROP.md): there the server can own 127.0.0.1:10000 and the
@@ -160,10 +161,43 @@ async function conformanceRuns(
   return runs;
 }
 
+/**
+ * Backups with file history: ndmjob -c -I over LOCAL in v4 (path model, then
+ * dir/node with -E HIST=d) and v3 (path), each on a blank tape, of a small
+ * tree in the export.
+ */
+async function backupRuns(server: NdmpdProcess, port: number, library: string): Promise<CapturedRun[]> {
+  const tree = join(server.exportDir, 'capture-tree');
+  mkdirSync(join(tree, 'sub', 'deeper'), { recursive: true });
+  for (let i = 0; i < 300; i++) writeFileSync(join(tree, i % 2 ? 'sub' : 'sub/deeper', `file ${i}`), `${i}`);
+  const runs: CapturedRun[] = [];
+  const plan = [
+    { suite: 'backup-path', flags: '4t', extra: [] as string[] },
+    { suite: 'backup-dirnode', flags: '4t', extra: ['-E', 'HIST=d'] },
+    { suite: 'backup-path', flags: '3t', extra: [] as string[] },
+  ];
+  for (const [i, step] of plan.entries()) {
+    const tape = join(library, 'tapes', `backup-${i}`);
+    writeFileSync(tape, '');
+    const agent = `127.0.0.1:${port}/${step.flags},${server.user},${server.password}`;
+    const index = join(library, `index-${i}`);
+    const args = ['-c', '-D', agent, '-B', 'tar', '-C', tree, '-f', tape, '-I', index, ...step.extra];
+    const r = await runNdmjob(args, 60_000);
+    runs.push({
+      suite: step.suite,
+      flags: step.flags,
+      password: 'right',
+      args: args.map((a) => a.replace(server.password, '<right password>')),
+      ...pick(r),
+    });
+  }
+  return runs;
+}
+
 async function main(): Promise<void> {
   const outArg = process.argv[2];
   if (!outArg) {
-    process.stderr.write('usage: capture-session.js OUTDIR [query|tape-mover] [PORT]\n');
+    process.stderr.write('usage: capture-session.js OUTDIR [query|tape-mover|backup] [PORT]\n');
     process.exit(2);
   }
   const outDir = resolve(outArg);
@@ -188,7 +222,9 @@ async function main(): Promise<void> {
     const runs: CapturedRun[] =
       scenario === 'tape-mover'
         ? await conformanceRuns(server, port, library, outDir)
-        : await queryRuns(server, port);
+        : scenario === 'backup'
+          ? await backupRuns(server, port, library)
+          : await queryRuns(server, port);
 
     // Let the last FIN/ACKs reach the capture.
     await sleep(1_000);

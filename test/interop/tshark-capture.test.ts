@@ -46,7 +46,7 @@ interface Outcome {
 function captureInNamespace(
   outDir: string,
   timeoutMs: number,
-  scenario: 'query' | 'tape-mover' = 'query',
+  scenario: 'query' | 'tape-mover' | 'backup' = 'query',
 ): Promise<Outcome> {
   const script =
     'ip link set lo up && echo "10001 10999" > /proc/sys/net/ipv4/ip_local_port_range && exec "$1" "$2" "$3" "$4"';
@@ -97,6 +97,84 @@ function tshark(pcap: string, args: string[]): Promise<string> {
     );
   });
 }
+
+describe('tshark decodes ndmjob backups with file history from ndmpd', { timeout: 200_000 }, () => {
+  const allPeers = NEEDS.every((n) => peers[n]);
+  let outDir = '';
+  let pcap = '';
+  let pdus: Pdu[] = [];
+
+  before(
+    async () => {
+      if (!allPeers) return;
+      outDir = mkdtempSync(join(os.tmpdir(), 'ndmp-capture-bk-'));
+      pcap = join(outDir, 'ndmp.pcap');
+      const r = await captureInNamespace(outDir, 150_000, 'backup');
+      assert.equal(
+        r.code,
+        0,
+        `capture-session failed (exit ${r.code}, signal ${r.signal}):\n${r.stderr}\n${r.stdout}`,
+      );
+      pdus = parsePdus(await tshark(pcap, ['-Y', 'ndmp', '-O', 'ndmp']));
+    },
+    { timeout: 170_000 },
+  );
+
+  after(() => {
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
+  });
+
+  test('every backup ended OKAY', TIMEOUT, (t) => {
+    if (!requirePeers(t, [...NEEDS])) return;
+    const runs = JSON.parse(readFileSync(join(outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
+    assert.equal(runs.length, 3);
+    for (const r of runs) assert.match(r.output, /Operation ended OKAY/, r.output.slice(-3000));
+  });
+
+  test('no packet is malformed or carries an expert error', TIMEOUT, async (t) => {
+    if (!requirePeers(t, [...NEEDS])) return;
+    const problems = await tshark(pcap, [
+      '-Y',
+      '_ws.malformed || _ws.expert.severity >= error',
+      '-O',
+      'ndmp',
+    ]);
+    assert.equal(problems.trim(), '', `tshark found problems:\n${problems.slice(0, 5000)}`);
+  });
+
+  test(
+    'FH_ADD_FILE, FH_ADD_DIR and FH_ADD_NODE decoded, all before each NOTIFY_DATA_HALTED',
+    TIMEOUT,
+    (t) => {
+      if (!requirePeers(t, [...NEEDS])) return;
+      const names = [...new Set(pdus.map((p) => p.message))].sort();
+      t.diagnostic(`PDUs decoded: ${pdus.length}; messages: ${names.join(' ')}`);
+      for (const name of ['FH_ADD_FILE', 'FH_ADD_DIR', 'FH_ADD_NODE', 'NOTIFY_DATA_HALTED']) {
+        assert.ok(
+          pdus.some((p) => p.message === name),
+          `no ${name} decoded; messages seen: ${names.join(' ')}`,
+        );
+      }
+      assert.ok(
+        pdus.some((p) => p.message === 'FH_ADD_FILE' && p.version === '3'),
+        'a v3 FH_ADD_FILE',
+      );
+      // Per backup: no history after its NOTIFY_DATA_HALTED (the next backup's starts after DATA_START_BACKUP).
+      let halted = false;
+      for (const p of pdus) {
+        if (p.message === 'DATA_START_BACKUP') halted = false;
+        if (p.message === 'NOTIFY_DATA_HALTED') halted = true;
+        if (p.message.startsWith('FH_ADD_'))
+          assert.ok(!halted, `${p.message} in frame ${p.frame} after DATA_HALTED`);
+      }
+      assert.deepEqual(
+        pdus.filter((p) => p.headerError !== 'NO_ERR'),
+        [],
+        'header-level errors',
+      );
+    },
+  );
+});
 
 interface Pdu {
   frame: number;
