@@ -76,6 +76,8 @@ interface Options {
   runs: number;
   warmup: number;
   slowDelayMs: number;
+  /** Choose slowDelayMs per corpus from the history-off time and the number of posts. */
+  autoSlow: boolean;
   concurrent: boolean;
   concurrentHist: 'y' | 'n';
   keep: boolean;
@@ -99,7 +101,8 @@ function parseOptions(argv: string[], strict: boolean): Options {
       // --budget-s bounds the configurations that are slow by design.
       runs: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
-      'slow-delay-ms': { type: 'string', default: '2' },
+      // auto: per corpus, so the slow DMA needs 1.5× the history-off backup's time to take all history.
+      'slow-delay-ms': { type: 'string', default: 'auto' },
       concurrent: { type: 'boolean', default: true },
       'no-concurrent': { type: 'boolean', default: false },
       'concurrent-hist': { type: 'string', default: 'y' },
@@ -135,7 +138,8 @@ function parseOptions(argv: string[], strict: boolean): Options {
     scale: num('scale', 1e-6),
     runs: Math.max(1, Math.floor(num('runs', 1))),
     warmup: Math.floor(num('warmup', 0)),
-    slowDelayMs: num('slow-delay-ms', 0),
+    slowDelayMs: str('slow-delay-ms') === 'auto' ? 0 : num('slow-delay-ms', 0),
+    autoSlow: str('slow-delay-ms') === 'auto',
     concurrent: values.concurrent !== false && values['no-concurrent'] !== true,
     concurrentHist: hist,
     keep: values.keep !== false && values['no-keep'] !== true,
@@ -959,7 +963,14 @@ export async function benchBackup(argv: string[], { strict = false } = {}): Prom
       const tar = tarBaseline(env, corpus);
       const rows: Row[] = [];
       for (const cfg of CONFIGS) {
-        if (opts.modes.has(cfg.mode)) rows.push(await runConfig(env, corpus, cfg));
+        if (!opts.modes.has(cfg.mode)) continue;
+        if (opts.autoSlow && cfg.speed === 'slow') {
+          const off = rows.find((r) => r.cfg.mode === 'off')?.m;
+          const fast = rows.find((r) => r.cfg.mode !== 'off' && r.cfg.speed === 'fast')?.m;
+          opts.slowDelayMs =
+            off && fast && fast.posts > 0 ? Math.max(1, Math.ceil((1.5 * off.dataMs) / fast.posts)) : 20;
+        }
+        rows.push(await runConfig(env, corpus, cfg));
       }
       printCorpusTable(corpus, opts, tar, rows);
     }
