@@ -112,6 +112,46 @@ describe('ndmpd start-up', () => {
     assert.match(r.err, /unknown setting 'lisen'/);
   });
 
+  test('config file: the [history] table and its flags; bad values refused with the setting named', async () => {
+    const cfg = join(dir, 'history.toml');
+    writeFileSync(cfg, `[history]\nmode = "lockstep"\nstallTimeout = 20\nthreads = 2\n`);
+    let r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config', '--history-max-delay', '10']);
+    assert.equal(r.code, 0, r.err);
+    const resolved = JSON.parse(r.out) as { history: Record<string, unknown> };
+    assert.deepEqual(resolved.history, {
+      mode: 'lockstep',
+      threads: 2,
+      stallTimeoutMs: 20_000,
+      maxDelayMs: 10,
+    });
+    r = await runNode([
+      NDMPD_BIN,
+      '--check-config',
+      '--history-mode',
+      'worker',
+      '--history-stall-timeout',
+      '5',
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual((JSON.parse(r.out) as { history: unknown }).history, {
+      mode: 'worker',
+      threads: 1,
+      stallTimeoutMs: 5000,
+      maxDelayMs: 50,
+    });
+    writeFileSync(cfg, `[history]\nmode = "sometimes"\n`);
+    r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /history.mode must be worker or lockstep/);
+    writeFileSync(cfg, `[history]\nspeed = 1\n`);
+    r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /unknown setting 'history.speed'/);
+    // The shipped example parses.
+    r = await runNode([NDMPD_BIN, '--config', join(process.cwd(), 'ndmpd.example.toml'), '--check-config']);
+    assert.equal(r.code, 0, r.err);
+  });
+
   test('first start without an auth file writes one (0600) and says where; ndmp query can use it', async () => {
     const state = join(dir, 'fresh-state');
     const port = await freePort();
