@@ -14,7 +14,7 @@ import type net from 'node:net';
 import { sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BackupEngine } from '../../backup/engine.js';
-import { FilePipe, StreamBroken } from '../../backup/pipe.js';
+import { C_DONE, C_FAILED, FilePipe, StreamBroken } from '../../backup/pipe.js';
 import type { FromReader, ToReader } from '../../backup/reader-thread.js';
 import { HistoryStatus, failureText } from '../../history/control.js';
 import type { HistoryChannel } from '../../history/control.js';
@@ -63,6 +63,8 @@ export class DataService {
   private ringSab: SharedArrayBuffer | null = null;
   /** LOCAL backups: the thread that reads files into the ring while this one walks (see backup/pipe.ts). */
   private reader: Worker | null = null;
+  /** The control block of the reader's current job (pipe.ts). */
+  private pipeControl: SharedArrayBuffer | null = null;
   /** The running backup, until it has halted. */
   private running: Promise<void> | null = null;
   private aborting = false;
@@ -270,11 +272,21 @@ export class DataService {
       reader.on('error', (e) => this.hooks.log('error', 'reader thread failed', { err: e.message }));
       reader.on('exit', () => {
         if (this.reader === reader) this.reader = null;
+        // A backup it was streaming must not wait for it for ever: its walker sees it failed.
+        if (this.pipeControl) {
+          const words = new Int32Array(this.pipeControl);
+          if (Atomics.load(words, C_DONE) === 0) {
+            Atomics.store(words, C_FAILED, 3);
+            Atomics.store(words, C_DONE, 1);
+            Atomics.notify(words, C_DONE);
+          }
+        }
       });
       this.reader = reader;
     }
     const { work, control } = FilePipe.allocate();
     const job = { work, out, control, abortFlag: this.opts.abortFlag };
+    this.pipeControl = control;
     this.reader.postMessage({ job } satisfies ToReader);
     return new FilePipe(job);
   }
