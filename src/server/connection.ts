@@ -424,6 +424,10 @@ export class Connection implements Session {
     this.socket.write(bytes);
   }
 
+  get closeReason(): string | null {
+    return this.closing;
+  }
+
   writeEncoded(message: Uint8Array, done: (err?: Error) => void): void {
     if (this.closed || !this.socket.writable) {
       done(new Error('the connection is closed'));

@@ -80,6 +80,8 @@ export interface Session {
   onClose(hook: () => void | Promise<void>): void;
   /** The local address the DMA reached us on; data connections listen on it. */
   readonly localAddress: string;
+  /** Why the connection is ending ('peer closed', 'server shutting down', ...), or null while it is not. */
+  readonly closeReason: string | null;
 }
 
 /** A reply as a handler returns it: everything but `error`, which the dispatcher sets. */

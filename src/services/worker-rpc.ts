@@ -104,13 +104,13 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
     });
   }
 
-  /** Asks the worker to finish (op `shutdown`), then ends it; a stuck worker is stopped after a grace period. */
-  async shutdown(): Promise<void> {
+  /** Asks the worker to finish (op `shutdown`, with `req`), then ends it; a stuck worker is stopped after a grace period. */
+  async shutdown(req: unknown = {}): Promise<void> {
     if (this.exited) return;
     this.stopping = true;
     const timer = setTimeout(() => void this.worker.terminate(), SHUTDOWN_GRACE_MS);
     try {
-      await this.call('shutdown', {} as Ops[string]['req']);
+      await this.call('shutdown', req as Ops[string]['req']);
     } catch (e) {
       this.session.log.warn(
         { err: (e as Error).message, thread: this.name },

@@ -317,7 +317,12 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
       await finish(stays);
       checkPathHistory(b.r, b.tape);
       // The abandoned tape is closed and free, and reads back to a consistent end.
-      await waitFor(() => /"msg":"data service halted"[^\n]*/.test(srv.logText()));
+      // The DMA went away: its backup halts CONNECT_ERROR, saying so.
+      await waitFor(() =>
+        /"reason":"CONNECT_ERROR","text":"the DMA's control connection closed"[^\n]*"data service halted"/.test(
+          srv.logText(),
+        ),
+      );
       await waitFor(() => tapeFree(lib, a.tape));
       const t = openTapeImage(a.tape, { readOnly: true });
       t.close();

@@ -423,9 +423,13 @@ export class DataService {
     return this.env;
   }
 
-  async shutdown(): Promise<void> {
+  /** The control connection ended (`why`, as the connection says it: 'peer closed' = the DMA went away). */
+  async shutdown(why: string | null = null): Promise<void> {
     if (this.state !== S.NDMP_DATA_STATE_IDLE && this.state !== S.NDMP_DATA_STATE_HALTED) {
-      this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, 'session closed');
+      // A DMA that vanished failed its connection; anything else (server stopping, ...) aborts.
+      if (why === null || why === 'peer closed' || why === 'socket closed')
+        this.halt(DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR, "the DMA's control connection closed");
+      else this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, `session closed: ${why}`);
     }
     this.dropConnection();
     // A running backup stops at its next record (its reader closes the files it holds); then the reader goes.

@@ -73,7 +73,7 @@ export function dataOf(s: Session): DataClient {
   s.onClose(() => {
     const id = historyIds.get(s);
     if (id !== undefined) s.ctx.history?.closed(id);
-    return client.shutdown();
+    return client.shutdown({ why: s.closeReason });
   });
   return client;
 }

@@ -50,7 +50,8 @@ export type DataOps = {
   dataAttachLocal: { req: { sab: SharedArrayBuffer; listening: boolean }; rep: void };
   dataDetachLocal: { req: Record<string, never>; rep: void };
   /** The session is over: abort whatever runs, close the data connection, exit. */
-  shutdown: { req: Record<string, never>; rep: void };
+  /** `why`: why the control connection ended ('peer closed' when the DMA went away). */
+  shutdown: { req: { why?: string | null }; rep: void };
 };
 
 export type DataEvent =

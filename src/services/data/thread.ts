@@ -30,7 +30,7 @@ const handlers: RpcHandlers<DataOps> = {
   dataStartBackup: (r) => data.startBackup(r.butypeName, r.env, r.history),
   dataAttachLocal: (r) => data.attachLocal(r.sab, r.listening),
   dataDetachLocal: () => data.detachLocal(),
-  shutdown: () => data.shutdown(),
+  shutdown: (r) => data.shutdown(r.why ?? null),
 };
 
 serveRequests(port, handlers);
