@@ -59,8 +59,13 @@ export interface BackupHooks {
   aborted(): boolean;
   /** Per-file trouble, for LOG_MESSAGE and the log. */
   warn(text: string): void;
-  /** Each entry once its header and data are in the stream. */
+  /** Each entry once its header and data are in the stream (one thread). */
   entry?(e: BackedUpEntry): void;
+  /**
+   * With a reader thread (pipe), instead of entry(): the entry's history
+   * record, its fh_info left for the reader to fill in; null for none.
+   */
+  record?(e: BackedUpEntry): Uint8Array | null;
   /**
    * Dir/node history: a directory's names, before its own entry and before
    * anything below it (PROTOCOL.md §8.3). `dots` is false when the directory
@@ -68,7 +73,7 @@ export interface BackupHooks {
    * Setting it also reports the directories above FILES paths (entry() with
    * headerOffset null), so the DMA can build their paths.
    */
-  directory?(node: bigint, parent: bigint, names: readonly ListedName[], dots: boolean): void;
+  directory?(node: bigint, parent: bigint, names: readonly ListedName[], dots: boolean): void | Promise<void>;
 }
 
 export interface BackupResult {
@@ -163,6 +168,8 @@ export class BackupEngine {
         this.offset += BigInt(END_OF_ARCHIVE.length);
         await this.pipe.end();
         this.warnings += this.pipe.warnings;
+        this.entries -= this.pipe.skipped;
+        this.offset = BigInt(this.pipe.streamed);
         if (this.hooks.aborted()) throw new BackupAborted();
       } else {
         await this.put(END_OF_ARCHIVE);
@@ -272,12 +279,13 @@ export class BackupEngine {
     }
     const children = this.list(rel, abs);
     if (this.hooks.directory) {
-      this.hooks.directory(
+      const told = this.hooks.directory(
         node,
         parent,
         children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
         true,
       );
+      if (told) await told;
     }
     await this.emit(rel, abs, st, node);
     const frame = { depth, left: children.length };
@@ -363,7 +371,8 @@ export class BackupEngine {
           entry.linkTarget = first;
         } else this.links.set(key, rel);
       }
-      if (entry.type === 'file') {
+      // With a reader thread, it opens the file (see pipe.ts).
+      if (entry.type === 'file' && !this.pipe) {
         try {
           fd = fs.openSync(abs, 'r');
         } catch (e) {
@@ -375,21 +384,31 @@ export class BackupEngine {
     try {
       const headerOffset = this.offset;
       if (this.pipe) {
-        // The reader thread puts header and data into the stream; we only account for them.
+        // The reader thread puts header and data into the stream and completes
+        // the history record with the entry's position; we only estimate it.
         const n = encodeHeaderInto(entry, this.buf, 0);
         this.offset += BigInt(n);
         this.entries++;
         const header = this.buf.subarray(0, n);
-        if (fd >= 0) {
-          const handed = this.pipe.file(header, fd, entry.size, rel);
-          fd = -1; // the reader closes it
+        const record =
+          this.hooks.record?.({
+            path: rel,
+            type: entry.type,
+            stat: st,
+            node,
+            headerOffset: null,
+            ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
+          }) ?? null;
+        if (entry.type === 'file') {
+          const handed = this.pipe.file(header, entry.size, rel, abs, record);
           if (handed) await handed;
           this.offset += entry.size + BigInt(paddingAfter(entry.size));
         } else {
-          const put = this.pipe.bytesOut(header);
+          const put = this.pipe.bytesOut(header, record);
           if (put) await put;
         }
         await this.maybeYield();
+        return;
       } else {
         if (this.buf.length - this.fill < MAX_HEADER_BYTES) await this.flush();
         const n = encodeHeaderInto(entry, this.buf, this.fill);
@@ -526,7 +545,8 @@ export function normalizeRelative(p: string): string | null {
   return parts.length === 0 ? '.' : parts.join('/');
 }
 
-function describe(e: unknown): string {
+/** A file-system error as the DMA's log says it: vanished, permission denied, or its code. */
+export function describe(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   switch (err.code) {
     case 'ENOENT':

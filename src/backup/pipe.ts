@@ -3,30 +3,38 @@
 // each a system call with Node's per-call cost on top. One thread doing all of
 // it stays well under GNU tar's pace, so a LOCAL backup splits it in two:
 //
-//   session thread (walker): readdir, lstat, open, pax header, history record
-//        │  work ring: per file its header bytes, its open fd, its size
+//   session thread (walker): readdir, lstat, pax header, history record
+//        │  work ring: per entry its header bytes, path, size, history record
 //        ▼
-//   reader thread: header into the stream, read the file into the stream
-//        │  (straight into the mover's byte ring), zero padding, close
+//   reader thread: open; header into the stream; the file read straight into
+//        │  the mover's byte ring; zero padding; close; the history record,
+//        │  its fh_info now known, into the session's history ring
 //        ▼
 //   mover (drive thread) → tape
 //
-// The walker opens each file itself, so a file it cannot open is left out of
-// the stream as before; the fd is the process's, and the reader reads and
-// closes it. Stream offsets (fh_info) are the walker's: it knows every
-// header's length and every file's recorded size, and the reader writes
-// exactly that many bytes whatever happens to the file meanwhile.
+// The reader opens the files: open and close then run on one thread, which
+// matters (the process's descriptor table is shared, and the two threads'
+// opens and closes contended when the walker opened). A file it cannot open
+// is left out, header, history and all, with a warning, as one thread would.
+// So the stream offsets (fh_info) are the reader's, and so is the history
+// ring's producer side for the backup's duration (directory names travel
+// through the work ring too, to keep their order).
 //
-// This module is both sides' protocol: the walker's FilePipe and the record
+// This module is both sides' protocol: the walker's FilePipe and the item
 // layout the reader (reader.ts) decodes.
 
-import { closeSync } from 'node:fs';
+import type { HistoryChannel } from '../history/control.js';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 
-export const PipeKind = { BYTES: 1, FILE: 2, END: 3 } as const;
+/** BYTES: stream bytes (+ history record); FILE: a file to open and stream; HIST: a history record only. */
+export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4 } as const;
 
-/** Record: kind u8, 3 pad, fd u32, size lo u32, size hi u32, header length u32, name length u32; then header, name. */
-export const PIPE_HEADER = 24;
+/**
+ * Item: kind u8, 3 pad, history record length u32, size lo u32, size hi u32,
+ * header length u32, name length u32, path length u32, 4 pad; then header,
+ * name (relative, for messages), path (absolute, to open), history record.
+ */
+export const PIPE_HEADER = 32;
 
 // Control words (Int32) and the byte counter (Float64 at byte 32).
 export const C_STOP = 0;
@@ -34,11 +42,15 @@ export const C_DONE = 1;
 export const C_WARNINGS = 2;
 /** Why the reader stopped before the end: 1 told to, 2 the mover's ring went away, 3 an error. */
 export const C_FAILED = 3;
+/** Files the reader could not open and left out. */
+export const C_SKIPPED = 4;
+export const C_BYTES_AT = 32;
+export const PIPE_CONTROL_BYTES = 40;
+
+const EMPTY = new Uint8Array(0);
 
 /** The stream could not be completed: the mover went away, or the reader failed. */
 export class StreamBroken extends Error {}
-export const C_BYTES_AT = 32;
-export const PIPE_CONTROL_BYTES = 40;
 
 /** What the walker gives its reader thread at the start of a backup. */
 export interface PipeJob {
@@ -47,6 +59,8 @@ export interface PipeJob {
   readonly control: SharedArrayBuffer;
   /** The data service's abort flag (DataThreadConfig.abortFlag). */
   readonly abortFlag: SharedArrayBuffer;
+  /** The backup's history (worker mode), whose records the reader completes and appends. */
+  readonly history: HistoryChannel | null;
 }
 
 /** The walker's end of the work ring. */
@@ -58,10 +72,7 @@ export class FilePipe {
   private view = new DataView(this.scratch.buffer);
   private readonly enc = new TextEncoder();
 
-  private readonly work: SharedArrayBuffer;
-
   constructor(job: PipeJob) {
-    this.work = job.work;
     this.ring = new SpscRing(job.work);
     this.words = new Int32Array(job.control, 0, 8);
     this.bytes = new Float64Array(job.control, C_BYTES_AT, 1);
@@ -76,24 +87,40 @@ export class FilePipe {
     return this.bytes[0]!;
   }
 
-  /** Warnings the reader reported (files that changed or failed while read). */
+  /** Warnings the reader reported (files that changed, failed or could not be opened). */
   get warnings(): number {
     return Atomics.load(this.words, C_WARNINGS);
   }
 
-  /** Bytes that go into the stream as they are (headers of entries without data, the end marker). */
-  bytesOut(b: Uint8Array): Promise<void> | void {
-    return this.put(PipeKind.BYTES, b, -1, 0n, '');
+  /** Files the reader could not open (left out of the stream). */
+  get skipped(): number {
+    return Atomics.load(this.words, C_SKIPPED);
   }
 
-  /** A regular file: its header, then `size` bytes read from `fd` (which the reader closes), then padding. */
-  file(header: Uint8Array, fd: number, size: bigint, name: string): Promise<void> | void {
-    return this.put(PipeKind.FILE, header, fd, size, name);
+  /** Stream bytes as they are (the header of an entry without data, the end marker), with the entry's history record. */
+  bytesOut(b: Uint8Array, record: Uint8Array | null = null): Promise<void> | void {
+    return this.put(PipeKind.BYTES, b, 0n, '', '', record);
+  }
+
+  /** A regular file: opened at `path`; its header, `size` bytes, padding; then its history record. */
+  file(
+    header: Uint8Array,
+    size: bigint,
+    name: string,
+    path: string,
+    record: Uint8Array | null,
+  ): Promise<void> | void {
+    return this.put(PipeKind.FILE, header, size, name, path, record);
+  }
+
+  /** A history record with no stream bytes (a directory's names, dir/node model). */
+  history(record: Uint8Array): Promise<void> | void {
+    return this.put(PipeKind.HIST, EMPTY, 0n, '', '', record);
   }
 
   /** No more: resolves once the reader has put everything into the stream. */
   async end(): Promise<void> {
-    await this.put(PipeKind.END, new Uint8Array(0), -1, 0n, '');
+    await this.put(PipeKind.END, EMPTY, 0n, '', '', null);
     while (Atomics.load(this.words, C_DONE) === 0) await waitWordAsync(this.words, C_DONE, 0, 1000);
     switch (Atomics.load(this.words, C_FAILED)) {
       case 2:
@@ -103,41 +130,45 @@ export class FilePipe {
     }
   }
 
-  /** The backup stopped: the reader closes what it holds and stops; so do we, for what it never took. */
+  /** The backup stopped: the reader stops at its next item. */
   async stop(): Promise<void> {
     Atomics.store(this.words, C_STOP, 1);
     this.ring.close();
     while (Atomics.load(this.words, C_DONE) === 0) await waitWordAsync(this.words, C_DONE, 0, 1000);
-    // The reader is gone: this thread may be the ring's consumer now, through
-    // a fresh view (this one's consumer cursor is stale).
-    new SpscRing(this.work).drainRecords((rec) => {
-      if (rec[0] === PipeKind.FILE) closeSync(new DataView(rec.buffer, rec.byteOffset).getInt32(4, true));
-    });
   }
 
   private put(
     kind: number,
     header: Uint8Array,
-    fd: number,
     size: bigint,
     name: string,
+    path: string,
+    record: Uint8Array | null,
   ): Promise<void> | void {
-    const nameBytes = name === '' ? null : this.enc.encode(name);
-    const nameLen = nameBytes?.length ?? 0;
-    const len = PIPE_HEADER + header.length + nameLen;
-    if (len > this.scratch.length) {
-      this.scratch = new Uint8Array(len * 2);
+    const recLen = record?.length ?? 0;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, then encode in place.
+    const worst = PIPE_HEADER + header.length + 3 * (name.length + path.length) + recLen;
+    if (worst > this.scratch.length) {
+      this.scratch = new Uint8Array(worst * 2);
       this.view = new DataView(this.scratch.buffer);
     }
+    let at = PIPE_HEADER;
+    this.scratch.set(header, at);
+    at += header.length;
+    const nameLen = name === '' ? 0 : this.enc.encodeInto(name, this.scratch.subarray(at)).written;
+    at += nameLen;
+    const pathLen = path === '' ? 0 : this.enc.encodeInto(path, this.scratch.subarray(at)).written;
+    at += pathLen;
+    if (record) this.scratch.set(record, at);
+    const len = at + recLen;
     const v = this.view;
     v.setUint8(0, kind);
-    v.setInt32(4, fd, true);
+    v.setUint32(4, recLen, true);
     v.setUint32(8, Number(BigInt.asUintN(32, size)), true);
     v.setUint32(12, Number(size >> 32n), true);
     v.setUint32(16, header.length, true);
     v.setUint32(20, nameLen, true);
-    this.scratch.set(header, PIPE_HEADER);
-    if (nameBytes) this.scratch.set(nameBytes, PIPE_HEADER + header.length);
+    v.setUint32(24, pathLen, true);
     const rec = this.scratch.subarray(0, len);
     if (this.ring.tryWriteRecord(rec)) return;
     return this.putSlowly(rec);

@@ -11,7 +11,19 @@
 import fs from 'node:fs';
 import { SpscRing } from '../ring/spsc-ring.js';
 import { paddingAfter } from './pax.js';
-import { C_BYTES_AT, C_DONE, C_FAILED, C_STOP, C_WARNINGS, PIPE_HEADER, PipeKind } from './pipe.js';
+import { RingProducer } from '../history/producer.js';
+import { OFF } from '../history/record.js';
+import { describe } from './engine.js';
+import {
+  C_BYTES_AT,
+  C_DONE,
+  C_FAILED,
+  C_SKIPPED,
+  C_STOP,
+  C_WARNINGS,
+  PIPE_HEADER,
+  PipeKind,
+} from './pipe.js';
 import type { PipeJob } from './pipe.js';
 
 const ZEROS = new Uint8Array(64 * 1024);
@@ -28,6 +40,8 @@ export class PipeReader {
   private readonly words: Int32Array;
   private readonly bytes: Float64Array;
   private readonly abortFlag: Int32Array;
+  /** The history ring's producer while this job runs (the walker wrote its HELLO before). */
+  private readonly history: RingProducer | null;
   private readonly dec = new TextDecoder();
   private readonly probe = new Uint8Array(1);
   /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
@@ -43,6 +57,7 @@ export class PipeReader {
     this.words = new Int32Array(job.control, 0, 8);
     this.bytes = new Float64Array(job.control, C_BYTES_AT, 1);
     this.abortFlag = new Int32Array(job.abortFlag);
+    this.history = job.history ? new RingProducer(job.history) : null;
   }
 
   /** Runs the job to its END record (or a stop); always reports done. */
@@ -53,7 +68,6 @@ export class PipeReader {
       const moverGone = this.out.aborted || this.out.closed;
       if (!(e instanceof Stopped)) this.warn(`backup stream failed: ${(e as Error).message}`);
       Atomics.store(this.words, C_FAILED, moverGone ? 2 : e instanceof Stopped ? 1 : 3);
-      this.drainFds();
     } finally {
       Atomics.store(this.words, C_DONE, 1);
       Atomics.notify(this.words, C_DONE);
@@ -86,26 +100,52 @@ export class PipeReader {
       const rec = scratch.rec;
       const v = new DataView(rec.buffer, rec.byteOffset, len);
       const kind = v.getUint8(0);
-      const headerLen = v.getUint32(16, true);
-      const header = rec.subarray(PIPE_HEADER, PIPE_HEADER + headerLen);
       if (kind === PipeKind.END) {
         this.publish();
         return;
       }
-      if (kind === PipeKind.BYTES) {
-        this.put(header);
+      const recLen = v.getUint32(4, true);
+      const headerLen = v.getUint32(16, true);
+      const nameLen = v.getUint32(20, true);
+      const pathLen = v.getUint32(24, true);
+      const header = rec.subarray(PIPE_HEADER, PIPE_HEADER + headerLen);
+      const nameAt = PIPE_HEADER + headerLen;
+      const recAt = nameAt + nameLen + pathLen;
+      const record = recLen > 0 ? rec.subarray(recAt, recAt + recLen) : null;
+      if (kind === PipeKind.HIST) {
+        this.history?.write(record!);
         continue;
       }
-      const fd = v.getInt32(4, true);
-      const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
-      const nameLen = v.getUint32(20, true);
-      const name = this.dec.decode(rec.subarray(PIPE_HEADER + headerLen, PIPE_HEADER + headerLen + nameLen));
-      try {
+      // This entry's first header byte: its fh_info.
+      const at = this.position;
+      if (kind === PipeKind.BYTES) {
         this.put(header);
-        this.copy(fd, size, name);
-        this.zeros(paddingAfter(BigInt(size)));
-      } finally {
-        fs.closeSync(fd);
+      } else {
+        const name = this.dec.decode(rec.subarray(nameAt, nameAt + nameLen));
+        const path = this.dec.decode(rec.subarray(nameAt + nameLen, nameAt + nameLen + pathLen));
+        let fd: number;
+        try {
+          fd = fs.openSync(path, 'r');
+        } catch (e) {
+          // Gone or unreadable since the walker saw it: left out, as if never listed.
+          Atomics.add(this.words, C_SKIPPED, 1);
+          this.note(`${name}: ${describe(e)}; skipped`);
+          continue;
+        }
+        const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
+        try {
+          this.put(header);
+          this.copy(fd, size, name);
+          this.zeros(paddingAfter(BigInt(size)));
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      if (record && this.history) {
+        const rv = new DataView(record.buffer, record.byteOffset, record.length);
+        rv.setUint32(OFF.fhInfo, at % 2 ** 32, true);
+        rv.setUint32(OFF.fhInfo + 4, Math.floor(at / 2 ** 32), true);
+        this.history.write(record);
       }
     }
   }
@@ -171,6 +211,11 @@ export class PipeReader {
     }
   }
 
+  /** Stream offset of the next byte we write. */
+  private get position(): number {
+    return this.bytes[0]! + this.used;
+  }
+
   /** Hands what was written since the last publication to the mover. */
   private publish(): void {
     if (this.used === 0) return;
@@ -195,19 +240,6 @@ export class PipeReader {
       const n = Math.min(left, ZEROS.length);
       this.put(ZEROS.subarray(0, n));
       left -= n;
-    }
-  }
-
-  /** After a stop: the files the walker opened and we will not read are closed. */
-  private drainFds(): void {
-    const scratch = new Uint8Array(64 * 1024);
-    for (;;) {
-      const len = this.work.nextRecordLength();
-      if (len < 0) return;
-      const rec = len <= scratch.length ? scratch : new Uint8Array(len);
-      this.work.readRecordInto(rec);
-      const v = new DataView(rec.buffer, rec.byteOffset, len);
-      if (v.getUint8(0) === PipeKind.FILE) fs.closeSync(v.getInt32(4, true));
     }
   }
 }

@@ -58,15 +58,10 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
     workerData: unknown,
     onEvent: (e: Event) => void,
     onCrash: () => void,
-    /**
-     * Whether Node closes the file descriptors the thread opened when it
-     * exits. The data thread hands open files to its reader thread, so for
-     * it Node must not: it would close descriptors that by then belong to
-     * something else (a socket, another session's file).
-     */
-    trackFds = true,
   ) {
-    this.worker = new Worker(url, { workerData, trackUnmanagedFds: trackFds });
+    // Node closes the descriptors a thread opened when it ends (trackUnmanagedFds,
+    // the default): descriptors must never cross threads, and none do.
+    this.worker = new Worker(url, { workerData });
     this.worker.on('message', (m: RpcReply | Event | LogEvent) => {
       if ('id' in m) this.settle(m);
       else if (m.event === 'log') {

@@ -14,6 +14,7 @@ import type net from 'node:net';
 import { sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BackupEngine } from '../../backup/engine.js';
+import type { BackedUpEntry, ListedName } from '../../backup/engine.js';
 import { C_DONE, C_FAILED, FilePipe, StreamBroken } from '../../backup/pipe.js';
 import type { FromReader, ToReader } from '../../backup/reader-thread.js';
 import { HistoryStatus, failureText } from '../../history/control.js';
@@ -178,11 +179,31 @@ export class DataService {
     const history = this.startHistory(plan.model, channel);
     this.history = history;
     const writer = new RecordWriter();
-    const record = (rec: Uint8Array | null, name: string): void => {
-      if (rec) history!.write(rec);
-      else this.hooks.log('warn', 'name too long for file history; left out of it', { name });
+    // LOCAL backups stream through a reader thread (backup/pipe.ts), which then
+    // also appends the history; lockstep history stays on this thread, like the classic servers.
+    const pipe =
+      this.ringSab && channel?.mode !== 'lockstep'
+        ? this.startReader(this.ringSab, history ? channel : null)
+        : null;
+    const tooLong = (name: string): void =>
+      this.hooks.log('warn', 'name too long for file history; left out of it', { name });
+    /** A directory's names: into the history ring, or through the reader to keep their order. */
+    const dirent = (rec: Uint8Array | null, name: string): void | Promise<void> => {
+      if (!rec) tooLong(name);
+      else if (pipe) return pipe.history(rec);
+      else history!.write(rec);
     };
-    const pipe = this.ringSab ? this.startReader(this.ringSab) : null;
+    const entryRecord = (e: BackedUpEntry): Uint8Array | null => {
+      const rec = writer.entry(
+        e.path,
+        e.stat,
+        e.node,
+        e.headerOffset ?? 0n,
+        e.type === 'hardlink' ? 0 : FLAG_NODE,
+      );
+      if (!rec) tooLong(e.path);
+      return rec;
+    };
     const engine = new BackupEngine(
       plan,
       sink,
@@ -192,21 +213,23 @@ export class DataService {
           this.hooks.log('warn', text);
           this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
         },
-        ...(history && {
-          entry: (e) =>
-            record(
-              writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE),
-              e.path,
-            ),
-        }),
+        ...(history &&
+          (pipe
+            ? { record: entryRecord }
+            : {
+                entry: (e: BackedUpEntry) => {
+                  const rec = entryRecord(e);
+                  if (rec) history.write(rec);
+                },
+              })),
         ...(history &&
           plan.model === HistoryModel.DIRNODE && {
-            directory: (node, parent, names, dots) => {
+            directory: async (node: bigint, parent: bigint, names: readonly ListedName[], dots: boolean) => {
               if (dots) {
-                record(writer.dirent('.', node, node), '.');
-                record(writer.dirent('..', parent, node), '..');
+                await dirent(writer.dirent('.', node, node), '.');
+                await dirent(writer.dirent('..', parent, node), '..');
               }
-              for (const n of names) record(writer.dirent(n.name, n.node, node), n.name);
+              for (const n of names) await dirent(writer.dirent(n.name, n.node, node), n.name);
             },
           }),
       },
@@ -257,12 +280,9 @@ export class DataService {
   }
 
   /** Hands a pipelined backup to the reader thread (started on first use). */
-  private startReader(out: SharedArrayBuffer): FilePipe {
+  private startReader(out: SharedArrayBuffer, history: HistoryChannel | null): FilePipe {
     if (!this.reader) {
-      // It closes the files the walker opened: Node must not track (and close) descriptors per thread.
-      const reader = new Worker(new URL('../../backup/reader-thread.js', import.meta.url), {
-        trackUnmanagedFds: false,
-      });
+      const reader = new Worker(new URL('../../backup/reader-thread.js', import.meta.url));
       reader.on('message', (m: FromReader) => {
         if ('warn' in m) {
           this.hooks.log('warn', m.warn);
@@ -285,7 +305,7 @@ export class DataService {
       this.reader = reader;
     }
     const { work, control } = FilePipe.allocate();
-    const job = { work, out, control, abortFlag: this.opts.abortFlag };
+    const job = { work, out, control, abortFlag: this.opts.abortFlag, history };
     this.pipeControl = control;
     this.reader.postMessage({ job } satisfies ToReader);
     return new FilePipe(job);

@@ -67,7 +67,6 @@ export function dataOf(s: Session): DataClient {
     () => {
       if (threads.get(s) === client) threads.delete(s);
     },
-    false,
   );
   threads.set(s, client);
   s.onClose(() => {
