@@ -157,7 +157,7 @@ export class BackupEngine {
           const abs = join(this.spec.root, rel);
           const st = this.lstat(rel, abs);
           if (!st) continue;
-          const parent = this.hooks.directory ? this.announceAncestors(rel, st) : ROOT_NODE;
+          const parent = this.hooks.directory ? await this.announceAncestors(rel, st) : ROOT_NODE;
           if (st.isSocket()) this.warn(`${rel}: a socket; not backed up`);
           else await this.visit(rel, abs, st, parent);
         }
@@ -206,7 +206,7 @@ export class BackupEngine {
    * once, and the path's own name, so the DMA can build the path (PROTOCOL.md
    * §8.3 rule 5). Returns the node of the path's parent directory.
    */
-  private announceAncestors(rel: string, st: fs.BigIntStats): bigint {
+  private async announceAncestors(rel: string, st: fs.BigIntStats): Promise<bigint> {
     const parts = rel === '.' ? [] : rel.split('/');
     let dirRel = '.';
     let dirNode = ROOT_NODE;
@@ -218,16 +218,16 @@ export class BackupEngine {
       const childNode = this.nodeOf(childSt);
       const fresh = !this.announced.has(dirRel);
       if (fresh || !this.announced.has(childRel)) {
-        this.hooks.directory!(dirNode, dirParent, [{ name: parts[i]!, node: childNode }], fresh);
+        await this.hooks.directory!(dirNode, dirParent, [{ name: parts[i]!, node: childNode }], fresh);
       }
       if (fresh) {
         this.announced.add(dirRel);
         const dirSt = dirRel === '.' ? fs.lstatSync(this.spec.root, { bigint: true }) : null;
         if (dirSt)
-          this.hooks.entry?.({ path: '.', type: 'dir', stat: dirSt, node: dirNode, headerOffset: null });
+          await this.positionless({ path: '.', type: 'dir', stat: dirSt, node: dirNode, headerOffset: null });
       }
       if (i < parts.length - 1 && !this.announced.has(childRel)) {
-        this.hooks.entry?.({
+        await this.positionless({
           path: childRel,
           type: 'dir',
           stat: childSt,
@@ -241,6 +241,17 @@ export class BackupEngine {
       dirRel = childRel;
     }
     return dirParent;
+  }
+
+  /** History for an entry that is not in the stream (a directory above a FILES path). */
+  private async positionless(e: BackedUpEntry): Promise<void> {
+    if (!this.pipe) {
+      this.hooks.entry?.(e);
+      return;
+    }
+    // Through the reader, in order with everything else; its fh_info stays "none".
+    const rec = this.hooks.record?.(e);
+    if (rec) await this.pipe.history(rec);
   }
 
   private lstat(rel: string, abs: string): fs.BigIntStats | null {

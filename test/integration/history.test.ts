@@ -243,6 +243,45 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
     }
   });
 
+  test('dir/node with FILES: the directories above the chosen path are named, without a position', async () => {
+    const c = await client(srv.port);
+    try {
+      const [barcode] = lib.createTapes({ count: 1 });
+      const r = listen(c);
+      await c.call(M.TAPE_OPEN, { device: lib.tapePath(barcode!), mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+      await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_LOCAL,
+      });
+      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+      await c.call(M.DATA_START_BACKUP, {
+        butypeName: 'tar',
+        env: [
+          { name: 'FILESYSTEM', value: small },
+          { name: 'HIST', value: 'd' },
+          { name: 'FILES', value: 'sub/deeper' },
+        ],
+      });
+      assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL);
+      await finish(c);
+      assert.equal(unixName(r.dirs[0]!.names), '.');
+      const byName = new Map(r.dirs.map((d) => [unixName(d.names), d]));
+      const sub = byName.get('sub')!;
+      const deeper = byName.get('deeper')!;
+      assert.equal(sub.parent, 2n);
+      assert.equal(deeper.parent, sub.node);
+      assert.ok(byName.has('exactly-512'));
+      const subNode = r.nodes.find((n) => n.node === sub.node)!;
+      assert.equal(subNode.fhInfo, INVALID_U64, 'sub is not in the stream');
+      const deeperNode = r.nodes.find((n) => n.node === deeper.node)!;
+      assert.notEqual(deeperNode.fhInfo, INVALID_U64);
+      assert.ok(!byName.has('a.txt'), 'nothing outside FILES');
+    } finally {
+      c.destroy();
+    }
+  });
+
   test('four backups at once; one DMA stops reading, its history spools and arrives whole and in order', async () => {
     const clients = await Promise.all([0, 1, 2, 3].map(() => client(srv.port)));
     try {
@@ -317,9 +356,10 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
       await finish(stays);
       checkPathHistory(b.r, b.tape);
       // The abandoned tape is closed and free, and reads back to a consistent end.
-      // The DMA went away: its backup halts CONNECT_ERROR, saying so.
+      // The DMA went away: its backup halts CONNECT_ERROR, saying so (the session's close or its
+      // history's failure, whichever the data thread sees first).
       await waitFor(() =>
-        /"reason":"CONNECT_ERROR","text":"the DMA's control connection closed"[^\n]*"data service halted"/.test(
+        /"reason":"CONNECT_ERROR","text":"[^"]*the DMA's control connection[^\n]*"data service halted"/.test(
           srv.logText(),
         ),
       );

@@ -198,7 +198,7 @@ export class DataService {
         e.path,
         e.stat,
         e.node,
-        e.headerOffset ?? 0n,
+        e.headerOffset,
         e.type === 'hardlink' ? 0 : FLAG_NODE,
       );
       if (!rec) tooLong(e.path);
