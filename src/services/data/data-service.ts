@@ -194,13 +194,7 @@ export class DataService {
       else history!.write(rec);
     };
     const entryRecord = (e: BackedUpEntry): Uint8Array | null => {
-      const rec = writer.entry(
-        e.path,
-        e.stat,
-        e.node,
-        e.headerOffset,
-        e.type === 'hardlink' ? 0 : FLAG_NODE,
-      );
+      const rec = writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE);
       if (!rec) tooLong(e.path);
       return rec;
     };
