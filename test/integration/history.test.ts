@@ -336,6 +336,8 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
       assert.ok(st.bytesProcessed >= 4n * 1024n * 1024n, `${st.bytesProcessed} bytes processed`);
       assert.equal(st.unsupported & DataStateUnsupported.EST_BYTES_REMAIN, 0, 'an estimate is given');
       assert.ok(st.estBytesRemain > 0n);
+      const early = await Promise.race([r.data, new Promise<null>((res) => setTimeout(() => res(null), 0))]);
+      assert.equal(early, null, `the backup halted by itself: ${JSON.stringify(early)}`);
       await c.call(M.DATA_ABORT, {});
       assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_ABORTED);
       await c.call(M.MOVER_ABORT, {});
