@@ -248,30 +248,6 @@ function recordNumber(t: Uint8Array, p: number, limit: number, key: Uint8Array, 
 
 /** `sec.frac` as POSIX pax writes times: the real value, so sec −2 nsec 5e8 is "-1.5". */
 function recordTime(t: Uint8Array, p: number, limit: number, key: Uint8Array, tm: PaxTime): number {
-  const secN = Number(tm.sec);
-  if (secN >= 0 && secN <= 0x7fffffff) {
-    // The usual case (1970..2038), in small-integer arithmetic.
-    let frac = tm.nsec;
-    let fracDigits = 0;
-    if (frac > 0) {
-      fracDigits = 9;
-      while (frac % 10 === 0) {
-        frac = (frac / 10) | 0;
-        fracDigits--;
-      }
-    }
-    const wholeDigits = decimalDigits(secN);
-    let at = recordHead(t, p, limit, key, wholeDigits + (fracDigits > 0 ? 1 + fracDigits : 0));
-    putDecimal(t, at, wholeDigits, secN);
-    at += wholeDigits;
-    if (fracDigits > 0) {
-      t[at++] = 0x2e; // '.'
-      putDecimal(t, at, fracDigits, frac);
-      at += fracDigits;
-    }
-    t[at] = 0x0a;
-    return at + 1;
-  }
   const neg = tm.sec < 0n;
   let frac = tm.nsec;
   let whole = neg ? -tm.sec : tm.sec;

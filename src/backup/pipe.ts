@@ -40,8 +40,9 @@ export const PIPE_HEADER = 32;
 export const C_STOP = 0;
 export const C_DONE = 1;
 export const C_WARNINGS = 2;
-/** Why the reader stopped before the end: 1 told to, 2 the mover's ring went away, 3 an error. */
+/** Why the reader stopped before the end (a ReaderStop), 0 while it has not. */
 export const C_FAILED = 3;
+export const ReaderStop = { TOLD: 1, MOVER_GONE: 2, ERROR: 3 } as const;
 /** Files the reader could not open and left out. */
 export const C_SKIPPED = 4;
 export const C_BYTES_AT = 32;
@@ -121,20 +122,32 @@ export class FilePipe {
   /** No more: resolves once the reader has put everything into the stream. */
   async end(): Promise<void> {
     await this.put(PipeKind.END, EMPTY, 0n, '', '', null);
-    while (Atomics.load(this.words, C_DONE) === 0) await waitWordAsync(this.words, C_DONE, 0, 1000);
-    switch (Atomics.load(this.words, C_FAILED)) {
-      case 2:
-        throw new StreamBroken('the mover closed the data connection');
-      case 3:
-        throw new StreamBroken('the reader thread failed');
-    }
+    await this.readerDone();
+    const broken = this.broken();
+    if (broken) throw broken;
   }
 
   /** The backup stopped: the reader stops at its next item. */
   async stop(): Promise<void> {
     Atomics.store(this.words, C_STOP, 1);
     this.ring.close();
+    await this.readerDone();
+  }
+
+  private async readerDone(): Promise<void> {
     while (Atomics.load(this.words, C_DONE) === 0) await waitWordAsync(this.words, C_DONE, 0, 1000);
+  }
+
+  /** Why the stream cannot be completed, if the reader stopped for a reason of its own. */
+  private broken(): StreamBroken | null {
+    switch (Atomics.load(this.words, C_FAILED)) {
+      case ReaderStop.MOVER_GONE:
+        return new StreamBroken('the mover closed the data connection');
+      case ReaderStop.ERROR:
+        return new StreamBroken('the reader thread failed');
+      default:
+        return null;
+    }
   }
 
   private put(
@@ -178,11 +191,7 @@ export class FilePipe {
     const need = 4 + ((rec.length + 3) & ~3);
     while (!this.ring.tryWriteRecord(rec)) {
       if (this.ring.aborted || Atomics.load(this.words, C_DONE) !== 0)
-        throw new StreamBroken(
-          Atomics.load(this.words, C_FAILED) === 2
-            ? 'the mover closed the data connection'
-            : 'the reader thread stopped',
-        );
+        throw this.broken() ?? new StreamBroken('the reader thread stopped');
       await this.ring.waitSpaceAsync(1000, need);
     }
   }

@@ -23,6 +23,7 @@ import {
   C_WARNINGS,
   PIPE_HEADER,
   PipeKind,
+  ReaderStop,
 } from './pipe.js';
 import type { PipeJob } from './pipe.js';
 
@@ -67,7 +68,12 @@ export class PipeReader {
     } catch (e) {
       const moverGone = this.out.aborted || this.out.closed;
       if (!(e instanceof Stopped)) this.warn(`backup stream failed: ${(e as Error).message}`);
-      Atomics.store(this.words, C_FAILED, moverGone ? 2 : e instanceof Stopped ? 1 : 3);
+      const why = moverGone
+        ? ReaderStop.MOVER_GONE
+        : e instanceof Stopped
+          ? ReaderStop.TOLD
+          : ReaderStop.ERROR;
+      Atomics.store(this.words, C_FAILED, why);
     } finally {
       Atomics.store(this.words, C_DONE, 1);
       Atomics.notify(this.words, C_DONE);

@@ -147,7 +147,7 @@ export class RestoreEngine {
       }
       this.report(e.path, 'restored');
     } catch (err) {
-      this.report(e.path, 'failed', describe(err));
+      this.report(e.path, 'failed', errorText(err));
     }
   }
 
@@ -158,7 +158,7 @@ export class RestoreEngine {
       for (let off = 0; off < data.length;) off += fs.writeSync(f.fd, data, off, data.length - off);
     } catch (err) {
       f.failed = true;
-      this.report(f.entry.path, 'failed', describe(err));
+      this.report(f.entry.path, 'failed', errorText(err));
     }
   }
 
@@ -173,7 +173,7 @@ export class RestoreEngine {
         this.report(f.entry.path, 'restored');
       }
     } catch (err) {
-      if (!f.failed) this.report(f.entry.path, 'failed', describe(err));
+      if (!f.failed) this.report(f.entry.path, 'failed', errorText(err));
     }
   }
 
@@ -303,7 +303,7 @@ export class RestoreEngine {
       fs.chmodSync(target, e.mode & 0o7777);
       fs.utimesSync(target, seconds(e.atime ?? e.mtime), seconds(e.mtime));
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${describe(err)})`);
+      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
     }
   }
 
@@ -323,7 +323,8 @@ function seconds(t: PaxTime): number {
   return Number(t.sec) + t.nsec / 1e9;
 }
 
-function describe(e: unknown): string {
+/** An error for a restore report: its code and what the system said. */
+function errorText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err.code
     ? `${err.code}${err.message ? ` (${err.message.replace(/^[A-Z]+: /, '')})` : ''}`

@@ -84,19 +84,13 @@ export class FhEncoder {
   private model: number = HistoryModel.NONE;
   private main: Batch | null = null;
   private dirs: Batch | null = null;
-  /** Entries encoded and messages completed, for the session's counters. */
+  /** Entries encoded, for the session's counters. */
   entries = 0;
-  messages = 0;
 
   constructor(
     private readonly limits: BatchLimits,
     private readonly emit: (message: ArrayBuffer) => void,
   ) {}
-
-  /** The model announced by the session's HELLO record (NONE until then). */
-  get historyModel(): number {
-    return this.model;
-  }
 
   /** Entries waiting in open batches. */
   get pending(): number {
@@ -137,7 +131,6 @@ export class FhEncoder {
   private send(b: Batch | null): void {
     if (!b || b.count === 0) return;
     if (b === this.main) this.send(this.dirs);
-    this.messages++;
     this.emit(b.seal());
   }
 

@@ -101,11 +101,6 @@ export class HistoryHub {
     };
   }
 
-  /** The session's counters while it runs (entries, posts, bytes, spooled bytes, ...). */
-  counters(id: number): ReturnType<HistoryControl['snapshot']> | null {
-    return this.entries.get(id)?.control.snapshot() ?? null;
-  }
-
   /** Lockstep: a message from the session thread; its write completing lets the session go on. */
   lockstepMessage(id: number, message: ArrayBuffer): void {
     const e = this.entries.get(id);

@@ -20,8 +20,6 @@ export type HistoryModel = (typeof HistoryModel)[keyof typeof HistoryModel];
 
 /** ENTRY flag: the entry gets an FH_ADD_NODE (dir/node model: one per node, not per hard link). */
 export const FLAG_NODE = 1;
-/** ENTRY flag: the entry is not in the stream (a FILES ancestor): no position to give. */
-export const FLAG_NO_POSITION = 2;
 
 // Field offsets (bytes). u64 values are two u32 words, low first.
 export const OFF = {
@@ -97,7 +95,7 @@ export class RecordWriter {
     const v = this.view;
     this.buf[OFF.kind] = RecordKind.ENTRY;
     this.buf[OFF.ftype] = ndmpFileType(st);
-    this.buf[OFF.flags] = flags | (fhInfo === null ? FLAG_NO_POSITION : 0);
+    this.buf[OFF.flags] = flags;
     // Number() of each bigint once, then plain arithmetic: bigint operations
     // cost more than the rest of a record together.
     v.setUint32(OFF.fattr, Number(st.mode) & 0o7777, true);

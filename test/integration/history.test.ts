@@ -29,7 +29,7 @@ import {
   MoverMode,
   TapeOpenMode,
 } from '../../src/wire/index.js';
-import type { FhDir, FhFile, FhNode, HaltedPost } from '../../src/wire/index.js';
+import type { FhDir, FhFile, FhNode, HaltedPost, Pval } from '../../src/wire/index.js';
 import { createLogger } from '../../src/util/log.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
@@ -98,6 +98,65 @@ function makeWideTree(root: string, files: number): void {
   for (let i = 0; i < files; i++) writeFileSync(join(dir, `file-${String(i).padStart(6, '0')}`), `${i}\n`);
 }
 
+/** A server on `lib` whose history hub has these settings (its own log silent; sessions log to the server's). */
+function historyServer(lib: Library, spoolDir: string, opts: Partial<HistoryOptions>): Promise<TestServer> {
+  const hub = new HistoryHub({ ...historyDefaults(spoolDir), ...opts }, createLogger({ level: 'silent' }));
+  return startServer({}, { library: lib, history: hub });
+}
+
+/**
+ * A LOCAL backup with `env` on a fresh tape of `lib`, the mover's window
+ * `windowLength` long; returns the tape once the backup has started.
+ */
+async function startLocalBackup(
+  c: NdmpClient,
+  lib: Library,
+  env: Pval[],
+  windowLength = INVALID_U64,
+): Promise<string> {
+  const [barcode] = lib.createTapes({ count: 1 });
+  const tape = lib.tapePath(barcode!);
+  await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+  await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: windowLength });
+  await c.call(M.MOVER_LISTEN, {
+    mode: MoverMode.NDMP_MOVER_MODE_READ,
+    addrType: AddrType.NDMP_ADDR_LOCAL,
+  });
+  await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+  await c.call(M.DATA_START_BACKUP, { butypeName: 'tar', env });
+  return tape;
+}
+
+/** After a halted backup: data, mover and tape back to where they started. */
+async function finish(c: NdmpClient): Promise<void> {
+  await c.call(M.DATA_STOP, {});
+  await c.call(M.MOVER_STOP, {});
+  await c.call(M.TAPE_CLOSE, {});
+}
+
+/** The history env of a backup of `root`. */
+function histEnv(root: string, hist: string): Pval[] {
+  return [
+    { name: 'FILESYSTEM', value: root },
+    { name: 'HIST', value: hist },
+  ];
+}
+
+/** Path-model history equals the stream: one entry per header, at its offset, in stream order. */
+function checkPathHistory(r: Received, tape: string): void {
+  const index = streamIndex(tape);
+  assert.equal(r.files.length, index.size, 'one FH_ADD_FILE entry per entry in the stream');
+  let last = -1n;
+  for (const f of r.files) {
+    const p = index.get(f.fhInfo);
+    assert.ok(p !== undefined, `fh_info ${f.fhInfo} is the offset of a header`);
+    const name = unixName(f.names);
+    assert.equal(name, p === '.' || p === './' ? '/' : `/${p.replace(/\/$/, '')}`);
+    assert.ok(f.fhInfo > last, 'history comes in stream order');
+    last = f.fhInfo;
+  }
+}
+
 describe('file history from the history thread', { timeout: 120_000 }, () => {
   let srv: TestServer;
   let dir: string;
@@ -106,17 +165,15 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
   let wide: string;
   const wideFiles = 6000;
 
-  async function server(opts: Partial<HistoryOptions>): Promise<TestServer> {
-    const spool = join(dir, `spool-${Math.random().toString(36).slice(2)}`);
-    const hub = new HistoryHub({ ...historyDefaults(spool), ...opts }, createLogger({ level: 'silent' }));
-    return startServer({}, { library: lib, history: hub });
-  }
-
   before(async () => {
     dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-history-'));
     lib = Library.open(join(dir, 'library'), { drives: 4 });
     // Small credit and memory bounds, so a DMA that stops reading makes the session spool.
-    srv = await server({ creditBytes: 64 * 1024, memoryBytes: 128 * 1024, stallTimeoutMs: 60_000 });
+    srv = await historyServer(lib, join(dir, 'spool'), {
+      creditBytes: 64 * 1024,
+      memoryBytes: 128 * 1024,
+      stallTimeoutMs: 60_000,
+    });
     small = join(srv.exportDir, 'small');
     mkdirSync(small);
     makeSampleTree(small);
@@ -128,51 +185,14 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A LOCAL backup on a fresh tape; resolves once the backup has been started. */
+  /** A LOCAL backup of `root` with HIST=`hist`, its posts collected. */
   async function startBackup(
     c: NdmpClient,
     root: string,
     hist: string,
   ): Promise<{ tape: string; r: Received }> {
-    const [barcode] = lib.createTapes({ count: 1 });
-    const tape = lib.tapePath(barcode!);
     const r = listen(c);
-    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-    await c.call(M.MOVER_LISTEN, {
-      mode: MoverMode.NDMP_MOVER_MODE_READ,
-      addrType: AddrType.NDMP_ADDR_LOCAL,
-    });
-    await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-    await c.call(M.DATA_START_BACKUP, {
-      butypeName: 'tar',
-      env: [
-        { name: 'FILESYSTEM', value: root },
-        { name: 'HIST', value: hist },
-      ],
-    });
-    return { tape, r };
-  }
-
-  async function finish(c: NdmpClient): Promise<void> {
-    await c.call(M.DATA_STOP, {});
-    await c.call(M.MOVER_STOP, {});
-    await c.call(M.TAPE_CLOSE, {});
-  }
-
-  /** Path-model history equals the stream: one entry per header, at its offset, in stream order. */
-  function checkPathHistory(r: Received, tape: string): void {
-    const index = streamIndex(tape);
-    assert.equal(r.files.length, index.size, 'one FH_ADD_FILE entry per entry in the stream');
-    let last = -1n;
-    for (const f of r.files) {
-      const p = index.get(f.fhInfo);
-      assert.ok(p !== undefined, `fh_info ${f.fhInfo} is the offset of a header`);
-      const name = unixName(f.names);
-      assert.equal(name, p === '.' || p === './' ? '/' : `/${p.replace(/\/$/, '')}`);
-      assert.ok(f.fhInfo > last, 'history comes in stream order');
-      last = f.fhInfo;
-    }
+    return { tape: await startLocalBackup(c, lib, histEnv(root, hist)), r };
   }
 
   test('path model (HIST=y): FH_ADD_FILE per entry, fh_info = header offset, all before DATA_HALTED', async () => {
@@ -246,23 +266,8 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
   test('dir/node with FILES: the directories above the chosen path are named, without a position', async () => {
     const c = await client(srv.port);
     try {
-      const [barcode] = lib.createTapes({ count: 1 });
       const r = listen(c);
-      await c.call(M.TAPE_OPEN, { device: lib.tapePath(barcode!), mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-      await c.call(M.DATA_START_BACKUP, {
-        butypeName: 'tar',
-        env: [
-          { name: 'FILESYSTEM', value: small },
-          { name: 'HIST', value: 'd' },
-          { name: 'FILES', value: 'sub/deeper' },
-        ],
-      });
+      await startLocalBackup(c, lib, [...histEnv(small, 'd'), { name: 'FILES', value: 'sub/deeper' }]);
       assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL);
       await finish(c);
       assert.equal(unixName(r.dirs[0]!.names), '.');
@@ -310,23 +315,9 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
   test('DATA_GET_STATE while a backup runs: bytes processed and estimates of what remains', async () => {
     const c = await client(srv.port);
     try {
-      const [barcode] = lib.createTapes({ count: 1 });
-      await c.call(M.TAPE_OPEN, { device: lib.tapePath(barcode!), mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      // A 1 MiB window: the mover pauses there, the ring between them fills, and the backup waits, ACTIVE.
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: 100n * 10240n });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
       const r = listen(c);
-      await c.call(M.DATA_START_BACKUP, {
-        butypeName: 'tar',
-        env: [
-          { name: 'FILESYSTEM', value: wide },
-          { name: 'HIST', value: 'n' },
-        ],
-      });
+      // A 1 MiB window: the mover pauses there, the ring between them fills, and the backup waits, ACTIVE.
+      await startLocalBackup(c, lib, histEnv(wide, 'n'), 100n * 10240n);
       let st = await c.call(M.DATA_GET_STATE, {});
       for (let i = 0; i < 200 && st.bytesProcessed < 4n * 1024n * 1024n; i++) {
         await new Promise((res) => setTimeout(res, 10));
@@ -382,35 +373,19 @@ function tapeFree(lib: Library, tape: string): boolean {
 }
 
 describe('a DMA that takes no history for history.stall-timeout', { timeout: 60_000 }, () => {
-  test('its backup halts CONNECT_ERROR and says why; the drive is freed', async () => {
+  test('its backup halts CONNECT_ERROR and says why', async () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-stall-'));
     const lib = Library.open(join(dir, 'library'));
-    const hub = new HistoryHub(
-      { ...historyDefaults(join(dir, 'spool')), creditBytes: 16 * 1024, stallTimeoutMs: 1500 },
-      createLogger({ level: 'silent' }),
-    );
-    const srv = await startServer({}, { library: lib, history: hub });
+    const srv = await historyServer(lib, join(dir, 'spool'), {
+      creditBytes: 16 * 1024,
+      stallTimeoutMs: 1500,
+    });
     const tree = join(srv.exportDir, 'wide');
     // Far more history than the socket buffers hold (~1.3 KiB an entry, ~16 MB), so credit runs out.
     makeWideTree(tree, 12_000);
     const c = await client(srv.port);
     try {
-      const [barcode] = lib.createTapes({ count: 1 });
-      const tape = lib.tapePath(barcode!);
-      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-      await c.call(M.DATA_START_BACKUP, {
-        butypeName: 'tar',
-        env: [
-          { name: 'FILESYSTEM', value: tree },
-          { name: 'HIST', value: 'y' },
-        ],
-      });
+      await startLocalBackup(c, lib, histEnv(tree, 'y'));
       c.pauseReading();
       await waitFor(() => /accepted no file history for 1.5 s/.test(srv.logText()), 20_000);
       assert.match(srv.logText(), /"reason":"CONNECT_ERROR"[^\n]*accepted no file history/);
@@ -434,45 +409,18 @@ describe('lockstep mode (history.mode = lockstep)', { timeout: 60_000 }, () => {
   test('the session thread sends each batch itself; history is whole, in order, before DATA_HALTED', async () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-lockstep-'));
     const lib = Library.open(join(dir, 'library'));
-    const hub = new HistoryHub(
-      { ...historyDefaults(join(dir, 'spool')), mode: 'lockstep' },
-      createLogger({ level: 'silent' }),
-    );
-    const srv = await startServer({}, { library: lib, history: hub });
+    const srv = await historyServer(lib, join(dir, 'spool'), { mode: 'lockstep' });
     const tree = join(srv.exportDir, 'wide');
     makeWideTree(tree, 2500);
     const c = await client(srv.port);
     try {
       const r = listen(c);
-      const [barcode] = lib.createTapes({ count: 1 });
-      const tape = lib.tapePath(barcode!);
-      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-      await c.call(M.DATA_START_BACKUP, {
-        butypeName: 'tar',
-        env: [
-          { name: 'FILESYSTEM', value: tree },
-          { name: 'HIST', value: 'y' },
-        ],
-      });
+      const tape = await startLocalBackup(c, lib, histEnv(tree, 'y'));
       assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL);
-      await c.call(M.DATA_STOP, {});
-      await c.call(M.MOVER_STOP, {});
-      await c.call(M.TAPE_CLOSE, {});
+      await finish(c);
       assert.equal(r.order.at(-1), 'H');
       assert.equal(r.files.length, 2500 + 7);
-      const index = streamIndex(tape);
-      let last = -1n;
-      for (const f of r.files) {
-        assert.ok(index.has(f.fhInfo));
-        assert.ok(f.fhInfo > last);
-        last = f.fhInfo;
-      }
+      checkPathHistory(r, tape);
       assert.match(srv.logText(), /"historyMode":"lockstep"/);
     } finally {
       c.destroy();

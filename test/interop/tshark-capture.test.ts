@@ -98,48 +98,64 @@ function tshark(pcap: string, args: string[]): Promise<string> {
   });
 }
 
-describe('tshark decodes ndmjob backups with file history from ndmpd', { timeout: 200_000 }, () => {
-  const allPeers = NEEDS.every((n) => peers[n]);
-  let outDir = '';
-  let pcap = '';
-  let pdus: Pdu[] = [];
+/** A capture of one capture-session scenario and what tshark made of it (filled in by before()). */
+interface Capture {
+  outDir: string;
+  pcap: string;
+  /** `tshark -Y ndmp -O ndmp` of the capture. */
+  decoded: string;
+  pdus: Pdu[];
+}
 
+/**
+ * Registers, in the current describe, a before() that records `scenario`
+ * inside a private network namespace and decodes it, and an after() that
+ * removes it. Without the peers it records nothing: every test then skips
+ * (or, under CI, fails) on its own.
+ */
+function capturedSessions(scenario: 'query' | 'tape-mover' | 'backup', timeoutMs: number): Capture {
+  const cap: Capture = { outDir: '', pcap: '', decoded: '', pdus: [] };
   before(
     async () => {
-      if (!allPeers) return;
-      outDir = mkdtempSync(join(os.tmpdir(), 'ndmp-capture-bk-'));
-      pcap = join(outDir, 'ndmp.pcap');
-      const r = await captureInNamespace(outDir, 150_000, 'backup');
+      if (!NEEDS.every((n) => peers[n])) return;
+      cap.outDir = mkdtempSync(join(os.tmpdir(), `ndmp-capture-${scenario}-`));
+      cap.pcap = join(cap.outDir, 'ndmp.pcap');
+      const r = await captureInNamespace(cap.outDir, timeoutMs, scenario);
       assert.equal(
         r.code,
         0,
-        `capture-session failed (exit ${r.code}, signal ${r.signal}):\n${r.stderr}\n${r.stdout}`,
+        `capture-session ${scenario} failed (exit ${r.code}, signal ${r.signal}):\n${r.stderr}\n${r.stdout}`,
       );
-      pdus = parsePdus(await tshark(pcap, ['-Y', 'ndmp', '-O', 'ndmp']));
+      cap.decoded = await tshark(cap.pcap, ['-Y', 'ndmp', '-O', 'ndmp']);
+      cap.pdus = parsePdus(cap.decoded);
     },
-    { timeout: 170_000 },
+    { timeout: timeoutMs + 20_000 },
   );
-
   after(() => {
-    if (outDir) rmSync(outDir, { recursive: true, force: true });
+    if (cap.outDir) rmSync(cap.outDir, { recursive: true, force: true });
   });
+  return cap;
+}
+
+/** Wireshark's verdict: no malformed packet, no expert note at error level or above. */
+async function assertNothingMalformed(pcap: string): Promise<void> {
+  const problems = await tshark(pcap, ['-Y', '_ws.malformed || _ws.expert.severity >= error', '-O', 'ndmp']);
+  assert.equal(problems.trim(), '', `tshark found problems:\n${problems.slice(0, 5000)}`);
+}
+
+describe('tshark decodes ndmjob backups with file history from ndmpd', { timeout: 200_000 }, () => {
+  const cap = capturedSessions('backup', 150_000);
 
   test('every backup ended OKAY', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const runs = JSON.parse(readFileSync(join(outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
+    const runs = JSON.parse(readFileSync(join(cap.outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
     assert.equal(runs.length, 3);
     for (const r of runs) assert.match(r.output, /Operation ended OKAY/, r.output.slice(-3000));
   });
 
   test('no packet is malformed or carries an expert error', TIMEOUT, async (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const problems = await tshark(pcap, [
-      '-Y',
-      '_ws.malformed || _ws.expert.severity >= error',
-      '-O',
-      'ndmp',
-    ]);
-    assert.equal(problems.trim(), '', `tshark found problems:\n${problems.slice(0, 5000)}`);
+    await assertNothingMalformed(cap.pcap);
   });
 
   test(
@@ -147,28 +163,28 @@ describe('tshark decodes ndmjob backups with file history from ndmpd', { timeout
     TIMEOUT,
     (t) => {
       if (!requirePeers(t, [...NEEDS])) return;
-      const names = [...new Set(pdus.map((p) => p.message))].sort();
-      t.diagnostic(`PDUs decoded: ${pdus.length}; messages: ${names.join(' ')}`);
+      const names = [...new Set(cap.pdus.map((p) => p.message))].sort();
+      t.diagnostic(`PDUs decoded: ${cap.pdus.length}; messages: ${names.join(' ')}`);
       for (const name of ['FH_ADD_FILE', 'FH_ADD_DIR', 'FH_ADD_NODE', 'NOTIFY_DATA_HALTED']) {
         assert.ok(
-          pdus.some((p) => p.message === name),
+          cap.pdus.some((p) => p.message === name),
           `no ${name} decoded; messages seen: ${names.join(' ')}`,
         );
       }
       assert.ok(
-        pdus.some((p) => p.message === 'FH_ADD_FILE' && p.version === '3'),
+        cap.pdus.some((p) => p.message === 'FH_ADD_FILE' && p.version === '3'),
         'a v3 FH_ADD_FILE',
       );
       // Per backup: no history after its NOTIFY_DATA_HALTED (the next backup's starts after DATA_START_BACKUP).
       let halted = false;
-      for (const p of pdus) {
+      for (const p of cap.pdus) {
         if (p.message === 'DATA_START_BACKUP') halted = false;
         if (p.message === 'NOTIFY_DATA_HALTED') halted = true;
         if (p.message.startsWith('FH_ADD_'))
           assert.ok(!halted, `${p.message} in frame ${p.frame} after DATA_HALTED`);
       }
       assert.deepEqual(
-        pdus.filter((p) => p.headerError !== 'NO_ERR'),
+        cap.pdus.filter((p) => p.headerError !== 'NO_ERR'),
         [],
         'header-level errors',
       );
@@ -230,44 +246,14 @@ function parsePdus(text: string): Pdu[] {
 }
 
 describe('tshark decodes real ndmjob sessions with ndmpd', { timeout: 180_000 }, () => {
-  const allPeers = NEEDS.every((n) => peers[n]);
-  let outDir = '';
-  let pcap = '';
-  let pdus: Pdu[] = [];
-  let decoded = '';
-
-  before(async () => {
-    // Without the peers every test below skips (or, under CI, fails) on its own.
-    if (!allPeers) return;
-    outDir = mkdtempSync(join(os.tmpdir(), 'ndmp-capture-'));
-    pcap = join(outDir, 'ndmp.pcap');
-    const r = await captureInNamespace(outDir, 100_000);
-    assert.equal(
-      r.code,
-      0,
-      `capture-session in the namespace failed (exit ${r.code}, signal ${r.signal}):\n` +
-        `${r.stderr}\n${r.stdout}`,
-    );
-    decoded = await tshark(pcap, ['-Y', 'ndmp', '-O', 'ndmp']);
-    pdus = parsePdus(decoded);
-  }, TIMEOUT);
-
-  after(() => {
-    if (outDir) rmSync(outDir, { recursive: true, force: true });
-  });
+  const cap = capturedSessions('query', 100_000);
 
   test('no packet is malformed or carries an expert error', TIMEOUT, async (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const problems = await tshark(pcap, [
-      '-Y',
-      '_ws.malformed || _ws.expert.severity >= error',
-      '-O',
-      'ndmp',
-    ]);
-    assert.equal(problems.trim(), '', `tshark found problems:\n${problems}`);
+    await assertNothingMalformed(cap.pcap);
     // The filter is not vacuous: the expert-info field is filled in for this
     // capture (TCP's SYN/FIN notes are at 'chat' level), so '>= error' found none.
-    const chats = await tshark(pcap, [
+    const chats = await tshark(cap.pcap, [
       '-Y',
       '_ws.expert.severity >= chat',
       '-T',
@@ -280,20 +266,20 @@ describe('tshark decodes real ndmjob sessions with ndmpd', { timeout: 180_000 },
 
   test('the dissector decoded the sessions: > 40 PDUs, every expected message', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const names = [...new Set(pdus.map((p) => p.message))].sort();
-    t.diagnostic(`PDUs decoded: ${pdus.length}; messages: ${names.join(' ')}`);
-    assert.ok(pdus.length > 40, `only ${pdus.length} NDMP PDUs decoded:\n${decoded}`);
-    const greetings = pdus.filter((p) => GREETING.includes(p.message));
+    const names = [...new Set(cap.pdus.map((p) => p.message))].sort();
+    t.diagnostic(`PDUs decoded: ${cap.pdus.length}; messages: ${names.join(' ')}`);
+    assert.ok(cap.pdus.length > 40, `only ${cap.pdus.length} NDMP PDUs decoded:\n${cap.decoded}`);
+    const greetings = cap.pdus.filter((p) => GREETING.includes(p.message));
     // One greeting per connection: 3 × (data + tape) + the wrong-password one.
     assert.equal(greetings.length, 7, `greetings: ${JSON.stringify(greetings)}`);
     for (const g of greetings) assert.equal(g.type, 'Request', `a greeting is a post: ${JSON.stringify(g)}`);
     for (const name of EXPECTED_MESSAGES) {
-      const requests = pdus.filter((p) => p.message === name && p.type === 'Request').length;
-      const replies = pdus.filter((p) => p.message === name && p.type === 'Reply').length;
+      const requests = cap.pdus.filter((p) => p.message === name && p.type === 'Request').length;
+      const replies = cap.pdus.filter((p) => p.message === name && p.type === 'Reply').length;
       assert.ok(requests > 0, `no ${name} request decoded; messages seen: ${names.join(' ')}`);
       assert.equal(replies, requests, `${name}: ${requests} requests but ${replies} replies`);
     }
-    const unknown = pdus.filter(
+    const unknown = cap.pdus.filter(
       (p) => !/^[A-Z][A-Z0-9_]+$/.test(p.message) || !/^(Request|Reply)$/.test(p.type),
     );
     assert.deepEqual(unknown, [], 'PDUs the dissector could not name');
@@ -301,8 +287,8 @@ describe('tshark decodes real ndmjob sessions with ndmpd', { timeout: 180_000 },
 
   test('v3 and v4 sessions are decoded in their own version', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const v3 = pdus.filter((p) => p.version === '3');
-    const v4 = pdus.filter((p) => p.version === '4');
+    const v3 = cap.pdus.filter((p) => p.version === '3');
+    const v4 = cap.pdus.filter((p) => p.version === '4');
     // The /3t run: two connections, each ~8 PDUs after CONNECT_OPEN(3).
     assert.ok(v3.length >= 10, `v3 PDUs: ${v3.length}`);
     assert.ok(v4.length >= 20, `v4 PDUs: ${v4.length}`);
@@ -314,23 +300,23 @@ describe('tshark decodes real ndmjob sessions with ndmpd', { timeout: 180_000 },
 
   test('errors on the wire: only the wrong password is refused, in the body', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const headerErrors = pdus.filter((p) => p.headerError !== 'NO_ERR');
+    const headerErrors = cap.pdus.filter((p) => p.headerError !== 'NO_ERR');
     assert.deepEqual(headerErrors, [], 'header-level errors');
-    const bodyErrors = pdus.filter((p) => p.bodyError !== null && p.bodyError !== 'NO_ERR');
+    const bodyErrors = cap.pdus.filter((p) => p.bodyError !== null && p.bodyError !== 'NO_ERR');
     assert.deepEqual(
       bodyErrors.map((p) => `${p.message} ${p.type} ${p.bodyError}`),
       ['CONNECT_CLIENT_AUTH Reply NOT_AUTHORIZED_ERR'],
     );
     // Every reply has its body error field decoded (v3/v4 replies all start with one).
-    const replies = pdus.filter((p) => p.type === 'Reply');
+    const replies = cap.pdus.filter((p) => p.type === 'Reply');
     const noBodyError = replies.filter((p) => p.bodyError === null);
     assert.deepEqual(noBodyError, [], 'replies without a decoded body error');
   });
 
   test("ndmjob's own view of the captured sessions", TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const runs = JSON.parse(readFileSync(join(outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
-    const text = readFileSync(join(outDir, 'ndmjob.txt'), 'utf8');
+    const runs = JSON.parse(readFileSync(join(cap.outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
+    const text = readFileSync(join(cap.outDir, 'ndmjob.txt'), 'utf8');
     assert.deepEqual(
       runs.map((r) => `${r.flags}/${r.password}`),
       ['4t/right', '4m/right', '3t/right', '4t/wrong'],
@@ -373,34 +359,11 @@ const TAPE_MOVER_MESSAGES = [
 ];
 
 describe('tshark decodes ndmjob test-tape and test-mover sessions with ndmpd', { timeout: 240_000 }, () => {
-  const allPeers = NEEDS.every((n) => peers[n]);
-  let outDir = '';
-  let pcap = '';
-  let pdus: Pdu[] = [];
-
-  before(
-    async () => {
-      if (!allPeers) return;
-      outDir = mkdtempSync(join(os.tmpdir(), 'ndmp-capture-tm-'));
-      pcap = join(outDir, 'ndmp.pcap');
-      const r = await captureInNamespace(outDir, 200_000, 'tape-mover');
-      assert.equal(
-        r.code,
-        0,
-        `capture-session failed (exit ${r.code}, signal ${r.signal}):\n${r.stderr}\n${r.stdout}`,
-      );
-      pdus = parsePdus(await tshark(pcap, ['-Y', 'ndmp', '-O', 'ndmp']));
-    },
-    { timeout: 220_000 },
-  );
-
-  after(() => {
-    if (outDir) rmSync(outDir, { recursive: true, force: true });
-  });
+  const cap = capturedSessions('tape-mover', 200_000);
 
   test('ndmjob passed every suite it ran in the capture', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const runs = JSON.parse(readFileSync(join(outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
+    const runs = JSON.parse(readFileSync(join(cap.outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
     assert.deepEqual(
       runs.map((r) => `${r.suite}/${r.flags}`),
       ['test-tape/4t', 'test-mover/4t', 'test-tape/3t', 'test-mover/3t'],
@@ -416,34 +379,31 @@ describe('tshark decodes ndmjob test-tape and test-mover sessions with ndmpd', {
 
   test('no packet is malformed or carries an expert error', TIMEOUT, async (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const problems = await tshark(pcap, [
-      '-Y',
-      '_ws.malformed || _ws.expert.severity >= error',
-      '-O',
-      'ndmp',
-    ]);
-    assert.equal(problems.trim(), '', `tshark found problems:\n${problems.slice(0, 5000)}`);
+    await assertNothingMalformed(cap.pcap);
   });
 
   test('every tape and mover message was decoded, each request answered', TIMEOUT, (t) => {
     if (!requirePeers(t, [...NEEDS])) return;
-    const names = [...new Set(pdus.map((p) => p.message))].sort();
-    t.diagnostic(`PDUs decoded: ${pdus.length}; messages: ${names.join(' ')}`);
-    assert.ok(pdus.length > 1000, `only ${pdus.length} PDUs`);
+    const names = [...new Set(cap.pdus.map((p) => p.message))].sort();
+    t.diagnostic(`PDUs decoded: ${cap.pdus.length}; messages: ${names.join(' ')}`);
+    assert.ok(cap.pdus.length > 1000, `only ${cap.pdus.length} PDUs`);
     for (const name of TAPE_MOVER_MESSAGES) {
-      const requests = pdus.filter((p) => p.message === name && p.type === 'Request').length;
-      const replies = pdus.filter((p) => p.message === name && p.type === 'Reply').length;
+      const requests = cap.pdus.filter((p) => p.message === name && p.type === 'Request').length;
+      const replies = cap.pdus.filter((p) => p.message === name && p.type === 'Reply').length;
       assert.ok(requests > 0, `no ${name} decoded; messages seen: ${names.join(' ')}`);
       assert.equal(replies, requests, `${name}: ${requests} requests, ${replies} replies`);
     }
     assert.ok(
-      pdus.some((p) => /MOVER_HALTED/.test(p.message)),
+      cap.pdus.some((p) => /MOVER_HALTED/.test(p.message)),
       'no NOTIFY_MOVER_HALTED decoded',
     );
-    assert.ok(pdus.some((p) => p.version === '3') && pdus.some((p) => p.version === '4'), 'both versions');
+    assert.ok(
+      cap.pdus.some((p) => p.version === '3') && cap.pdus.some((p) => p.version === '4'),
+      'both versions',
+    );
     // The suites provoke errors on purpose, but always in the body, never in the header.
     assert.deepEqual(
-      pdus.filter((p) => p.headerError !== 'NO_ERR'),
+      cap.pdus.filter((p) => p.headerError !== 'NO_ERR'),
       [],
       'header-level errors',
     );

@@ -15,7 +15,7 @@ import { sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BackupEngine } from '../../backup/engine.js';
 import type { BackedUpEntry, ListedName } from '../../backup/engine.js';
-import { C_DONE, C_FAILED, FilePipe, StreamBroken } from '../../backup/pipe.js';
+import { C_DONE, C_FAILED, FilePipe, ReaderStop, StreamBroken } from '../../backup/pipe.js';
 import type { FromReader, ToReader } from '../../backup/reader-thread.js';
 import { HistoryStatus, failureText } from '../../history/control.js';
 import type { HistoryChannel } from '../../history/control.js';
@@ -290,7 +290,7 @@ export class DataService {
         if (this.pipeControl) {
           const words = new Int32Array(this.pipeControl);
           if (Atomics.load(words, C_DONE) === 0) {
-            Atomics.store(words, C_FAILED, 3);
+            Atomics.store(words, C_FAILED, ReaderStop.ERROR);
             Atomics.store(words, C_DONE, 1);
             Atomics.notify(words, C_DONE);
           }

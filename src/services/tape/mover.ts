@@ -512,11 +512,7 @@ export class Mover {
     }
     if (r.written > 0) {
       ring.consume(r.written * rs);
-      this.tape.noteWrite();
-      const bytes = BigInt(r.written * rs);
-      this.streamOffset += bytes;
-      this.bytesMoved += bytes;
-      this.recordNum += r.written;
+      this.wrote(r.written, r.written * rs);
     }
     if (r.earlyWarning) {
       this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.streamOffset);
@@ -596,17 +592,22 @@ export class Mover {
       this.mediaError(`tape write failed: ${toNdmp(e).message}`);
       return false;
     }
-    this.tape.noteWrite();
+    this.wrote(1, this.recordPayload);
     this.recordFill = 0;
-    this.streamOffset += rs;
-    this.bytesMoved += BigInt(this.recordPayload);
     this.recordPayload = this.recordSize;
-    this.recordNum++;
     if (earlyWarning) {
       this.pause(MoverPauseReason.NDMP_MOVER_PAUSE_EOM, this.streamOffset);
       return false;
     }
     return true;
+  }
+
+  /** `records` whole records are on tape, `payload` bytes of them stream data (the rest padding). */
+  private wrote(records: number, payload: number): void {
+    this.tape.noteWrite();
+    this.streamOffset += BigInt(records * this.recordSize);
+    this.bytesMoved += BigInt(payload);
+    this.recordNum += records;
   }
 
   /** A tape that cannot be read or written: v4 halts MEDIA_ERROR, v3 pauses MEDIA_ERROR (PROTOCOL.md §4.2). */
