@@ -39,7 +39,7 @@ const HEADER_WORDS = HEADER_BYTES / 4;
 const MAGIC = 0x53505343; // 'SPSC'
 const MIN_CAPACITY = 8;
 const MAX_CAPACITY = 2 ** 30;
-/** setTimeout's largest delay; longer keep-alives are clamped. */
+/** setInterval's largest period: the keep-alive below never fires in practice. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type WaitAsyncResult =
@@ -55,16 +55,20 @@ const noop = (): void => {};
 /**
  * Waits without blocking the thread until ta[index] is no longer `value` (or
  * `ms` passes), keeping the event loop alive meanwhile: a pending waitAsync
- * alone does not, so a process with nothing else to do would exit first.
+ * alone does not, so a process or worker with nothing else to do would exit
+ * first. The keep-alive is an interval cleared when the wait settles, not a
+ * timer of `ms`: V8 times the wait out on its own clock, which may fire a
+ * little after a libuv timer of the same length, and in that gap the loop
+ * would be empty (seen in CI as a test process ending mid-await).
  */
 export async function waitWordAsync(ta: Int32Array, index: number, value: number, ms: number): Promise<void> {
   const r = AtomicsAsync.waitAsync(ta, index, value, ms);
   if (!r.async) return;
-  const keep = Number.isFinite(ms) ? setTimeout(noop, Math.min(Math.ceil(ms), MAX_TIMER_MS)) : undefined;
+  const keep = setInterval(noop, MAX_TIMER_MS);
   try {
     await r.value;
   } finally {
-    if (keep !== undefined) clearTimeout(keep);
+    clearInterval(keep);
   }
 }
 /**
