@@ -1,0 +1,302 @@
+/* Node cannot set file times to the nanosecond (libuv's utimes takes doubles and
+ * truncates to microseconds) and has no mknod/mkfifo, which restores need; this
+ * Node-API addon wraps utimensat(2) with integer nanoseconds, and mknod(2). */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#ifdef __linux__
+#include <sys/sysmacros.h>
+#endif
+#include <time.h>
+
+#include <node_api.h>
+
+/* Evaluates a Node-API call; on failure makes sure an exception is pending and
+ * returns NULL from the calling function. */
+#define CHECK(env, call)                                                       \
+  do {                                                                         \
+    if ((call) != napi_ok) {                                                   \
+      throw_napi_failure(env);                                                 \
+      return NULL;                                                             \
+    }                                                                          \
+  } while (0)
+
+static void throw_napi_failure(napi_env env) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  const char *msg = info != NULL && info->error_message != NULL ? info->error_message
+                                                                : "Node-API call failed";
+  napi_throw_error(env, NULL, msg);
+}
+
+static napi_value throw_arg_type(napi_env env, const char *name, const char *type) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "The \"%s\" argument must be of type %s", name, type);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+static napi_value throw_out_of_range(napi_env env, const char *name, const char *range) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "The value of \"%s\" is out of range. It must be %s", name, range);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  return NULL;
+}
+
+/* ---- errors shaped like Node's fs errors ---------------------------------- */
+
+static const struct {
+  int err;
+  const char *name;
+} errno_names[] = {
+    {ENOENT, "ENOENT"},   {EEXIST, "EEXIST"}, {EACCES, "EACCES"},
+    {EPERM, "EPERM"},     {ENOTDIR, "ENOTDIR"}, {ELOOP, "ELOOP"},
+    {EINVAL, "EINVAL"},   {ENAMETOOLONG, "ENAMETOOLONG"}, {EROFS, "EROFS"},
+    {ENOSPC, "ENOSPC"},   {EIO, "EIO"},       {EBADF, "EBADF"},
+    {EFAULT, "EFAULT"},   {ENOMEM, "ENOMEM"}, {EDQUOT, "EDQUOT"},
+    {EOVERFLOW, "EOVERFLOW"}, {ENOSYS, "ENOSYS"}, {EISDIR, "EISDIR"},
+};
+
+static const char *errno_name(int err, char *buf, size_t len) {
+  for (size_t i = 0; i < sizeof errno_names / sizeof errno_names[0]; i++) {
+    if (errno_names[i].err == err) return errno_names[i].name;
+  }
+  snprintf(buf, len, "E%d", err);
+  return buf;
+}
+
+/* strerror() may share a static buffer between threads (workers); use the
+ * reentrant variant, whose signature differs between glibc and POSIX. */
+static const char *describe(int err, char *buf, size_t len) {
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+  return strerror_r(err, buf, len);
+#else
+  if (strerror_r(err, buf, len) != 0) snprintf(buf, len, "Unknown error %d", err);
+  return buf;
+#endif
+}
+
+static bool set_string(napi_env env, napi_value obj, const char *key, const char *value) {
+  napi_value v;
+  return napi_create_string_utf8(env, value, NAPI_AUTO_LENGTH, &v) == napi_ok &&
+         napi_set_named_property(env, obj, key, v) == napi_ok;
+}
+
+/* Throws `CODE: description, syscall 'path'` with code, errno (negative, as
+ * Node's), syscall and path. */
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  char namebuf[24], descbuf[256];
+  const char *code = errno_name(err, namebuf, sizeof namebuf);
+  const char *desc = describe(err, descbuf, sizeof descbuf);
+  size_t len = strlen(code) + strlen(desc) + strlen(syscall) + strlen(path) + 16;
+  char *msg = malloc(len);
+  if (msg == NULL) {
+    napi_throw_error(env, code, desc);
+    return NULL;
+  }
+  snprintf(msg, len, "%s: %s, %s '%s'", code, desc, syscall, path);
+
+  napi_value message, code_value, error, errno_value;
+  bool ok = napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) == napi_ok &&
+            napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) == napi_ok &&
+            napi_create_error(env, code_value, message, &error) == napi_ok &&
+            napi_create_int32(env, -err, &errno_value) == napi_ok &&
+            napi_set_named_property(env, error, "errno", errno_value) == napi_ok &&
+            set_string(env, error, "code", code) && set_string(env, error, "syscall", syscall) &&
+            set_string(env, error, "path", path);
+  free(msg);
+  if (ok) {
+    napi_throw(env, error);
+  } else {
+    throw_napi_failure(env);
+  }
+  return NULL;
+}
+
+/* ---- argument readers: each throws and returns false on a bad argument ---- */
+
+/* Reads a string argument into a malloc'd buffer the caller frees. */
+static bool get_path(napi_env env, napi_value value, const char *name, char **out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_string) {
+    throw_arg_type(env, name, "string");
+    return false;
+  }
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  char *buf = malloc(len + 1);
+  if (buf == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return false;
+  }
+  if (napi_get_value_string_utf8(env, value, buf, len + 1, &len) != napi_ok) {
+    free(buf);
+    throw_napi_failure(env);
+    return false;
+  }
+  if (len == 0 || strlen(buf) != len) {
+    free(buf);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "The argument '%s' must be a non-empty string without null bytes", name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+    return false;
+  }
+  *out = buf;
+  return true;
+}
+
+static bool get_bigint_seconds(napi_env env, napi_value value, const char *name, time_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_bigint) {
+    throw_arg_type(env, name, "bigint");
+    return false;
+  }
+  int64_t v;
+  bool lossless;
+  if (napi_get_value_bigint_int64(env, value, &v, &lossless) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (!lossless || (int64_t)(time_t)v != v) {
+    throw_out_of_range(env, name, "a time_t (a signed 64-bit integer)");
+    return false;
+  }
+  *out = (time_t)v;
+  return true;
+}
+
+/* An integer Number in [0, max]. */
+static bool get_uint(napi_env env, napi_value value, const char *name, double max,
+                     const char *range, uint32_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_number) {
+    throw_arg_type(env, name, "number");
+    return false;
+  }
+  double d;
+  if (napi_get_value_double(env, value, &d) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  /* The comparison is false for NaN, so NaN is refused too. */
+  if (!(d >= 0 && d <= max) || d != (double)(uint32_t)d) {
+    throw_out_of_range(env, name, range);
+    return false;
+  }
+  *out = (uint32_t)d;
+  return true;
+}
+
+static bool get_bool(napi_env env, napi_value value, const char *name, bool *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_boolean) {
+    throw_arg_type(env, name, "boolean");
+    return false;
+  }
+  if (napi_get_value_bool(env, value, out) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  return true;
+}
+
+/* ---- exported functions --------------------------------------------------- */
+
+/* setTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec, followSymlinks) */
+static napi_value set_times(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  /* Missing arguments read as undefined, which the type checks refuse. */
+
+  char *path;
+  if (!get_path(env, argv[0], "path", &path)) return NULL;
+  struct timespec ts[2];
+  uint32_t ansec, mnsec;
+  bool follow;
+  if (!get_bigint_seconds(env, argv[1], "atimeSec", &ts[0].tv_sec) ||
+      !get_uint(env, argv[2], "atimeNsec", 999999999, ">= 0 and <= 999999999", &ansec) ||
+      !get_bigint_seconds(env, argv[3], "mtimeSec", &ts[1].tv_sec) ||
+      !get_uint(env, argv[4], "mtimeNsec", 999999999, ">= 0 and <= 999999999", &mnsec) ||
+      !get_bool(env, argv[5], "followSymlinks", &follow)) {
+    free(path);
+    return NULL;
+  }
+  ts[0].tv_nsec = ansec;
+  ts[1].tv_nsec = mnsec;
+
+  int rc = utimensat(AT_FDCWD, path, ts, follow ? 0 : AT_SYMLINK_NOFOLLOW);
+  int err = errno;
+  if (rc != 0) throw_errno(env, err, "utimensat", path);
+  free(path);
+  return NULL;
+}
+
+/* mknod(path, mode, major, minor): mode holds the file type (S_IFIFO, S_IFCHR,
+ * S_IFBLK) and the permission bits; the umask applies, as for mknod(2). */
+static napi_value make_node(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+
+  char *path;
+  if (!get_path(env, argv[0], "path", &path)) return NULL;
+  uint32_t mode, major_no, minor_no;
+  if (!get_uint(env, argv[1], "mode", 4294967295.0, ">= 0 and <= 4294967295", &mode) ||
+      !get_uint(env, argv[2], "major", 4294967295.0, ">= 0 and <= 4294967295", &major_no) ||
+      !get_uint(env, argv[3], "minor", 4294967295.0, ">= 0 and <= 4294967295", &minor_no)) {
+    free(path);
+    return NULL;
+  }
+
+  int rc = mknod(path, (mode_t)mode, makedev(major_no, minor_no));
+  int err = errno;
+  if (rc != 0) throw_errno(env, err, "mknod", path);
+  free(path);
+  return NULL;
+}
+
+/* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
+ * environment, so the main thread and every worker may load it. It keeps no
+ * global state. */
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  CHECK(env, napi_create_function(env, "setTimes", NAPI_AUTO_LENGTH, set_times, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "setTimes", fn));
+  CHECK(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "mknod", fn));
+  return exports;
+}
