@@ -12,10 +12,20 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { ExcludeList } from './glob.js';
+import { DirSnapshot } from './incremental.js';
+import type { IncrementalPlan } from './incremental.js';
 import { OwnerNames } from './owners.js';
-import { END_OF_ARCHIVE, MAX_HEADER_BYTES, encodeHeaderInto, paddingAfter } from './pax.js';
+import {
+  BLOCK,
+  END_OF_ARCHIVE,
+  MAX_DUMPDIR_BYTES,
+  MAX_HEADER_BYTES,
+  dumpdirValueLength,
+  encodeHeaderInto,
+  paddingAfter,
+} from './pax.js';
 import type { FilePipe } from './pipe.js';
-import type { PaxEntry, PaxType } from './pax.js';
+import type { DumpdirEntry, PaxEntry, PaxType } from './pax.js';
 
 /** Where the stream goes. */
 export interface StreamSink {
@@ -32,6 +42,12 @@ export interface BackupSpec {
   readonly files: readonly string[];
   /** EXCLUDE patterns (see glob.ts). */
   readonly excludes: readonly string[];
+  /**
+   * Incremental backups (incremental.ts): what goes into the stream, and the
+   * directory snapshot to record (snapshot()). Absent: a full backup as ever,
+   * no snapshot.
+   */
+  readonly incremental?: IncrementalPlan;
 }
 
 /** One entry in the stream, as file history needs it. */
@@ -91,6 +107,13 @@ const BUFFER_BYTES = 256 * 1024;
 
 const ZERO_BLOCK = new Uint8Array(512);
 
+/**
+ * With a reader thread, a header longer than this (a directory's, with a big
+ * GNU.dumpdir) goes through the work ring in pieces of this size: an item must
+ * fit the ring whole.
+ */
+const PIPE_PIECE = 16 * 1024;
+
 /** The backup root's node number: NetBackup requires 2 (PROTOCOL.md §8.3). */
 export const ROOT_NODE = 2n;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
@@ -120,6 +143,8 @@ export class BackupEngine {
   private readonly foreignNodes = new Map<string, bigint>();
   /** FILES backups with dir/node history: directories (and names in them) already announced. */
   private readonly announced = new Set<string>();
+  /** Incremental backups: the directories walked (and listed), for the next incremental. */
+  private readonly dirs: DirSnapshot | null;
 
   /**
    * `pipe`: a reader thread puts file data into the stream (LOCAL backups,
@@ -132,6 +157,17 @@ export class BackupEngine {
     private readonly pipe: FilePipe | null = null,
   ) {
     this.excludes = new ExcludeList(spec.excludes);
+    this.dirs = spec.incremental ? new DirSnapshot() : null;
+  }
+
+  /**
+   * Incremental backups: the directories this backup walked, each with its
+   * (dev, ino), for commitIncremental once the backup has completed; null
+   * without spec.incremental. A directory that could not be listed is left
+   * out, so the next incremental dumps it whole.
+   */
+  snapshot(): DirSnapshot | null {
+    return this.dirs;
   }
 
   /** Stream bytes handed to the sink so far (DATA_GET_STATE's bytes_processed). */
@@ -279,6 +315,7 @@ export class BackupEngine {
     st: fs.BigIntStats,
     parent: bigint,
     depth = 0,
+    whole = false,
   ): Promise<void> {
     if (this.hooks.aborted()) throw new BackupAborted();
     const node = this.nodeOf(st);
@@ -288,7 +325,24 @@ export class BackupEngine {
       this.done(depth, start);
       return;
     }
-    const children = this.list(rel, abs);
+    const listing = this.list(rel, abs);
+    let children = listing.children;
+    let dumpdir: DumpdirEntry[] | undefined;
+    const inc = this.spec.incremental;
+    if (inc) {
+      if (listing.listed) this.dirs!.add(rel, st.dev, st.ino);
+      // A new or renamed directory comes whole: its children may keep old times.
+      whole = whole || inc.since === null || inc.isNewDirectory(rel, st.dev, st.ino);
+      const picked = this.pick(listing, whole, inc.since ?? 0n, inc.dumpdirs && listing.listed);
+      children = picked.children;
+      if (picked.dumpdir) {
+        if (dumpdirValueLength(picked.dumpdir) <= MAX_DUMPDIR_BYTES) dumpdir = picked.dumpdir;
+        else
+          this.warn(
+            `${rel}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
+          );
+      }
+    }
     if (this.hooks.directory) {
       const told = this.hooks.directory(
         node,
@@ -298,12 +352,12 @@ export class BackupEngine {
       );
       if (told) await told;
     }
-    await this.emit(rel, abs, st, node);
+    await this.emit(rel, abs, st, node, dumpdir);
     const frame = { depth, left: children.length };
     this.walking.push(frame);
     for (const c of children) {
       frame.left--;
-      await this.visit(c.rel, c.abs, c.st, node, depth + 1);
+      await this.visit(c.rel, c.abs, c.st, node, depth + 1, whole);
     }
     this.walking.pop();
     this.done(depth, start);
@@ -336,33 +390,90 @@ export class BackupEngine {
     return BigInt(Math.round(est));
   }
 
-  /** A directory's entries to back up, sorted, with their lstat; trouble is a warning. */
-  private list(rel: string, abs: string): { name: string; rel: string; abs: string; st: fs.BigIntStats }[] {
+  /**
+   * A directory's entries to back up, sorted, with their lstat; trouble is a
+   * warning. `others`: names there that are not backed up (excluded, sockets,
+   * not lstat-able but for having vanished), sorted; `listed`: false when the
+   * directory could not be read.
+   */
+  private list(rel: string, abs: string): Listing {
     let names: string[];
     try {
       names = fs.readdirSync(abs).sort();
     } catch (e) {
       this.warn(`${rel}: cannot list the directory (${describe(e)}); its contents are not backed up`);
-      return [];
+      return { children: [], others: [], listed: false };
     }
-    const out: { name: string; rel: string; abs: string; st: fs.BigIntStats }[] = [];
+    const out: Child[] = [];
+    const others: string[] = [];
     for (const name of names) {
       const childRel = rel === '.' ? name : `${rel}/${name}`;
-      if (!this.excludes.empty && this.excludes.excludes(childRel, name)) continue;
+      if (!this.excludes.empty && this.excludes.excludes(childRel, name)) {
+        others.push(name);
+        continue;
+      }
       const childAbs = join(abs, name);
-      const st = this.lstat(childRel, childAbs);
-      if (!st) continue;
+      let st: fs.BigIntStats;
+      try {
+        st = fs.lstatSync(childAbs, { bigint: true });
+      } catch (e) {
+        this.warn(`${childRel}: ${describe(e)}; skipped`);
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') others.push(name);
+        continue;
+      }
       if (st.isSocket()) {
         this.warn(`${childRel}: a socket; not backed up`);
+        others.push(name);
         continue;
       }
       out.push({ name, rel: childRel, abs: childAbs, st });
     }
-    return out;
+    return { children: out, others, listed: true };
   }
 
-  private async emit(rel: string, abs: string, st: fs.BigIntStats, node: bigint): Promise<void> {
+  /**
+   * Incremental backups: the children that go into the stream (directories,
+   * and what changed since `since`, or everything when `whole`), and the
+   * directory's GNU.dumpdir: every name, sorted, Y (in the stream), N (not:
+   * unchanged, or not backed up at all: a restore leaves it alone) or D.
+   */
+  private pick(
+    listing: Listing,
+    whole: boolean,
+    since: bigint,
+    withDumpdir: boolean,
+  ): { children: Child[]; dumpdir: DumpdirEntry[] | null } {
+    const children: Child[] = [];
+    const dumpdir: DumpdirEntry[] | null = withDumpdir ? [] : null;
+    // Sorted, so a name twice (names that are not UTF-8 read lossily) is adjacent: listed once.
+    const list = (name: string, flag: DumpdirEntry['flag']): void => {
+      if (dumpdir && dumpdir[dumpdir.length - 1]?.name !== name) dumpdir.push({ name, flag });
+    };
+    const others = listing.others;
+    let o = 0;
+    for (const c of listing.children) {
+      while (o < others.length && others[o]! < c.name) list(others[o++]!, 'N');
+      const dir = c.st.isDirectory();
+      const changed = (c.st.mtimeNs > c.st.ctimeNs ? c.st.mtimeNs : c.st.ctimeNs) >= since;
+      const keep = dir || whole || changed;
+      if (keep) children.push(c);
+      list(c.name, dir ? 'D' : keep ? 'Y' : 'N');
+    }
+    while (o < others.length) list(others[o++]!, 'N');
+    return { children, dumpdir };
+  }
+
+  private async emit(
+    rel: string,
+    abs: string,
+    st: fs.BigIntStats,
+    node: bigint,
+    dumpdir?: DumpdirEntry[],
+  ): Promise<void> {
     const entry = this.describeEntry(rel, st);
+    if (dumpdir) entry.dumpdir = dumpdir;
+    // A directory's listing makes its header as long as it needs.
+    const bound = dumpdir ? MAX_HEADER_BYTES + dumpdirValueLength(dumpdir) + BLOCK : MAX_HEADER_BYTES;
     let fd = -1;
     if (entry.type === 'symlink') {
       try {
@@ -397,10 +508,11 @@ export class BackupEngine {
       if (this.pipe) {
         // The reader thread puts header and data into the stream and completes
         // the history record with the entry's position; we only estimate it.
-        const n = encodeHeaderInto(entry, this.buf, 0);
+        const into = bound <= this.buf.length ? this.buf : Buffer.allocUnsafe(bound);
+        const n = encodeHeaderInto(entry, into, 0);
         this.offset += BigInt(n);
         this.entries++;
-        const header = this.buf.subarray(0, n);
+        const header = into.subarray(0, n);
         const record =
           this.hooks.record?.({
             path: rel,
@@ -414,17 +526,28 @@ export class BackupEngine {
           const handed = this.pipe.file(header, entry.size, rel, abs, record);
           if (handed) await handed;
           this.offset += entry.size + BigInt(paddingAfter(entry.size));
-        } else {
+        } else if (header.length <= PIPE_PIECE) {
           const put = this.pipe.bytesOut(header, record);
           if (put) await put;
+        } else {
+          // The history record goes with the first piece: its position is the header's start.
+          for (let at = 0; at < header.length; at += PIPE_PIECE) {
+            const put = this.pipe.bytesOut(header.subarray(at, at + PIPE_PIECE), at === 0 ? record : null);
+            if (put) await put;
+          }
         }
         await this.maybeYield();
         return;
       } else {
-        if (this.buf.length - this.fill < MAX_HEADER_BYTES) await this.flush();
-        const n = encodeHeaderInto(entry, this.buf, this.fill);
-        this.fill += n;
-        this.offset += BigInt(n);
+        if (bound <= this.buf.length) {
+          if (this.buf.length - this.fill < bound) await this.flush();
+          const n = encodeHeaderInto(entry, this.buf, this.fill);
+          this.fill += n;
+          this.offset += BigInt(n);
+        } else {
+          const big = Buffer.allocUnsafe(bound);
+          await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
+        }
         this.entries++;
         if (fd >= 0) await this.copyFile(rel, fd, entry.size);
       }
@@ -513,6 +636,18 @@ export class BackupEngine {
     this.offset += BigInt(bytes.length);
   }
 
+  /** Appends bytes of any length (a directory's long header). */
+  private async putAll(bytes: Uint8Array): Promise<void> {
+    for (let at = 0; at < bytes.length;) {
+      if (this.fill === this.buf.length) await this.flush();
+      const n = Math.min(bytes.length - at, this.buf.length - this.fill);
+      this.buf.set(bytes.subarray(at, at + n), this.fill);
+      this.fill += n;
+      this.offset += BigInt(n);
+      at += n;
+    }
+  }
+
   private async flush(): Promise<void> {
     if (this.fill === 0) return;
     if (this.hooks.aborted()) throw new BackupAborted();
@@ -534,6 +669,20 @@ export class BackupEngine {
       await new Promise((r) => setImmediate(r));
     }
   }
+}
+
+/** A name of a directory being walked, to back up. */
+interface Child {
+  readonly name: string;
+  readonly rel: string;
+  readonly abs: string;
+  readonly st: fs.BigIntStats;
+}
+
+interface Listing {
+  readonly children: Child[];
+  readonly others: string[];
+  readonly listed: boolean;
 }
 
 function typeOf(st: fs.BigIntStats): PaxType {

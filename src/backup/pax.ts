@@ -35,6 +35,22 @@ export interface PaxEntry {
   linkTarget?: string;
   devMajor?: number;
   devMinor?: number;
+  /**
+   * Directories of incremental backups: every name in the directory, with
+   * whether it is in this archive (`GNU.dumpdir`, see below). Absent: no record.
+   */
+  dumpdir?: readonly DumpdirEntry[];
+}
+
+/**
+ * One name of a directory listing in an incremental archive (GNU tar's
+ * `GNU.dumpdir` pax keyword, what its posix-format incrementals write): `Y`
+ * the entry is in this archive, `N` it is unchanged and not in this archive,
+ * `D` a directory (always in the archive).
+ */
+export interface DumpdirEntry {
+  readonly name: string;
+  readonly flag: 'Y' | 'N' | 'D';
 }
 
 export const BLOCK = 512;
@@ -205,6 +221,7 @@ const K_GNAME = te.encode('gname');
 const K_MTIME = te.encode('mtime');
 const K_ATIME = te.encode('atime');
 const K_CTIME = te.encode('ctime');
+const K_DUMPDIR = te.encode('GNU.dumpdir');
 const PAX_HEADERS_DIR = te.encode('PaxHeaders/');
 
 function tooSmall(needed: number, available: number): never {
@@ -278,6 +295,41 @@ function recordTime(t: Uint8Array, p: number, limit: number, key: Uint8Array, tm
     putDecimal(t, at, fracDigits, frac);
     at += fracDigits;
   }
+  t[at] = 0x0a;
+  return at + 1;
+}
+
+const DUMPDIR_FLAGS = { Y: 0x59, N: 0x4e, D: 0x44 } as const;
+
+/** Whether `name` may stand in a dumpdir: one path component (no '/', not '.' or '..'), no NUL. */
+function dumpdirNameOk(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
+}
+
+/**
+ * Bytes of the `GNU.dumpdir` value of `list`: per name its flag, its UTF-8
+ * bytes and a NUL; one more NUL at the end. A directory's header takes at most
+ * MAX_HEADER_BYTES + this + BLOCK bytes.
+ */
+export function dumpdirValueLength(list: readonly DumpdirEntry[]): number {
+  let n = 1;
+  for (const d of list) n += 2 + Buffer.byteLength(d.name, 'utf8');
+  return n;
+}
+
+function recordDumpdir(t: Uint8Array, p: number, limit: number, list: readonly DumpdirEntry[]): number {
+  const vlen = dumpdirValueLength(list);
+  let at = recordHead(t, p, limit, K_DUMPDIR, vlen);
+  const end = at + vlen;
+  for (const d of list) {
+    const flag = DUMPDIR_FLAGS[d.flag];
+    if (flag === undefined) throw new TypeError(`pax: bad dumpdir flag ${JSON.stringify(d.flag)}`);
+    if (!dumpdirNameOk(d.name)) throw new TypeError(`pax: bad dumpdir name ${JSON.stringify(d.name)}`);
+    t[at++] = flag;
+    at += te.encodeInto(d.name, t.subarray(at, end)).written;
+    t[at++] = 0;
+  }
+  t[at++] = 0;
   t[at] = 0x0a;
   return at + 1;
 }
@@ -412,7 +464,8 @@ export function encodeHeaderInto(e: PaxEntry, target: Uint8Array, offset: number
     sizeX ||
     mtimeX ||
     e.atime !== undefined ||
-    e.ctime !== undefined
+    e.ctime !== undefined ||
+    (isDir && e.dumpdir !== undefined)
   ) {
     const recStart = offset + BLOCK;
     if (recStart > limit) tooSmall(BLOCK, limit - offset);
@@ -427,6 +480,7 @@ export function encodeHeaderInto(e: PaxEntry, target: Uint8Array, offset: number
     if (mtimeX) p = recordTime(target, p, limit, K_MTIME, e.mtime);
     if (e.atime !== undefined) p = recordTime(target, p, limit, K_ATIME, e.atime);
     if (e.ctime !== undefined) p = recordTime(target, p, limit, K_CTIME, e.ctime);
+    if (isDir && e.dumpdir !== undefined) p = recordDumpdir(target, p, limit, e.dumpdir);
     const recLen = p - recStart;
     const padded = recStart + recLen + ((BLOCK - (recLen % BLOCK)) % BLOCK);
     if (padded + BLOCK > limit) tooSmall(padded + BLOCK - offset, limit - offset);
@@ -540,6 +594,7 @@ interface Overrides {
   mtime?: PaxTime | null;
   atime?: PaxTime | null;
   ctime?: PaxTime | null;
+  dumpdir?: DumpdirEntry[] | null;
 }
 type OverrideKey = keyof Overrides;
 
@@ -575,6 +630,19 @@ function fieldLen(b: Uint8Array, at: number, len: number): number {
   return len;
 }
 
+/**
+ * The parser's default bound on an `x`/`g` header body: 16 MiB, room for the
+ * `GNU.dumpdir` of a directory of some 700,000 names (the buffer grows only
+ * to the largest header actually met).
+ */
+export const DEFAULT_MAX_EXTENDED_HEADER = 16 << 20;
+
+/**
+ * The largest `GNU.dumpdir` value the backup engine writes: a directory whose
+ * listing is longer goes without one (and a restore deletes nothing in it).
+ */
+export const MAX_DUMPDIR_BYTES = DEFAULT_MAX_EXTENDED_HEADER - 64 * 1024;
+
 export class PaxParser {
   private readonly maxExt: number;
   private readonly base: number;
@@ -594,12 +662,12 @@ export class PaxParser {
   private left = 0; // data or padding bytes left
 
   constructor(opts?: {
-    /** Largest `x`/`g` header body accepted (default 1 MiB). */
+    /** Largest `x`/`g` header body accepted (default DEFAULT_MAX_EXTENDED_HEADER). */
     maxExtendedHeader?: number;
     /** Stream offset of the first byte pushed, when parsing from a seek point (default 0). */
     startOffset?: bigint;
   }) {
-    this.maxExt = opts?.maxExtendedHeader ?? 1 << 20;
+    this.maxExt = opts?.maxExtendedHeader ?? DEFAULT_MAX_EXTENDED_HEADER;
     this.base = Number(opts?.startOffset ?? 0n);
   }
 
@@ -700,6 +768,29 @@ export class PaxParser {
       // fall through
       default:
         throw new PaxFormatError('parser used after an error', this.offset);
+    }
+  }
+
+  /**
+   * Bytes that surely follow in the stream before the parser has finished
+   * what it is in and read the next header block: reading exactly this many
+   * never goes past the end-of-archive marker (Direct Access Recovery reads a
+   * region no further than it must: past the tape file's end, a DMA would
+   * take the mover's EOF pause for the end of the job). 0 once ended.
+   */
+  get need(): number {
+    switch (this.state) {
+      case State.Header:
+      case State.Zero1:
+        return BLOCK - this.blockFill;
+      case State.ExtData:
+        return this.extSize - this.extFill + paddingAfter(BigInt(this.extSize)) + BLOCK;
+      case State.Data:
+        return this.left + paddingAfter(this.cur!.size) + BLOCK;
+      case State.Pad:
+        return this.left + BLOCK;
+      default:
+        return 0;
     }
   }
 
@@ -828,6 +919,9 @@ export class PaxParser {
       e.devMajor = this.octal(b, o + DEVMAJOR, 8, 'devmajor', at, true);
       e.devMinor = this.octal(b, o + DEVMINOR, 8, 'devminor', at, true);
     }
+    // A dumpdir only means something on a directory, and only from its own x header.
+    const dumpdir = x.dumpdir;
+    if (type === 'dir' && dumpdir) e.dumpdir = dumpdir;
 
     this.pending = null;
     this.cur = e;
@@ -919,6 +1013,10 @@ export class PaxParser {
       case 'ctime':
         k = key;
         break;
+      case 'GNU.dumpdir':
+        // Never from a global header: a dumpdir names one directory's contents.
+        if (into !== this.globals) into.dumpdir = v.length === 0 ? null : this.dumpdir(v, at);
+        return;
       default:
         if (key.startsWith('GNU.sparse.')) this.fail(`GNU sparse files are not supported (${key})`, at);
         return; // charset, comment, hdrcharset, SCHILY.*, LIBARCHIVE.*, ...: ignored
@@ -963,6 +1061,46 @@ export class PaxParser {
       default:
         into[k] = this.time(v, key, at);
     }
+  }
+
+  /**
+   * A `GNU.dumpdir` value: entries of a flag (Y, N or D), a name and a NUL,
+   * then one more NUL. A name must be one path component: a restore deletes
+   * what a dumpdir leaves out, so a name that could point elsewhere is an error.
+   */
+  private dumpdir(v: Uint8Array, at: number): DumpdirEntry[] {
+    const out: DumpdirEntry[] = [];
+    const seen = new Set<string>();
+    let j = 0;
+    for (;;) {
+      if (j >= v.length) this.fail('GNU.dumpdir does not end with an empty entry', at);
+      const c = v[j]!;
+      if (c === 0) break;
+      if (c !== 0x59 && c !== 0x4e && c !== 0x44) {
+        this.fail(
+          `GNU.dumpdir entry with flag ${JSON.stringify(String.fromCharCode(c))} (only Y, N and D are supported)`,
+          at,
+        );
+      }
+      const start = j + 1;
+      let end = start;
+      while (end < v.length && v[end] !== 0) end++;
+      if (end >= v.length) this.fail('GNU.dumpdir entry without its NUL', at);
+      let name: string;
+      try {
+        name = utf8Strict.decode(v.subarray(start, end));
+      } catch {
+        this.fail('GNU.dumpdir name is not valid UTF-8', at);
+      }
+      if (name === '' || name === '.' || name === '..' || name.includes('/'))
+        this.fail(`GNU.dumpdir name ${JSON.stringify(name)} is not a single path component`, at);
+      if (seen.has(name)) this.fail(`GNU.dumpdir names ${JSON.stringify(name)} twice`, at);
+      seen.add(name);
+      out.push({ name, flag: c === 0x59 ? 'Y' : c === 0x4e ? 'N' : 'D' });
+      j = end + 1;
+    }
+    if (j !== v.length - 1) this.fail('GNU.dumpdir has bytes after its end', at);
+    return out;
   }
 
   /** A pax time: [-]digits[.digits], the real number of seconds (so "-1.5" is sec −2, nsec 5e8). */

@@ -14,11 +14,11 @@
 // stream that is not a valid archive stops the restore with a clear error
 // (PaxFormatError), never a crash.
 
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { PaxParser } from './pax.js';
-import type { ParsedEntry, PaxTime } from './pax.js';
+import type { ParsedEntry } from './pax.js';
+import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
 
 /** What happens to a file that already exists at a restore's target. */
 export type OverwritePolicy = 'always' | 'never' | 'older';
@@ -34,6 +34,11 @@ export interface RestoreOptions {
    * archive path, or null to skip it. Default: everything, at its own path.
    */
   readonly select?: (path: string) => string | null;
+  /**
+   * Each entry as its header is parsed, before anything is written for it:
+   * Direct Access Recovery learns from it how far the entry reaches.
+   */
+  readonly onHeader?: (e: ParsedEntry) => void;
 }
 
 export type RestoreStatus = 'restored' | 'skipped' | 'refused' | 'failed';
@@ -42,6 +47,12 @@ export interface RestoreHooks {
   /** Each entry's outcome; `why` for anything but 'restored'. */
   entry?(path: string, status: RestoreStatus, why?: string): void;
   warn(text: string): void;
+  /**
+   * Incremental archives: a name removed from the destination because its
+   * directory's GNU.dumpdir does not list it (deleted or renamed since the
+   * earlier backup); `path` is its archive path. A directory counts once.
+   */
+  removed?(path: string): void;
 }
 
 export interface RestoreResult {
@@ -49,6 +60,8 @@ export interface RestoreResult {
   readonly refused: number;
   readonly failed: number;
   readonly skipped: number;
+  /** Names removed from the destination by incremental archives' directory listings (see RestoreHooks.removed). */
+  readonly removed: number;
 }
 
 interface OpenFile {
@@ -56,19 +69,21 @@ interface OpenFile {
   readonly target: string;
   fd: number;
   failed: boolean;
+  /** Data bytes still to come: the file is closed (and reported) the moment its last byte is in. */
+  left: bigint;
 }
 
 const O_WRITE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
 
 export class RestoreEngine {
-  private readonly parser = new PaxParser();
+  private parser = new PaxParser();
   private open: OpenFile | null = null;
   /** Directories below dest known to be real directories (not links), relative. */
   private readonly safeDirs = new Set<string>(['']);
   /** Directories restored, to get their times and modes once everything inside them is written. */
   private readonly dirs: { target: string; entry: ParsedEntry }[] = [];
   private readonly owners: boolean;
-  private counts = { restored: 0, refused: 0, failed: 0, skipped: 0 };
+  private counts = { restored: 0, refused: 0, failed: 0, skipped: 0, removed: 0 };
 
   constructor(
     private readonly opts: RestoreOptions,
@@ -90,8 +105,18 @@ export class RestoreEngine {
   end(): RestoreResult {
     this.closeFile();
     this.parser.end();
+    return this.finish();
+  }
+
+  /**
+   * Done without reading to the end of the archive (Direct Access Recovery
+   * read only the parts it wanted): the directories get their attributes.
+   */
+  finish(): RestoreResult {
+    this.closeFile();
     // Deepest first, so setting a directory's times is not undone by its children.
     for (const d of this.dirs.reverse()) this.attributes(d.target, d.entry);
+    this.dirs.length = 0;
     return { ...this.counts };
   }
 
@@ -100,8 +125,39 @@ export class RestoreEngine {
     this.closeFile();
   }
 
+  /**
+   * Direct Access Recovery: the next bytes pushed start at stream offset
+   * `offset`, an entry's first header byte. What was being parsed is dropped
+   * (an entry cut short is reported failed).
+   */
+  seek(offset: bigint): void {
+    const f = this.open;
+    if (f && f.left > 0n && !f.failed) {
+      f.failed = true;
+      this.report(f.entry.path, 'failed', 'its data was not all read');
+    }
+    this.closeFile();
+    this.parser = new PaxParser({ startOffset: offset });
+  }
+
+  /** Stream offset of the next byte the parser expects. */
+  get offset(): bigint {
+    return this.parser.offset;
+  }
+
+  /** Bytes the parser surely needs next (PaxParser.need). */
+  get need(): number {
+    return this.parser.need;
+  }
+
+  /** True once the end-of-archive marker was parsed. */
+  get ended(): boolean {
+    return this.parser.ended;
+  }
+
   private onEntry(e: ParsedEntry): void {
     this.closeFile();
+    this.opts.onHeader?.(e);
     const rel = this.targetOf(e);
     if (rel === null) return;
     const target = join(this.opts.dest, rel);
@@ -113,7 +169,14 @@ export class RestoreEngine {
           break;
         case 'file':
           if (!this.mayReplace(target, e)) return;
-          this.open = { entry: e, target, fd: fs.openSync(target, O_WRITE, 0o600), failed: false };
+          this.open = {
+            entry: e,
+            target,
+            fd: fs.openSync(target, O_WRITE, 0o600),
+            failed: false,
+            left: e.size,
+          };
+          if (e.size === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
         case 'symlink':
           if (!this.mayReplace(target, e)) return;
@@ -122,7 +185,8 @@ export class RestoreEngine {
           break;
         case 'hardlink': {
           const from = this.checkedName(e.linkTarget ?? '');
-          const fromRel = from === null ? null : (this.opts.select?.(from) ?? from);
+          // Where this restore put the link's source: a source it did not select is not there.
+          const fromRel = from === null ? null : this.opts.select ? this.opts.select(from) : from;
           if (from === null || fromRel === null || !this.throughRealDirs(fromRel)) {
             this.report(
               e.path,
@@ -137,8 +201,14 @@ export class RestoreEngine {
         }
         case 'fifo':
           if (!this.mayReplace(target, e)) return;
-          // Node has no mkfifo(); the coreutils one does exactly that.
-          execFileSync('mkfifo', ['-m', (e.mode & 0o7777).toString(8), '--', target]);
+          mkfifo(target, e.mode & 0o7777);
+          this.attributes(target, e);
+          break;
+        case 'chardev':
+        case 'blockdev':
+          // Only root may make device nodes; others get the entry reported, not a crash.
+          if (!this.mayReplace(target, e)) return;
+          mknod(target, e.type, e.mode & 0o7777, e.devMajor ?? 0, e.devMinor ?? 0);
           this.attributes(target, e);
           break;
         default:
@@ -153,13 +223,17 @@ export class RestoreEngine {
 
   private onData(data: Uint8Array): void {
     const f = this.open;
-    if (!f || f.failed) return;
-    try {
-      for (let off = 0; off < data.length;) off += fs.writeSync(f.fd, data, off, data.length - off);
-    } catch (err) {
-      f.failed = true;
-      this.report(f.entry.path, 'failed', errorText(err));
+    if (!f) return;
+    f.left -= BigInt(data.length);
+    if (!f.failed) {
+      try {
+        for (let off = 0; off < data.length;) off += fs.writeSync(f.fd, data, off, data.length - off);
+      } catch (err) {
+        f.failed = true;
+        this.report(f.entry.path, 'failed', errorText(err));
+      }
     }
+    if (f.left <= 0n) this.closeFile();
   }
 
   private closeFile(): void {
@@ -233,7 +307,7 @@ export class RestoreEngine {
       try {
         st = fs.lstatSync(abs);
       } catch {
-        fs.mkdirSync(abs, { mode: 0o700 });
+        fs.mkdirSync(abs, { mode: 0o755 });
         st = fs.lstatSync(abs);
       }
       if (!st.isDirectory()) {
@@ -267,6 +341,7 @@ export class RestoreEngine {
             .join('/');
     this.safeDirs.add(rel);
     this.dirs.push({ target, entry: e });
+    if (e.dumpdir) this.purge(target, rel, e);
   }
 
   /** Whether the entry may be written where something may already be; clears the way if so. */
@@ -295,13 +370,14 @@ export class RestoreEngine {
   private attributes(target: string, e: ParsedEntry): void {
     try {
       if (this.owners) fs.lchownSync(target, e.uid, e.gid);
+      // Times to the nanosecond (Node's utimes keeps microseconds); a symlink's own, not its target's.
       if (e.type === 'symlink') {
-        fs.lutimesSync(target, seconds(e.atime ?? e.mtime), seconds(e.mtime));
+        setTimesNs(target, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
         return;
       }
       // chmod after chown: chown clears setuid/setgid.
       fs.chmodSync(target, e.mode & 0o7777);
-      fs.utimesSync(target, seconds(e.atime ?? e.mtime), seconds(e.mtime));
+      setTimesNs(target, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
     } catch (err) {
       this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
     }
@@ -312,15 +388,75 @@ export class RestoreEngine {
     if (status !== 'restored') this.hooks.warn(`${path}: ${status}${why ? `: ${why}` : ''}`);
     this.hooks.entry?.(path, status, why);
   }
-}
 
-/**
- * Seconds as Node's utimes takes them: a double, so nanoseconds survive only
- * to about a quarter of a microsecond at today's dates (Node has no
- * utimensat with integer nanoseconds).
- */
-function seconds(t: PaxTime): number {
-  return Number(t.sec) + t.nsec / 1e9;
+  /**
+   * An incremental archive's directory (its GNU.dumpdir lists every name it
+   * had at the backup): what the destination directory holds beyond that was
+   * deleted or renamed since the earlier backups, and goes. Names listed N
+   * (unchanged, not in this archive) stay as they are; a directory where this
+   * archive has a non-directory (Y) goes too, to make way. Never with
+   * overwrite=never; with `select`, only names this restore would put at
+   * exactly that place; nothing is followed through a symbolic link.
+   */
+  private purge(target: string, destRel: string, e: ParsedEntry): void {
+    if (this.opts.overwrite === 'never') return;
+    const archRel = this.checkedName(e.path);
+    if (archRel === null) return;
+    const listed = new Map(e.dumpdir!.map((d) => [d.name, d.flag]));
+    let names: string[];
+    try {
+      names = fs.readdirSync(target);
+    } catch (err) {
+      this.hooks.warn(`${e.path}: cannot list the directory to remove what was deleted (${errorText(err)})`);
+      return;
+    }
+    for (const name of names) {
+      const flag = listed.get(name);
+      if (flag === 'N' || flag === 'D') continue;
+      const abs = join(target, name);
+      if (flag === 'Y') {
+        let st: fs.Stats;
+        try {
+          st = fs.lstatSync(abs);
+        } catch {
+          continue;
+        }
+        if (!st.isDirectory()) continue; // replaced by the entry itself (mayReplace)
+      }
+      const archPath = archRel === '' ? name : `${archRel}/${name}`;
+      const destPath = destRel === '' ? name : `${destRel}/${name}`;
+      if (this.opts.select) {
+        const to = this.opts.select(archPath);
+        if (to === null || this.checkedName(to) !== destPath) continue;
+      }
+      try {
+        this.removeTree(abs);
+      } catch (err) {
+        this.hooks.warn(`${archPath}: deleted since the earlier backup, but not removed (${errorText(err)})`);
+        continue;
+      } finally {
+        // Whatever of it is gone is no longer known to be a real directory.
+        for (const d of this.safeDirs) {
+          if (d === destPath || d.startsWith(`${destPath}/`)) this.safeDirs.delete(d);
+        }
+      }
+      this.counts.removed++;
+      this.hooks.removed?.(archPath);
+    }
+  }
+
+  /** Removes `abs` and, for a directory, everything in it; a symbolic link is removed, never followed. */
+  private removeTree(abs: string): void {
+    const st = fs.lstatSync(abs);
+    if (!st.isDirectory()) {
+      fs.unlinkSync(abs);
+      return;
+    }
+    // A directory restored read-only must open up to be emptied (as its owner may).
+    if ((st.mode & 0o700) !== 0o700 && st.uid === process.getuid?.()) fs.chmodSync(abs, 0o700);
+    for (const name of fs.readdirSync(abs)) this.removeTree(join(abs, name));
+    fs.rmdirSync(abs);
+  }
 }
 
 /** An error for a restore report: its code and what the system said. */

@@ -45,8 +45,28 @@ export const RECORD_HEADER_BYTES = OFF.name;
 /** Longer names are not sent as history (PATH_MAX is 4096; this is a guard, not a limit in practice). */
 export const MAX_NAME_BYTES = 65535;
 
+/** What a history record needs of a file's status: an lstat result, or one made up from an archive header. */
+export type HistoryStat = Pick<
+  BigIntStats,
+  | 'mode'
+  | 'uid'
+  | 'gid'
+  | 'nlink'
+  | 'mtimeMs'
+  | 'atimeMs'
+  | 'ctimeMs'
+  | 'size'
+  | 'isFile'
+  | 'isDirectory'
+  | 'isSymbolicLink'
+  | 'isFIFO'
+  | 'isCharacterDevice'
+  | 'isBlockDevice'
+  | 'isSocket'
+>;
+
 /** NDMP file type of an lstat result. */
-export function ndmpFileType(st: BigIntStats): number {
+export function ndmpFileType(st: HistoryStat): number {
   if (st.isFile()) return FileType.NDMP_FILE_REG;
   if (st.isDirectory()) return FileType.NDMP_FILE_DIR;
   if (st.isSymbolicLink()) return FileType.NDMP_FILE_SLINK;
@@ -86,7 +106,7 @@ export class RecordWriter {
   /** An ENTRY; false (nothing written) when the name is too long to send. */
   entry(
     path: string,
-    st: BigIntStats,
+    st: HistoryStat,
     node: bigint,
     fhInfo: bigint | null,
     flags: number,
