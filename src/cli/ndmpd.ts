@@ -189,6 +189,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     dataPorts: cfg.dataPorts,
     dataAddress: cfg.dataAddress,
     history,
+    stateDir: cfg.stateDir,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');

@@ -40,6 +40,8 @@ export interface ServerContext {
    * advertised. Default (null): the address the DMA reached this server on.
    */
   readonly dataAddress?: string | null;
+  /** Where the server keeps its state: incremental backups' dumpdates and snapshots (absent: incrementals are refused). */
+  readonly stateDir?: string | null;
   /** File history: the history thread(s) and how sessions use them (null: backups refuse HIST). */
   readonly history?: HistoryHub | null;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */

@@ -60,6 +60,7 @@ export async function startServer(
     log,
     authFailureDelayMs: 5,
     history,
+    stateDir: join(exportDir, '..', `${exportDir.split('/').pop()}-state`),
     ...ctxOverrides,
   };
   const server = new NdmpServer(ctx, { ...DEFAULT_LISTENER_OPTIONS, port: 0, ...opts });

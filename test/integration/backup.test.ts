@@ -106,7 +106,7 @@ describe('backup over TCP to this server’s mover', { timeout: 60_000 }, () => 
     }
   });
 
-  test('refusals: another butype, FILESYSTEM outside the exports, a HIST value that means nothing', async () => {
+  test('refusals: another butype, FILESYSTEM outside the exports, LEVEL above 9, a HIST value that means nothing', async () => {
     const c = await client(srv.port, 'md5');
     try {
       await connected(c);
@@ -126,9 +126,9 @@ describe('backup over TCP to this server’s mover', { timeout: 60_000 }, () => 
       await refused(
         start('tar', [
           { name: 'FILESYSTEM', value: tree },
-          { name: 'LEVEL', value: '1' },
+          { name: 'LEVEL', value: '10' },
         ]),
-        /LEVEL/,
+        /LEVEL=10/,
       );
       await refused(
         start('tar', [

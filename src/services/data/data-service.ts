@@ -23,6 +23,12 @@ import { LockstepProducer, RingProducer } from '../../history/producer.js';
 import type { HistoryProducer } from '../../history/producer.js';
 import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
+import { IncrementalError, commitIncremental, planIncremental } from '../../backup/incremental.js';
+import type { IncrementalPlan } from '../../backup/incremental.js';
+import { PaxFormatError } from '../../backup/pax.js';
+import { planRecover } from './recover-plan.js';
+import { HistoryReplay, Recovery, ringSource, socketSource } from './recovery.js';
+import type { RecoverHooks } from './recovery.js';
 import type { StreamSink } from '../../backup/engine.js';
 import {
   AddrType,
@@ -33,7 +39,7 @@ import {
   LogType,
   NdmpError,
 } from '../../wire/index.js';
-import type { Addr, Pval } from '../../wire/index.js';
+import type { Addr, NlistName, Pval } from '../../wire/index.js';
 import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
@@ -45,6 +51,10 @@ export interface DataHooks {
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
   /** Lockstep history: hands one encoded FH message to the main thread to write. */
   sendHistory(message: ArrayBuffer): void;
+  /** NOTIFY_DATA_READ: a recover needs these stream bytes next. */
+  dataRead(offset: bigint, length: bigint): void;
+  /** LOG_FILE: what one nlist entry of a recover came to. */
+  logFile(name: string, recoveryStatus: number): void;
 }
 
 export class DataService {
@@ -59,6 +69,8 @@ export class DataService {
   private server: net.Server | null = null;
   private socket: net.Socket | null = null;
   private engine: BackupEngine | null = null;
+  /** The running (or last) recover or history replay. */
+  private recovery: Recovery | HistoryReplay | null = null;
   /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
   private ring: SpscRing | null = null;
   private ringSab: SharedArrayBuffer | null = null;
@@ -76,14 +88,16 @@ export class DataService {
   private history: HistoryProducer | null = null;
 
   constructor(
-    private readonly opts: ListenOptions & Pick<DataThreadConfig, 'exports' | 'abortFlag'>,
+    private readonly opts: ListenOptions &
+      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir'>,
     private readonly hooks: DataHooks,
   ) {
     this.abortFlag = new Int32Array(opts.abortFlag);
   }
 
   getState(): DataState {
-    const bytesProcessed = this.engine?.bytesProcessed ?? this.bytesProcessed;
+    const bytesProcessed =
+      this.engine?.bytesProcessed ?? this.recovery?.bytesProcessed ?? this.bytesProcessed;
     // Estimates only while a backup runs and has one; otherwise say so rather
     // than send zeros that look like facts.
     const remain =
@@ -163,6 +177,7 @@ export class DataService {
     const plan = this.planBackup(env);
     if (plan.model !== HistoryModel.NONE && !channel)
       throw NdmpError.illegalArgs('file history is not available on this server; back up with HIST=n');
+    const incremental = this.planIncremental(env, plan.root);
     const aborted = (): boolean => this.aborting || Atomics.load(this.abortFlag, 0) !== 0;
     const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring, aborted) : null;
     if (!sink) throw NdmpError.illegalState('no data connection');
@@ -171,6 +186,10 @@ export class DataService {
     if (!env.some((p) => p.name === 'PATHNAME_SEPARATOR'))
       this.env.push({ name: 'PATHNAME_SEPARATOR', value: '/' });
     if (!env.some((p) => p.name === 'TYPE')) this.env.push({ name: 'TYPE', value: 'tar' });
+    // Every entry's history carries its header offset: the DMA may recover it
+    // directly. Saved with the backup's environment, DIRECT=y comes back at
+    // recover time (ndmjob -J does that), which is what enables DAR there.
+    if (!env.some((p) => p.name === 'DIRECT')) this.env.push({ name: 'DIRECT', value: 'y' });
     this.state = S.NDMP_DATA_STATE_ACTIVE;
     this.operation = DataOperation.NDMP_DATA_OP_BACKUP;
     this.aborting = false;
@@ -199,7 +218,7 @@ export class DataService {
       return rec;
     };
     const engine = new BackupEngine(
-      plan,
+      incremental ? { ...plan, incremental } : plan,
       sink,
       {
         aborted: () => aborted() || (history !== null && history.failure() !== 0),
@@ -230,8 +249,14 @@ export class DataService {
       pipe,
     );
     this.engine = engine;
+    if (incremental?.warning) {
+      this.hooks.log('warn', incremental.warning);
+      this.hooks.logMessage(LogType.NDMP_LOG_WARNING, incremental.warning);
+    }
     this.hooks.log('info', 'backup started', {
       root: plan.root,
+      level: incremental?.level ?? 0,
+      since: incremental?.since != null ? String(incremental.since) : undefined,
       files: plan.files,
       excludes: plan.excludes,
       history: ['none', 'path', 'dir/node'][plan.model],
@@ -252,6 +277,7 @@ export class DataService {
           this.failHistory(history.failure(), channel!);
           return;
         }
+        if (incremental) this.recordBackup(incremental, engine);
         const what = `${r.entries} entries, ${r.bytes} bytes`;
         this.halt(
           DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL,
@@ -270,6 +296,112 @@ export class DataService {
             : DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR;
         this.hooks.logMessage(LogType.NDMP_LOG_ERROR, `backup failed: ${err.message}`);
         this.halt(reason, `backup failed: ${err.message}`);
+      });
+  }
+
+  /**
+   * DATA_START_RECOVER, or with `fileHistory` DATA_START_RECOVER_FILEHIST
+   * (PROTOCOL.md §9.2): checks the request, answers, and runs it; its end is
+   * NOTIFY_DATA_HALTED, after a LOG_FILE per nlist entry.
+   */
+  startRecover(
+    env: Pval[],
+    nlist: NlistName[],
+    butypeName: string,
+    fileHistory: boolean,
+    channel: HistoryChannel | null,
+  ): void {
+    const what = fileHistory ? 'DATA_START_RECOVER_FILEHIST' : 'DATA_START_RECOVER';
+    if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState(what);
+    if (butypeName !== 'tar')
+      throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
+    const plan = planRecover(this.opts.version, env, nlist, this.opts.exports, fileHistory);
+    let model: HistoryModel = HistoryModel.NONE;
+    if (fileHistory) {
+      const asked = historyModelOf(env);
+      if (asked === null)
+        throw NdmpError.illegalArgs(`HIST=${env.find((p) => p.name === 'HIST')?.value}: say y, f, d or n`);
+      // Replaying history is the whole point: without HIST, the server's choice (path).
+      model = asked === HistoryModel.NONE ? HistoryModel.PATH : asked;
+      if (!channel) throw NdmpError.illegalArgs('file history is not available on this server');
+    }
+    const aborted = (): boolean => this.aborting || Atomics.load(this.abortFlag, 0) !== 0;
+    const source = this.socket
+      ? socketSource(this.socket, aborted)
+      : this.ring
+        ? ringSource(this.ring, aborted)
+        : null;
+    if (!source) throw NdmpError.illegalState('no data connection');
+    this.env = [...env];
+    this.state = S.NDMP_DATA_STATE_ACTIVE;
+    this.operation = fileHistory
+      ? DataOperation.NDMP_DATA_OP_RECOVER_FILEHIST
+      : DataOperation.NDMP_DATA_OP_RECOVER;
+    this.aborting = false;
+    Atomics.store(this.abortFlag, 0, 0);
+    this.startedAt = performance.now();
+    const hooks: RecoverHooks = {
+      aborted,
+      dataRead: (offset, length) => {
+        this.readOffset = offset;
+        this.readLength = length;
+        this.hooks.dataRead(offset, length);
+      },
+      logFile: (name, status) => this.hooks.logFile(name, status),
+      warn: (text) => {
+        this.hooks.log('warn', text);
+        this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
+      },
+    };
+    const history = fileHistory ? this.startHistory(model, channel) : null;
+    this.history = history;
+    this.hooks.log('info', fileHistory ? 'history replay started' : 'recover started', {
+      destination: plan.destRoot || undefined,
+      nlist: plan.targets.length,
+      direct: plan.direct,
+      overwrite: plan.overwrite,
+    });
+    const run: Promise<string | null> = history
+      ? (() => {
+          const replay = new HistoryReplay(plan, model, history, source, hooks);
+          this.recovery = replay;
+          return replay.run().then(async (r) => {
+            if (r.aborted) {
+              if (history.failure() !== 0) this.failHistory(history.failure(), channel!);
+              return null;
+            }
+            if ((await history.finish()) !== HistoryStatus.DELIVERED) {
+              this.failHistory(history.failure(), channel!);
+              return null;
+            }
+            return `file history of ${r.entries} entries replayed from ${r.bytes} bytes`;
+          });
+        })()
+      : (() => {
+          const recovery = new Recovery(plan, source, hooks);
+          this.recovery = recovery;
+          return recovery.run().then((r) => {
+            if (r.aborted) return null;
+            const what = `${r.restored} entries restored from ${r.bytes} bytes`;
+            return r.failed + r.failedTargets === 0
+              ? `recover completed: ${what}`
+              : `recover completed with failures (${r.failed} entries not restored; see LOG_FILE): ${what}`;
+          });
+        })();
+    this.running = run
+      .then((text) => {
+        // Aborted: abort() or a history failure has halted already.
+        if (text !== null) this.halt(DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL, text);
+      })
+      .catch((e: unknown) => {
+        const err = e as Error;
+        // A stream that is not a valid archive, or one cut short: a clear reason, never a crash.
+        const text =
+          err instanceof PaxFormatError
+            ? `${fileHistory ? 'history replay' : 'recover'} stopped: the backup stream is not a valid archive (${err.message})`
+            : `${fileHistory ? 'history replay' : 'recover'} failed: ${err.message}`;
+        this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
+        this.halt(DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR, text);
       });
   }
 
@@ -359,10 +491,9 @@ export class DataService {
         `HIST=${one('HIST')}: say y (the server's choice), f (paths), d (directories and nodes) or n (none)`,
       );
     }
-    const level = one('LEVEL') ?? '0';
-    if (level !== '0')
-      throw NdmpError.illegalArgs(`LEVEL=${level}: only level 0 (full) backups are offered yet`);
     const known = new Set([
+      'BASE_DATE',
+      'DIRECT',
       'FILESYSTEM',
       'PREFIX',
       'HIST',
@@ -378,6 +509,45 @@ export class DataService {
         this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
     }
     return { root, files: all('FILES'), excludes: all('EXCLUDE'), model };
+  }
+
+  /**
+   * LEVEL / BASE_DATE / UPDATE (PROTOCOL.md §9.3): the incremental this
+   * backup is, against the dumpdates in the state dir. Null without a state
+   * dir (then only full backups, not recorded).
+   */
+  private planIncremental(env: Pval[], root: string): IncrementalPlan | null {
+    const stateDir = this.opts.stateDir;
+    if (!stateDir) {
+      const level = env.find((p) => p.name === 'LEVEL')?.value ?? '0';
+      if (level.trim() !== '0' || env.some((p) => p.name === 'BASE_DATE'))
+        throw NdmpError.illegalArgs('incremental backups need a state dir; this server has none');
+      return null;
+    }
+    // Full backups are recorded too (UPDATE defaults to y): they are the base of the next level 1.
+    try {
+      return planIncremental(env, root, stateDir);
+    } catch (e) {
+      if (e instanceof IncrementalError) throw NdmpError.illegalArgs(e.message);
+      throw e;
+    }
+  }
+
+  /** A completed backup goes into the dumpdates; DATA_GET_ENV then says DUMP_DATE. */
+  private recordBackup(plan: IncrementalPlan, engine: BackupEngine): void {
+    const snapshot = engine.snapshot();
+    if (!snapshot) return;
+    try {
+      for (const p of commitIncremental(plan, snapshot, this.opts.stateDir!)) {
+        const i = this.env.findIndex((q) => q.name === p.name);
+        if (i >= 0) this.env.splice(i, 1);
+        this.env.push(p);
+      }
+    } catch (e) {
+      const text = `the backup completed but was not recorded for incrementals: ${(e as Error).message}`;
+      this.hooks.log('warn', text);
+      this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
+    }
   }
 
   /** LOCAL connection to this session's mover through a shared byte ring (PROTOCOL.md §7.6). */
@@ -428,6 +598,7 @@ export class DataService {
     this.readLength = 0n;
     this.env = [];
     this.engine = null;
+    this.recovery = null;
   }
 
   getEnv(): Pval[] {
@@ -516,8 +687,10 @@ export class DataService {
       this.socket.destroy();
       this.socket = null;
     }
-    // The mover takes what is in the ring, then sees the end.
-    this.ring?.close();
+    // Backup: the mover takes what is in the ring, then sees the end.
+    // Recover: the mover stops filling it.
+    if (this.operation === DataOperation.NDMP_DATA_OP_BACKUP) this.ring?.close();
+    else this.ring?.abort();
     this.ring = null;
     this.ringSab = null;
   }

@@ -3,6 +3,7 @@
 
 import { HistoryModel, historyModelOf } from '../../history/record.js';
 import { AddrType, M } from '../../wire/index.js';
+import type { NlistName, Pval } from '../../wire/index.js';
 import { connectDataToMover } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
 import { handler } from '../session.js';
@@ -33,6 +34,7 @@ export function dataOf(s: Session): DataClient {
     localAddress: s.localAddress,
     dataAddress: s.ctx.dataAddress ?? null,
     exports: s.ctx.exports.map((e) => ({ name: e.name, path: e.path })),
+    stateDir: s.ctx.stateDir ?? null,
   };
   const client: DataClient = new SessionWorker<DataOps, DataEvent>(
     s,
@@ -53,6 +55,12 @@ export function dataOf(s: Session): DataClient {
           if (id !== undefined) s.ctx.history?.lockstepMessage(id, e.message);
           return;
         }
+        case 'data-read':
+          s.post(M.NOTIFY_DATA_READ, { offset: e.offset, length: e.length });
+          return;
+        case 'log-file':
+          s.post(M.LOG_FILE, { name: e.name, recoveryStatus: e.recoveryStatus });
+          return;
         case 'log-message':
           s.post(M.LOG_MESSAGE, {
             logType: e.logType,
@@ -111,6 +119,27 @@ const dataStartBackup = handler(M.DATA_START_BACKUP, {
   },
 });
 
+/** Both recover requests: the replay's history gets a channel like a backup's. */
+async function startRecover(
+  s: Session,
+  req: { env: Pval[]; nlist: NlistName[]; butypeName: string },
+  fileHistory: boolean,
+): Promise<void> {
+  const hub = s.ctx.history;
+  const opened = fileHistory && hub ? hub.open(s) : null;
+  if (opened) historyIds.set(s, opened.id);
+  try {
+    await dataOf(s).call('dataStartRecover', { ...req, fileHistory, history: opened?.channel ?? null });
+  } catch (e) {
+    if (opened) hub!.cancel(opened.id);
+    throw e;
+  }
+}
+const dataStartRecover = handler(M.DATA_START_RECOVER, { handle: (s, req) => startRecover(s, req, false) });
+const dataStartRecoverFilehist = handler(M.DATA_START_RECOVER_FILEHIST, {
+  handle: (s, req) => startRecover(s, req, true),
+});
+
 export const dataHandlers: readonly Handler[] = [
   dataGetState,
   dataListen,
@@ -119,4 +148,6 @@ export const dataHandlers: readonly Handler[] = [
   dataStop,
   dataGetEnv,
   dataStartBackup,
+  dataStartRecover,
+  dataStartRecoverFilehist,
 ] as readonly Handler[];

@@ -2,7 +2,7 @@
 // request bodies in, reply bodies or NDMP errors out, and the data service's
 // notifications as events. See ../worker-rpc.ts for the transport.
 
-import type { Addr, NdmpVersion, Pval } from '../../wire/index.js';
+import type { Addr, NdmpVersion, NlistName, Pval } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
 import type { HistoryChannel } from '../../history/control.js';
 
@@ -19,6 +19,8 @@ export interface DataThreadConfig {
    * for its event loop (DESIGN.md: an abort lands within one record).
    */
   readonly abortFlag: SharedArrayBuffer;
+  /** Incremental backups' dumpdates and snapshots live here (null: only full backups). */
+  readonly stateDir: string | null;
   /** The exported trees: a backup's FILESYSTEM must lie inside one. */
   readonly exports: readonly { readonly name: string; readonly path: string }[];
 }
@@ -46,6 +48,17 @@ export type DataOps = {
   dataGetEnv: { req: Record<string, never>; rep: { env: Pval[] } };
   /** `history`: where the backup's file history goes (null: the server offers none). */
   dataStartBackup: { req: { butypeName: string; env: Pval[]; history: HistoryChannel | null }; rep: void };
+  /** DATA_START_RECOVER, or with `fileHistory` DATA_START_RECOVER_FILEHIST (history goes to `history`). */
+  dataStartRecover: {
+    req: {
+      env: Pval[];
+      nlist: NlistName[];
+      butypeName: string;
+      fileHistory: boolean;
+      history: HistoryChannel | null;
+    };
+    rep: void;
+  };
   /** LOCAL link: `listening` = our LISTEN(LOCAL) accepts the mover; else DATA_CONNECT(LOCAL). */
   dataAttachLocal: { req: { sab: SharedArrayBuffer; listening: boolean }; rep: void };
   dataDetachLocal: { req: Record<string, never>; rep: void };
@@ -59,4 +72,8 @@ export type DataEvent =
   /** A LOG_MESSAGE for the DMA (per-file trouble during a backup, say). */
   | { readonly event: 'log-message'; readonly logType: number; readonly text: string }
   /** Lockstep history: one encoded FH message for the main thread to write (transferred). */
-  | { readonly event: 'fh'; readonly message: ArrayBuffer };
+  | { readonly event: 'fh'; readonly message: ArrayBuffer }
+  /** NOTIFY_DATA_READ for the DMA. */
+  | { readonly event: 'data-read'; readonly offset: bigint; readonly length: bigint }
+  /** LOG_FILE for the DMA (a v4 recovery status; the codec writes v3's error). */
+  | { readonly event: 'log-file'; readonly name: string; readonly recoveryStatus: number };

@@ -18,6 +18,9 @@ const data = new DataService(config, {
     port.postMessage({ event: 'log-message', logType, text } satisfies DataEvent),
   log: (level, msg, fields) => workerLog(port, level, msg, fields),
   sendHistory: (message) => port.postMessage({ event: 'fh', message } satisfies DataEvent, [message]),
+  dataRead: (offset, length) => port.postMessage({ event: 'data-read', offset, length } satisfies DataEvent),
+  logFile: (name, recoveryStatus) =>
+    port.postMessage({ event: 'log-file', name, recoveryStatus } satisfies DataEvent),
 });
 
 const handlers: RpcHandlers<DataOps> = {
@@ -28,6 +31,7 @@ const handlers: RpcHandlers<DataOps> = {
   dataStop: () => data.stop(),
   dataGetEnv: () => ({ env: data.getEnv() }),
   dataStartBackup: (r) => data.startBackup(r.butypeName, r.env, r.history),
+  dataStartRecover: (r) => data.startRecover(r.env, r.nlist, r.butypeName, r.fileHistory, r.history),
   dataAttachLocal: (r) => data.attachLocal(r.sab, r.listening),
   dataDetachLocal: () => data.detachLocal(),
   shutdown: (r) => data.shutdown(r.why ?? null),

@@ -71,9 +71,11 @@ export class Mover {
 
   private server: net.Server | null = null;
   private socket: net.Socket | null = null;
-  /** LOCAL: the byte ring from this server's data service (backup: we consume it). */
+  /** LOCAL: the byte ring shared with this server's data service (backup: we consume it; recover: we fill it). */
   private ring: SpscRing | null = null;
   private ringPumping = false;
+  /** LOCAL recover: looks now and then whether the data service has finished with the stream. */
+  private ringWatch: ReturnType<typeof setInterval> | null = null;
 
   // Backup (mode READ): stream bytes not yet cut into a record.
   private readonly input: Buffer[] = [];
@@ -215,13 +217,21 @@ export class Mover {
       this.checkStart(connectMode, AddrType.NDMP_ADDR_LOCAL);
       this.mode = connectMode;
     }
-    if (this.mode !== MoverMode.NDMP_MOVER_MODE_READ) {
-      // Recover over LOCAL (tape to this server's data service) comes with the restore work.
-      throw NdmpError.illegalArgs('a LOCAL data connection carries backups only, for now');
-    }
     this.ring = new SpscRing(sab);
     this.enter(S.NDMP_MOVER_STATE_ACTIVE, this.mode);
     this.dataAddr = { addrType: AddrType.NDMP_ADDR_LOCAL };
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_WRITE) {
+      // Recover: MOVER_READs are served into the ring. The data service ends
+      // the stream by aborting the ring (it has all it wants); between reads
+      // nothing else would tell us, and ndmjob expects the mover to halt then.
+      this.tapeStreamOffset = this.windowOffset;
+      const ring = this.ring;
+      this.ringWatch = setInterval(() => {
+        if (ring.aborted && this.ring === ring) this.dataSideDone();
+      }, 50);
+      this.hooks.log('info', 'mover connected to the local data service (recover)');
+      return;
+    }
     this.record = Buffer.allocUnsafe(this.recordSize);
     this.recordFill = 0;
     this.recordPayload = this.recordSize;
@@ -337,7 +347,9 @@ export class Mover {
     this.state = S.NDMP_MOVER_STATE_PAUSED;
     this.pauseReason = reason;
     this.seekPosition = seekPosition;
-    this.socket?.pause();
+    // Backup: stop taking stream bytes. Recover: keep listening, so the data
+    // service closing its end still halts a paused mover (ndmjob counts on it).
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) this.socket?.pause();
     this.hooks.log('info', 'mover paused', { reason: pauseName(reason), seekPosition: String(seekPosition) });
     this.hooks.paused(reason, seekPosition);
   }
@@ -365,8 +377,12 @@ export class Mover {
   private dropConnection(): void {
     this.server?.close();
     this.server = null;
-    // The data service, if it still produces, stops at its next write.
-    this.ring?.abort();
+    if (this.ringWatch) clearInterval(this.ringWatch);
+    this.ringWatch = null;
+    // Backup: the data service, if it still produces, stops at its next write.
+    // Recover: it reads what is in the ring, then sees the end of the stream.
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_WRITE) this.ring?.close();
+    else this.ring?.abort();
     this.ring = null;
     if (this.socket) {
       this.socket.removeAllListeners('data');
@@ -429,9 +445,19 @@ export class Mover {
   }
 
   private kick(): void {
-    if (this.ring) void this.pumpRing();
-    else if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) this.pump();
-    else void this.serve();
+    if (this.mode === MoverMode.NDMP_MOVER_MODE_READ) {
+      if (this.ring) void this.pumpRing();
+      else this.pump();
+    } else void this.serve();
+  }
+
+  /** Recover: the data service closed its end; the stream is over (App. D.1's mirror image). */
+  private dataSideDone(): void {
+    if (this.state === S.NDMP_MOVER_STATE_ACTIVE || this.state === S.NDMP_MOVER_STATE_PAUSED)
+      this.halt(
+        MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+        'the data service closed the data connection',
+      );
   }
 
   /**
@@ -627,7 +653,11 @@ export class Mover {
     if (this.serving) return;
     this.serving = true;
     try {
-      for (let n = 1; this.state === S.NDMP_MOVER_STATE_ACTIVE && this.readPending && this.socket; n++) {
+      for (
+        let n = 1;
+        this.state === S.NDMP_MOVER_STATE_ACTIVE && this.readPending && (this.socket || this.ring);
+        n++
+      ) {
         if (!(await this.serveOneRecord())) return;
         // A peer that keeps up never makes us wait for drain: let requests
         // (MOVER_ABORT, GET_STATE) in between records now and then.
@@ -646,7 +676,6 @@ export class Mover {
   private async serveOneRecord(): Promise<boolean> {
     const want = this.readPending!;
     const dev = this.tape.device;
-    const sock = this.socket!;
     if (!dev) {
       this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, 'no tape is open');
       return false;
@@ -704,13 +733,32 @@ export class Mover {
     const skip = Number(want.offset - recordStart);
     const avail = BigInt(r.copied - skip);
     const n = avail < want.length ? avail : want.length;
-    const ok = sock.write(buf.subarray(skip, skip + Number(n)));
+    const out = buf.subarray(skip, skip + Number(n));
     want.offset += n;
     want.length -= n;
     this.bytesMoved += n;
     this.bytesLeftToRead = want.length;
     if (want.length === 0n) this.readPending = null;
-    if (!ok) await drained(sock);
+    return this.send(out);
+  }
+
+  /** Recover: bytes to the data service, waiting while it is behind. False when it has gone. */
+  private async send(bytes: Uint8Array): Promise<boolean> {
+    const ring = this.ring;
+    if (!ring) {
+      const sock = this.socket;
+      if (sock && !sock.write(bytes)) await drained(sock);
+      return this.socket !== null;
+    }
+    for (let off = 0; off < bytes.length;) {
+      if (ring.aborted) {
+        this.dataSideDone();
+        return false;
+      }
+      off += ring.writeSome(bytes.subarray(off));
+      if (off < bytes.length) await ring.waitSpaceAsync(1000);
+      if (this.ring !== ring) return false;
+    }
     return true;
   }
 }

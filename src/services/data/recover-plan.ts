@@ -1,0 +1,237 @@
+// What a DATA_START_RECOVER asks for (PROTOCOL.md §9.2): which parts of the
+// backup, restored where, with which options. Checked before the reply, so a
+// request the server will not carry out is refused with the reason, and a
+// restore can only ever write inside an export.
+
+import fs from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { OverwritePolicy } from '../../backup/restore.js';
+import { INVALID_U64, NdmpError } from '../../wire/index.js';
+import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
+
+/** One nlist entry: a path of the backup and where it goes. */
+export interface RecoverTarget {
+  /** Position in the nlist. */
+  readonly index: number;
+  /** original_path as the DMA sent it: the LOG_FILE name (PROTOCOL.md §9.4). */
+  readonly name: string;
+  /** The path in the archive, '/'-separated, without leading './' or '/'; '' = the whole backup. */
+  readonly original: string;
+  /** Where it goes, relative to the plan's destRoot ('' = destRoot itself). */
+  readonly targetRel: string;
+  /** The stream offset of its first header (from the DMA's index), or null if unknown. */
+  readonly fhInfo: bigint | null;
+}
+
+export interface RecoverPlan {
+  /** The export (real path) every target lies in: nothing is written outside it. */
+  readonly destRoot: string;
+  /** Empty nlist: the whole backup goes to PREFIX. */
+  readonly targets: readonly RecoverTarget[];
+  /** DIRECT=y and every target has an fh_info: read only the regions named (Direct Access Recovery). */
+  readonly direct: boolean;
+  readonly overwrite: OverwritePolicy;
+  /** RECURSIVE=n: a directory in the nlist comes back without its contents. */
+  readonly recursive: boolean;
+}
+
+export interface ExportRef {
+  readonly name: string;
+  readonly path: string;
+}
+
+/** Env values that mean yes (DIRECT, RECURSIVE, UPDATE ...). */
+export function isYes(v: string | undefined): boolean {
+  return v !== undefined && /^(y|yes|t|true|1)$/i.test(v.trim());
+}
+function isNo(v: string | undefined): boolean {
+  return v !== undefined && /^(n|no|f|false|0)$/i.test(v.trim());
+}
+
+/** An archive path as the restore compares them: no leading '/' or './', no empty or '.' parts; null if it has '..'. */
+export function normalizeArchivePath(p: string): string | null {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') return null;
+    parts.push(part);
+  }
+  return parts.join('/');
+}
+
+/**
+ * The plan for a recover (or, with `fileHistory`, a RECOVER_FILEHIST, whose
+ * destinations are ignored). Throws ILLEGAL_ARGS naming what is wrong.
+ */
+export function planRecover(
+  version: NdmpVersion,
+  env: readonly Pval[],
+  nlist: readonly NlistName[],
+  exports: readonly ExportRef[],
+  fileHistory: boolean,
+): RecoverPlan {
+  const one = (name: string): string | undefined => env.find((p) => p.name === name)?.value;
+  const overwrite = overwritePolicy(one('OVERWRITE'));
+  const recursive = !isNo(one('RECURSIVE'));
+  const wanted: {
+    index: number;
+    name: string;
+    original: string;
+    dest: string | null;
+    fhInfo: bigint | null;
+  }[] = [];
+  nlist.forEach((n, index) => {
+    const original = normalizeArchivePath(n.originalPath);
+    if (original === null)
+      throw NdmpError.illegalArgs(
+        `nlist[${index}]: original path ${JSON.stringify(n.originalPath)} has '..'`,
+      );
+    wanted.push({
+      index,
+      name: n.originalPath,
+      original,
+      dest: fileHistory ? null : destinationOf(version, n, original),
+      fhInfo: n.fhInfo === INVALID_U64 ? null : n.fhInfo,
+    });
+  });
+  const direct = isYes(one('DIRECT')) && wanted.length > 0 && wanted.every((w) => w.fhInfo !== null);
+  if (fileHistory) {
+    return {
+      destRoot: '',
+      targets: wanted.map((w) => ({ ...w, targetRel: w.original })),
+      direct,
+      overwrite,
+      recursive,
+    };
+  }
+  const prefix = one('PREFIX');
+  if (wanted.length === 0) {
+    // The whole backup, into PREFIX (ndmjob -x without file names sends no nlist).
+    if (!prefix)
+      throw NdmpError.illegalArgs(
+        'nothing names a destination: send an nlist, or PREFIX for the whole backup',
+      );
+    const { root, rel } = insideExport(prefix, exports, 'PREFIX');
+    return {
+      destRoot: root,
+      targets: [{ index: -1, name: '', original: '', targetRel: rel, fhInfo: null }],
+      direct: false,
+      overwrite,
+      recursive,
+    };
+  }
+  let destRoot: string | null = null;
+  const targets = wanted.map((w) => {
+    const { root, rel } = insideExport(w.dest!, exports, `nlist[${w.index}] destination`);
+    if (destRoot !== null && root !== destRoot)
+      throw NdmpError.illegalArgs(
+        `nlist destinations lie in different exports (${destRoot} and ${root}): recover into one at a time`,
+      );
+    destRoot = root;
+    return { index: w.index, name: w.name, original: w.original, targetRel: rel, fhInfo: w.fhInfo };
+  });
+  return { destRoot: destRoot!, targets, direct, overwrite, recursive };
+}
+
+function overwritePolicy(v: string | undefined): OverwritePolicy {
+  if (v === undefined) return 'always';
+  switch (v.trim().toLowerCase()) {
+    case 'y':
+    case 'yes':
+    case 'always':
+      return 'always';
+    case 'n':
+    case 'no':
+    case 'never':
+      return 'never';
+    case 'older':
+    case 'newer':
+      return 'older';
+    default:
+      throw NdmpError.illegalArgs(`OVERWRITE=${v}: say always (y), never (n) or older`);
+  }
+}
+
+/**
+ * The absolute target path of an nlist entry. v4: destination_path, plus
+ * `/name` when name is set. v3 calls the same fields destination_dir and
+ * new_name, and DMAs read them two ways (PROTOCOL.md §9.2): ndmjob sends the
+ * target minus the original path as destination_dir with an empty new_name,
+ * or an empty destination_dir and the whole target as new_name.
+ */
+function destinationOf(version: NdmpVersion, n: NlistName, original: string): string {
+  const dest = n.destinationPath;
+  if (version === 3) {
+    if (n.name === '') {
+      if (!dest) throw NdmpError.illegalArgs(`nlist ${JSON.stringify(n.originalPath)}: no destination_dir`);
+      return original === '' ? dest : `${dest.replace(/\/+$/, '')}/${original}`;
+    }
+    if (dest === '') return n.name;
+    return `${dest.replace(/\/+$/, '')}/${n.name}`;
+  }
+  if (!dest) throw NdmpError.illegalArgs(`nlist ${JSON.stringify(n.originalPath)}: no destination_path`);
+  return n.name === '' ? dest : `${dest.replace(/\/+$/, '')}/${n.name}`;
+}
+
+/**
+ * Where `path` (absolute; it need not exist yet) lies: the real path of the
+ * export holding it, and the rest below that. Existing parts are resolved
+ * with realpath, so a symlink cannot lead a restore out of the exports.
+ */
+function insideExport(
+  path: string,
+  exports: readonly ExportRef[],
+  what: string,
+): { root: string; rel: string } {
+  if (!isAbsolute(path))
+    throw NdmpError.illegalArgs(`${what} ${JSON.stringify(path)} is not an absolute path`);
+  if (path.split('/').includes('..')) throw NdmpError.illegalArgs(`${what} ${JSON.stringify(path)} has '..'`);
+  let existing = resolve(path);
+  const missing: string[] = [];
+  for (;;) {
+    try {
+      existing = fs.realpathSync(existing);
+      break;
+    } catch {
+      const up = dirname(existing);
+      if (up === existing) throw NdmpError.illegalArgs(`${what} ${path}: no part of it exists`);
+      missing.unshift(existing.slice(up.length).replace(/^\//, ''));
+      existing = up;
+    }
+  }
+  const full = join(existing, ...missing);
+  for (const x of exports) {
+    let base: string;
+    try {
+      base = fs.realpathSync(x.path);
+    } catch {
+      continue;
+    }
+    if (full === base || full.startsWith(base.endsWith(sep) ? base : base + sep)) {
+      return { root: base, rel: relative(base, full).split(sep).join('/') };
+    }
+  }
+  const names = exports.map((x) => x.path).join(', ') || 'none';
+  throw NdmpError.illegalArgs(`${what} ${path} is not inside an export (exports: ${names})`);
+}
+
+/**
+ * The target an archive path belongs to: the one with the longest original
+ * path that is the path itself or a directory above it. Null if none.
+ */
+export function targetFor(targets: readonly RecoverTarget[], path: string): RecoverTarget | null {
+  let best: RecoverTarget | null = null;
+  for (const t of targets) {
+    if (t.original === '' || path === t.original || path.startsWith(`${t.original}/`)) {
+      if (!best || t.original.length > best.original.length) best = t;
+    }
+  }
+  return best;
+}
+
+/** Where an archive path goes below destRoot under `t` (a rename moves everything below the original). */
+export function targetPath(t: RecoverTarget, path: string): string {
+  const rest = path.slice(t.original.length).replace(/^\//, '');
+  if (t.targetRel === '') return rest;
+  return rest === '' ? t.targetRel : `${t.targetRel}/${rest}`;
+}

@@ -1,0 +1,528 @@
+// A running DATA_START_RECOVER or RECOVER_FILEHIST on the data thread: asks
+// for stream bytes (NOTIFY_DATA_READ, which the DMA turns into MOVER_READ),
+// reads them from the data connection, and restores files (RestoreEngine) or
+// replays their history. Direct Access Recovery asks only for the regions the
+// nlist's fh_info values name: the mover spaces the tape to each without
+// reading what lies between (PROTOCOL.md §8.2, §9.2; draft §3.5.2.4).
+
+import type net from 'node:net';
+import { PaxParser, paddingAfter } from '../../backup/pax.js';
+import type { ParsedEntry, PaxTime } from '../../backup/pax.js';
+import { RestoreEngine } from '../../backup/restore.js';
+import type { RestoreStatus } from '../../backup/restore.js';
+import type { HistoryProducer } from '../../history/producer.js';
+import { FLAG_NODE, HistoryModel, RecordWriter } from '../../history/record.js';
+import type { HistoryStat } from '../../history/record.js';
+import type { SpscRing } from '../../ring/spsc-ring.js';
+import { INVALID_U64, RecoveryStatus } from '../../wire/index.js';
+import { normalizeArchivePath, targetFor, targetPath } from './recover-plan.js';
+import type { RecoverPlan, RecoverTarget } from './recover-plan.js';
+
+/** The stream as the data service reads it. */
+export interface RecoverSource {
+  /** Up to `max` next bytes of the stream (a view valid until the next call); null at its end. */
+  read(max: number): Promise<Uint8Array | null>;
+  /** Done with the stream: the mover sees the data connection closed. */
+  close(): void;
+}
+
+export interface RecoverHooks {
+  aborted(): boolean;
+  /** NOTIFY_DATA_READ: the DMA is to have the mover send these stream bytes next. */
+  dataRead(offset: bigint, length: bigint): void;
+  /** LOG_FILE (v4 recovery status; the codec turns it into v3's error). */
+  logFile(name: string, status: number): void;
+  warn(text: string): void;
+}
+
+export interface RecoverResult {
+  readonly restored: number;
+  readonly failed: number;
+  /** nlist entries (or, for a whole restore, entries) reported failed by LOG_FILE. */
+  readonly failedTargets: number;
+  readonly bytes: bigint;
+  readonly aborted: boolean;
+}
+
+/** The stream ended where the archive says more follows, or a region came back short. */
+export class TruncatedStream extends Error {}
+
+/** Read size: what one turn of the loop restores before the thread's requests get a look in. */
+const READ_BYTES = 256 * 1024;
+
+/** What one nlist entry came to, for its LOG_FILE. */
+interface TargetOutcome {
+  restored: number;
+  status: number | null;
+}
+
+/** Restores per the plan from `source`. */
+export class Recovery {
+  private readonly engine: RestoreEngine;
+  private readonly outcomes = new Map<RecoverTarget, TargetOutcome>();
+  /** DAR: the target whose region is being read; other entries met on the way are left alone. */
+  private current: RecoverTarget | null = null;
+  /** DAR: where the current region's target ends (its header told), or null while unknown. */
+  private regionEnd: bigint | null = null;
+  /** DAR: an entry outside the current target began: its region is done. */
+  private leftTarget = false;
+  private firstHeader = true;
+  private consumed = 0n;
+  private failedTargets = 0;
+
+  constructor(
+    private readonly plan: RecoverPlan,
+    private readonly source: RecoverSource,
+    private readonly hooks: RecoverHooks,
+  ) {
+    for (const t of plan.targets) this.outcomes.set(t, { restored: 0, status: null });
+    this.engine = new RestoreEngine(
+      {
+        dest: plan.destRoot,
+        overwrite: plan.overwrite,
+        select: (p) => this.select(p),
+        onHeader: (e) => this.onHeader(e),
+      },
+      {
+        warn: (text) => hooks.warn(text),
+        entry: (path, status, why) => this.onOutcome(path, status, why),
+      },
+    );
+  }
+
+  /** Stream bytes taken so far (DATA_GET_STATE's bytes_processed). */
+  get bytesProcessed(): bigint {
+    return this.consumed;
+  }
+
+  async run(): Promise<RecoverResult> {
+    let aborted: boolean;
+    try {
+      aborted = this.plan.direct ? await this.runDirect() : await this.runWhole();
+    } catch (e) {
+      this.engine.abandon();
+      throw e;
+    } finally {
+      this.source.close();
+    }
+    if (aborted) {
+      this.engine.abandon();
+      return { restored: 0, failed: 0, failedTargets: 0, bytes: this.consumed, aborted };
+    }
+    const r = this.engine.finish();
+    this.reportTargets();
+    return {
+      restored: r.restored,
+      failed: r.failed + r.refused,
+      failedTargets: this.failedTargets,
+      bytes: this.consumed,
+      aborted,
+    };
+  }
+
+  /** The whole stream from its start, to the end-of-archive marker. */
+  private async runWhole(): Promise<boolean> {
+    this.hooks.dataRead(0n, INVALID_U64);
+    while (!this.engine.ended) {
+      if (this.hooks.aborted()) return true;
+      const chunk = await this.source.read(READ_BYTES);
+      if (this.hooks.aborted()) return true;
+      if (chunk === null) {
+        this.engine.end(); // throws: the stream ends inside the archive
+        break;
+      }
+      this.consumed += BigInt(chunk.length);
+      this.engine.push(chunk);
+    }
+    return false;
+  }
+
+  /** Direct Access Recovery: each target's region, in stream order. */
+  private async runDirect(): Promise<boolean> {
+    const order = [...this.plan.targets].sort((a, b) =>
+      a.fhInfo! < b.fhInfo! ? -1 : a.fhInfo! > b.fhInfo! ? 1 : 0,
+    );
+    for (const t of order) {
+      if (this.hooks.aborted()) return true;
+      const o = this.outcomes.get(t)!;
+      // A target inside a directory restored before it came back with that directory.
+      if (o.restored > 0 || o.status !== null) continue;
+      this.current = t;
+      this.regionEnd = null;
+      this.leftTarget = false;
+      this.firstHeader = true;
+      this.engine.seek(t.fhInfo!);
+      let pos = t.fhInfo!;
+      // Region by region, each no longer than the parser surely needs: a
+      // header block, an extended header, a file's data, each with the next
+      // header block. So nothing past the entry is read but one block, and
+      // never anything past the end of the archive.
+      while (!this.leftTarget && !this.engine.ended) {
+        if (this.regionEnd !== null && pos >= this.regionEnd) break;
+        const want = BigInt(this.engine.need);
+        if (want === 0n) break;
+        this.hooks.dataRead(pos, want);
+        const got = await this.readRegion(want);
+        if (got === null) return true;
+        pos += got;
+        if (got < want) {
+          // The tape file ended first: a stale fh_info, or the wrong tape.
+          if (o.restored === 0) this.fail(t, RecoveryStatus.NDMP_RECOVERY_FAILED_IO_ERROR);
+          break;
+        }
+      }
+      this.engine.seek(pos); // closes what the region left open
+      this.current = null;
+    }
+    return false;
+  }
+
+  /**
+   * Takes exactly `length` bytes (one MOVER_READ's worth), feeding them to the
+   * engine until the target's region is over and dropping the rest. Returns
+   * how many came (fewer if the stream ended), or null on abort.
+   */
+  private async readRegion(length: bigint): Promise<bigint | null> {
+    let left = length;
+    while (left > 0n) {
+      if (this.hooks.aborted()) return null;
+      const chunk = await this.source.read(left < BigInt(READ_BYTES) ? Number(left) : READ_BYTES);
+      if (this.hooks.aborted()) return null;
+      if (chunk === null) break;
+      left -= BigInt(chunk.length);
+      this.consumed += BigInt(chunk.length);
+      if (!this.leftTarget && !this.engine.ended) this.engine.push(chunk);
+    }
+    return length - left;
+  }
+
+  private onHeader(e: ParsedEntry): void {
+    const t = this.current;
+    if (!t) return;
+    const path = normalizeArchivePath(e.path);
+    if (this.firstHeader) {
+      this.firstHeader = false;
+      if (path !== t.original) {
+        this.hooks.warn(
+          `${t.name}: the backup holds ${JSON.stringify(e.path)} at offset ${t.fhInfo}, not this path ` +
+            '(an index of another backup?)',
+        );
+        this.fail(t, RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND);
+        this.leftTarget = true;
+        return;
+      }
+      // A file's region ends with its data; a directory's when something outside it starts.
+      if (e.type !== 'dir' || !this.plan.recursive)
+        this.regionEnd = e.dataOffset + e.size + BigInt(paddingAfter(e.size));
+      return;
+    }
+    if (path === null || (path !== t.original && !path.startsWith(`${t.original}/`))) this.leftTarget = true;
+  }
+
+  /** Where an archive path is restored (below destRoot), or null to leave it. */
+  private select(p: string): string | null {
+    if (
+      this.current &&
+      (this.leftTarget || (p !== this.current.original && !p.startsWith(`${this.current.original}/`)))
+    )
+      return null;
+    const t = targetFor(this.plan.targets, p);
+    if (!t) return null;
+    if (!this.plan.recursive && p !== t.original) return null;
+    return targetPath(t, p);
+  }
+
+  private onOutcome(path: string, status: RestoreStatus, why: string | undefined): void {
+    const norm = normalizeArchivePath(path);
+    const t = norm === null ? this.wholeTarget() : targetFor(this.plan.targets, norm);
+    if (!t) return;
+    const o = this.outcomes.get(t)!;
+    if (status === 'restored') {
+      o.restored++;
+      return;
+    }
+    const code = recoveryStatusOf(status, why);
+    o.status ??= code;
+    // A whole restore has no nlist entry to carry it: each failed entry gets its own LOG_FILE.
+    if (t.original === '' && t.index < 0) {
+      this.failedTargets++;
+      this.hooks.logFile(path, code);
+    }
+  }
+
+  private wholeTarget(): RecoverTarget | null {
+    return this.plan.targets.find((t) => t.original === '') ?? null;
+  }
+
+  private fail(t: RecoverTarget, status: number): void {
+    this.outcomes.get(t)!.status ??= status;
+  }
+
+  /** One LOG_FILE per nlist entry (PROTOCOL.md §9.4): what it came to, or not found. */
+  private reportTargets(): void {
+    for (const t of this.plan.targets) {
+      if (t.index < 0) continue;
+      const o = this.outcomes.get(t)!;
+      let status = o.status;
+      if (status === null && o.restored === 0) {
+        status = RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND;
+        this.hooks.warn(`${t.name}: not in this backup`);
+      }
+      if (status !== null && status !== RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL) this.failedTargets++;
+      this.hooks.logFile(t.name, status ?? RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL);
+    }
+  }
+}
+
+/** The LOG_FILE status for an entry that was not restored, from what the engine said. */
+function recoveryStatusOf(status: RestoreStatus, why: string | undefined): number {
+  const text = why ?? '';
+  if (status === 'skipped' && text.startsWith('exists'))
+    return RecoveryStatus.NDMP_RECOVERY_FAILED_FILE_PATH_EXISTS;
+  if (status === 'refused' || /^(EACCES|EPERM|EROFS)\b/.test(text))
+    return RecoveryStatus.NDMP_RECOVERY_FAILED_PERMISSION;
+  if (/^ENOENT\b/.test(text)) return RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND;
+  if (/^(ENOTDIR|ELOOP)\b|symbolic link|not a directory/.test(text))
+    return RecoveryStatus.NDMP_RECOVERY_FAILED_NO_DIRECTORY;
+  if (/^ENOMEM\b/.test(text)) return RecoveryStatus.NDMP_RECOVERY_FAILED_OUT_OF_MEMORY;
+  if (/^E[A-Z]+\b/.test(text)) return RecoveryStatus.NDMP_RECOVERY_FAILED_IO_ERROR;
+  return RecoveryStatus.NDMP_RECOVERY_FAILED_UNDEFINED_ERROR;
+}
+
+// ---- RECOVER_FILEHIST: the history of an existing backup, nothing written ----
+
+/**
+ * Replays file history from the stream (what `ndmjob -t` asks for): one
+ * ENTRY per archive entry at its header's offset; for dir/node history, node
+ * numbers are made up per replay (root 2, hard links share their target's),
+ * and each entry's name is announced in its directory before its node, in
+ * stream order.
+ */
+export class HistoryReplay {
+  private readonly parser = new PaxParser();
+  private readonly writer = new RecordWriter();
+  private readonly nodes = new Map<string, bigint>();
+  private nextNode = 3n;
+  private consumed = 0n;
+  private entries = 0;
+  private readonly found = new Set<RecoverTarget>();
+
+  constructor(
+    private readonly plan: RecoverPlan,
+    private readonly model: HistoryModel,
+    private readonly history: HistoryProducer,
+    private readonly source: RecoverSource,
+    private readonly hooks: RecoverHooks,
+  ) {}
+
+  get bytesProcessed(): bigint {
+    return this.consumed;
+  }
+
+  async run(): Promise<{ entries: number; bytes: bigint; aborted: boolean }> {
+    this.history.write(this.writer.hello(this.model));
+    try {
+      this.hooks.dataRead(0n, INVALID_U64);
+      while (!this.parser.ended) {
+        if (this.hooks.aborted() || this.history.failure() !== 0) return this.result(true);
+        const chunk = await this.source.read(READ_BYTES);
+        if (this.hooks.aborted()) return this.result(true);
+        if (chunk === null) {
+          this.parser.end(); // throws: the stream ends inside the archive
+          break;
+        }
+        this.consumed += BigInt(chunk.length);
+        this.parser.push(chunk, { onEntry: (e) => this.onEntry(e), onData: () => undefined });
+      }
+    } finally {
+      this.source.close();
+    }
+    for (const t of this.plan.targets) {
+      const ok = this.found.has(t);
+      if (!ok) this.hooks.warn(`${t.name}: not in this backup`);
+      this.hooks.logFile(
+        t.name,
+        ok ? RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL : RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND,
+      );
+    }
+    return this.result(false);
+  }
+
+  private result(aborted: boolean): { entries: number; bytes: bigint; aborted: boolean } {
+    return { entries: this.entries, bytes: this.consumed, aborted };
+  }
+
+  private onEntry(e: ParsedEntry): void {
+    const path = normalizeArchivePath(e.path);
+    if (path === null) {
+      this.hooks.warn(`${e.path}: not a path below the backup root; left out of the history`);
+      return;
+    }
+    if (this.plan.targets.length > 0) {
+      const t = targetFor(this.plan.targets, path);
+      if (!t) return;
+      this.found.add(t);
+    }
+    this.entries++;
+    const rel = path === '' ? '.' : path;
+    const st = statOf(e);
+    if (this.model === HistoryModel.PATH) {
+      this.put(this.writer.entry(rel, st, 0n, e.headerOffset, FLAG_NODE), rel);
+      return;
+    }
+    // Dir/node: "." and ".." of the root first (PROTOCOL.md §8.3), then each name, then its node.
+    if (path === '') {
+      this.nodes.set('', 2n);
+      this.put(this.writer.dirent('.', 2n, 2n), '.');
+      this.put(this.writer.dirent('..', 2n, 2n), '..');
+      this.put(this.writer.entry(rel, st, 2n, e.headerOffset, FLAG_NODE), rel);
+      return;
+    }
+    const slash = path.lastIndexOf('/');
+    const parent = this.nodeOfDir(slash < 0 ? '' : path.slice(0, slash));
+    let node: bigint;
+    let flags = FLAG_NODE;
+    const linked = e.type === 'hardlink' ? normalizeArchivePath(e.linkTarget ?? '') : null;
+    if (linked !== null && this.nodes.has(linked)) {
+      node = this.nodes.get(linked)!;
+      flags = 0; // one ADD_NODE per node
+    } else node = this.nextNode++;
+    this.nodes.set(path, node);
+    this.put(this.writer.dirent(path.slice(slash + 1), node, parent), path);
+    this.put(this.writer.entry(rel, st, node, e.headerOffset, flags), rel);
+  }
+
+  /** A directory's node; one the stream never showed (a FILES backup's ancestors) is announced now. */
+  private nodeOfDir(dir: string): bigint {
+    const known = this.nodes.get(dir);
+    if (known !== undefined) return known;
+    const slash = dir.lastIndexOf('/');
+    const parent = this.nodeOfDir(slash < 0 ? '' : dir.slice(0, slash));
+    const node = this.nextNode++;
+    this.nodes.set(dir, node);
+    this.put(this.writer.dirent(dir.slice(slash + 1), node, parent), dir);
+    return node;
+  }
+
+  private put(rec: Uint8Array | null, name: string): void {
+    if (rec) this.history.write(rec);
+    else this.hooks.warn(`${name}: name too long for file history; left out of it`);
+  }
+}
+
+/** A history record's view of an archive entry. */
+function statOf(e: ParsedEntry): HistoryStat {
+  const ms = (t: PaxTime | undefined): bigint => (t ? t.sec * 1000n + BigInt(Math.floor(t.nsec / 1e6)) : 0n);
+  const typeBits: Record<ParsedEntry['type'], number> = {
+    file: 0o100000,
+    hardlink: 0o100000,
+    dir: 0o040000,
+    symlink: 0o120000,
+    fifo: 0o010000,
+    chardev: 0o020000,
+    blockdev: 0o060000,
+  };
+  const is = (t: ParsedEntry['type'][]) => () => t.includes(e.type);
+  return {
+    mode: BigInt(typeBits[e.type] | e.mode),
+    uid: BigInt(e.uid),
+    gid: BigInt(e.gid),
+    nlink: 1n,
+    mtimeMs: ms(e.mtime),
+    atimeMs: ms(e.atime ?? e.mtime),
+    ctimeMs: ms(e.ctime ?? e.mtime),
+    size: e.type === 'symlink' ? BigInt(Buffer.byteLength(e.linkTarget ?? '')) : e.size,
+    isFile: is(['file', 'hardlink']),
+    isDirectory: is(['dir']),
+    isSymbolicLink: is(['symlink']),
+    isFIFO: is(['fifo']),
+    isCharacterDevice: is(['chardev']),
+    isBlockDevice: is(['blockdev']),
+    isSocket: () => false,
+  };
+}
+
+// ---- sources --------------------------------------------------------------
+
+/** LOCAL: the ring the session's own mover fills. Closing aborts it, which the mover takes as the end. */
+export function ringSource(ring: SpscRing, aborted: () => boolean): RecoverSource {
+  let held = 0;
+  return {
+    read: async (max) => {
+      if (held > 0) ring.consume(held);
+      held = 0;
+      for (;;) {
+        const { first } = ring.peek();
+        if (first.length > 0) {
+          held = Math.min(first.length, max);
+          return first.subarray(0, held);
+        }
+        if (ring.ended || aborted()) return null;
+        await ring.waitDataAsync(1000);
+      }
+    },
+    close: () => {
+      if (held > 0) ring.consume(held);
+      held = 0;
+      ring.abort();
+    },
+  };
+}
+
+/** Bytes queued from the socket before it is paused. */
+const SOCKET_HIGH_WATER = 4 * 1024 * 1024;
+
+/** TCP: the data connection from the mover. Closing half-closes it: the mover sees the end and halts. */
+export function socketSource(sock: net.Socket, aborted: () => boolean): RecoverSource {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let wake: (() => void) | null = null;
+  const poke = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const onData = (b: Buffer): void => {
+    queue.push(b);
+    queued += b.length;
+    if (queued >= SOCKET_HIGH_WATER) sock.pause();
+    poke();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    poke();
+  };
+  sock.on('data', onData);
+  sock.on('end', onEnd);
+  sock.on('close', onEnd);
+  return {
+    read: async (max) => {
+      for (;;) {
+        const head = queue[0];
+        if (head) {
+          const n = Math.min(head.length, max);
+          if (n === head.length) queue.shift();
+          else queue[0] = head.subarray(n);
+          queued -= n;
+          if (queued < SOCKET_HIGH_WATER) sock.resume();
+          return head.subarray(0, n);
+        }
+        if (ended || aborted()) return null;
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(poke, 1000);
+        });
+      }
+    },
+    close: () => {
+      sock.off('data', onData);
+      // The mover may still be sending what was asked: drop it, and let the
+      // mover see our end of the connection close.
+      sock.resume();
+      sock.on('data', () => undefined);
+      sock.end();
+      setTimeout(() => sock.destroy(), 5000).unref();
+    },
+  };
+}
