@@ -279,13 +279,7 @@ export class RestoreEngine {
   /** A clean relative name ('' for the root itself), or null if it could leave the destination. */
   private checkedName(p: string): string | null {
     if (p.startsWith('/') || p.includes('\0')) return null;
-    const parts: string[] = [];
-    for (const part of p.split('/')) {
-      if (part === '' || part === '.') continue;
-      if (part === '..') return null;
-      parts.push(part);
-    }
-    return parts.join('/');
+    return normalizeArchivePath(p);
   }
 
   /** Whether every directory above `rel` is one this restore checked (so a link there cannot lead outside). */
@@ -457,6 +451,20 @@ export class RestoreEngine {
     for (const name of fs.readdirSync(abs)) this.removeTree(join(abs, name));
     fs.rmdirSync(abs);
   }
+}
+
+/**
+ * An archive path as restores compare them: '/'-separated, no leading '/' or
+ * './', no empty or '.' parts ('' for the root itself); null if it has '..'.
+ */
+export function normalizeArchivePath(p: string): string | null {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') return null;
+    parts.push(part);
+  }
+  return parts.join('/');
 }
 
 /** An error for a restore report: its code and what the system said. */

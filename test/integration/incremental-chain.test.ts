@@ -14,17 +14,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Worker } from 'node:worker_threads';
 
 import { BackupEngine, ROOT_NODE } from '../../src/backup/engine.js';
 import type { BackupHooks, ListedName, StreamSink } from '../../src/backup/engine.js';
 import { commitIncremental, planIncremental } from '../../src/backup/incremental.js';
 import { PaxParser } from '../../src/backup/pax.js';
 import type { ParsedEntry } from '../../src/backup/pax.js';
-import { FilePipe } from '../../src/backup/pipe.js';
-import type { FromReader } from '../../src/backup/reader-thread.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
-import { SpscRing } from '../../src/ring/spsc-ring.js';
+import { withReaderThread } from '../helpers/reader-pipe.js';
 import { assertSameTree, makeSampleTree } from '../helpers/trees.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -61,7 +58,7 @@ async function backup(
   };
   const spec = { root, files: [], excludes: [], incremental: plan };
   let stream: Buffer;
-  let engine: BackupEngine;
+  let engine: BackupEngine | null = null;
   if (!piped) {
     const parts: Buffer[] = [];
     const sink: StreamSink = {
@@ -73,39 +70,18 @@ async function backup(
     assert.equal(r.aborted, false);
     stream = Buffer.concat(parts);
   } else {
-    const reader = new Worker(new URL('../../src/backup/reader-thread.js', import.meta.url));
-    try {
-      reader.on('message', (m: FromReader) => {
-        if ('warn' in m) warnings.push(m.warn);
-      });
-      // Small rings, so big directory headers must go through in pieces.
-      const out = SpscRing.allocate(1 << 16);
-      const ring = new SpscRing(out);
-      const { work, control } = FilePipe.allocate(1 << 16);
-      const job = { work, out, control, abortFlag: new SharedArrayBuffer(4), history: null };
-      reader.postMessage({ job });
-      const parts: Buffer[] = [];
-      let draining = true;
-      const drain = (async () => {
-        while (draining || ring.used > 0) {
-          const { first, second } = ring.peek();
-          if (first.length + second.length > 0) {
-            parts.push(Buffer.from(first), Buffer.from(second));
-            ring.consume(first.length + second.length);
-          } else await ring.waitDataAsync(20);
-        }
-      })();
-      const sink: StreamSink = { write: async () => undefined, end: async () => void (draining = false) };
-      engine = new BackupEngine(spec, sink, { ...hooks, record: () => null }, new FilePipe(job));
-      const r = await engine.run();
-      await drain;
-      assert.equal(r.aborted, false);
-      stream = Buffer.concat(parts);
-    } finally {
-      await reader.terminate();
-    }
+    // Small rings (reader-pipe.ts), so big directory headers must go through in pieces.
+    const piped = await withReaderThread(
+      (pipe, sink) => {
+        engine = new BackupEngine(spec, sink, { ...hooks, record: () => null }, pipe);
+        return engine.run();
+      },
+      (w) => warnings.push(w),
+    );
+    assert.equal(piped.result.aborted, false);
+    stream = piped.archive;
   }
-  const added = commitIncremental(plan, engine.snapshot()!, state);
+  const added = commitIncremental(plan, engine!.snapshot()!, state);
   return { stream, warnings, listed, dumpDate: added.find((p) => p.name === 'DUMP_DATE')?.value };
 }
 

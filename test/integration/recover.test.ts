@@ -11,8 +11,6 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { END_OF_ARCHIVE, encodeHeader, paddingAfter } from '../../src/backup/pax.js';
-import type { PaxEntry } from '../../src/backup/pax.js';
 import { Library } from '../../src/devices/library.js';
 import type { NdmpClient } from '../../src/dma/client.js';
 import {
@@ -27,36 +25,11 @@ import {
   TapeOpenMode,
 } from '../../src/wire/index.js';
 import type { HaltedPost, Pval } from '../../src/wire/index.js';
+import { archive, entry } from '../helpers/archives.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 
 const RECORD = 10240;
-
-function entry(path: string, type: PaxEntry['type'], extra: Partial<PaxEntry> = {}): PaxEntry {
-  return {
-    path,
-    type,
-    size: 0n,
-    mode: type === 'dir' ? 0o755 : 0o644,
-    uid: 0,
-    gid: 0,
-    uname: '',
-    gname: '',
-    mtime: { sec: 1_600_000_000n, nsec: 0 },
-    ...extra,
-  };
-}
-
-function archive(items: { e: PaxEntry; content?: string }[], end = true): Buffer {
-  const parts: Buffer[] = [];
-  for (const { e, content } of items) {
-    const data = Buffer.from(content ?? '');
-    parts.push(Buffer.from(encodeHeader({ ...e, size: BigInt(data.length) })));
-    if (data.length) parts.push(data, Buffer.alloc(paddingAfter(BigInt(data.length))));
-  }
-  if (end) parts.push(END_OF_ARCHIVE);
-  return Buffer.concat(parts);
-}
 
 describe('DATA_START_RECOVER from crafted streams', { timeout: 60_000 }, () => {
   let srv: TestServer;
@@ -87,6 +60,17 @@ describe('DATA_START_RECOVER from crafted streams', { timeout: 60_000 }, () => {
     return tape;
   }
 
+  /** The tape open for reading, the mover listening LOCAL in WRITE mode, the data service connected to it. */
+  async function connectLocal(c: NdmpClient, tape: string): Promise<void> {
+    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
+    await c.call(M.MOVER_LISTEN, {
+      mode: MoverMode.NDMP_MOVER_MODE_WRITE,
+      addrType: AddrType.NDMP_ADDR_LOCAL,
+    });
+    await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+  }
+
   /** Recovers the tape over LOCAL as a DMA does (NOTIFY_DATA_READ → MOVER_READ); resolves with the halt and the LOG_FILEs. */
   async function recover(
     c: NdmpClient,
@@ -105,13 +89,7 @@ describe('DATA_START_RECOVER from crafted streams', { timeout: 60_000 }, () => {
     // The end of the tape file (and no other tape): the stream is over, as ndmjob does it.
     c.onPost(M.NOTIFY_MOVER_PAUSED, () => void c.call(M.MOVER_CLOSE, {}).catch(() => undefined));
     const halted = new Promise<HaltedPost>((r) => c.onPost(M.NOTIFY_DATA_HALTED, r));
-    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
-    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-    await c.call(M.MOVER_LISTEN, {
-      mode: MoverMode.NDMP_MOVER_MODE_WRITE,
-      addrType: AddrType.NDMP_ADDR_LOCAL,
-    });
-    await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+    await connectLocal(c, tape);
     await c.call(M.DATA_START_RECOVER, { env, nlist: [], butypeName: 'tar' });
     return { halted: await halted, logFiles, messages };
   }
@@ -188,13 +166,7 @@ describe('DATA_START_RECOVER from crafted streams', { timeout: 60_000 }, () => {
     const c = await client(srv.port, 'md5');
     try {
       const tape = await writeTape(c, archive([{ e: entry('f', 'file'), content: 'z' }]));
-      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_WRITE,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
+      await connectLocal(c, tape);
       // The reason is in the server's log; the reply carries the code.
       for (const [env, why] of [
         [[], 'no PREFIX and no nlist'],

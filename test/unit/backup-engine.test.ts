@@ -10,14 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Worker } from 'node:worker_threads';
 
 import { BackupEngine } from '../../src/backup/engine.js';
 import type { BackedUpEntry, StreamSink } from '../../src/backup/engine.js';
 import { PaxParser } from '../../src/backup/pax.js';
-import { FilePipe } from '../../src/backup/pipe.js';
-import type { FromReader } from '../../src/backup/reader-thread.js';
-import { SpscRing } from '../../src/ring/spsc-ring.js';
+import { withReaderThread } from '../helpers/reader-pipe.js';
 
 function makeTree(): string {
   const root = fs.mkdtempSync(join(os.tmpdir(), 'engine-trouble-'));
@@ -100,52 +97,32 @@ test('one thread: a vanished file is left out, a shrunk one padded; warnings; of
 
 test('walker + reader thread (which opens the files): the same trouble gives the same archive and warnings', async () => {
   const root = makeTree();
-  const reader = new Worker(new URL('../../src/backup/reader-thread.js', import.meta.url));
   try {
     const warnings: string[] = [];
-    reader.on('message', (m: FromReader) => {
-      if ('warn' in m) warnings.push(m.warn);
-    });
-    const out = SpscRing.allocate(1 << 16);
-    const ring = new SpscRing(out);
-    const { work, control } = FilePipe.allocate(1 << 16);
-    const job = { work, out, control, abortFlag: new SharedArrayBuffer(4), history: null };
-    reader.postMessage({ job });
-    // This thread plays the mover: takes whatever the reader publishes.
-    const parts: Buffer[] = [];
-    let draining = true;
-    const drain = (async () => {
-      while (draining || ring.used > 0) {
-        const { first, second } = ring.peek();
-        if (first.length + second.length > 0) {
-          parts.push(Buffer.from(first), Buffer.from(second));
-          ring.consume(first.length + second.length);
-        } else await ring.waitDataAsync(20);
-      }
-    })();
     const hook = trouble(root);
-    const sink: StreamSink = { write: async () => undefined, end: async () => void (draining = false) };
-    const r = await new BackupEngine(
-      { root, files: [], excludes: [] },
-      sink,
-      {
-        aborted: () => false,
-        warn: (t) => warnings.push(t),
-        // With a reader thread the entry hook is record(): the reader completes positions (history.test.ts checks them).
-        record: (e) => {
-          hook(e);
-          return null;
-        },
-      },
-      new FilePipe(job),
-    ).run();
-    await drain;
+    const { result: r, archive } = await withReaderThread(
+      (pipe, sink) =>
+        new BackupEngine(
+          { root, files: [], excludes: [] },
+          sink,
+          {
+            aborted: () => false,
+            warn: (t) => warnings.push(t),
+            // With a reader thread the entry hook is record(): the reader completes positions (history.test.ts checks them).
+            record: (e) => {
+              hook(e);
+              return null;
+            },
+          },
+          pipe,
+        ).run(),
+      (w) => warnings.push(w),
+    );
     // The reader's warnings arrive as messages: give them a moment.
     for (let i = 0; i < 50 && warnings.length < 2; i++) await new Promise((res) => setTimeout(res, 10));
     assert.equal(r.warnings, 2, warnings.join('\n'));
-    check(Buffer.concat(parts), warnings, null);
+    check(archive, warnings, null);
   } finally {
-    await reader.terminate();
     fs.rmSync(root, { recursive: true, force: true });
   }
 });

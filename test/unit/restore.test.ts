@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { BackupEngine } from '../../src/backup/engine.js';
-import { END_OF_ARCHIVE, PaxFormatError, encodeHeader, paddingAfter } from '../../src/backup/pax.js';
-import type { PaxEntry } from '../../src/backup/pax.js';
+import { PaxFormatError } from '../../src/backup/pax.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
+import { archive as paxStream, entry } from '../helpers/archives.js';
 import { assertSameTree, makeSampleTree } from '../helpers/trees.js';
 
 function tmp(prefix: string): string {
@@ -27,33 +27,6 @@ async function backup(root: string): Promise<Buffer> {
     { write: async (c) => void parts.push(Buffer.from(c)), end: async () => undefined },
     { aborted: () => false, warn: () => undefined },
   ).run();
-  return Buffer.concat(parts);
-}
-
-function entry(path: string, type: PaxEntry['type'], extra: Partial<PaxEntry> = {}): PaxEntry {
-  return {
-    path,
-    type,
-    size: 0n,
-    mode: type === 'dir' ? 0o755 : 0o644,
-    uid: 0,
-    gid: 0,
-    uname: '',
-    gname: '',
-    mtime: { sec: 1_600_000_000n, nsec: 0 },
-    ...extra,
-  };
-}
-
-/** A stream of entries (files get `content`). */
-function stream(items: { e: PaxEntry; content?: string }[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const { e, content } of items) {
-    const data = Buffer.from(content ?? '');
-    parts.push(Buffer.from(encodeHeader({ ...e, size: BigInt(data.length) })));
-    if (data.length) parts.push(data, Buffer.alloc(paddingAfter(BigInt(data.length))));
-  }
-  parts.push(END_OF_ARCHIVE);
   return Buffer.concat(parts);
 }
 
@@ -88,7 +61,7 @@ test('a hostile stream writes nothing outside the destination; its honest entrie
   fs.symlinkSync(outside, join(dest, 'planted'));
   const before = fs.readdirSync(outside).sort();
   try {
-    const archive = stream([
+    const archive = paxStream([
       { e: entry('good', 'dir') },
       { e: entry('good/file', 'file'), content: 'fine' },
       { e: entry('../escape', 'file'), content: 'x' },
@@ -131,7 +104,7 @@ test('a hostile stream writes nothing outside the destination; its honest entrie
 test('a truncated stream stops with a PaxFormatError; what came before it is restored', () => {
   const dest = tmp('restore-trunc-');
   try {
-    const archive = stream([
+    const archive = paxStream([
       { e: entry('a', 'file'), content: 'complete' },
       { e: entry('b', 'file'), content: 'x'.repeat(5000) },
     ]);
@@ -152,7 +125,7 @@ test('overwrite policy: never keeps what is there, always replaces (a symlink in
   fs.writeFileSync(join(dest, 'kept'), 'mine');
   fs.symlinkSync(join(base, 'target'), join(dest, 'link-in-the-way'));
   try {
-    const archive = stream([
+    const archive = paxStream([
       { e: entry('kept', 'file'), content: 'theirs' },
       { e: entry('link-in-the-way', 'file'), content: 'restored' },
     ]);

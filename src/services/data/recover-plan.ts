@@ -5,6 +5,7 @@
 
 import fs from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { normalizeArchivePath } from '../../backup/restore.js';
 import type { OverwritePolicy } from '../../backup/restore.js';
 import { INVALID_U64, NdmpError } from '../../wire/index.js';
 import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
@@ -46,17 +47,6 @@ export function isYes(v: string | undefined): boolean {
 }
 function isNo(v: string | undefined): boolean {
   return v !== undefined && /^(n|no|f|false|0)$/i.test(v.trim());
-}
-
-/** An archive path as the restore compares them: no leading '/' or './', no empty or '.' parts; null if it has '..'. */
-export function normalizeArchivePath(p: string): string | null {
-  const parts: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') return null;
-    parts.push(part);
-  }
-  return parts.join('/');
 }
 
 /**

@@ -8,14 +8,14 @@
 import type net from 'node:net';
 import { PaxParser, paddingAfter } from '../../backup/pax.js';
 import type { ParsedEntry, PaxTime } from '../../backup/pax.js';
-import { RestoreEngine } from '../../backup/restore.js';
+import { RestoreEngine, normalizeArchivePath } from '../../backup/restore.js';
 import type { RestoreStatus } from '../../backup/restore.js';
 import type { HistoryProducer } from '../../history/producer.js';
 import { FLAG_NODE, HistoryModel, RecordWriter } from '../../history/record.js';
 import type { HistoryStat } from '../../history/record.js';
 import type { SpscRing } from '../../ring/spsc-ring.js';
 import { INVALID_U64, RecoveryStatus } from '../../wire/index.js';
-import { normalizeArchivePath, targetFor, targetPath } from './recover-plan.js';
+import { targetFor, targetPath } from './recover-plan.js';
 import type { RecoverPlan, RecoverTarget } from './recover-plan.js';
 
 /** The stream as the data service reads it. */
