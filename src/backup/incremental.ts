@@ -34,6 +34,7 @@
 // A token is (sequence << 32) | (start time in seconds, low 32 bits); the
 // sequence counts the FILESYSTEM's backups. The records keep the start time in ns.
 
+import { envFlag } from '../util/env-flag.js';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { join } from 'node:path';
@@ -288,10 +289,9 @@ export function parseLevel(value: string | undefined): number {
   return Number(v);
 }
 
-/** UPDATE: n / no / false (any case) = do not record; anything else, or absent, = record. */
+/** UPDATE: a no (n, no, false ...) = do not record; anything else, or absent, = record. */
 export function parseUpdate(value: string | undefined): boolean {
-  if (value === undefined) return true;
-  return !['n', 'no', 'false'].includes(value.trim().toLowerCase());
+  return envFlag(value) !== false;
 }
 
 /** BASE_DATE: a decimal 64-bit token. */

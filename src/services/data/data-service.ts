@@ -23,7 +23,12 @@ import { LockstepProducer, RingProducer } from '../../history/producer.js';
 import type { HistoryProducer } from '../../history/producer.js';
 import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
-import { IncrementalError, commitIncremental, planIncremental } from '../../backup/incremental.js';
+import {
+  IncrementalError,
+  commitIncremental,
+  parseLevel,
+  planIncremental,
+} from '../../backup/incremental.js';
 import type { IncrementalPlan } from '../../backup/incremental.js';
 import { PaxFormatError } from '../../backup/pax.js';
 import { planRecover } from './recover-plan.js';
@@ -266,17 +271,8 @@ export class DataService {
       .run()
       .then(async (r) => {
         this.bytesProcessed = engine.bytesProcessed;
-        const failed = history?.failure() ?? 0;
-        if (failed !== 0) {
-          this.failHistory(failed, channel!);
-          return;
-        }
-        if (r.aborted) return; // abort() has halted already
-        // NOTIFY_DATA_HALTED comes after the last history message (PROTOCOL.md §8.6).
-        if (history && (await history.finish()) !== HistoryStatus.DELIVERED) {
-          this.failHistory(history.failure(), channel!);
-          return;
-        }
+        // Aborted: abort() has halted already.
+        if (history ? !(await this.historyDelivered(history, channel!, r.aborted)) : r.aborted) return;
         if (incremental) this.recordBackup(incremental, engine);
         const what = `${r.entries} entries, ${r.bytes} bytes`;
         this.halt(
@@ -361,36 +357,12 @@ export class DataService {
       direct: plan.direct,
       overwrite: plan.overwrite,
     });
-    const run: Promise<string | null> = history
-      ? (() => {
-          const replay = new HistoryReplay(plan, model, history, source, hooks);
-          this.recovery = replay;
-          return replay.run().then(async (r) => {
-            if (r.aborted) {
-              if (history.failure() !== 0) this.failHistory(history.failure(), channel!);
-              return null;
-            }
-            if ((await history.finish()) !== HistoryStatus.DELIVERED) {
-              this.failHistory(history.failure(), channel!);
-              return null;
-            }
-            return `file history of ${r.entries} entries replayed from ${r.bytes} bytes`;
-          });
-        })()
-      : (() => {
-          const recovery = new Recovery(plan, source, hooks);
-          this.recovery = recovery;
-          return recovery.run().then((r) => {
-            if (r.aborted) return null;
-            const what = `${r.restored} entries restored from ${r.bytes} bytes`;
-            return r.failed + r.failedTargets === 0
-              ? `recover completed: ${what}`
-              : `recover completed with failures (${r.failed} entries not restored; see LOG_FILE): ${what}`;
-          });
-        })();
+    const run = history
+      ? this.replayHistory(new HistoryReplay(plan, model, history, source, hooks), history, channel!)
+      : this.restore(new Recovery(plan, source, hooks));
     this.running = run
       .then((text) => {
-        // Aborted: abort() or a history failure has halted already.
+        // Null: abort() or a history failure has halted already.
         if (text !== null) this.halt(DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL, text);
       })
       .catch((e: unknown) => {
@@ -403,6 +375,53 @@ export class DataService {
         this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
         this.halt(DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR, text);
       });
+  }
+
+  /** Runs a restore; resolves with its halt text, or null when it was aborted. */
+  private async restore(recovery: Recovery): Promise<string | null> {
+    this.recovery = recovery;
+    const r = await recovery.run();
+    if (r.aborted) return null;
+    const what = `${r.restored} entries restored from ${r.bytes} bytes`;
+    return r.failed + r.failedTargets === 0
+      ? `recover completed: ${what}`
+      : `recover completed with failures (${r.failed} entries not restored; see LOG_FILE): ${what}`;
+  }
+
+  /** Runs a history replay; resolves with its halt text, or null when it did not deliver. */
+  private async replayHistory(
+    replay: HistoryReplay,
+    history: HistoryProducer,
+    channel: HistoryChannel,
+  ): Promise<string | null> {
+    this.recovery = replay;
+    const r = await replay.run();
+    if (!(await this.historyDelivered(history, channel, r.aborted))) return null;
+    return `file history of ${r.entries} entries replayed from ${r.bytes} bytes`;
+  }
+
+  /**
+   * After an operation that fed history ends: true once all of it is on its
+   * way to the DMA, before NOTIFY_DATA_HALTED (PROTOCOL.md §8.6). Otherwise
+   * false, and the data service has halted saying why (a history failure
+   * here, an abort already).
+   */
+  private async historyDelivered(
+    history: HistoryProducer,
+    channel: HistoryChannel,
+    aborted: boolean,
+  ): Promise<boolean> {
+    const failed = history.failure();
+    if (failed !== 0) {
+      this.failHistory(failed, channel);
+      return false;
+    }
+    if (aborted) return false;
+    if ((await history.finish()) !== HistoryStatus.DELIVERED) {
+      this.failHistory(history.failure(), channel);
+      return false;
+    }
+    return true;
   }
 
   /** Hands a pipelined backup to the reader thread (started on first use). */
@@ -518,14 +537,16 @@ export class DataService {
    */
   private planIncremental(env: Pval[], root: string): IncrementalPlan | null {
     const stateDir = this.opts.stateDir;
-    if (!stateDir) {
-      const level = env.find((p) => p.name === 'LEVEL')?.value ?? '0';
-      if (level.trim() !== '0' || env.some((p) => p.name === 'BASE_DATE'))
-        throw NdmpError.illegalArgs('incremental backups need a state dir; this server has none');
-      return null;
-    }
-    // Full backups are recorded too (UPDATE defaults to y): they are the base of the next level 1.
     try {
+      if (!stateDir) {
+        if (
+          parseLevel(env.find((p) => p.name === 'LEVEL')?.value) !== 0 ||
+          env.some((p) => p.name === 'BASE_DATE')
+        )
+          throw new IncrementalError('incremental backups need a state dir; this server has none');
+        return null;
+      }
+      // Full backups are recorded too (UPDATE defaults to y): they are the base of the next level 1.
       return planIncremental(env, root, stateDir);
     } catch (e) {
       if (e instanceof IncrementalError) throw NdmpError.illegalArgs(e.message);

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { normalizeArchivePath } from '../../backup/restore.js';
 import type { OverwritePolicy } from '../../backup/restore.js';
+import { envFlag } from '../../util/env-flag.js';
 import { INVALID_U64, NdmpError } from '../../wire/index.js';
 import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
 
@@ -41,14 +42,6 @@ export interface ExportRef {
   readonly path: string;
 }
 
-/** Env values that mean yes (DIRECT, RECURSIVE, UPDATE ...). */
-export function isYes(v: string | undefined): boolean {
-  return v !== undefined && /^(y|yes|t|true|1)$/i.test(v.trim());
-}
-function isNo(v: string | undefined): boolean {
-  return v !== undefined && /^(n|no|f|false|0)$/i.test(v.trim());
-}
-
 /**
  * The plan for a recover (or, with `fileHistory`, a RECOVER_FILEHIST, whose
  * destinations are ignored). Throws ILLEGAL_ARGS naming what is wrong.
@@ -62,7 +55,7 @@ export function planRecover(
 ): RecoverPlan {
   const one = (name: string): string | undefined => env.find((p) => p.name === name)?.value;
   const overwrite = overwritePolicy(one('OVERWRITE'));
-  const recursive = !isNo(one('RECURSIVE'));
+  const recursive = envFlag(one('RECURSIVE')) !== false;
   const wanted: {
     index: number;
     name: string;
@@ -84,7 +77,8 @@ export function planRecover(
       fhInfo: n.fhInfo === INVALID_U64 ? null : n.fhInfo,
     });
   });
-  const direct = isYes(one('DIRECT')) && wanted.length > 0 && wanted.every((w) => w.fhInfo !== null);
+  const direct =
+    envFlag(one('DIRECT')) === true && wanted.length > 0 && wanted.every((w) => w.fhInfo !== null);
   if (fileHistory) {
     return {
       destRoot: '',
