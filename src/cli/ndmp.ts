@@ -1,54 +1,48 @@
 #!/usr/bin/env node
-// ndmp: the DMA. Today it queries servers; backup, restore and the catalog follow.
+// ndmp: the DMA. Backs up NDMP servers' paths to tape with their file history
+// in a catalog (SQLite, or PostgreSQL for many DMAs), lists, searches and
+// restores from it, and asks servers what they offer.
 
-import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { NdmpClient } from '../dma/client.js';
-import { parseAuthLines } from '../services/credentials.js';
+import { CatalogError } from '../catalog/errors.js';
+import { openCatalog } from '../catalog/open.js';
+import type { Catalog } from '../catalog/types.js';
+import {
+  DmaUsageError,
+  connectAgent,
+  formatTarget,
+  parseServerPath,
+  parseTarget,
+  readPassword,
+} from '../dma/agent.js';
+import type { Credentials } from '../dma/agent.js';
+import { runBackup } from '../dma/backup-job.js';
+import type { JobEvents } from '../dma/backup-job.js';
+import { normalizeHistoryPath } from '../dma/history-ingest.js';
+import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
+import { runRestore } from '../dma/restore-job.js';
 import { NdmpError, TransportError } from '../wire/index.js';
-import type { NdmpVersion } from '../wire/index.js';
+import type { Pval } from '../wire/index.js';
 import { VERSION } from '../util/version.js';
+import { formatBackup, formatBackups, formatFound, formatListing, formatTapes } from './dma-format.js';
+import { progressView } from './progress.js';
+import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
+import { defaultStateDir as ndmpdStateDir } from './server-config.js';
 
-/** Exit codes: 0 done, 1 the server refused or failed, 2 usage or local trouble, 3 connection trouble. */
+/** Exit codes: 0 done, 1 the server refused or the job failed, 2 usage or local trouble, 3 connection trouble. */
 const EXIT_NDMP = 1;
 const EXIT_USAGE = 2;
 const EXIT_TRANSPORT = 3;
 
-class UsageError extends Error {}
-
-export function parseTarget(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:/]+))(?::(\d+))?$/.exec(s);
-  if (!m) throw new UsageError(`'${s}' is not HOST[:PORT]`);
-  const port = m[3] ? Number(m[3]) : 10000;
-  if (port < 1 || port > 65535) throw new UsageError(`port ${port} is out of range`);
-  return { host: m[1] ?? m[2]!, port };
-}
-
-/**
- * The password: NDMP_PASSWORD, or the first line of --password-file that is
- * not a comment. A line `USER:PASSWORD` for the given user also works, so
- * ndmpd's generated auth file can be used as it is.
- */
-export function readPassword(file: string | undefined, user: string): string {
-  if (!file) {
-    const env = process.env.NDMP_PASSWORD;
-    if (env) return env;
-    throw new UsageError('give --password-file FILE (or set NDMP_PASSWORD)');
-  }
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read password file: ${(e as Error).message}`);
-  }
-  const lines = parseAuthLines(text);
-  const own = lines.find((l) => l.user === user);
-  if (own) return own.password;
-  if (lines.length === 0) throw new UsageError(`password file ${file} is empty`);
-  // A file with just the password: the whole first line, colons and all.
-  return lines[0]!.text;
+/** The DMA's own state (the default catalog): NDMP_STATE_DIR, /var/lib/ndmp as root, else XDG state. */
+export function dmaStateDir(): string {
+  if (process.env.NDMP_STATE_DIR) return process.env.NDMP_STATE_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/ndmp';
+  return join(process.env.XDG_STATE_HOME || join(os.homedir(), '.local', 'state'), 'ndmp');
 }
 
 interface ConnectOpts {
@@ -59,42 +53,344 @@ interface ConnectOpts {
   timeout: string;
 }
 
-async function connectAndLogin(target: string, o: ConnectOpts): Promise<NdmpClient> {
-  const { host, port } = parseTarget(target);
+interface CatalogOpts {
+  catalog?: string;
+  json?: boolean;
+}
+
+function credentials(o: ConnectOpts, user = o.user, passwordFile = o.passwordFile): Credentials {
   const timeout = Number(o.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2_000_000) {
-    throw new UsageError(`--timeout must be a number of seconds, not '${o.timeout}'`);
+    throw new DmaUsageError(`--timeout must be a number of seconds, not '${o.timeout}'`);
   }
-  const password = readPassword(o.passwordFile, o.user);
-  const client = await NdmpClient.connect({ host, port, timeoutMs: timeout * 1000 });
-  try {
-    await client.open(o.v3 ? (3 as NdmpVersion) : undefined);
-    if (o.auth === 'text') await client.authText(o.user, password);
-    else await client.authMd5(o.user, password);
-  } catch (e) {
-    client.destroy();
-    throw e;
-  }
-  return client;
+  // A DMA on ndmpd's own host may use ndmpd's generated credentials: the quick start's case.
+  const password = readPassword(passwordFile, user, join(ndmpdStateDir(), 'auth'));
+  return { user, password, auth: o.auth, v3: o.v3, timeoutMs: timeout * 1000 };
 }
 
 function addConnectOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-u, --user <user>', 'NDMP user name')
+    .option('-u, --user <user>', 'NDMP user name', 'ndmp')
     .option(
       '-p, --password-file <file>',
-      'file holding the password (or USER:PASSWORD lines); else $NDMP_PASSWORD',
+      "file holding the password (or USER:PASSWORD lines); else $NDMP_PASSWORD, else this host's ndmpd auth file",
     )
     .option('--v3', 'speak NDMP v3 (default: the highest both sides speak, normally v4)')
     .addOption(new Option('--auth <type>', 'authentication').choices(['md5', 'text']).default('md5'))
     .option('--timeout <seconds>', 'wait this long for the server and each reply', '30');
 }
 
+function addCatalogOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--catalog <path|url>',
+      'the catalog: a SQLite file, or postgres://USER:PASSWORD@HOST/DB (default $NDMP_CATALOG, else <state-dir>/catalog.sqlite)',
+    )
+    .option('--json', 'print JSON instead of text');
+}
+
+async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>): Promise<T> {
+  const catalog = await openCatalog(o.catalog ?? process.env.NDMP_CATALOG, dmaStateDir());
+  try {
+    return await f(catalog);
+  } finally {
+    await catalog.close();
+  }
+}
+
+function print(o: { json?: boolean }, value: unknown, text: () => string): void {
+  process.stdout.write(o.json ? `${toJson(value)}\n` : text());
+}
+
+function backupId(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new DmaUsageError(`'${s}' is not a backup id (see 'ndmp backups')`);
+  return n;
+}
+
+async function getBackup(catalog: Catalog, id: string) {
+  const b = await catalog.getBackup(backupId(id));
+  if (!b) throw new DmaUsageError(`there is no backup ${id} in ${catalog.location}`);
+  return b;
+}
+
+function parseEnv(list: string[]): Pval[] {
+  return list.map((s) => {
+    const i = s.indexOf('=');
+    if (i <= 0) throw new DmaUsageError(`--env '${s}' is not NAME=VALUE`);
+    return { name: s.slice(0, i), value: s.slice(i + 1) };
+  });
+}
+
+function parseSize(s: string): number {
+  const m = /^(\d+)([KM]?)$/i.exec(s);
+  if (!m) throw new DmaUsageError(`'${s}' is not a size (bytes, or with K or M)`);
+  const n =
+    Number(m[1]) * (m[2]?.toUpperCase() === 'K' ? 1024 : m[2]?.toUpperCase() === 'M' ? 1024 * 1024 : 1);
+  if (n < 512 || n > 4 * 1024 * 1024 || n % 512 !== 0) {
+    throw new DmaUsageError(`--record-size ${s}: a multiple of 512 bytes from 512 to 4M`);
+  }
+  return n;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** Job messages and progress on stderr; stdout keeps the result (and only JSON with --json). */
+function jobEvents(view: ProgressView, quiet: boolean): JobEvents {
+  return {
+    progress: quiet ? undefined : (p) => view.update(p),
+    message: (level, text) => {
+      if (quiet && level === 'info') return;
+      view.line(`${level === 'info' ? '' : `${level}: `}${text}`);
+    },
+  };
+}
+
+/** Ctrl-C aborts the running job cleanly (the catalog records it); a second one leaves at once. */
+function interruptible(): AbortController {
+  const ac = new AbortController();
+  process.once('SIGINT', () => {
+    process.stderr.write('ndmp: interrupted, aborting the job (Ctrl-C again to quit now)\n');
+    ac.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  return ac;
+}
+
 async function main(argv: string[]): Promise<void> {
   const program = new Command('ndmp')
-    .description('NDMP DMA: query, back up and restore through NDMP servers')
+    .description(
+      'NDMP DMA: back up NDMP servers to tape with a file-history catalog; browse, search and restore',
+    )
     .version(VERSION)
     .showHelpAfterError();
+
+  addCatalogOptions(
+    addConnectOptions(
+      program
+        .command('backup')
+        .description("back up a server's path to tape; its file history goes to the catalog")
+        .argument('<server:/path>', 'HOST[:PORT]:/absolute/path on the server (inside one of its exports)')
+        .option(
+          '--tape-server <host[:port]>',
+          'three-way: the NDMP server with the tape (default: the data server)',
+        )
+        .option('--tape-user <user>', 'user on the tape server (default: --user)')
+        .option('--tape-password-file <file>', 'password file for the tape server (default: --password-file)')
+        .option(
+          '--tape <device>',
+          "the first tape (a drive, a barcode, a path); default: the library's next blank tape",
+        )
+        .option('--level <n>', 'incremental level, 0 (full) to 9', '0')
+        .option('--exclude <pattern>', 'leave out names matching a shell pattern; repeatable', collect, [])
+        .addOption(
+          new Option('--history <model>', 'file history model asked of the server')
+            .choices(['path', 'dirnode'])
+            .default('path'),
+        )
+        .option('--env <name=value>', 'more backup environment for the server; repeatable', collect, [])
+        .option('--record-size <bytes>', 'tape record size', '64K')
+        .option('-q, --quiet', 'no progress, only warnings and the result'),
+    ),
+  ).action(async (target: string, o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
+    const data = parseServerPath(target);
+    const level = Number(o.level);
+    if (!Number.isInteger(level) || level < 0 || level > 9)
+      throw new DmaUsageError(`--level ${String(o.level)}: 0 to 9`);
+    const cred = credentials(o);
+    const tapeServer = o.tapeServer ? parseTarget(o.tapeServer as string) : undefined;
+    const tapeCred =
+      o.tapeUser || o.tapePasswordFile
+        ? credentials(o, (o.tapeUser as string) ?? o.user, (o.tapePasswordFile as string) ?? o.passwordFile)
+        : cred;
+    const view = progressView(`backup ${formatTarget(data)}:${data.path}`);
+    const ac = interruptible();
+    await withCatalog(o, async (catalog) => {
+      let outcome;
+      try {
+        outcome = await runBackup({
+          data,
+          dataCred: cred,
+          tapeServer,
+          tapeCred,
+          device: o.tape as string | undefined,
+          level,
+          exclude: o.exclude as string[],
+          history: o.history === 'dirnode' ? 'd' : 'y',
+          env: parseEnv(o.env as string[]),
+          recordSize: parseSize(o.recordSize as string),
+          catalog,
+          events: jobEvents(view, Boolean(o.quiet)),
+          signal: ac.signal,
+        });
+      } finally {
+        view.stop();
+      }
+      print(o, outcome.backup, () => formatBackup(outcome.backup));
+      if (!outcome.ok) process.exitCode = EXIT_NDMP;
+    });
+  });
+
+  addCatalogOptions(
+    program.command('backups').description('list the backups in the catalog, newest first'),
+  ).action(async (o: CatalogOpts) => {
+    await withCatalog(o, async (catalog) => {
+      const list = await catalog.listBackups();
+      print(o, list, () => formatBackups(list));
+    });
+  });
+
+  addCatalogOptions(
+    program
+      .command('ls')
+      .description('list a directory of a backup, from the catalog')
+      .argument('<backup>', 'backup id (see ndmp backups)')
+      .argument('[path]', 'directory inside the backup', '/'),
+  ).action(async (id: string, path: string, o: CatalogOpts) => {
+    await withCatalog(o, async (catalog) => {
+      const b = await getBackup(catalog, id);
+      const dir = normalizeHistoryPath(path);
+      const rows = await catalog.listDir(b.id, dir);
+      if (rows.length === 0) {
+        const [self] = await catalog.lookup(b.id, [dir]);
+        if (!self) throw new DmaUsageError(`${dir} is not in backup ${b.id}`);
+        // A file: list it alone, as ls does.
+        print(o, [self], () => formatListing([self]));
+        return;
+      }
+      print(o, rows, () => formatListing(rows));
+    });
+  });
+
+  addCatalogOptions(
+    program
+      .command('find')
+      .description(
+        "find files by name in the catalog's backups (shell pattern; with a '/', matched against the whole path)",
+      )
+      .argument('<pattern>', "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'")
+      .option('--backup <id>', 'only in this backup')
+      .option('--limit <n>', 'at most this many hits', '1000'),
+  ).action(async (pattern: string, o: CatalogOpts & { backup?: string; limit: string }) => {
+    const limit = Number(o.limit);
+    if (!Number.isInteger(limit) || limit <= 0)
+      throw new DmaUsageError(`--limit ${o.limit}: a positive number`);
+    await withCatalog(o, async (catalog) => {
+      const hits = await catalog.find(pattern, {
+        backupId: o.backup === undefined ? undefined : backupId(o.backup),
+        limit,
+      });
+      print(o, hits, () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
+      if (hits.length === 0) process.exitCode = EXIT_NDMP;
+    });
+  });
+
+  addCatalogOptions(
+    addConnectOptions(
+      program
+        .command('restore')
+        .description(
+          'restore files (or the whole backup) onto the server, under --to; by Direct Access Recovery when the server offers it',
+        )
+        .argument('<backup>', 'backup id (see ndmp backups)')
+        .argument('[paths...]', 'files or directories inside the backup (none: everything)')
+        .requiredOption(
+          '--to <dir>',
+          'absolute directory on the server; the files keep their backup paths below it',
+        )
+        .option('--server <host[:port]>', 'restore onto this server instead of the one backed up')
+        .option('--tape-user <user>', 'user on the tape server (default: --user)')
+        .option('--tape-password-file <file>', 'password file for the tape server')
+        .addOption(
+          new Option('--overwrite <when>', 'existing files: always, never, or older (ndmpd)').choices([
+            'always',
+            'never',
+            'older',
+          ]),
+        )
+        .option('--no-dar', 'read the stream from its start even when DAR could be used')
+        .option('--env <name=value>', 'more recover environment; repeatable', collect, [])
+        .option('-q, --quiet', 'no progress, only warnings and the result'),
+    ),
+  ).action(async (id: string, paths: string[], o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
+    const cred = credentials(o);
+    const tapeCred =
+      o.tapeUser || o.tapePasswordFile
+        ? credentials(o, (o.tapeUser as string) ?? o.user, (o.tapePasswordFile as string) ?? o.passwordFile)
+        : cred;
+    const ac = interruptible();
+    await withCatalog(o, async (catalog) => {
+      const backup = await getBackup(catalog, id);
+      const view = progressView(`restore from backup ${backup.id}`);
+      let r;
+      try {
+        r = await runRestore({
+          backup,
+          paths,
+          to: o.to as string,
+          dataServer: o.server ? parseTarget(o.server as string) : undefined,
+          dataCred: cred,
+          tapeCred,
+          overwrite: o.overwrite as string | undefined,
+          noDar: o.dar === false,
+          env: parseEnv(o.env as string[]),
+          catalog,
+          events: jobEvents(view, Boolean(o.quiet)),
+          signal: ac.signal,
+        });
+      } finally {
+        view.stop();
+      }
+      print(o, r, () => {
+        const how = r.dar ? 'by Direct Access Recovery' : 'reading the stream from its start';
+        const lines = r.files.map(
+          (f) => `${f.ok ? 'restored' : 'FAILED  '} ${f.path}${f.ok ? '' : ` (${f.status})`}`,
+        );
+        const what = paths.length
+          ? `${r.files.filter((f) => f.ok).length} of ${paths.length}`
+          : 'the whole backup';
+        return (
+          `${lines.join('\n')}${lines.length ? '\n' : ''}` +
+          `${r.ok ? 'restored' : 'restore failed:'} ${what} to ${o.to as string} ${how}, from ${r.tapesRead.join(', ')}` +
+          `${r.reason ? ` (${r.reason})` : ''}\n`
+        );
+      });
+      if (!r.ok) process.exitCode = EXIT_NDMP;
+    });
+  });
+
+  addCatalogOptions(
+    addConnectOptions(
+      program
+        .command('tapes')
+        .description(
+          "list a tape server's drives and (ndmpd's library) tapes: barcode, label, fill, and the cataloged backups on each",
+        )
+        .argument('<server>', 'HOST[:PORT]'),
+    ),
+  ).action(async (target: string, o: ConnectOpts & CatalogOpts) => {
+    const addr = parseTarget(target);
+    const client = await connectAgent(addr, credentials(o));
+    try {
+      const c = await listTapeServer(client);
+      await withCatalog(o, async (catalog) => {
+        const server = formatTarget(addr);
+        const onTape = new Map<string, number[]>();
+        for (const b of await catalog.listBackups()) {
+          if (b.tapeServer !== server) continue;
+          for (const t of b.tapes) {
+            const key = t.barcode ?? t.device;
+            onTape.set(key, [...(onTape.get(key) ?? []), b.id]);
+          }
+        }
+        const media = c.media.map((m) => ({ ...m, backups: onTape.get(m.barcode) ?? [] }));
+        print(o, { ...c, media }, () => formatTapes(server, { ...c, media }));
+      });
+    } finally {
+      await client.close();
+    }
+  });
 
   addConnectOptions(
     program
@@ -105,7 +401,7 @@ async function main(argv: string[]): Promise<void> {
       .argument('<server>', 'HOST[:PORT] (port 10000 by default)')
       .option('--json', 'print JSON instead of text'),
   ).action(async (target: string, o: ConnectOpts & { json?: boolean }) => {
-    const client = await connectAndLogin(target, o);
+    const client = await connectAgent(parseTarget(target), credentials(o));
     try {
       const r = await query(client);
       process.stdout.write(o.json ? `${toJson(r)}\n` : formatQuery(target, r));
@@ -117,20 +413,20 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
-main(process.argv).catch((e: unknown) => {
-  if (e instanceof UsageError) {
-    process.stderr.write(`ndmp: ${e.message}\n`);
-    process.exit(EXIT_USAGE);
-  }
+/** The exit code and one line for a failure. */
+function failure(e: unknown): { code: number; line: string } {
+  if (e instanceof DmaUsageError || e instanceof CatalogError) return { code: EXIT_USAGE, line: e.message };
   if (e instanceof NdmpError) {
     const hint = e.ndmpErrorName === 'NDMP_NOT_AUTHORIZED_ERR' ? ' (wrong user or password?)' : '';
-    process.stderr.write(`ndmp: ${e.message}${hint}\n`);
-    process.exit(EXIT_NDMP);
+    return { code: EXIT_NDMP, line: `${e.message}${hint}` };
   }
-  if (e instanceof TransportError) {
-    process.stderr.write(`ndmp: ${e.message}\n`);
-    process.exit(EXIT_TRANSPORT);
-  }
-  process.stderr.write(`ndmp: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(EXIT_USAGE);
+  if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message };
+  return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e) };
+}
+
+// No process.exit() on the way out: it would cut short output still queued for a pipe.
+main(process.argv).catch((e: unknown) => {
+  const f = failure(e);
+  process.stderr.write(`ndmp: ${f.line}\n`);
+  process.exitCode = f.code;
 });

@@ -15,7 +15,7 @@ function bits(table: Readonly<Record<string, number>>, v: number, prefix: string
   return names.length ? names.join(' ') : 'none';
 }
 
-function size(n: bigint): string {
+export function size(n: bigint | number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let v = Number(n);
   let u = 0;

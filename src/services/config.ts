@@ -6,6 +6,7 @@ import { newChallenge } from './connect.js';
 import { describeExport } from './exports.js';
 import type { Handler } from './session.js';
 import { handler } from './session.js';
+import type { Library } from '../devices/library.js';
 
 /** The backup type the data service offers: a POSIX pax stream (DESIGN.md). */
 export const TAR_BUTYPE = 'tar';
@@ -117,9 +118,46 @@ const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, {
         ],
       });
     }
-    return { tapeInfo: [...byModel.values()] };
+    const tapes = s.ctx.library ? tapeImages(s.ctx.library, s.version) : null;
+    return { tapeInfo: tapes ? [...byModel.values(), tapes] : [...byModel.values()] };
   },
 });
+
+/**
+ * The library's tapes, as devices of their own: TAPE_OPEN takes
+ * `tapes/BARCODE` as well as a drive. Until the SCSI media changer, this is
+ * how a DMA sees the library's contents (barcode, label, how full, whether
+ * write-protected or loaded) and picks a blank tape to continue on at EOM.
+ */
+function tapeImages(library: Library, version: number): DeviceInfo | null {
+  let list: ReturnType<Library['listTapes']>;
+  try {
+    list = library.listTapes();
+  } catch {
+    return null;
+  }
+  if (list.length === 0) return null;
+  const yn = (b: boolean) => (b ? 'y' : 'n');
+  return {
+    model: TAPE_IMAGE_MODEL,
+    caplist: list.map((t) => ({
+      device: `tapes/${t.barcode}`,
+      attr: version === 4 ? TAPE_ATTR_RAW : 0,
+      capability: [
+        { name: 'BARCODE', value: t.barcode },
+        { name: 'LABEL', value: t.label },
+        { name: 'CAPACITY', value: String(t.capacity) },
+        { name: 'USED', value: String(t.usedBytes) },
+        { name: 'FILES', value: String(t.filemarks) },
+        { name: 'BLANK', value: yn(t.blank) },
+        { name: 'WRITE_PROTECTED', value: yn(t.writeProtected) },
+        { name: 'LOADED_IN', value: t.loadedIn ?? '' },
+      ],
+    })),
+  };
+}
+/** CONFIG_GET_TAPE_INFO's model for the library's tape images. */
+export const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
 /** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (PROTOCOL.md §4.3). */
 const TAPE_ATTR_RAW = 0x4;
 const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });

@@ -50,10 +50,11 @@ describe('tape service', { timeout: 60_000 }, () => {
   });
 
   test('CONFIG_GET_TAPE_INFO lists the drives with serial numbers', async () => {
+    if (lib.listTapes().length < 2) lib.createTapes({ count: 2, label: 'listed' });
     const c = await client(srv.port, 'md5');
     try {
       const { tapeInfo } = await c.call(M.CONFIG_GET_TAPE_INFO, {});
-      assert.equal(tapeInfo.length, 1);
+      assert.equal(tapeInfo.length, 2);
       assert.equal(tapeInfo[0]!.model, 'NDMPD-VTL');
       assert.deepEqual(
         tapeInfo[0]!.caplist.map((d) => d.device),
@@ -61,6 +62,17 @@ describe('tape service', { timeout: 60_000 }, () => {
       );
       for (const d of tapeInfo[0]!.caplist) {
         assert.match(d.capability.find((p) => p.name === 'SERIAL_NUMBER')!.value, /^VTL/);
+      }
+      // The tapes themselves, each a device TAPE_OPEN accepts, with what a DMA needs to pick one.
+      const tapes = tapeInfo[1]!;
+      assert.equal(tapes.model, 'NDMPD-VTL-TAPE');
+      assert.ok(tapes.caplist.length >= 2);
+      for (const t of tapes.caplist) {
+        const env = Object.fromEntries(t.capability.map((p) => [p.name, p.value]));
+        assert.equal(t.device, `tapes/${env.BARCODE}`);
+        assert.match(env.CAPACITY!, /^\d+$/);
+        assert.match(env.BLANK!, /^[yn]$/);
+        assert.match(env.WRITE_PROTECTED!, /^[yn]$/);
       }
     } finally {
       c.destroy();

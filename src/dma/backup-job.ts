@@ -1,0 +1,308 @@
+// `ndmp backup`: one backup of a server's path onto tapes, its file history
+// into the catalog as it streams. When the mover pauses at the end of a tape
+// (EOM), the job closes it, opens the next blank tape of the library, and
+// continues; the catalog records each tape's part of the stream, which is all
+// a restore needs to find any byte of it again.
+
+import { DataHaltReason, LogType, M, MoverHaltReason, MoverPauseReason } from '../wire/index.js';
+import type { Pval } from '../wire/index.js';
+import type { BackupRecord, Catalog, TapeSegment } from '../catalog/types.js';
+import { connectAgent, formatTarget } from './agent.js';
+import type { AgentAddress, Credentials } from './agent.js';
+import type { NdmpClient } from './client.js';
+import { HistoryIngest } from './history-ingest.js';
+import { ALL_ONES, JobLink } from './job.js';
+import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
+import type { Medium } from './media.js';
+
+export interface Progress {
+  /** Stream bytes so far (DATA_GET_STATE bytes_processed). */
+  bytes: number;
+  /** The server's estimate of what is left, when it gives one. */
+  bytesRemaining: number | null;
+  /** Catalog rows so far. */
+  files: number;
+  /** The tape being written or read. */
+  tape: string;
+}
+
+export interface JobEvents {
+  progress?(p: Progress): void;
+  /** A LOG_MESSAGE from the server, or a note of the job's own (tape changes). */
+  message?(level: 'info' | 'warning' | 'error', text: string): void;
+}
+
+export interface BackupJobOptions {
+  data: AgentAddress & { path: string };
+  dataCred: Credentials;
+  /** Three-way: the tape server, when it is not the data server. */
+  tapeServer?: AgentAddress;
+  tapeCred?: Credentials;
+  /** TAPE_OPEN's device for the first tape; else the library's first blank tape. */
+  device?: string;
+  level: number;
+  exclude: string[];
+  /** 'y': path model (FH_ADD_FILE); 'd': dir/node model. */
+  history: 'y' | 'd';
+  /** More environment, passed as given. */
+  env: Pval[];
+  recordSize: number;
+  catalog: Catalog;
+  events?: JobEvents;
+  signal?: AbortSignal;
+  /** How often to ask for progress (ms). */
+  pollMs?: number;
+}
+
+export interface BackupOutcome {
+  backup: BackupRecord;
+  ok: boolean;
+  /** LOG_MESSAGE warnings and errors. */
+  warnings: number;
+}
+
+function levelOfLog(t: number): 'info' | 'warning' | 'error' {
+  if (t === LogType.NDMP_LOG_ERROR) return 'error';
+  if (t === LogType.NDMP_LOG_WARNING) return 'warning';
+  return 'info';
+}
+
+export async function runBackup(o: BackupJobOptions): Promise<BackupOutcome> {
+  const data = await connectAgent(o.data, o.dataCred);
+  let tape: NdmpClient = data;
+  try {
+    if (o.tapeServer) tape = await connectAgent(o.tapeServer, o.tapeCred ?? o.dataCred);
+    return await new BackupJob(o, new JobLink(data, tape)).run();
+  } finally {
+    if (tape !== data) await tape.close();
+    await data.close();
+  }
+}
+
+class BackupJob {
+  private readonly env: Pval[];
+  private media: Medium[] = [];
+  private readonly usedHere = new Set<string>();
+  private readonly segments: TapeSegment[] = [];
+  private current: Omit<TapeSegment, 'length'> | null = null;
+  private warnings = 0;
+  private failure: string | null = null;
+  private readonly server: string;
+  private readonly tapeServer: string;
+
+  constructor(
+    private readonly o: BackupJobOptions,
+    private readonly link: JobLink,
+  ) {
+    this.server = formatTarget(o.data);
+    this.tapeServer = o.tapeServer ? formatTarget(o.tapeServer) : this.server;
+    this.env = [
+      { name: 'FILESYSTEM', value: o.data.path },
+      { name: 'TYPE', value: 'tar' },
+      { name: 'HIST', value: o.history },
+      { name: 'LEVEL', value: String(o.level) },
+      ...o.exclude.map((value) => ({ name: 'EXCLUDE', value })),
+      ...o.env,
+    ];
+  }
+
+  private say(level: 'info' | 'warning' | 'error', text: string): void {
+    this.o.events?.message?.(level, text);
+  }
+
+  /** The next tape to write: the one asked for first, then the library's blank ones. */
+  private async nextTape(): Promise<{ device: string; barcode: string | null }> {
+    if (this.segments.length === 0 && this.current === null && this.o.device) {
+      const m = this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device);
+      return m ? { device: m.device, barcode: m.barcode } : { device: this.o.device, barcode: null };
+    }
+    this.media = (await listTapeServer(this.link.tape)).media;
+    const inUse = await this.o.catalog.tapesInUse();
+    for (const u of this.usedHere) inUse.add(u);
+    const m = pickFreeTape(this.media, inUse);
+    if (!m) throw noFreeTape(this.tapeServer, this.media);
+    return { device: m.device, barcode: m.barcode };
+  }
+
+  private async mount(streamOffset: number): Promise<void> {
+    const t = await this.nextTape();
+    const tapeFile = await this.link.openForAppend(t.device);
+    this.usedHere.add(t.device);
+    if (t.barcode) this.usedHere.add(t.barcode);
+    this.current = {
+      seq: this.segments.length,
+      device: t.device,
+      barcode: t.barcode,
+      tapeFile,
+      streamOffset,
+    };
+    this.say(
+      'info',
+      `writing tape ${t.barcode ?? t.device}, file ${tapeFile}, from stream byte ${streamOffset}`,
+    );
+  }
+
+  private async closeSegment(bytesMoved: number, backupId: number): Promise<void> {
+    if (!this.current) return;
+    const seg: TapeSegment = { ...this.current, length: bytesMoved - this.current.streamOffset };
+    this.current = null;
+    // A tape this backup wrote nothing on is still blank, and free for the next one.
+    if (seg.length <= 0) return;
+    this.segments.push(seg);
+    await this.o.catalog.addTapeSegment(backupId, seg);
+  }
+
+  async run(): Promise<BackupOutcome> {
+    const { data, tape } = this.link;
+    const { catalog } = this.o;
+    this.media = (await listTapeServer(tape)).media;
+    if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
+
+    await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
+    await this.mount(0);
+
+    const id = await catalog.beginBackup({
+      server: this.server,
+      path: this.o.data.path,
+      tapeServer: this.tapeServer,
+      butype: 'tar',
+      level: this.o.level,
+      historyModel: this.o.history === 'd' ? 'dirnode' : 'path',
+      recordSize: this.o.recordSize,
+      env: Object.fromEntries(this.env.map((p) => [p.name, p.value])),
+      startedAt: Date.now(),
+    });
+    const ingest = new HistoryIngest(data, catalog, id);
+    data.onPost(M.LOG_MESSAGE, (b) => {
+      const level = levelOfLog(b.logType);
+      if (level !== 'info') this.warnings++;
+      this.say(level, b.entry);
+    });
+
+    let bytesMoved = 0;
+    try {
+      await this.link.connectStream('backup', { offset: 0n, length: ALL_ONES });
+      await data.call(M.DATA_START_BACKUP, { butypeName: 'tar', env: this.env });
+      bytesMoved = await this.monitor(id, ingest);
+    } catch (e) {
+      this.failure = (e as Error).message;
+      await this.link.teardown();
+      await ingest.drain().catch(() => undefined);
+      await this.closeSegment(bytesMoved, id).catch(() => undefined);
+      await catalog.finishBackup(id, {
+        status: 'failed',
+        haltReason: this.failure,
+        bytes: bytesMoved,
+        resultEnv: {},
+        finishedAt: Date.now(),
+      });
+      throw e;
+    }
+
+    const dataHalt = this.link.dataHalt!;
+    const moverHalt = this.link.moverHalt!;
+    const ok =
+      this.failure === null &&
+      dataHalt.reason === DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL &&
+      moverHalt.reason === MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED;
+    let resultEnv: Record<string, string> = {};
+    if (ok) {
+      const env = await data.call(M.DATA_GET_ENV, {});
+      resultEnv = Object.fromEntries(env.env.map((p) => [p.name, p.value]));
+    }
+    await this.link.teardown();
+    await this.closeSegment(bytesMoved, id);
+    let haltReason = this.failure ?? `data ${dataHalt.name}, mover ${moverHalt.name}`;
+    try {
+      await ingest.drain();
+    } catch (e) {
+      haltReason = `catalog: ${(e as Error).message}`;
+    }
+    const status = ok && !ingest.error ? 'done' : 'failed';
+    const text = [dataHalt.text, moverHalt.text].filter(Boolean).join('; ');
+    await catalog.finishBackup(id, {
+      status,
+      haltReason: status === 'done' ? haltReason : text ? `${haltReason} (${text})` : haltReason,
+      bytes: bytesMoved,
+      resultEnv,
+      finishedAt: Date.now(),
+    });
+    return { backup: (await catalog.getBackup(id))!, ok: status === 'done', warnings: this.warnings };
+  }
+
+  /** Runs the backup to both halts, changing tapes at EOM; returns the stream's bytes. */
+  private async monitor(id: number, ingest: HistoryIngest): Promise<number> {
+    const { data, tape } = this.link;
+    const pollMs = this.o.pollMs ?? 1000;
+    let lastPoll = 0;
+    let bytesMoved = 0;
+    let abortSent = false;
+    const abortBoth = async (why: string) => {
+      if (abortSent) return;
+      abortSent = true;
+      this.failure ??= why;
+      if (!this.link.dataHalt) await data.call(M.DATA_ABORT, {}).catch(() => undefined);
+      if (!this.link.moverHalt) await tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+    };
+    while (!(this.link.dataHalt && this.link.moverHalt)) {
+      const gone = this.link.lost();
+      if (gone) throw gone;
+      if (this.o.signal?.aborted) await abortBoth('interrupted');
+      if (ingest.error) await abortBoth(`catalog: ${ingest.error.message}`);
+      // One side halted and the other not: a failed data side leaves the mover waiting, and vice versa.
+      if (this.link.dataHalt && !this.link.moverHalt && this.link.dataHalt.name !== 'SUCCESSFUL') {
+        await abortBoth(`data halted ${this.link.dataHalt.name}`);
+      }
+      // The mover halts CONNECT_CLOSED as the stream ends, often before the data side has sent its last history.
+      if (this.link.moverHalt && !this.link.dataHalt && this.link.moverHalt.name !== 'CONNECT_CLOSED') {
+        await abortBoth(`mover halted ${this.link.moverHalt.name}`);
+      }
+
+      const pause = this.link.takePause();
+      if (pause) {
+        const st = await tape.call(M.MOVER_GET_STATE, {});
+        bytesMoved = Number(st.bytesMoved);
+        if (
+          pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOM ||
+          pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOW
+        ) {
+          await this.changeTape(id, bytesMoved, st.bytesMoved).catch((e: Error) => abortBoth(e.message));
+        } else {
+          await abortBoth(`the mover paused ${pause.name}`);
+        }
+        continue;
+      }
+      if (Date.now() - lastPoll >= pollMs) {
+        lastPoll = Date.now();
+        await this.poll(ingest).catch(() => undefined);
+      }
+      await this.link.next(Math.min(pollMs, 250));
+    }
+    const st = await tape.call(M.MOVER_GET_STATE, {});
+    bytesMoved = Number(st.bytesMoved);
+    return bytesMoved;
+  }
+
+  private async changeTape(id: number, bytesMoved: number, offset: bigint): Promise<void> {
+    const { tape } = this.link;
+    const from = this.current?.barcode ?? this.current?.device;
+    await this.closeSegment(bytesMoved, id);
+    await tape.call(M.TAPE_CLOSE, {});
+    this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
+    await this.mount(bytesMoved);
+    await tape.call(M.MOVER_SET_WINDOW, { offset, length: ALL_ONES });
+    await tape.call(M.MOVER_CONTINUE, {});
+  }
+
+  private async poll(ingest: HistoryIngest): Promise<void> {
+    if (!this.o.events?.progress) return;
+    const st = await this.link.data.call(M.DATA_GET_STATE, {});
+    const remainKnown = (st.unsupported & 1) === 0 && st.estBytesRemain !== ALL_ONES;
+    this.o.events.progress({
+      bytes: Number(st.bytesProcessed),
+      bytesRemaining: remainKnown ? Number(st.estBytesRemain) : null,
+      files: ingest.rows,
+      tape: this.current?.barcode ?? this.current?.device ?? '',
+    });
+  }
+}

@@ -1,0 +1,229 @@
+// File history, as it streams in FH_* posts, into catalog rows. Rows are
+// batched into one transaction each; when the catalog falls behind, the
+// control connection stops being read, so TCP holds the server's history
+// thread back (which spools) instead of this process buffering without bound.
+
+import { M, FileType as NdmpFileType } from '../wire/index.js';
+import type { FhDir, FhFile, FhNode, FileStat } from '../wire/index.js';
+import type { Catalog, FileRow, FileType } from '../catalog/types.js';
+import type { NdmpClient } from './client.js';
+
+export interface IngestOptions {
+  /** Rows per transaction (default 2,000). */
+  batchRows?: number;
+  /** Batches written or being written before reading stops (default 4). */
+  maxPendingBatches?: number;
+}
+
+const U64_UNKNOWN = 0xffffffffffffffffn;
+
+function typeOf(ftype: number): FileType {
+  switch (ftype) {
+    case NdmpFileType.NDMP_FILE_DIR:
+      return 'dir';
+    case NdmpFileType.NDMP_FILE_REG:
+      return 'file';
+    case NdmpFileType.NDMP_FILE_SLINK:
+      return 'symlink';
+    case NdmpFileType.NDMP_FILE_FIFO:
+      return 'fifo';
+    case NdmpFileType.NDMP_FILE_CSPEC:
+      return 'chr';
+    case NdmpFileType.NDMP_FILE_BSPEC:
+      return 'blk';
+    case NdmpFileType.NDMP_FILE_SOCK:
+      return 'sock';
+    case NdmpFileType.NDMP_FILE_REGISTRY:
+      return 'reg';
+    default:
+      return 'other';
+  }
+}
+
+/** A u64 the server may leave unknown (all ones) as a number, or null. */
+function known(v: bigint): number | null {
+  return v === U64_UNKNOWN || v > BigInt(Number.MAX_SAFE_INTEGER) ? null : Number(v);
+}
+
+/** "." or "" is the root; anything else gets one leading slash and no trailing one. */
+export function normalizeHistoryPath(p: string): string {
+  const parts = p.split('/').filter((s) => s !== '' && s !== '.');
+  return `/${parts.join('/')}`;
+}
+
+export function splitPath(path: string): { dir: string; name: string } {
+  if (path === '/') return { dir: '', name: '' };
+  const i = path.lastIndexOf('/');
+  return { dir: i === 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
+}
+
+function row(
+  path: string,
+  st: FileStat | undefined,
+  node: bigint,
+  fhInfo: bigint,
+  parent: number | null,
+): FileRow {
+  const { dir, name } = splitPath(path);
+  return {
+    path,
+    dir,
+    name,
+    type: st ? typeOf(st.ftype) : 'other',
+    size: st ? (known(st.size) ?? 0) : 0,
+    mode: st ? st.fattr & 0o7777 : 0,
+    uid: st?.owner ?? 0,
+    gid: st?.group ?? 0,
+    mtime: st?.mtime ?? 0,
+    atime: st?.atime ?? 0,
+    ctime: st?.ctime ?? 0,
+    node: known(node),
+    parent,
+    fhInfo: known(fhInfo),
+  };
+}
+
+function unixName(names: FhFile['names']): string | null {
+  for (const n of names) if (n.fsType === 0 && 'unixName' in n) return n.unixName;
+  return null;
+}
+
+export class HistoryIngest {
+  /** Rows handed to the catalog. */
+  rows = 0;
+  /** Entries the catalog could not place (a node whose name never came). */
+  orphans = 0;
+  model: 'path' | 'dirnode' | 'none' = 'none';
+
+  private batch: FileRow[] = [];
+  private readonly batchRows: number;
+  private readonly maxPending: number;
+  private pending = 0;
+  private paused = false;
+  private chain: Promise<void> = Promise.resolve();
+  private failure: Error | null = null;
+
+  // Path model: directories' nodes, so a row can name its parent's.
+  private readonly dirNodes = new Map<string, number>();
+  // Dir/node model: names by node until the node's ADD_NODE; directories' paths for their children.
+  private root: bigint | null = null;
+  private readonly names = new Map<bigint, Array<{ parent: bigint; name: string }>>();
+  private readonly dirPaths = new Map<bigint, string>();
+
+  constructor(
+    private readonly client: NdmpClient,
+    private readonly catalog: Catalog,
+    private readonly backupId: number,
+    opts: IngestOptions = {},
+  ) {
+    this.batchRows = opts.batchRows ?? 2000;
+    this.maxPending = opts.maxPendingBatches ?? 4;
+    client.onPost(M.FH_ADD_FILE, (b) => this.addFiles(b.files));
+    client.onPost(M.FH_ADD_DIR, (b) => this.addDirs(b.dirs));
+    client.onPost(M.FH_ADD_NODE, (b) => this.addNodes(b.nodes));
+  }
+
+  private addFiles(files: FhFile[]): void {
+    this.model = 'path';
+    for (const f of files) {
+      const name = unixName(f.names);
+      if (name === null) {
+        this.orphans++;
+        continue;
+      }
+      const path = normalizeHistoryPath(name);
+      const st = f.stats[0];
+      const { dir } = splitPath(path);
+      const r = row(path, st, f.node, f.fhInfo, this.dirNodes.get(dir) ?? null);
+      if (r.type === 'dir' && r.node !== null) this.dirNodes.set(path, r.node);
+      this.push(r);
+    }
+  }
+
+  private addDirs(dirs: FhDir[]): void {
+    this.model = 'dirnode';
+    for (const d of dirs) {
+      const name = unixName(d.names);
+      if (name === null) continue;
+      if (this.root === null) {
+        // PROTOCOL.md §8.3 rule 1: the first entry is the root's ".".
+        this.root = d.node;
+        this.dirPaths.set(d.node, '/');
+      }
+      if (name === '.' || name === '..') continue;
+      const list = this.names.get(d.node);
+      if (list) list.push({ parent: d.parent, name });
+      else this.names.set(d.node, [{ parent: d.parent, name }]);
+    }
+  }
+
+  private addNodes(nodes: FhNode[]): void {
+    for (const n of nodes) {
+      const st = n.stats[0];
+      if (n.node === this.root) {
+        this.push(row('/', st, n.node, n.fhInfo, null));
+        continue;
+      }
+      const links = this.names.get(n.node);
+      if (!links) {
+        this.orphans++;
+        continue;
+      }
+      for (const l of links) {
+        const parentPath = this.dirPaths.get(l.parent);
+        if (parentPath === undefined) {
+          this.orphans++;
+          continue;
+        }
+        const path = parentPath === '/' ? `/${l.name}` : `${parentPath}/${l.name}`;
+        if (st?.ftype === NdmpFileType.NDMP_FILE_DIR) this.dirPaths.set(n.node, path);
+        this.push(row(path, st, n.node, n.fhInfo, known(l.parent)));
+      }
+      // A directory's name stays for its children; a file's is done with.
+      if (st?.ftype !== NdmpFileType.NDMP_FILE_DIR) this.names.delete(n.node);
+    }
+  }
+
+  private push(r: FileRow): void {
+    this.batch.push(r);
+    if (this.batch.length >= this.batchRows) this.flushBatch();
+  }
+
+  private flushBatch(): void {
+    if (this.batch.length === 0) return;
+    const rows = this.batch;
+    this.batch = [];
+    this.pending++;
+    if (this.pending >= this.maxPending && !this.paused) {
+      this.paused = true;
+      this.client.pauseReading();
+    }
+    this.chain = this.chain.then(async () => {
+      if (this.failure) return;
+      try {
+        await this.catalog.addFiles(this.backupId, rows);
+        this.rows += rows.length;
+      } catch (e) {
+        this.failure = e as Error;
+      } finally {
+        this.pending--;
+        if (this.paused && this.pending < this.maxPending) {
+          this.paused = false;
+          this.client.resumeReading();
+        }
+      }
+    });
+  }
+
+  /** Writes what is batched and waits for every write; throws the catalog's first failure. */
+  async drain(): Promise<void> {
+    this.flushBatch();
+    await this.chain;
+    if (this.failure) throw this.failure;
+  }
+
+  /** The catalog's failure so far, if any (the job aborts the backup on one). */
+  get error(): Error | null {
+    return this.failure;
+  }
+}

@@ -1,0 +1,204 @@
+// What backup and restore jobs share: the two agents (one connection when the
+// data and tape services are on one server, the stream then LOCAL; two for
+// three-way, over TCP), their halt and pause notifications, the mover set-up
+// in each version's order, tape positioning, and the tidy end.
+
+import {
+  AddrType,
+  DataHaltReason,
+  INVALID_U64,
+  M,
+  MoverHaltReason,
+  MoverMode,
+  MoverPauseReason,
+  NdmpError,
+  TapeMtioOp,
+  TapeOpenMode,
+  TransportError,
+  nameOf,
+} from '../wire/index.js';
+import type { NdmpClient } from './client.js';
+
+export interface Halt {
+  reason: number;
+  /** The protocol name without its prefix: SUCCESSFUL, ABORTED, CONNECT_CLOSED... */
+  name: string;
+  text: string;
+}
+
+export interface Pause {
+  reason: number;
+  name: string;
+  seekPosition: bigint;
+}
+
+function shortName(table: Readonly<Record<string, number>>, value: number, prefix: string): string {
+  return nameOf(table, value).replace(prefix, '');
+}
+
+/** Where the stream goes: the mover's mode names the direction from the tape's side. */
+export type StreamDirection = 'backup' | 'recover';
+
+export class JobLink {
+  dataHalt: Halt | null = null;
+  moverHalt: Halt | null = null;
+  private readonly pauses: Pause[] = [];
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly data: NdmpClient,
+    readonly tape: NdmpClient,
+  ) {
+    data.onPost(M.NOTIFY_DATA_HALTED, (b) => {
+      this.dataHalt = {
+        reason: b.reason,
+        name: shortName(DataHaltReason, b.reason, 'NDMP_DATA_HALT_'),
+        text: b.textReason ?? '',
+      };
+      this.poke();
+    });
+    tape.onPost(M.NOTIFY_MOVER_HALTED, (b) => {
+      this.moverHalt = {
+        reason: b.reason,
+        name: shortName(MoverHaltReason, b.reason, 'NDMP_MOVER_HALT_'),
+        text: b.textReason ?? '',
+      };
+      this.poke();
+    });
+    tape.onPost(M.NOTIFY_MOVER_PAUSED, (b) => {
+      this.pauses.push({
+        reason: b.reason,
+        name: shortName(MoverPauseReason, b.reason, 'NDMP_MOVER_PAUSE_'),
+        seekPosition: b.seekPosition,
+      });
+      this.poke();
+    });
+  }
+
+  /** Data and tape services on one connection: the stream stays inside the server. */
+  get local(): boolean {
+    return this.data === this.tape;
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits for a notification, or `ms`, or a connection loss (whichever is first). */
+  async next(ms: number): Promise<void> {
+    if (this.pauses.length > 0 || this.data.closed || this.tape.closed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  takePause(): Pause | undefined {
+    return this.pauses.shift();
+  }
+
+  /** A lost control connection, as an error to end the job with. */
+  lost(): TransportError | null {
+    if (this.data.closed)
+      return new TransportError('NDMP_CONNECTION_CLOSED', 'the data server closed the connection');
+    if (this.tape.closed)
+      return new TransportError('NDMP_CONNECTION_CLOSED', 'the tape server closed the connection');
+    return null;
+  }
+
+  /**
+   * MOVER_LISTEN and DATA_CONNECT, with the window set where each version
+   * allows it: v4 sets it before LISTEN, v3 after (PROTOCOL.md §7.5).
+   */
+  async connectStream(direction: StreamDirection, window: { offset: bigint; length: bigint }): Promise<void> {
+    // The mover's mode is named from the data connection's side: READ it for a backup, WRITE it for a recover.
+    const mode = direction === 'backup' ? MoverMode.NDMP_MOVER_MODE_READ : MoverMode.NDMP_MOVER_MODE_WRITE;
+    const addrType = this.local ? AddrType.NDMP_ADDR_LOCAL : AddrType.NDMP_ADDR_TCP;
+    if (this.tape.version === 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
+    const { connectAddr } = await this.tape.call(M.MOVER_LISTEN, { mode, addrType });
+    if (this.tape.version !== 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
+    await this.data.call(M.DATA_CONNECT, {
+      addr: this.local ? { addrType: AddrType.NDMP_ADDR_LOCAL } : connectAddr,
+    });
+  }
+
+  /** Opens a tape and spaces to the start of tape file `file` (0: from the beginning). */
+  async openAt(device: string, mode: 'read' | 'write', file: number): Promise<void> {
+    await this.tape.call(M.TAPE_OPEN, {
+      device,
+      mode: mode === 'read' ? TapeOpenMode.NDMP_TAPE_READ_MODE : TapeOpenMode.NDMP_TAPE_RDWR_MODE,
+    });
+    await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 });
+    if (file > 0) {
+      const r = await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: file });
+      if (r.residCount !== 0) {
+        throw new NdmpError(0, `${device} has ${file - r.residCount} tape files, file ${file} was wanted`);
+      }
+    }
+  }
+
+  /**
+   * Opens a tape for writing after what it already holds: spaces over its
+   * filemarks until the end of data, and returns the new tape file's number.
+   * Nothing on a tape is ever overwritten.
+   */
+  async openForAppend(device: string): Promise<number> {
+    await this.openAt(device, 'write', 0);
+    let files = 0;
+    for (;;) {
+      try {
+        const r = await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: 1 });
+        if (r.residCount !== 0) break;
+      } catch (e) {
+        // End of data answers EOF or EOM (versions and servers differ): we are there.
+        if (e instanceof NdmpError) break;
+        throw e;
+      }
+      files++;
+    }
+    return files;
+  }
+
+  /** Stops what is still running, then returns both services to IDLE and closes the tape. Never throws. */
+  async teardown(): Promise<void> {
+    const quiet = async (f: () => Promise<unknown>) => {
+      try {
+        await f();
+      } catch {
+        /* already idle, or the connection is gone */
+      }
+    };
+    if (!this.dataHalt) await quiet(() => this.data.call(M.DATA_ABORT, {}));
+    if (!this.moverHalt) await quiet(() => this.tape.call(M.MOVER_ABORT, {}));
+    await quiet(() => this.data.call(M.DATA_STOP, {}));
+    await quiet(() => this.tape.call(M.MOVER_STOP, {}));
+    await quiet(() => this.tape.call(M.TAPE_CLOSE, {}));
+  }
+
+  /** Waits until both sides have halted, aborting the other side once one has, if it lingers. */
+  async waitBothHalted(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    let aborted = false;
+    while (!(this.dataHalt && this.moverHalt)) {
+      const gone = this.lost();
+      if (gone) throw gone;
+      if (Date.now() > deadline && !aborted) {
+        aborted = true;
+        if (!this.dataHalt) await this.data.call(M.DATA_ABORT, {}).catch(() => undefined);
+        if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+      }
+      await this.next(200);
+      if (aborted && Date.now() > deadline + graceMs) break;
+    }
+  }
+}
+
+export const ALL_ONES = INVALID_U64;

@@ -1,0 +1,94 @@
+// The tapes a tape server offers, as the DMA sees them through
+// CONFIG_GET_TAPE_INFO: drives, and (from ndmpd's virtual library) tape
+// images with barcode, label and fill. Picking the tape a backup goes on.
+
+import { M, NdmpError } from '../wire/index.js';
+import type { NdmpClient } from './client.js';
+import { DmaUsageError } from './agent.js';
+
+/** ndmpd's model name for its library's tape images (see src/services/config.ts). */
+const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
+
+export interface Drive {
+  device: string;
+  model: string;
+  serial: string | null;
+}
+
+export interface Medium {
+  /** What TAPE_OPEN takes: "tapes/BARCODE". */
+  device: string;
+  barcode: string;
+  label: string;
+  capacity: number;
+  used: number;
+  /** Tape files (filemarks) on it. */
+  files: number;
+  blank: boolean;
+  writeProtected: boolean;
+  /** The drive it is loaded in, or null. */
+  loadedIn: string | null;
+}
+
+export interface TapeServerContents {
+  drives: Drive[];
+  /** Empty when the server has no library we can see. */
+  media: Medium[];
+}
+
+export async function listTapeServer(client: NdmpClient): Promise<TapeServerContents> {
+  let info;
+  try {
+    info = (await client.call(M.CONFIG_GET_TAPE_INFO, {})).tapeInfo;
+  } catch (e) {
+    // A server with no tape service at all: nothing to list.
+    if (e instanceof NdmpError) return { drives: [], media: [] };
+    throw e;
+  }
+  const drives: Drive[] = [];
+  const media: Medium[] = [];
+  for (const model of info) {
+    for (const cap of model.caplist) {
+      const env = new Map(cap.capability.map((p) => [p.name, p.value]));
+      if (model.model === TAPE_IMAGE_MODEL) {
+        media.push({
+          device: cap.device,
+          barcode: env.get('BARCODE') ?? cap.device,
+          label: env.get('LABEL') ?? '',
+          capacity: Number(env.get('CAPACITY') ?? 0),
+          used: Number(env.get('USED') ?? 0),
+          files: Number(env.get('FILES') ?? 0),
+          blank: env.get('BLANK') === 'y',
+          writeProtected: env.get('WRITE_PROTECTED') === 'y',
+          loadedIn: env.get('LOADED_IN') || null,
+        });
+      } else {
+        drives.push({ device: cap.device, model: model.model, serial: env.get('SERIAL_NUMBER') ?? null });
+      }
+    }
+  }
+  return { drives, media };
+}
+
+/**
+ * The next tape to write on: blank, writable, not in a drive (a drive's tape
+ * may be in use by another DMA through that drive), not already written by a
+ * backup in our catalog, and not one this job has used. Barcode order, so the
+ * choice is predictable.
+ */
+export function pickFreeTape(media: readonly Medium[], inUse: ReadonlySet<string>): Medium | null {
+  return (
+    media.find(
+      (m) =>
+        m.blank && !m.writeProtected && m.loadedIn === null && !inUse.has(m.barcode) && !inUse.has(m.device),
+    ) ?? null
+  );
+}
+
+export function noFreeTape(server: string, media: readonly Medium[]): DmaUsageError {
+  return new DmaUsageError(
+    media.length === 0
+      ? `${server} lists no tapes; give --tape DEVICE`
+      : `no blank, writable tape left in ${server}'s library (${media.length} tapes); add some with 'ndmpd tape create'`,
+  );
+}

@@ -1,0 +1,329 @@
+// `ndmp restore`: files of a cataloged backup back onto a server. Named files
+// go by Direct Access Recovery when the server offers it and the catalog has
+// their fh_info: the server asks for just the regions it needs, and the job
+// moves the tape there (another tape when the stream spans several). Without
+// DAR, or for a whole backup, the stream is read from its start, tape after
+// tape.
+
+import {
+  ButypeAttr,
+  DataHaltReason,
+  INVALID_U64,
+  M,
+  MoverPauseReason,
+  RecoveryStatus,
+  nameOf,
+} from '../wire/index.js';
+import type { NlistName, Pval } from '../wire/index.js';
+import type { BackupRecord, Catalog, FileRow, TapeSegment } from '../catalog/types.js';
+import { DmaUsageError, connectAgent, formatTarget, parseTarget } from './agent.js';
+import type { AgentAddress, Credentials } from './agent.js';
+import type { JobEvents } from './backup-job.js';
+import type { NdmpClient } from './client.js';
+import { normalizeHistoryPath } from './history-ingest.js';
+import { ALL_ONES, JobLink } from './job.js';
+
+export interface RestoreJobOptions {
+  backup: BackupRecord;
+  /** Paths inside the backup ("/a/b"); none: the whole backup. */
+  paths: string[];
+  /** Absolute directory on the data server the files go under (their backup paths kept below it). */
+  to: string;
+  /** The data server to restore onto; else the one backed up. */
+  dataServer?: AgentAddress;
+  dataCred: Credentials;
+  tapeCred?: Credentials;
+  /** OVERWRITE for our server: always, never, older. */
+  overwrite?: string;
+  /** Refuse DAR even when it could be used. */
+  noDar?: boolean;
+  env: Pval[];
+  catalog: Catalog;
+  events?: JobEvents;
+  signal?: AbortSignal;
+  pollMs?: number;
+}
+
+export interface FileOutcome {
+  path: string;
+  ok: boolean;
+  /** SUCCESSFUL, FAILED_NOT_FOUND, ... */
+  status: string;
+}
+
+export interface RestoreOutcome {
+  ok: boolean;
+  dar: boolean;
+  /** Per named path (LOG_FILE); for a whole restore, only the entries the server reported. */
+  files: FileOutcome[];
+  dataHalt: string;
+  moverHalt: string;
+  /** Why it failed, when it did. */
+  reason: string | null;
+  /** Tapes mounted, in order. */
+  tapesRead: string[];
+}
+
+function sameAgent(a: string, b: string): boolean {
+  return a === b;
+}
+
+/** The rows of `paths` in a backup; every missing name is a usage error. */
+export async function resolvePaths(
+  catalog: Catalog,
+  backup: BackupRecord,
+  paths: string[],
+): Promise<FileRow[]> {
+  const wanted = paths.map(normalizeHistoryPath);
+  const rows = await catalog.lookup(backup.id, wanted);
+  const found = new Set(rows.map((r) => r.path));
+  const missing = wanted.filter((p) => !found.has(p));
+  if (missing.length > 0) {
+    throw new DmaUsageError(`not in backup ${backup.id}: ${missing.join(', ')}`);
+  }
+  const byPath = new Map(rows.map((r) => [r.path, r]));
+  return wanted.map((p) => byPath.get(p)!);
+}
+
+export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> {
+  const b = o.backup;
+  if (b.tapes.length === 0)
+    throw new DmaUsageError(`backup ${b.id} has no tapes recorded (status ${b.status})`);
+  if (!o.to.startsWith('/'))
+    throw new DmaUsageError(`--to must be an absolute path on the server, not '${o.to}'`);
+  const rows = o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : [];
+  const dataAddr = o.dataServer ?? parseTarget(b.server);
+  const local = sameAgent(formatTarget(dataAddr), b.tapeServer) && !o.dataServer;
+  const data = await connectAgent(dataAddr, o.dataCred);
+  let tape: NdmpClient = data;
+  try {
+    if (!local) tape = await connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred);
+    return await new RestoreJob(o, rows, new JobLink(data, tape)).run();
+  } finally {
+    if (tape !== data) await tape.close();
+    await data.close();
+  }
+}
+
+class RestoreJob {
+  private readonly files = new Map<string, FileOutcome>();
+  private readonly tapesRead: string[] = [];
+  private segment: TapeSegment | null = null;
+  private failure: string | null = null;
+
+  constructor(
+    private readonly o: RestoreJobOptions,
+    private readonly rows: FileRow[],
+    private readonly link: JobLink,
+  ) {}
+
+  private say(level: 'info' | 'warning' | 'error', text: string): void {
+    this.o.events?.message?.(level, text);
+  }
+
+  /** DAR needs names, their offsets, and a server that says it can (butype attribute RECOVER_DIRECT). */
+  private async canUseDar(): Promise<boolean> {
+    if (this.o.noDar || this.rows.length === 0 || this.rows.some((r) => r.fhInfo === null)) return false;
+    try {
+      const { butypeInfo } = await this.link.data.call(M.CONFIG_GET_BUTYPE_INFO, {});
+      const tar = butypeInfo.find((x) => x.butypeName === this.o.backup.butype);
+      return tar !== undefined && (tar.attrs & ButypeAttr.NDMP_BUTYPE_RECOVER_DIRECT) !== 0;
+    } catch {
+      return false;
+    }
+  }
+
+  private nlist(dar: boolean): NlistName[] {
+    const to = this.o.to.replace(/\/+$/, '');
+    const v3 = this.link.data.version === 3;
+    return this.rows.map((r) => {
+      const dest = r.path === '/' ? to || '/' : `${to}${r.path}`;
+      const cut = dest.lastIndexOf('/');
+      return {
+        originalPath: r.path,
+        // v3's destination_dir + new_name; v4's destination_path (PROTOCOL.md §9.2).
+        destinationPath: v3 ? dest.slice(0, cut) || '/' : dest,
+        name: v3 ? dest.slice(cut + 1) : '',
+        otherName: '',
+        node: r.node === null ? INVALID_U64 : BigInt(r.node),
+        fhInfo: dar && r.fhInfo !== null ? BigInt(r.fhInfo) : INVALID_U64,
+      };
+    });
+  }
+
+  private env(dar: boolean): Pval[] {
+    const b = this.o.backup;
+    const keep = ['FILESYSTEM', 'TYPE', 'PATHNAME_SEPARATOR'];
+    const env: Pval[] = [];
+    for (const k of keep) {
+      const v = b.resultEnv[k] ?? b.env[k];
+      if (v !== undefined) env.push({ name: k, value: v });
+    }
+    env.push({ name: 'HIST', value: 'n' });
+    env.push({ name: 'DIRECT', value: dar ? 'y' : 'n' });
+    if (this.rows.length === 0) env.push({ name: 'PREFIX', value: this.o.to });
+    if (this.o.overwrite) env.push({ name: 'OVERWRITE', value: this.o.overwrite });
+    return [...env, ...this.o.env];
+  }
+
+  /** The segment holding stream byte `pos`, or null past the end. */
+  private segmentAt(pos: bigint): TapeSegment | null {
+    const segs = this.o.backup.tapes;
+    for (let i = 0; i < segs.length; i++) {
+      const s = segs[i]!;
+      const start = BigInt(s.streamOffset);
+      const last = i === segs.length - 1;
+      if (pos >= start && (last || pos < start + BigInt(s.length))) return s;
+    }
+    return null;
+  }
+
+  private window(s: TapeSegment): { offset: bigint; length: bigint } {
+    const segs = this.o.backup.tapes;
+    // The last tape's part ends in padding; an open window reads it to its filemark.
+    const last = s.seq === segs[segs.length - 1]!.seq;
+    return { offset: BigInt(s.streamOffset), length: last ? ALL_ONES : BigInt(s.length) };
+  }
+
+  private async mount(s: TapeSegment): Promise<void> {
+    if (this.segment) await this.link.tape.call(M.TAPE_CLOSE, {});
+    await this.link.openAt(s.device, 'read', s.tapeFile);
+    this.segment = s;
+    this.tapesRead.push(s.barcode ?? s.device);
+    this.say(
+      'info',
+      `reading tape ${s.barcode ?? s.device}, file ${s.tapeFile} (stream byte ${s.streamOffset})`,
+    );
+  }
+
+  async run(): Promise<RestoreOutcome> {
+    const { data, tape } = this.link;
+    const b = this.o.backup;
+    const dar = await this.canUseDar();
+    data.onPost(M.LOG_FILE, (p) => {
+      const status = nameOf(RecoveryStatus, p.recoveryStatus).replace('NDMP_RECOVERY_', '');
+      const ok = p.recoveryStatus === RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL;
+      this.files.set(p.name, { path: p.name, ok, status });
+      if (!ok) this.say('warning', `${p.name}: ${status}`);
+    });
+    data.onPost(M.LOG_MESSAGE, (p) => this.say(p.logType === 2 ? 'error' : 'info', p.entry));
+    // Forwarded as they come: the data service says which bytes it needs next (PROTOCOL.md §7.5).
+    data.onPost(M.NOTIFY_DATA_READ, (p) => {
+      tape.call(M.MOVER_READ, p).catch((e: Error) => this.say('warning', `MOVER_READ: ${e.message}`));
+    });
+
+    const first = dar ? this.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))! : b.tapes[0]!;
+    try {
+      await tape.call(M.MOVER_SET_RECORD_SIZE, { len: b.recordSize });
+      await this.mount(first);
+      await this.link.connectStream('recover', this.window(first));
+      await data.call(M.DATA_START_RECOVER, {
+        butypeName: b.butype,
+        env: this.env(dar),
+        nlist: this.nlist(dar),
+      });
+      await this.monitor();
+    } catch (e) {
+      await this.link.teardown();
+      throw e;
+    }
+    const dataHalt = this.link.dataHalt!;
+    const moverHalt = this.link.moverHalt!;
+    await this.link.teardown();
+    const files = this.rows.map(
+      (r) => this.files.get(r.path) ?? { path: r.path, ok: false, status: 'NOT_REPORTED' },
+    );
+    // A whole restore reports only what went wrong.
+    if (this.rows.length === 0) files.push(...this.files.values());
+    const ok =
+      this.failure === null &&
+      dataHalt.reason === DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL &&
+      files.every((f) => f.ok);
+    let reason = this.failure;
+    if (!reason && dataHalt.reason !== DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL) {
+      reason = `data ${dataHalt.name}${dataHalt.text ? `: ${dataHalt.text}` : ''}`;
+    }
+    if (!reason && !ok) reason = `${files.filter((f) => !f.ok).length} of ${files.length} files not restored`;
+    return {
+      ok,
+      dar,
+      files,
+      dataHalt: dataHalt.name,
+      moverHalt: moverHalt.name,
+      reason,
+      tapesRead: this.tapesRead,
+    };
+  }
+
+  private async monitor(): Promise<void> {
+    const { data, tape } = this.link;
+    const pollMs = this.o.pollMs ?? 1000;
+    let lastPoll = 0;
+    let aborted = false;
+    const abort = async (why: string) => {
+      if (aborted) return;
+      aborted = true;
+      this.failure ??= why;
+      if (!this.link.dataHalt) await data.call(M.DATA_ABORT, {}).catch(() => undefined);
+      if (!this.link.moverHalt) await tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+    };
+    while (!this.link.dataHalt) {
+      const gone = this.link.lost();
+      if (gone) throw gone;
+      if (this.o.signal?.aborted) await abort('interrupted');
+      if (this.link.moverHalt && !this.link.dataHalt && this.link.moverHalt.name !== 'CONNECT_CLOSED') {
+        await abort(`mover halted ${this.link.moverHalt.name}`);
+      }
+      const pause = this.link.takePause();
+      if (pause) {
+        await this.onPause(pause.reason, pause.seekPosition).catch((e: Error) => abort(e.message));
+        continue;
+      }
+      if (Date.now() - lastPoll >= pollMs && this.o.events?.progress) {
+        lastPoll = Date.now();
+        const st = await data.call(M.DATA_GET_STATE, {}).catch(() => null);
+        if (st) {
+          this.o.events.progress({
+            bytes: Number(st.bytesProcessed),
+            bytesRemaining: null,
+            files: this.files.size,
+            tape: this.segment?.barcode ?? this.segment?.device ?? '',
+          });
+        }
+      }
+      await this.link.next(Math.min(pollMs, 250));
+    }
+    // The data side is done; the mover follows (CONNECT_CLOSED) once the stream is closed.
+    if (!this.link.moverHalt) {
+      await this.link.waitBothHalted(10_000).catch(() => undefined);
+    }
+    if (!this.link.moverHalt) this.link.moverHalt = { reason: 0, name: 'NA', text: '' };
+  }
+
+  /** The mover wants bytes this tape's part does not hold: mount the tape that does, or end the stream. */
+  private async onPause(reason: number, seekPosition: bigint): Promise<void> {
+    const { tape } = this.link;
+    const cur = this.segment!;
+    let pos = seekPosition;
+    if (reason !== MoverPauseReason.NDMP_MOVER_PAUSE_SEEK) {
+      if (
+        reason !== MoverPauseReason.NDMP_MOVER_PAUSE_EOF &&
+        reason !== MoverPauseReason.NDMP_MOVER_PAUSE_EOM
+      ) {
+        throw new Error(`the mover paused ${nameOf(MoverPauseReason, reason)}`);
+      }
+      // End of this tape's part: the stream goes on where it ends.
+      const end = BigInt(cur.streamOffset + cur.length);
+      if (pos === INVALID_U64 || pos < end) pos = end;
+    }
+    const next = this.segmentAt(pos);
+    if (!next || (next.seq === cur.seq && reason !== MoverPauseReason.NDMP_MOVER_PAUSE_SEEK)) {
+      // Past the last tape: the stream ends here.
+      await tape.call(M.MOVER_CLOSE, {});
+      return;
+    }
+    await this.mount(next);
+    await tape.call(M.MOVER_SET_WINDOW, this.window(next));
+    await tape.call(M.MOVER_CONTINUE, {});
+  }
+}

@@ -1,0 +1,51 @@
+// Runs the `ndmp` DMA as a process, the way an administrator does, with its
+// own state dir (so its catalog is the test's) and no ndmpd credentials of
+// this host to fall back on.
+
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { NDMP_BIN } from './ndmpd-process.js';
+import type { NdmpdProcess } from './ndmpd-process.js';
+
+const run = promisify(execFile);
+
+export interface CliRun {
+  code: number;
+  out: string;
+  err: string;
+}
+
+export async function runNdmp(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 180_000,
+): Promise<CliRun> {
+  try {
+    const r = await run(process.execPath, [NDMP_BIN, ...args], {
+      env: { ...process.env, NDMPD_STATE_DIR: '/nonexistent-ndmpd-state', ...env },
+      timeout: timeoutMs,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, out: x.stdout, err: x.stderr };
+  }
+}
+
+/** `ndmp` against one ndmpd, with a catalog of its own; fails loudly on an unexpected exit code. */
+export function dmaFor(p: NdmpdProcess, catalog: string, stateDir: string) {
+  const creds = ['--user', p.user, '--password-file', p.authFile];
+  const env = { NDMP_STATE_DIR: stateDir };
+  const call = async (args: string[], expect = 0): Promise<CliRun> => {
+    const r = await runNdmp([...args, '--catalog', catalog], env);
+    if (r.code !== expect) {
+      throw new Error(`ndmp ${args.join(' ')} exited ${r.code}, not ${expect}\n${r.err}\n${r.out}`);
+    }
+    return r;
+  };
+  const json = async <T>(args: string[]): Promise<T> =>
+    JSON.parse((await call([...args, '--json'])).out) as T;
+  return { creds, call, json, server: `${p.host}:${p.port}`, stateDir: join(stateDir) };
+}
