@@ -35,12 +35,18 @@ function ndmp(args: string[]): string {
   return r.stdout;
 }
 
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = net.createServer();
-    s.once('error', () => res(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-  });
+/** 10000 when it is free, else a port the system picks. */
+async function pickPort(): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | null>((res) => {
+      const srv = net.createServer();
+      srv.once('error', () => res(null));
+      srv.listen(port, '127.0.0.1', () => {
+        const got = (srv.address() as net.AddressInfo).port;
+        srv.close(() => res(got));
+      });
+    });
+  return (await tryListen(10000)) ?? (await tryListen(0))!;
 }
 
 async function main(): Promise<void> {
@@ -54,9 +60,9 @@ async function main(): Promise<void> {
     cpSync(join(ROOT, d), join(sample, d), { recursive: true });
   cpSync(join(ROOT, 'README.md'), join(sample, 'README.md'));
 
-  const port = (await portFree(10000)) ? 10000 : 0;
-  const listen = `127.0.0.1:${port || 10770}`;
-  if (!port) process.stdout.write('port 10000 is taken (another ndmpd?); this run uses 10770\n');
+  const port = await pickPort();
+  const listen = `127.0.0.1:${port}`;
+  if (port !== 10000) process.stdout.write(`port 10000 is taken (another ndmpd?); this run uses ${port}\n`);
   say(`ndmpd on ${listen}, state dir ${stateDir}, export quickstart=${join(stateDir, 'quickstart')}`);
   const server = spawn(
     process.execPath,
@@ -84,7 +90,7 @@ async function main(): Promise<void> {
       if (!existsSync(auth)) continue;
       try {
         const c = await connectAgent(
-          { host: '127.0.0.1', port: Number(listen.split(':')[1]) },
+          { host: '127.0.0.1', port },
           { user: 'ndmp', password: readPassword(auth, 'ndmp'), auth: 'md5', timeoutMs: 2000 },
         );
         // Every run takes a blank tape; add one when the library has none left.
@@ -101,10 +107,9 @@ async function main(): Promise<void> {
     process.stdout.write(`credentials: ${auth} (mode 0600, user ndmp); ndmp finds them there on this host\n`);
 
     say('back it up to a tape of the virtual library; the file history goes to the catalog');
-    const backup = JSON.parse(ndmp(['backup', `${listen}:${sample}`, '--json', '-q'])) as {
-      id: number;
-      files: number;
-    };
+    ndmp(['backup', `${listen}:${sample}`]);
+    const newest = spawnSync(process.execPath, [NDMP, 'backups', '--json'], { encoding: 'utf8' });
+    const backup = (JSON.parse(newest.stdout) as Array<{ id: number; files: number }>)[0]!;
     say('the catalog');
     ndmp(['backups']);
     ndmp(['ls', String(backup.id), '/docs']);

@@ -22,7 +22,8 @@ export function progressView(title: string, stream: NodeJS.WriteStream = process
     return s > 0 ? `${size(bytes / s)}/s` : '-';
   };
   if (!stream.isTTY) {
-    let lastLine = 0;
+    // The first line after PLAIN_EVERY_MS: a short job needs none.
+    let lastLine = started;
     return {
       update(p) {
         if (Date.now() - lastLine < PLAIN_EVERY_MS) return;

@@ -6,11 +6,13 @@
 import {
   AddrType,
   DataHaltReason,
+  DataState,
   INVALID_U64,
   M,
   MoverHaltReason,
   MoverMode,
   MoverPauseReason,
+  MoverState,
   NdmpError,
   TapeMtioOp,
   TapeOpenMode,
@@ -183,6 +185,33 @@ export class JobLink {
     await quiet(() => this.tape.call(M.TAPE_CLOSE, {}));
   }
 
+  /**
+   * Asks each side whose halt has not been announced for its state: some
+   * agents (ndmjob's mover after MOVER_CLOSE) halt without a NOTIFY.
+   */
+  private async pollHalts(): Promise<void> {
+    if (!this.moverHalt) {
+      const st = await this.tape.call(M.MOVER_GET_STATE, {}).catch(() => null);
+      if (st && st.state === MoverState.NDMP_MOVER_STATE_HALTED) {
+        this.moverHalt = {
+          reason: st.haltReason,
+          name: shortName(MoverHaltReason, st.haltReason, 'NDMP_MOVER_HALT_'),
+          text: '',
+        };
+      }
+    }
+    if (!this.dataHalt) {
+      const st = await this.data.call(M.DATA_GET_STATE, {}).catch(() => null);
+      if (st && st.state === DataState.NDMP_DATA_STATE_HALTED) {
+        this.dataHalt = {
+          reason: st.haltReason,
+          name: shortName(DataHaltReason, st.haltReason, 'NDMP_DATA_HALT_'),
+          text: '',
+        };
+      }
+    }
+  }
+
   /** Waits until both sides have halted, aborting the other side once one has, if it lingers. */
   async waitBothHalted(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
@@ -196,6 +225,7 @@ export class JobLink {
         if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
       }
       await this.next(200);
+      await this.pollHalts();
       if (aborted && Date.now() > deadline + graceMs) break;
     }
   }

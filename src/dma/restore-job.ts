@@ -64,6 +64,13 @@ export interface RestoreOutcome {
   tapesRead: string[];
 }
 
+/**
+ * Tape agents whose mover serves MOVER_READ only in whole records: a DAR
+ * region shorter than a record never completes there. Amanda's ndmjob tape
+ * agent (ndmta_read_quantum) waits for a full record's worth of the read.
+ */
+const RECORD_GRANULAR_TAPE_AGENTS = ['NDMJOB'];
+
 function sameAgent(a: string, b: string): boolean {
   return a === b;
 }
@@ -121,9 +128,22 @@ class RestoreJob {
     this.o.events?.message?.(level, text);
   }
 
-  /** DAR needs names, their offsets, and a server that says it can (butype attribute RECOVER_DIRECT). */
+  /**
+   * DAR needs names, their offsets, a data server that says it can (butype
+   * attribute RECOVER_DIRECT), and a tape server that serves any byte range.
+   */
   private async canUseDar(): Promise<boolean> {
     if (this.o.noDar || this.rows.length === 0 || this.rows.some((r) => r.fhInfo === null)) return false;
+    if (!this.link.local) {
+      const info = await this.link.tape.call(M.CONFIG_GET_SERVER_INFO, {}).catch(() => null);
+      if (info && RECORD_GRANULAR_TAPE_AGENTS.includes(info.productName)) {
+        this.say(
+          'info',
+          `tape server ${info.productName} reads whole records only: reading the stream from its start`,
+        );
+        return false;
+      }
+    }
     try {
       const { butypeInfo } = await this.link.data.call(M.CONFIG_GET_BUTYPE_INFO, {});
       const tar = butypeInfo.find((x) => x.butypeName === this.o.backup.butype);
@@ -293,8 +313,11 @@ class RestoreJob {
       }
       await this.link.next(Math.min(pollMs, 250));
     }
-    // The data side is done; the mover follows (CONNECT_CLOSED) once the stream is closed.
+    // The data side is done. Our mover then halts by itself (CONNECT_CLOSED);
+    // a mover that still waits for reads is told the stream is over, as ndmjob does.
     if (!this.link.moverHalt) {
+      await this.link.next(500);
+      if (!this.link.moverHalt) await tape.call(M.MOVER_CLOSE, {}).catch(() => undefined);
       await this.link.waitBothHalted(10_000).catch(() => undefined);
     }
     if (!this.link.moverHalt) this.link.moverHalt = { reason: 0, name: 'NA', text: '' };

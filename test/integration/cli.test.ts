@@ -266,7 +266,11 @@ describe('ndmp query against a running ndmpd', () => {
     r = await runNode([NDMP_BIN, 'query', `127.0.0.1:${await freePort()}`, '-u', p.user, '-p', pwFile]);
     assert.equal(r.code, 3);
     assert.match(r.err, /cannot connect/);
-    r = await runNode([NDMP_BIN, 'query', `127.0.0.1:${p.port}`, '-u', p.user], { NDMP_PASSWORD: '' });
+    // No password anywhere: not given, not in the environment, no ndmpd auth file on this host.
+    r = await runNode([NDMP_BIN, 'query', `127.0.0.1:${p.port}`, '-u', p.user], {
+      NDMP_PASSWORD: '',
+      NDMPD_STATE_DIR: join(p.dir, 'no-ndmpd-here'),
+    });
     assert.equal(r.code, 2);
     assert.match(r.err, /password-file/);
   });
