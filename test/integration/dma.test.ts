@@ -197,6 +197,24 @@ for (const kind of catalogs()) {
         assert.ok(backup.bytes > 20 * read, `backup ${backup.bytes} bytes vs ${read} read`);
         assert.deepEqual(fs.readdirSync(to), ['d099']);
         assert.deepEqual(fs.readdirSync(join(to, 'd099')), ['f0199.dat']);
+
+        // The same in NDMP v3, whose name list spells the destination as a directory and a name.
+        const to3 = join(p.exportDir, 'restored-one-v3');
+        const r3 = await dma.json<RestoreOutcome>([
+          'restore',
+          String(backup.id),
+          '/d001/f0002.dat',
+          '--to',
+          to3,
+          '--v3',
+          ...dma.creds,
+        ]);
+        assert.equal(r3.ok, true, JSON.stringify(r3));
+        assert.equal(r3.dar, true);
+        assert.deepEqual(
+          fs.readFileSync(join(to3, 'd001', 'f0002.dat')),
+          fs.readFileSync(join(src, 'd001', 'f0002.dat')),
+        );
       });
 
       test('restore a directory and a renamed-safe odd name: trees identical', async (t) => {
