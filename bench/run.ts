@@ -3,6 +3,7 @@
 
 import os from 'node:os';
 import { benchBackup } from './backup.js';
+import { benchCatalog } from './catalog.js';
 import { benchHistory } from './history.js';
 import { benchMoverThroughput } from './mover-throughput.js';
 import { benchPax } from './pax.js';
@@ -17,4 +18,5 @@ await benchMoverThroughput();
 await benchRing();
 await benchPax();
 await benchHistory();
+await benchCatalog(process.argv.slice(2));
 await benchBackup(process.argv.slice(2));

@@ -5,6 +5,7 @@
 
 import { M, FileType as NdmpFileType } from '../wire/index.js';
 import type { FhDir, FhFile, FhNode, FileStat } from '../wire/index.js';
+import { splitPath } from '../catalog/schema.js';
 import type { Catalog, FileRow, FileType } from '../catalog/types.js';
 import type { NdmpClient } from './client.js';
 
@@ -49,12 +50,6 @@ function known(v: bigint): number | null {
 export function normalizeHistoryPath(p: string): string {
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
   return `/${parts.join('/')}`;
-}
-
-export function splitPath(path: string): { dir: string; name: string } {
-  if (path === '/') return { dir: '', name: '' };
-  const i = path.lastIndexOf('/');
-  return { dir: i === 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
 }
 
 function row(

@@ -16,6 +16,7 @@ import pg from 'pg';
 import { CatalogError, openCatalog } from '../../src/catalog/open.js';
 import { PostgresCatalog } from '../../src/catalog/postgres.js';
 import { SqliteCatalog } from '../../src/catalog/sqlite.js';
+import { inSchema } from '../helpers/postgres.js';
 import type { BackupResult, Catalog, FileRow, FileType, NewBackup } from '../../src/catalog/types.js';
 
 const POSTGRES_URL = process.env.NDMP_TEST_POSTGRES;
@@ -48,13 +49,6 @@ function requirePostgres(t: TestContext): boolean {
   if (process.env.CI) throw new Error(`${reason} — CI must provide it (.ci/run)`);
   t.skip(reason);
   return false;
-}
-
-/** `url` with its connections' search_path set to `schema`. */
-function inSchema(url: string, schema: string): string {
-  const u = new URL(url);
-  u.searchParams.set('options', `-c search_path=${schema}`);
-  return u.toString();
 }
 
 const schemas: string[] = [];
@@ -266,6 +260,7 @@ function suite(kind: string, store: Store): void {
         assert.equal(await c.getBackup(id2 + 100), null);
         await assert.rejects(c.finishBackup(id2 + 100, result), CatalogError);
         await assert.rejects(c.addFiles(id2 + 100, [row('/x')]), CatalogError);
+        assert.deepEqual(await c.lookup(id2 + 100, ['/x']), [], 'nothing of a refused batch is kept');
       }),
     );
 
@@ -741,6 +736,19 @@ describe('openCatalog', () => {
           return true;
         },
       );
+    }
+  });
+
+  test('DMAs opening a new PostgreSQL catalog at once all get it, created once', async (t) => {
+    if (!requirePostgres(t)) return;
+    const url = await freshSchemaUrl();
+    const all = await Promise.all(Array.from({ length: 6 }, () => PostgresCatalog.open(url)));
+    try {
+      const ids = await Promise.all(all.map((c) => c.beginBackup(newBackup())));
+      assert.equal(new Set(ids).size, 6);
+      assert.equal((await all[0]!.listBackups()).length, 6);
+    } finally {
+      await Promise.all(all.map((c) => c.close()));
     }
   });
 

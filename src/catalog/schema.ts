@@ -1,0 +1,196 @@
+// What both stores share: the schema version, paths as (dir, name), the
+// checks a row passes before it is stored, and rows read back as the
+// interface's records. Both stores hand rows back with the same column names
+// and with integers as JS numbers, so one mapping serves both.
+
+import { CatalogError } from './errors.js';
+import type { BackupRecord, BackupStatus, FileRow, FileType, TapeSegment } from './types.js';
+
+/** Bumped by any change to the tables; a store refuses a catalog newer than it knows. */
+export const SCHEMA_VERSION = 1;
+
+/** The path of the entry named `name` in `dir`: the root is ("", ""), top-level entries have dir "/". */
+export function pathOf(dir: string, name: string): string {
+  if (dir === '') return '/';
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/** The inverse of pathOf; a trailing '/' is ignored ("/a/" is "/a"). */
+export function splitPath(path: string): { dir: string; name: string } {
+  const p = path.length > 1 && path.endsWith('/') ? path.replace(/\/+$/, '') || '/' : path;
+  if (p === '/') return { dir: '', name: '' };
+  const i = p.lastIndexOf('/');
+  return { dir: i <= 0 ? '/' : p.slice(0, i), name: p.slice(i + 1) };
+}
+
+/** A directory as listDir takes it: "/a/b/" is "/a/b". */
+export function normalizeDir(dir: string): string {
+  return dir.length > 1 ? dir.replace(/\/+$/, '') || '/' : dir;
+}
+
+/**
+ * The same path computed in SQL (both dialects), for ordering and for path
+ * patterns: the path is not stored, the (dir, name) it derives from is.
+ */
+export const PATH_SQL = `CASE WHEN dir = '' THEN '/' WHEN dir = '/' THEN '/' || name ELSE dir || '/' || name END`;
+
+const safe = Number.isSafeInteger;
+const safeOrNull = (v: number | null) => v === null || safe(v);
+
+/**
+ * Refuses a row the stores could not keep exactly: an integer beyond 2^53-1
+ * (or not an integer) would come back as another number, and a path that
+ * disagrees with its (dir, name) could never be looked up.
+ */
+export function checkRow(r: FileRow): void {
+  // Field by field rather than a loop over names: this runs for every row.
+  if (!(
+    safe(r.size) &&
+    safe(r.mode) &&
+    safe(r.uid) &&
+    safe(r.gid) &&
+    safe(r.mtime) &&
+    safe(r.atime) &&
+    safe(r.ctime) &&
+    safeOrNull(r.node) &&
+    safeOrNull(r.parent) &&
+    safeOrNull(r.fhInfo)
+  )) {
+    const { size, mode, uid, gid, mtime, atime, ctime, node, parent, fhInfo } = r;
+    const bad = Object.entries({ size, mode, uid, gid, mtime, atime, ctime, node, parent, fhInfo }).find(
+      ([, v]) => v !== null && !safe(v),
+    );
+    throw new CatalogError(`${r.path}: ${bad?.[0]} ${bad?.[1]} is not a safe integer`);
+  }
+  if (pathOf(r.dir, r.name) !== r.path) {
+    throw new CatalogError(`file row: path '${r.path}' is not dir '${r.dir}' + name '${r.name}'`);
+  }
+}
+
+/** The last row of each (dir, name): a server may send an entry twice, and the later one wins. */
+export function lastOfEach(rows: readonly FileRow[]): readonly FileRow[] {
+  const last = new Map<string, number>();
+  // NUL cannot occur in a file name, so the key is unambiguous.
+  rows.forEach((r, i) => last.set(`${r.dir}\0${r.name}`, i));
+  return last.size === rows.length ? rows : rows.filter((r, i) => last.get(`${r.dir}\0${r.name}`) === i);
+}
+
+/** A `files` row as both stores return it. */
+export interface FileDbRow {
+  dir: string;
+  name: string;
+  type: FileType;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  atime: number;
+  ctime: number;
+  node: number | null;
+  parent: number | null;
+  fh_info: number | null;
+}
+
+export const FILE_COLUMNS =
+  'dir, name, type, size, mode, uid, gid, mtime, atime, ctime, node, parent, fh_info';
+
+export function fileRow(r: FileDbRow): FileRow {
+  return {
+    path: pathOf(r.dir, r.name),
+    dir: r.dir,
+    name: r.name,
+    type: r.type,
+    size: r.size,
+    mode: r.mode,
+    uid: r.uid,
+    gid: r.gid,
+    mtime: r.mtime,
+    atime: r.atime,
+    ctime: r.ctime,
+    node: r.node,
+    parent: r.parent,
+    fhInfo: r.fh_info,
+  };
+}
+
+export interface BackupDbRow {
+  id: number;
+  server: string;
+  path: string;
+  tape_server: string;
+  butype: string;
+  level: number;
+  history_model: BackupRecord['historyModel'];
+  record_size: number;
+  env: string;
+  started_at: number;
+  finished_at: number | null;
+  status: BackupStatus;
+  halt_reason: string | null;
+  bytes: number;
+  files: number;
+  result_env: string;
+}
+
+export const BACKUP_COLUMNS =
+  'id, server, path, tape_server, butype, level, history_model, record_size, env, started_at, finished_at, status, halt_reason, bytes, files, result_env';
+
+export interface TapeDbRow {
+  backup_id: number;
+  seq: number;
+  device: string;
+  barcode: string | null;
+  tape_file: number;
+  stream_offset: number;
+  length: number;
+}
+
+export const TAPE_COLUMNS = 'backup_id, seq, device, barcode, tape_file, stream_offset, length';
+
+function tapeSegment(t: TapeDbRow): TapeSegment {
+  return {
+    seq: t.seq,
+    device: t.device,
+    barcode: t.barcode,
+    tapeFile: t.tape_file,
+    streamOffset: t.stream_offset,
+    length: t.length,
+  };
+}
+
+/** Backups with their tapes (rows of any backups, in seq order), in the order of `backups`. */
+export function backupRecords(backups: readonly BackupDbRow[], tapes: readonly TapeDbRow[]): BackupRecord[] {
+  const byBackup = new Map<number, TapeSegment[]>();
+  for (const t of tapes) {
+    let list = byBackup.get(t.backup_id);
+    if (!list) byBackup.set(t.backup_id, (list = []));
+    list.push(tapeSegment(t));
+  }
+  return backups.map((b) => ({
+    id: b.id,
+    server: b.server,
+    path: b.path,
+    tapeServer: b.tape_server,
+    butype: b.butype,
+    level: b.level,
+    historyModel: b.history_model,
+    recordSize: b.record_size,
+    env: JSON.parse(b.env) as Record<string, string>,
+    startedAt: b.started_at,
+    status: b.status,
+    finishedAt: b.finished_at,
+    haltReason: b.halt_reason,
+    bytes: b.bytes,
+    files: b.files,
+    resultEnv: JSON.parse(b.result_env) as Record<string, string>,
+    tapes: byBackup.get(b.id) ?? [],
+  }));
+}
+
+/** find's limit: 1000 unless given; a positive integer. */
+export function findLimit(limit: number | undefined): number {
+  const n = limit ?? 1000;
+  if (!Number.isSafeInteger(n) || n < 0) throw new CatalogError(`find: limit ${n} is not a count`);
+  return n;
+}

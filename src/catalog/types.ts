@@ -1,0 +1,127 @@
+// The catalog: what the DMA remembers of its backups. One row per file per
+// backup (from the file history as it streams), the backups themselves with
+// their environment, and the tape segments each backup's stream occupies.
+// Two stores implement it (SQLite, PostgreSQL); the DMA sees only this.
+
+/** What a history entry names, from NDMP's ndmp_file_type. */
+export type FileType = 'dir' | 'file' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock' | 'reg' | 'other';
+
+export interface FileRow {
+  /** Path inside the backup, starting with '/': "/a/b/c". The root itself is "/". */
+  path: string;
+  /** Parent directory's path ("/a/b"); "" for the root itself. */
+  dir: string;
+  /** Last component ("c"); "" for the root. */
+  name: string;
+  type: FileType;
+  size: number;
+  /** Permission bits (fattr), e.g. 0o644. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch (NDMP carries whole seconds). */
+  mtime: number;
+  atime: number;
+  ctime: number;
+  /** The server's node number (inode), null when the server gave none. */
+  node: number | null;
+  /** The parent directory's node, when known. */
+  parent: number | null;
+  /** Byte offset of the entry in the backup stream (for DAR); null when unknown. */
+  fhInfo: number | null;
+}
+
+/** A run of the backup stream on one tape: stream bytes [offset, offset+length) are tape file `tapeFile`. */
+export interface TapeSegment {
+  /** 0, 1, 2... in stream order. */
+  seq: number;
+  /** What TAPE_OPEN was given (a drive, a tape image name like "tapes/NDM002", a path). */
+  device: string;
+  /** The library's barcode, when the tape has one. */
+  barcode: string | null;
+  /** Tape file number (filemarks before it) on that tape. */
+  tapeFile: number;
+  streamOffset: number;
+  length: number;
+}
+
+export type BackupStatus = 'running' | 'done' | 'failed';
+
+export interface NewBackup {
+  /** The data server, HOST:PORT. */
+  server: string;
+  /** FILESYSTEM: the backed-up path on that server. */
+  path: string;
+  /** The tape server (HOST:PORT), the same as `server` for LOCAL backups. */
+  tapeServer: string;
+  butype: string;
+  level: number;
+  /** 'path' (FH_ADD_FILE), 'dirnode' (FH_ADD_DIR + FH_ADD_NODE), or 'none'. */
+  historyModel: 'path' | 'dirnode' | 'none';
+  recordSize: number;
+  /** The environment the backup was started with. */
+  env: Record<string, string>;
+  /** ms since the epoch. */
+  startedAt: number;
+}
+
+export interface BackupRecord extends NewBackup {
+  id: number;
+  status: BackupStatus;
+  /** ms since the epoch, null while running. */
+  finishedAt: number | null;
+  /** Why it ended, as NDMP said it ("SUCCESSFUL", "ABORTED", "CONNECT_ERROR"...), or our own reason. */
+  haltReason: string | null;
+  /** Stream bytes (the mover's bytes_moved). */
+  bytes: number;
+  /** Catalog rows. */
+  files: number;
+  /** DATA_GET_ENV after the backup (DIRECT, DUMP_DATE...). Empty until finished. */
+  resultEnv: Record<string, string>;
+  tapes: TapeSegment[];
+}
+
+export interface BackupResult {
+  status: Exclude<BackupStatus, 'running'>;
+  haltReason: string;
+  bytes: number;
+  resultEnv: Record<string, string>;
+  finishedAt: number;
+}
+
+export interface FoundFile extends FileRow {
+  backupId: number;
+}
+
+export interface FindOptions {
+  backupId?: number;
+  /** At most this many rows (default 1000). */
+  limit?: number;
+}
+
+export interface Catalog {
+  /** Where it lives, for messages ("sqlite:/path" or "postgres://host/db", no password). */
+  readonly location: string;
+  beginBackup(b: NewBackup): Promise<number>;
+  /** Adds rows in one transaction. Rows of one backup may come in many calls. */
+  addFiles(backupId: number, rows: readonly FileRow[]): Promise<void>;
+  addTapeSegment(backupId: number, seg: TapeSegment): Promise<void>;
+  finishBackup(backupId: number, r: BackupResult): Promise<void>;
+  /** Newest first. */
+  listBackups(): Promise<BackupRecord[]>;
+  getBackup(id: number): Promise<BackupRecord | null>;
+  /** The entries directly inside `dir` ("/" for the top), sorted by name. */
+  listDir(backupId: number, dir: string): Promise<FileRow[]>;
+  /** The row of each path that exists in that backup. */
+  lookup(backupId: number, paths: readonly string[]): Promise<FileRow[]>;
+  /**
+   * Shell pattern (*, ?, [...]) matched against the name, or against the
+   * whole path when the pattern holds a '/'. Newest backup first, then path.
+   */
+  find(pattern: string, opts?: FindOptions): Promise<FoundFile[]>;
+  /** Barcodes and devices any backup in the catalog has written. */
+  tapesInUse(): Promise<Set<string>>;
+  /** Removes a backup and its rows. */
+  deleteBackup(id: number): Promise<void>;
+  close(): Promise<void>;
+}
