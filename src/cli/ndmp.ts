@@ -17,7 +17,7 @@ import {
   parseTarget,
   readPassword,
 } from '../dma/agent.js';
-import type { Credentials } from '../dma/agent.js';
+import type { AgentAddress, Credentials } from '../dma/agent.js';
 import { runBackup } from '../dma/backup-job.js';
 import type { JobEvents } from '../dma/backup-job.js';
 import { normalizeHistoryPath } from '../dma/history-ingest.js';
@@ -58,14 +58,35 @@ interface CatalogOpts {
   json?: boolean;
 }
 
-function credentials(o: ConnectOpts, user = o.user, passwordFile = o.passwordFile): Credentials {
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function credentials(
+  o: ConnectOpts,
+  target: AgentAddress,
+  user = o.user,
+  passwordFile = o.passwordFile,
+): Credentials {
   const timeout = Number(o.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2_000_000) {
     throw new DmaUsageError(`--timeout must be a number of seconds, not '${o.timeout}'`);
   }
-  // A DMA on ndmpd's own host may use ndmpd's generated credentials: the quick start's case.
-  const password = readPassword(passwordFile, user, join(ndmpdStateDir(), 'auth'));
+  // A DMA on ndmpd's own host may use ndmpd's generated credentials (the quick start's case),
+  // for that host only: they are never offered to another one.
+  const fallback = isLoopback(target.host) ? join(ndmpdStateDir(), 'auth') : undefined;
+  const password = readPassword(passwordFile, user, fallback);
   return { user, password, auth: o.auth, v3: o.v3, timeoutMs: timeout * 1000 };
+}
+
+/** A three-way tape server's credentials: --tape-user/--tape-password-file, else the data server's. */
+function tapeCredentials(o: ConnectOpts & Record<string, unknown>, tapeServer: AgentAddress): Credentials {
+  return credentials(
+    o,
+    tapeServer,
+    (o.tapeUser as string | undefined) ?? o.user,
+    (o.tapePasswordFile as string | undefined) ?? o.passwordFile,
+  );
 }
 
 function addConnectOptions(cmd: Command): Command {
@@ -198,12 +219,9 @@ async function main(argv: string[]): Promise<void> {
     const level = Number(o.level);
     if (!Number.isInteger(level) || level < 0 || level > 9)
       throw new DmaUsageError(`--level ${String(o.level)}: 0 to 9`);
-    const cred = credentials(o);
+    const cred = credentials(o, data);
     const tapeServer = o.tapeServer ? parseTarget(o.tapeServer as string) : undefined;
-    const tapeCred =
-      o.tapeUser || o.tapePasswordFile
-        ? credentials(o, (o.tapeUser as string) ?? o.user, (o.tapePasswordFile as string) ?? o.passwordFile)
-        : cred;
+    const tapeCred = tapeServer ? tapeCredentials(o, tapeServer) : cred;
     const view = progressView(`backup ${formatTarget(data)}:${data.path}`);
     const ac = interruptible();
     await withCatalog(o, async (catalog) => {
@@ -314,14 +332,11 @@ async function main(argv: string[]): Promise<void> {
         .option('-q, --quiet', 'no progress, only warnings and the result'),
     ),
   ).action(async (id: string, paths: string[], o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
-    const cred = credentials(o);
-    const tapeCred =
-      o.tapeUser || o.tapePasswordFile
-        ? credentials(o, (o.tapeUser as string) ?? o.user, (o.tapePasswordFile as string) ?? o.passwordFile)
-        : cred;
     const ac = interruptible();
     await withCatalog(o, async (catalog) => {
       const backup = await getBackup(catalog, id);
+      const cred = credentials(o, o.server ? parseTarget(o.server as string) : parseTarget(backup.server));
+      const tapeCred = tapeCredentials(o, parseTarget(backup.tapeServer));
       const view = progressView(`restore from backup ${backup.id}`);
       let r;
       try {
@@ -371,7 +386,7 @@ async function main(argv: string[]): Promise<void> {
     ),
   ).action(async (target: string, o: ConnectOpts & CatalogOpts) => {
     const addr = parseTarget(target);
-    const client = await connectAgent(addr, credentials(o));
+    const client = await connectAgent(addr, credentials(o, addr));
     try {
       const c = await listTapeServer(client);
       await withCatalog(o, async (catalog) => {
@@ -401,7 +416,8 @@ async function main(argv: string[]): Promise<void> {
       .argument('<server>', 'HOST[:PORT] (port 10000 by default)')
       .option('--json', 'print JSON instead of text'),
   ).action(async (target: string, o: ConnectOpts & { json?: boolean }) => {
-    const client = await connectAgent(parseTarget(target), credentials(o));
+    const addr = parseTarget(target);
+    const client = await connectAgent(addr, credentials(o, addr));
     try {
       const r = await query(client);
       process.stdout.write(o.json ? `${toJson(r)}\n` : formatQuery(target, r));

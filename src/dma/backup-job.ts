@@ -4,14 +4,22 @@
 // continues; the catalog records each tape's part of the stream, which is all
 // a restore needs to find any byte of it again.
 
-import { DataHaltReason, LogType, M, MoverHaltReason, MoverPauseReason } from '../wire/index.js';
+import {
+  DataHaltReason,
+  ErrorCode,
+  INVALID_U64,
+  M,
+  NdmpError,
+  MoverHaltReason,
+  MoverPauseReason,
+} from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
 import type { BackupRecord, Catalog, TapeSegment } from '../catalog/types.js';
 import { connectAgent, formatTarget } from './agent.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { NdmpClient } from './client.js';
 import { HistoryIngest } from './history-ingest.js';
-import { ALL_ONES, JobLink } from './job.js';
+import { JobLink, levelOfLog } from './job.js';
 import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
 import type { Medium } from './media.js';
 
@@ -61,12 +69,6 @@ export interface BackupOutcome {
   warnings: number;
 }
 
-function levelOfLog(t: number): 'info' | 'warning' | 'error' {
-  if (t === LogType.NDMP_LOG_ERROR) return 'error';
-  if (t === LogType.NDMP_LOG_WARNING) return 'warning';
-  return 'info';
-}
-
 export async function runBackup(o: BackupJobOptions): Promise<BackupOutcome> {
   const data = await connectAgent(o.data, o.dataCred);
   let tape: NdmpClient = data;
@@ -87,6 +89,8 @@ class BackupJob {
   private current: Omit<TapeSegment, 'length'> | null = null;
   private warnings = 0;
   private failure: string | null = null;
+  /** The mover's bytes_moved when last asked: where the current tape's part ends. */
+  private bytesMoved = 0;
   private readonly server: string;
   private readonly tapeServer: string;
 
@@ -111,35 +115,51 @@ class BackupJob {
   }
 
   /** The next tape to write: the one asked for first, then the library's blank ones. */
-  private async nextTape(): Promise<{ device: string; barcode: string | null }> {
-    if (this.segments.length === 0 && this.current === null && this.o.device) {
+  private async nextTape(): Promise<{ device: string; barcode: string | null; chosen: boolean }> {
+    if (this.usedHere.size === 0 && this.o.device) {
       const m = this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device);
-      return m ? { device: m.device, barcode: m.barcode } : { device: this.o.device, barcode: null };
+      return m
+        ? { device: m.device, barcode: m.barcode, chosen: false }
+        : { device: this.o.device, barcode: null, chosen: false };
     }
     this.media = (await listTapeServer(this.link.tape)).media;
     const inUse = await this.o.catalog.tapesInUse();
     for (const u of this.usedHere) inUse.add(u);
     const m = pickFreeTape(this.media, inUse);
     if (!m) throw noFreeTape(this.tapeServer, this.media);
-    return { device: m.device, barcode: m.barcode };
+    return { device: m.device, barcode: m.barcode, chosen: true };
   }
 
   private async mount(streamOffset: number): Promise<void> {
-    const t = await this.nextTape();
-    const tapeFile = await this.link.openForAppend(t.device);
-    this.usedHere.add(t.device);
-    if (t.barcode) this.usedHere.add(t.barcode);
-    this.current = {
-      seq: this.segments.length,
-      device: t.device,
-      barcode: t.barcode,
-      tapeFile,
-      streamOffset,
-    };
-    this.say(
-      'info',
-      `writing tape ${t.barcode ?? t.device}, file ${tapeFile}, from stream byte ${streamOffset}`,
-    );
+    for (;;) {
+      const t = await this.nextTape();
+      // Never offered again in this job: a tape that filled without taking a byte must not come back.
+      this.usedHere.add(t.device);
+      if (t.barcode) this.usedHere.add(t.barcode);
+      let tapeFile: number;
+      try {
+        tapeFile = await this.link.openForAppend(t.device);
+      } catch (e) {
+        // Another DMA took the same blank tape a moment earlier: try the next one.
+        if (t.chosen && e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) {
+          this.say('info', `tape ${t.barcode ?? t.device} is busy; taking another`);
+          continue;
+        }
+        throw e;
+      }
+      this.current = {
+        seq: this.segments.length,
+        device: t.device,
+        barcode: t.barcode,
+        tapeFile,
+        streamOffset,
+      };
+      this.say(
+        'info',
+        `writing tape ${t.barcode ?? t.device}, file ${tapeFile}, from stream byte ${streamOffset}`,
+      );
+      return;
+    }
   }
 
   private async closeSegment(bytesMoved: number, backupId: number): Promise<void> {
@@ -179,64 +199,64 @@ class BackupJob {
       this.say(level, b.entry);
     });
 
-    let bytesMoved = 0;
+    // From here on the backup is in the catalog, and is finished there whatever happens.
+    let thrown: unknown = null;
     try {
-      await this.link.connectStream('backup', { offset: 0n, length: ALL_ONES });
+      await this.link.connectStream('backup', { offset: 0n, length: INVALID_U64 });
       await data.call(M.DATA_START_BACKUP, { butypeName: 'tar', env: this.env });
-      bytesMoved = await this.monitor(id, ingest);
+      await this.monitor(id, ingest);
     } catch (e) {
-      this.failure = (e as Error).message;
-      await this.link.teardown();
-      await ingest.drain().catch(() => undefined);
-      await this.closeSegment(bytesMoved, id).catch(() => undefined);
-      await catalog.finishBackup(id, {
-        status: 'failed',
-        haltReason: this.failure,
-        bytes: bytesMoved,
-        resultEnv: {},
-        finishedAt: Date.now(),
-      });
-      throw e;
+      thrown = e;
+      this.failure ??= (e as Error).message;
     }
-
-    const dataHalt = this.link.dataHalt!;
-    const moverHalt = this.link.moverHalt!;
+    const dataHalt = this.link.dataHalt;
+    const moverHalt = this.link.moverHalt;
     const ok =
       this.failure === null &&
-      dataHalt.reason === DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL &&
-      moverHalt.reason === MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED;
+      dataHalt?.reason === DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL &&
+      moverHalt?.reason === MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED;
     let resultEnv: Record<string, string> = {};
     if (ok) {
-      const env = await data.call(M.DATA_GET_ENV, {});
-      resultEnv = Object.fromEntries(env.env.map((p) => [p.name, p.value]));
+      // Without it the backup is still whole; only DIRECT (DAR) and DUMP_DATE are unknown.
+      const env = await data.call(M.DATA_GET_ENV, {}).catch(() => null);
+      if (env) resultEnv = Object.fromEntries(env.env.map((p) => [p.name, p.value]));
     }
     await this.link.teardown();
-    await this.closeSegment(bytesMoved, id);
-    let haltReason = this.failure ?? `data ${dataHalt.name}, mover ${moverHalt.name}`;
+    await this.closeSegment(this.bytesMoved, id).catch(
+      (e: Error) => (this.failure ??= `catalog: ${e.message}`),
+    );
+    let haltReason = this.failure ?? `data ${dataHalt?.name ?? '?'}, mover ${moverHalt?.name ?? '?'}`;
     try {
       await ingest.drain();
     } catch (e) {
       haltReason = `catalog: ${(e as Error).message}`;
     }
+    if (ingest.orphans > 0) {
+      this.say(
+        'warning',
+        `${ingest.orphans} history entries named no place in the tree; they are not in the catalog`,
+      );
+    }
     const status = ok && !ingest.error ? 'done' : 'failed';
-    const text = [dataHalt.text, moverHalt.text].filter(Boolean).join('; ');
+    const text = [dataHalt?.text, moverHalt?.text].filter(Boolean).join('; ');
     await catalog.finishBackup(id, {
       status,
-      haltReason: status === 'done' ? haltReason : text ? `${haltReason} (${text})` : haltReason,
-      bytes: bytesMoved,
+      haltReason: status === 'done' || !text ? haltReason : `${haltReason} (${text})`,
+      bytes: this.bytesMoved,
       resultEnv,
       finishedAt: Date.now(),
     });
+    if (thrown) throw thrown;
     return { backup: (await catalog.getBackup(id))!, ok: status === 'done', warnings: this.warnings };
   }
 
-  /** Runs the backup to both halts, changing tapes at EOM; returns the stream's bytes. */
-  private async monitor(id: number, ingest: HistoryIngest): Promise<number> {
+  /** Runs the backup to both halts, changing tapes at EOM. */
+  private async monitor(id: number, ingest: HistoryIngest): Promise<void> {
     const { data, tape } = this.link;
     const pollMs = this.o.pollMs ?? 1000;
     let lastPoll = 0;
-    let bytesMoved = 0;
     let abortSent = false;
+    let dataHaltSeen = 0;
     const abortBoth = async (why: string) => {
       if (abortSent) return;
       abortSent = true;
@@ -257,16 +277,23 @@ class BackupJob {
       if (this.link.moverHalt && !this.link.dataHalt && this.link.moverHalt.name !== 'CONNECT_CLOSED') {
         await abortBoth(`mover halted ${this.link.moverHalt.name}`);
       }
+      // Once aborted, or once the data side is done and the mover lingers, both sides get a
+      // bounded time to halt (asked, not only awaited as notices).
+      if (this.link.dataHalt && dataHaltSeen === 0) dataHaltSeen = Date.now();
+      if (abortSent || (dataHaltSeen > 0 && Date.now() - dataHaltSeen > 30_000)) {
+        await this.link.waitBothHalted(30_000);
+        break;
+      }
 
       const pause = this.link.takePause();
       if (pause) {
         const st = await tape.call(M.MOVER_GET_STATE, {});
-        bytesMoved = Number(st.bytesMoved);
+        this.bytesMoved = Number(st.bytesMoved);
         if (
           pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOM ||
           pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOW
         ) {
-          await this.changeTape(id, bytesMoved, st.bytesMoved).catch((e: Error) => abortBoth(e.message));
+          await this.changeTape(id, this.bytesMoved, st.bytesMoved).catch((e: Error) => abortBoth(e.message));
         } else {
           await abortBoth(`the mover paused ${pause.name}`);
         }
@@ -278,9 +305,8 @@ class BackupJob {
       }
       await this.link.next(Math.min(pollMs, 250));
     }
-    const st = await tape.call(M.MOVER_GET_STATE, {});
-    bytesMoved = Number(st.bytesMoved);
-    return bytesMoved;
+    const st = await tape.call(M.MOVER_GET_STATE, {}).catch(() => null);
+    if (st) this.bytesMoved = Number(st.bytesMoved);
   }
 
   private async changeTape(id: number, bytesMoved: number, offset: bigint): Promise<void> {
@@ -290,14 +316,14 @@ class BackupJob {
     await tape.call(M.TAPE_CLOSE, {});
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
     await this.mount(bytesMoved);
-    await tape.call(M.MOVER_SET_WINDOW, { offset, length: ALL_ONES });
+    await tape.call(M.MOVER_SET_WINDOW, { offset, length: INVALID_U64 });
     await tape.call(M.MOVER_CONTINUE, {});
   }
 
   private async poll(ingest: HistoryIngest): Promise<void> {
     if (!this.o.events?.progress) return;
     const st = await this.link.data.call(M.DATA_GET_STATE, {});
-    const remainKnown = (st.unsupported & 1) === 0 && st.estBytesRemain !== ALL_ONES;
+    const remainKnown = (st.unsupported & 1) === 0 && st.estBytesRemain !== INVALID_U64;
     this.o.events.progress({
       bytes: Number(st.bytesProcessed),
       bytesRemaining: remainKnown ? Number(st.estBytesRemain) : null,

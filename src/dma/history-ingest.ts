@@ -100,9 +100,9 @@ export class HistoryIngest {
 
   // Path model: directories' nodes, so a row can name its parent's.
   private readonly dirNodes = new Map<string, number>();
-  // Dir/node model: names by node until the node's ADD_NODE; directories' paths for their children.
+  // Dir/node model: each node's names (paths) until its ADD_NODE; every node's first path, kept for directories.
   private root: bigint | null = null;
-  private readonly names = new Map<bigint, Array<{ parent: bigint; name: string }>>();
+  private readonly names = new Map<bigint, Array<{ parent: bigint; path: string }>>();
   private readonly dirPaths = new Map<bigint, string>();
 
   constructor(
@@ -146,9 +146,18 @@ export class HistoryIngest {
         this.dirPaths.set(d.node, '/');
       }
       if (name === '.' || name === '..') continue;
+      // A directory's entries come after its own (rule 3), so its path is known by now. Kept for
+      // every node, as its type is not known until its ADD_NODE, which may come after its children's.
+      const parentPath = this.dirPaths.get(d.parent);
+      if (parentPath === undefined) {
+        this.orphans++;
+        continue;
+      }
+      const path = parentPath === '/' ? `/${name}` : `${parentPath}/${name}`;
+      if (!this.dirPaths.has(d.node)) this.dirPaths.set(d.node, path);
       const list = this.names.get(d.node);
-      if (list) list.push({ parent: d.parent, name });
-      else this.names.set(d.node, [{ parent: d.parent, name }]);
+      if (list) list.push({ parent: d.parent, path });
+      else this.names.set(d.node, [{ parent: d.parent, path }]);
     }
   }
 
@@ -164,18 +173,10 @@ export class HistoryIngest {
         this.orphans++;
         continue;
       }
-      for (const l of links) {
-        const parentPath = this.dirPaths.get(l.parent);
-        if (parentPath === undefined) {
-          this.orphans++;
-          continue;
-        }
-        const path = parentPath === '/' ? `/${l.name}` : `${parentPath}/${l.name}`;
-        if (st?.ftype === NdmpFileType.NDMP_FILE_DIR) this.dirPaths.set(n.node, path);
-        this.push(row(path, st, n.node, n.fhInfo, known(l.parent)));
-      }
-      // A directory's name stays for its children; a file's is done with.
-      if (st?.ftype !== NdmpFileType.NDMP_FILE_DIR) this.names.delete(n.node);
+      for (const l of links) this.push(row(l.path, st, n.node, n.fhInfo, known(l.parent)));
+      this.names.delete(n.node);
+      // A file's path is done with; a directory's stays for its children.
+      if (st?.ftype !== NdmpFileType.NDMP_FILE_DIR) this.dirPaths.delete(n.node);
     }
   }
 

@@ -7,7 +7,8 @@ import {
   AddrType,
   DataHaltReason,
   DataState,
-  INVALID_U64,
+  ErrorCode,
+  LogType,
   M,
   MoverHaltReason,
   MoverMode,
@@ -40,6 +41,25 @@ function shortName(table: Readonly<Record<string, number>>, value: number, prefi
 
 /** Where the stream goes: the mover's mode names the direction from the tape's side. */
 export type StreamDirection = 'backup' | 'recover';
+
+/** Rewinds and spacing take minutes on real drives: far longer than a reply's usual timeout. */
+const TAPE_MOTION = { timeoutMs: 60 * 60 * 1000 };
+const END_OF_DATA = new Set<number>([ErrorCode.NDMP_EOF_ERR, ErrorCode.NDMP_EOM_ERR]);
+
+/** A tape that does not hold the tape file the catalog says it does. */
+export class TapePositionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TapePositionError';
+  }
+}
+
+/** How a LOG_MESSAGE's log_type reads to a person. */
+export function levelOfLog(t: number): 'info' | 'warning' | 'error' {
+  if (t === LogType.NDMP_LOG_ERROR) return 'error';
+  if (t === LogType.NDMP_LOG_WARNING) return 'warning';
+  return 'info';
+}
 
 export class JobLink {
   dataHalt: Halt | null = null;
@@ -134,15 +154,22 @@ export class JobLink {
 
   /** Opens a tape and spaces to the start of tape file `file` (0: from the beginning). */
   async openAt(device: string, mode: 'read' | 'write', file: number): Promise<void> {
-    await this.tape.call(M.TAPE_OPEN, {
-      device,
-      mode: mode === 'read' ? TapeOpenMode.NDMP_TAPE_READ_MODE : TapeOpenMode.NDMP_TAPE_RDWR_MODE,
-    });
-    await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 });
+    await this.tape.call(
+      M.TAPE_OPEN,
+      { device, mode: mode === 'read' ? TapeOpenMode.NDMP_TAPE_READ_MODE : TapeOpenMode.NDMP_TAPE_RDWR_MODE },
+      TAPE_MOTION,
+    );
+    await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 }, TAPE_MOTION);
     if (file > 0) {
-      const r = await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: file });
+      const r = await this.tape.call(
+        M.TAPE_MTIO,
+        { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: file },
+        TAPE_MOTION,
+      );
       if (r.residCount !== 0) {
-        throw new NdmpError(0, `${device} has ${file - r.residCount} tape files, file ${file} was wanted`);
+        throw new TapePositionError(
+          `${device} has ${file - r.residCount} tape files; file ${file} was wanted`,
+        );
       }
     }
   }
@@ -157,11 +184,16 @@ export class JobLink {
     let files = 0;
     for (;;) {
       try {
-        const r = await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: 1 });
+        const r = await this.tape.call(
+          M.TAPE_MTIO,
+          { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: 1 },
+          TAPE_MOTION,
+        );
         if (r.residCount !== 0) break;
       } catch (e) {
         // End of data answers EOF or EOM (versions and servers differ): we are there.
-        if (e instanceof NdmpError) break;
+        // Any other error leaves us inside a tape file: writing there would destroy what follows.
+        if (e instanceof NdmpError && END_OF_DATA.has(e.ndmpError)) break;
         throw e;
       }
       files++;
@@ -230,5 +262,3 @@ export class JobLink {
     }
   }
 }
-
-export const ALL_ONES = INVALID_U64;

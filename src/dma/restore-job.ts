@@ -21,7 +21,7 @@ import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
 import { normalizeHistoryPath } from './history-ingest.js';
-import { ALL_ONES, JobLink } from './job.js';
+import { JobLink, levelOfLog } from './job.js';
 
 export interface RestoreJobOptions {
   backup: BackupRecord;
@@ -71,10 +71,6 @@ export interface RestoreOutcome {
  */
 const RECORD_GRANULAR_TAPE_AGENTS = ['NDMJOB'];
 
-function sameAgent(a: string, b: string): boolean {
-  return a === b;
-}
-
 /** The rows of `paths` in a backup; every missing name is a usage error. */
 export async function resolvePaths(
   catalog: Catalog,
@@ -100,7 +96,7 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
     throw new DmaUsageError(`--to must be an absolute path on the server, not '${o.to}'`);
   const rows = o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : [];
   const dataAddr = o.dataServer ?? parseTarget(b.server);
-  const local = sameAgent(formatTarget(dataAddr), b.tapeServer) && !o.dataServer;
+  const local = formatTarget(dataAddr) === b.tapeServer && !o.dataServer;
   const data = await connectAgent(dataAddr, o.dataCred);
   let tape: NdmpClient = data;
   try {
@@ -117,6 +113,7 @@ class RestoreJob {
   private readonly tapesRead: string[] = [];
   private segment: TapeSegment | null = null;
   private failure: string | null = null;
+  private readFailure: string | null = null;
 
   constructor(
     private readonly o: RestoreJobOptions,
@@ -202,7 +199,7 @@ class RestoreJob {
     const segs = this.o.backup.tapes;
     // The last tape's part ends in padding; an open window reads it to its filemark.
     const last = s.seq === segs[segs.length - 1]!.seq;
-    return { offset: BigInt(s.streamOffset), length: last ? ALL_ONES : BigInt(s.length) };
+    return { offset: BigInt(s.streamOffset), length: last ? INVALID_U64 : BigInt(s.length) };
   }
 
   private async mount(s: TapeSegment): Promise<void> {
@@ -226,10 +223,13 @@ class RestoreJob {
       this.files.set(p.name, { path: p.name, ok, status });
       if (!ok) this.say('warning', `${p.name}: ${status}`);
     });
-    data.onPost(M.LOG_MESSAGE, (p) => this.say(p.logType === 2 ? 'error' : 'info', p.entry));
+    data.onPost(M.LOG_MESSAGE, (p) => this.say(levelOfLog(p.logType), p.entry));
     // Forwarded as they come: the data service says which bytes it needs next (PROTOCOL.md §7.5).
     data.onPost(M.NOTIFY_DATA_READ, (p) => {
-      tape.call(M.MOVER_READ, p).catch((e: Error) => this.say('warning', `MOVER_READ: ${e.message}`));
+      // A refused read leaves the data server waiting for bytes that never come: end the job.
+      tape.call(M.MOVER_READ, p).catch((e: Error) => {
+        this.readFailure ??= `MOVER_READ refused: ${e.message}`;
+      });
     });
 
     const first = dar ? this.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))! : b.tapes[0]!;
@@ -291,6 +291,7 @@ class RestoreJob {
       const gone = this.link.lost();
       if (gone) throw gone;
       if (this.o.signal?.aborted) await abort('interrupted');
+      if (this.readFailure) await abort(this.readFailure);
       if (this.link.moverHalt && !this.link.dataHalt && this.link.moverHalt.name !== 'CONNECT_CLOSED') {
         await abort(`mover halted ${this.link.moverHalt.name}`);
       }
