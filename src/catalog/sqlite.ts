@@ -151,14 +151,16 @@ export class SqliteCatalog implements Catalog {
   }
 
   private prepareAddRows(): (backupId: number, rows: readonly FileRow[]) => void {
+    // Named parameters: both statements take the same object, a FileRow plus its backup.
     const insert = this.db.prepare(
-      `INSERT INTO files (backup_id, ${FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO files (backup_id, ${FILE_COLUMNS})
+       VALUES (@backupId, @dir, @name, @type, @size, @mode, @uid, @gid, @mtime, @atime, @ctime, @node, @parent, @fhInfo)
        ON CONFLICT DO NOTHING`,
     );
     const update = this.db.prepare(
-      `UPDATE files SET type = ?, size = ?, mode = ?, uid = ?, gid = ?, mtime = ?, atime = ?, ctime = ?,
-         node = ?, parent = ?, fh_info = ?
-       WHERE backup_id = ? AND dir = ? AND name = ?`,
+      `UPDATE files SET type = @type, size = @size, mode = @mode, uid = @uid, gid = @gid, mtime = @mtime,
+         atime = @atime, ctime = @ctime, node = @node, parent = @parent, fh_info = @fhInfo
+       WHERE backup_id = @backupId AND dir = @dir AND name = @name`,
     );
     const count = this.db.prepare(`UPDATE backups SET files = files + ? WHERE id = ?`);
     return this.db.transaction((backupId: number, rows: readonly FileRow[]) => {
@@ -166,41 +168,9 @@ export class SqliteCatalog implements Catalog {
       // new rows (for backups.files) is known without counting the table.
       let added = 0;
       for (const r of rows) {
-        const ins = insert.run(
-          backupId,
-          r.dir,
-          r.name,
-          r.type,
-          r.size,
-          r.mode,
-          r.uid,
-          r.gid,
-          r.mtime,
-          r.atime,
-          r.ctime,
-          r.node,
-          r.parent,
-          r.fhInfo,
-        );
-        if (ins.changes === 1) added++;
-        else {
-          update.run(
-            r.type,
-            r.size,
-            r.mode,
-            r.uid,
-            r.gid,
-            r.mtime,
-            r.atime,
-            r.ctime,
-            r.node,
-            r.parent,
-            r.fhInfo,
-            backupId,
-            r.dir,
-            r.name,
-          );
-        }
+        const params = { ...r, backupId };
+        if (insert.run(params).changes === 1) added++;
+        else update.run(params);
       }
       if (count.run(added, backupId).changes === 0) throw new CatalogError(`no backup ${backupId}`);
     });

@@ -62,6 +62,11 @@ export class LibraryError extends Error {
 }
 
 export const DRIVE_MODEL = 'NDMPD-VTL';
+/**
+ * CONFIG_GET_TAPE_INFO's model for the library's tape images, each a device
+ * of its own (`tapes/BARCODE`): how a DMA sees the library before SCSI.
+ */
+export const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
 export const DEFAULT_DRIVES = 2;
 const MAX_DRIVES = 64;
 const BARCODE_RE = /^[A-Za-z0-9_.-]{1,32}$/;

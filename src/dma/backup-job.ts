@@ -252,17 +252,13 @@ class BackupJob {
 
   /** Runs the backup to both halts, changing tapes at EOM. */
   private async monitor(id: number, ingest: HistoryIngest): Promise<void> {
-    const { data, tape } = this.link;
+    const { tape } = this.link;
     const pollMs = this.o.pollMs ?? 1000;
     let lastPoll = 0;
-    let abortSent = false;
     let dataHaltSeen = 0;
     const abortBoth = async (why: string) => {
-      if (abortSent) return;
-      abortSent = true;
       this.failure ??= why;
-      if (!this.link.dataHalt) await data.call(M.DATA_ABORT, {}).catch(() => undefined);
-      if (!this.link.moverHalt) await tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+      await this.link.abort();
     };
     while (!(this.link.dataHalt && this.link.moverHalt)) {
       const gone = this.link.lost();
@@ -280,7 +276,7 @@ class BackupJob {
       // Once aborted, or once the data side is done and the mover lingers, both sides get a
       // bounded time to halt (asked, not only awaited as notices).
       if (this.link.dataHalt && dataHaltSeen === 0) dataHaltSeen = Date.now();
-      if (abortSent || (dataHaltSeen > 0 && Date.now() - dataHaltSeen > 30_000)) {
+      if (this.link.aborted || (dataHaltSeen > 0 && Date.now() - dataHaltSeen > 30_000)) {
         await this.link.waitBothHalted(30_000);
         break;
       }

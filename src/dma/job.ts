@@ -244,21 +244,27 @@ export class JobLink {
     }
   }
 
+  /** Whether abort() was called. */
+  aborted = false;
+
+  /** Aborts each side that has not halted; once per job (later calls do nothing). Never throws. */
+  async abort(): Promise<void> {
+    if (this.aborted) return;
+    this.aborted = true;
+    if (!this.dataHalt) await this.data.call(M.DATA_ABORT, {}).catch(() => undefined);
+    if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+  }
+
   /** Waits until both sides have halted, aborting the other side once one has, if it lingers. */
   async waitBothHalted(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
-    let aborted = false;
     while (!(this.dataHalt && this.moverHalt)) {
       const gone = this.lost();
       if (gone) throw gone;
-      if (Date.now() > deadline && !aborted) {
-        aborted = true;
-        if (!this.dataHalt) await this.data.call(M.DATA_ABORT, {}).catch(() => undefined);
-        if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
-      }
+      if (Date.now() > deadline) await this.abort();
       await this.next(200);
       await this.pollHalts();
-      if (aborted && Date.now() > deadline + graceMs) break;
+      if (Date.now() > deadline + graceMs) break;
     }
   }
 }

@@ -4,10 +4,8 @@
 
 import { M, NdmpError } from '../wire/index.js';
 import type { NdmpClient } from './client.js';
+import { TAPE_IMAGE_MODEL } from '../devices/library.js';
 import { DmaUsageError } from './agent.js';
-
-/** ndmpd's model name for its library's tape images (see src/services/config.ts). */
-const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
 
 export interface Drive {
   device: string;

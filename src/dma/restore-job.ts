@@ -279,13 +279,9 @@ class RestoreJob {
     const { data, tape } = this.link;
     const pollMs = this.o.pollMs ?? 1000;
     let lastPoll = 0;
-    let aborted = false;
     const abort = async (why: string) => {
-      if (aborted) return;
-      aborted = true;
       this.failure ??= why;
-      if (!this.link.dataHalt) await data.call(M.DATA_ABORT, {}).catch(() => undefined);
-      if (!this.link.moverHalt) await tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+      await this.link.abort();
     };
     while (!this.link.dataHalt) {
       const gone = this.link.lost();

@@ -6,6 +6,7 @@ import { newChallenge } from './connect.js';
 import { describeExport } from './exports.js';
 import type { Handler } from './session.js';
 import { handler } from './session.js';
+import { TAPE_IMAGE_MODEL } from '../devices/library.js';
 import type { Library } from '../devices/library.js';
 
 /** The backup type the data service offers: a POSIX pax stream (DESIGN.md). */
@@ -156,8 +157,7 @@ function tapeImages(library: Library, version: number): DeviceInfo | null {
     })),
   };
 }
-/** CONFIG_GET_TAPE_INFO's model for the library's tape images. */
-export const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
+
 /** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (PROTOCOL.md §4.3). */
 const TAPE_ATTR_RAW = 0x4;
 const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });
