@@ -151,7 +151,7 @@ class SessionHistory {
       this.held.length === 0 &&
       this.inFlight === 0
     ) {
-      // Before `delivered`, so that the DMA hears it before NOTIFY_DATA_HALTED.
+      // Before `delivered`, so the DMA usually hears it before NOTIFY_DATA_HALTED (after: the log only).
       this.stopWaiting(now);
       this.endEpisode('all of it has been sent');
       this.control.delivered();
