@@ -113,6 +113,14 @@ async function main(argv: string[]): Promise<void> {
       'a backup whose DMA takes no file history for this long halts (default 300)',
     )
     .option('--history-max-delay <ms>', 'a history batch waits at most this long to fill (default 50)')
+    .option(
+      '--history-spool-max <size>',
+      'bytes of file history each backup may spool while its DMA lags, then it waits for the DMA; 0: no spool (default 4G)',
+    )
+    .option(
+      '--history-spool-min-free <size>',
+      'the spool stops while its disk has less free (default auto: the smaller of 1G and 5%; 0: no floor)',
+    )
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
@@ -150,6 +158,8 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'history-threads',
     'history-stall-timeout',
     'history-max-delay',
+    'history-spool-max',
+    'history-spool-min-free',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;

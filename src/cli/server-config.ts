@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
 import type { Export } from '../services/exports.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 
@@ -43,6 +44,10 @@ export interface ServerConfig {
     threads: number;
     stallTimeoutMs: number;
     maxDelayMs: number;
+    /** Bytes each session's history spool may hold; 0: no spool (the backup waits for its DMA). */
+    spoolMaxBytes: number;
+    /** Free bytes the spool leaves on its file system; null: the smaller of 1 GiB and 5%; 0: no floor. */
+    spoolMinFreeBytes: number | null;
   };
 }
 
@@ -67,9 +72,14 @@ export interface ConfigInput {
   'history-threads'?: number | string;
   'history-stall-timeout'?: number | string;
   'history-max-delay'?: number | string;
+  'history-spool-max'?: number | string;
+  'history-spool-min-free'?: number | string;
 }
 
-/** The config file's [history] table: `mode`, `threads`, `stall-timeout` (or `stallTimeout`), `max-delay`. */
+/**
+ * The config file's [history] table: `mode`, `threads`, `stall-timeout`,
+ * `max-delay`, `spool-max`, `spool-min-free` (each also in camelCase).
+ */
 const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   mode: 'history-mode',
   threads: 'history-threads',
@@ -77,6 +87,10 @@ const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   stallTimeout: 'history-stall-timeout',
   'max-delay': 'history-max-delay',
   maxDelay: 'history-max-delay',
+  'spool-max': 'history-spool-max',
+  spoolMax: 'history-spool-max',
+  'spool-min-free': 'history-spool-min-free',
+  spoolMinFree: 'history-spool-min-free',
 };
 
 const KNOWN_KEYS = new Set<string>([
@@ -99,6 +113,8 @@ const KNOWN_KEYS = new Set<string>([
   'history-threads',
   'history-stall-timeout',
   'history-max-delay',
+  'history-spool-max',
+  'history-spool-min-free',
 ]);
 
 export function defaultStateDir(): string {
@@ -135,17 +151,32 @@ export const DEFAULT_TAPE_CAPACITY = 64 * 2 ** 30;
 const MIN_TAPE_CAPACITY = 2 ** 20;
 const MAX_TAPE_CAPACITY = 2 ** 50;
 
-/** A size in bytes: plain bytes, or a number with K, M, G, T or P (binary units; `10G`, `1.5T`, `512MiB`). */
-export function parseSize(v: unknown, what: string): number {
+/**
+ * A size in bytes: plain bytes, or a number with K, M, G, T or P (binary
+ * units; `10G`, `1.5T`, `512MiB`), from `min` to `max` (default 1M to 1P).
+ */
+export function parseSize(
+  v: unknown,
+  what: string,
+  min = MIN_TAPE_CAPACITY,
+  max = MAX_TAPE_CAPACITY,
+): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(String(v));
   const bytes =
     m && typeof v !== 'boolean' ? Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!) : NaN;
-  if (!(bytes >= MIN_TAPE_CAPACITY && bytes <= MAX_TAPE_CAPACITY)) {
+  if (!(bytes >= min && bytes <= max)) {
     throw new ConfigError(
-      `${what} must be a size from 1M to 1P (bytes, or with K, M, G, T), not '${String(v)}'`,
+      `${what} must be a size from ${unitText(min)} to ${unitText(max)} (bytes, or with K, M, G, T), not '${String(v)}'`,
     );
   }
   return bytes;
+}
+
+/** 1M, 1P, 0: a bound as parseSize reads it. */
+function unitText(n: number): string {
+  for (const u of ['P', 'T', 'G', 'M', 'K'])
+    if (n > 0 && n % SIZE_UNITS[u]! === 0) return `${n / SIZE_UNITS[u]!}${u}`;
+  return String(n);
 }
 
 /** `LOW-HIGH`, a single port, or 0 (any port). */
@@ -275,8 +306,21 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
       stallTimeoutMs:
         integer(pick('history-stall-timeout') ?? 300, 'history.stall-timeout', 1, MAX_TIMER_SECONDS) * 1000,
       maxDelayMs: integer(pick('history-max-delay') ?? 50, 'history.max-delay', 1, 60_000),
+      spoolMaxBytes: parseSize(
+        pick('history-spool-max') ?? DEFAULT_SPOOL_MAX,
+        'history.spool-max',
+        0,
+        2 ** 50,
+      ),
+      spoolMinFreeBytes: spoolMinFree(pick('history-spool-min-free')),
     },
   };
+}
+
+/** history.spool-min-free: a size; absent or `auto`: the default rule (null). */
+function spoolMinFree(v: unknown): number | null {
+  if (v === undefined || v === 'auto') return null;
+  return parseSize(v, 'history.spool-min-free (or auto)', 0, 2 ** 50);
 }
 
 function historyMode(v: unknown): 'worker' | 'lockstep' {

@@ -3,6 +3,8 @@
 // backup halts otherwise than SUCCESSFUL, the lockstep delivery counter, and
 // the per-session counters, which any thread may read while the backup runs.
 // Status words move with Atomics; counters are written by one thread only.
+// A failure may carry a short text (what went wrong, in words), which the
+// session puts in NOTIFY_DATA_HALTED and a LOG_MESSAGE.
 
 import { waitWordAsync } from '../ring/spsc-ring.js';
 import type { BatchLimits } from './encoder.js';
@@ -11,7 +13,12 @@ const W_STATUS = 0;
 const W_REASON = 1;
 const W_DISCARD = 2;
 const W_ACK = 3;
+/** The reason whose text is in the text area (0: none yet), then the text's length in bytes. */
+const W_TEXT_REASON = 4;
+const W_TEXT_LEN = 5;
 const COUNTERS_AT = 64;
+/** Room for a failure's text (UTF-8, cut at a character boundary). */
+const TEXT_BYTES = 512;
 
 export const HistoryStatus = { RUNNING: 0, DELIVERED: 1, FAILED: 2 } as const;
 
@@ -21,7 +28,7 @@ export const HistoryFailure = {
   CONNECTION: 1,
   /** The DMA accepted no history for history.stallTimeout. */
   STALLED: 2,
-  /** The history thread itself failed (a bug, or the spool's disk). */
+  /** The history thread itself failed (a bug, or reading its spool back); the text says what. */
   INTERNAL: 3,
 } as const;
 
@@ -32,6 +39,10 @@ export const COUNTER_NAMES = [
   'spooledBytes',
   'maxRingDepth',
   'notAcceptingMs',
+  /** Times the spool could not take more, so the backup waited for the DMA (see docs/history.md). */
+  'spoolWaits',
+  /** Milliseconds the history thread left the session's ring undrained for that. */
+  'waitedMs',
 ] as const;
 export type HistoryCounters = Record<(typeof COUNTER_NAMES)[number], number>;
 
@@ -50,14 +61,16 @@ export interface HistoryChannel {
 export class HistoryControl {
   readonly words: Int32Array;
   private readonly counters: Float64Array;
+  private readonly text: Uint8Array;
 
   static allocate(): SharedArrayBuffer {
-    return new SharedArrayBuffer(COUNTERS_AT + 8 * COUNTER_NAMES.length);
+    return new SharedArrayBuffer(COUNTERS_AT + 8 * COUNTER_NAMES.length + TEXT_BYTES);
   }
 
   constructor(readonly sab: SharedArrayBuffer) {
     this.words = new Int32Array(sab, 0, COUNTERS_AT / 4);
     this.counters = new Float64Array(sab, COUNTERS_AT, COUNTER_NAMES.length);
+    this.text = new Uint8Array(sab, COUNTERS_AT + 8 * COUNTER_NAMES.length, TEXT_BYTES);
   }
 
   get status(): number {
@@ -73,8 +86,15 @@ export class HistoryControl {
       Atomics.notify(this.words, W_STATUS);
   }
 
-  /** The first failure sticks. */
-  fail(reason: number): void {
+  /** The first failure sticks; `detail` says what happened, in words. */
+  fail(reason: number, detail?: string): void {
+    if (this.status !== HistoryStatus.RUNNING) return;
+    // The text goes in before the status is published, so whoever sees FAILED
+    // can read it; the first writer keeps the area, tagged with its reason.
+    if (detail && Atomics.compareExchange(this.words, W_TEXT_REASON, 0, reason) === 0) {
+      const { written } = new TextEncoder().encodeInto(detail, this.text);
+      Atomics.store(this.words, W_TEXT_LEN, written);
+    }
     if (Atomics.compareExchange(this.words, W_STATUS, HistoryStatus.RUNNING, HistoryStatus.FAILED) !== 0)
       return;
     Atomics.store(this.words, W_REASON, reason);
@@ -82,6 +102,13 @@ export class HistoryControl {
     // A lockstep session waits on the delivery counter: wake it too.
     Atomics.add(this.words, W_ACK, 1);
     Atomics.notify(this.words, W_ACK);
+  }
+
+  /** What happened, if the failure came with words ('' otherwise). */
+  get detail(): string {
+    if (Atomics.load(this.words, W_TEXT_REASON) !== this.reason) return '';
+    const n = Atomics.load(this.words, W_TEXT_LEN);
+    return new TextDecoder().decode(this.text.slice(0, n));
   }
 
   /** Session thread: resolves once the status is no longer RUNNING. */
@@ -134,13 +161,16 @@ export class HistoryControl {
   }
 }
 
-export function failureText(reason: number, stallTimeoutMs: number): string {
+/** A failure in words, for NOTIFY_DATA_HALTED, a LOG_MESSAGE and the log; `detail` from HistoryControl.detail. */
+export function failureText(reason: number, stallTimeoutMs: number, detail = ''): string {
   switch (reason) {
     case HistoryFailure.CONNECTION:
       return "the DMA's control connection failed while file history was being sent";
     case HistoryFailure.STALLED:
       return `the DMA accepted no file history for ${stallTimeoutMs / 1000} s (history.stall-timeout)`;
     default:
-      return 'file history could not be delivered (history thread failure)';
+      return detail
+        ? `file history could not be delivered: ${detail}`
+        : 'file history could not be delivered: the history thread failed (the server log says why)';
   }
 }

@@ -7,6 +7,8 @@
 
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../util/log.js';
+import { LogType, M } from '../wire/index.js';
+import type { MessageDef } from '../wire/index.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure, failureText } from './control.js';
 import type { HistoryChannel } from './control.js';
@@ -24,12 +26,19 @@ export interface HistoryOptions {
   readonly stallTimeoutMs: number;
   readonly maxDelayMs: number;
   readonly spoolDir: string;
+  /** Bytes each session's spool file may hold (history.spool-max); 0: no spool, the backup waits for its DMA. */
+  readonly spoolMaxBytes: number;
+  /** Free bytes the spool leaves on its file system (history.spool-min-free); null: min(1 GiB, 5%); 0: none. */
+  readonly spoolMinFreeBytes: number | null;
   readonly limits: BatchLimits;
   readonly creditBytes: number;
   readonly memoryBytes: number;
   /** Bytes of each session's record ring (a power of two). */
   readonly ringBytes: number;
 }
+
+/** history.spool-max's default: 4 GiB per session. */
+export const DEFAULT_SPOOL_MAX = 4 * 2 ** 30;
 
 export function historyDefaults(spoolDir: string): HistoryOptions {
   return {
@@ -38,6 +47,8 @@ export function historyDefaults(spoolDir: string): HistoryOptions {
     stallTimeoutMs: 300_000,
     maxDelayMs: 50,
     spoolDir,
+    spoolMaxBytes: DEFAULT_SPOOL_MAX,
+    spoolMinFreeBytes: null,
     limits: DEFAULT_BATCH_LIMITS,
     creditBytes: 1024 * 1024,
     memoryBytes: 2 * 1024 * 1024,
@@ -51,6 +62,8 @@ export interface HistoryTarget {
   readonly log: Logger;
   /** Writes one complete message after everything queued before it; `done` once the socket took it. */
   writeEncoded(message: Uint8Array, done: (err?: Error) => void): void;
+  /** Sends a post to the DMA (the hub's LOG_MESSAGEs); without it, those only go to the log. */
+  post?<Body>(def: MessageDef<Body, never>, body: Body): void;
 }
 
 interface Entry {
@@ -62,6 +75,11 @@ interface Entry {
 }
 
 const PROGRESS_LOG_MS = 30_000;
+/**
+ * LOG_MESSAGE ids are free-form; the hub's count in a range of
+ * their own, so they do not repeat the data service's.
+ */
+let nextMessageId = 0x40000000;
 
 export class HistoryHub {
   private readonly workers: (Worker | null)[];
@@ -167,6 +185,8 @@ export class HistoryHub {
       memoryBytes: this.options.memoryBytes,
       stallTimeoutMs: this.options.stallTimeoutMs,
       spoolDir: this.options.spoolDir,
+      spoolMaxBytes: this.options.spoolMaxBytes,
+      spoolMinFreeBytes: this.options.spoolMinFreeBytes,
       doorbell: new SharedArrayBuffer(4),
     };
     const w = new Worker(new URL('./thread.js', import.meta.url), { workerData: config });
@@ -175,7 +195,11 @@ export class HistoryHub {
     // Sessions keep the server alive, not this thread: an idle server may exit.
     w.unref();
     w.on('message', (m: FromHistoryThread) => this.onMessage(w, m));
-    w.on('error', (e) => this.log.error({ err: e, thread: `history${i}` }, 'history thread crashed'));
+    let crash = '';
+    w.on('error', (e) => {
+      crash = e.message;
+      this.log.error({ err: e, thread: `history${i}` }, 'history thread crashed');
+    });
     w.on('exit', (code) => {
       this.doorbells.delete(w);
       if (this.workers[i] === w) {
@@ -183,9 +207,12 @@ export class HistoryHub {
         this.log.error({ code, thread: `history${i}` }, 'history thread ended unexpectedly');
       }
       // Its sessions cannot deliver any more: they halt; the next backup gets a new thread.
+      const detail = crash
+        ? `the history thread crashed (${crash}); the next backup gets a new one`
+        : `the history thread ended unexpectedly (exit code ${code}); the next backup gets a new one`;
       for (const [id, e] of this.entries) {
         if (e.worker === w) {
-          e.control.fail(HistoryFailure.INTERNAL);
+          e.control.fail(HistoryFailure.INTERNAL, detail);
           this.end(id, 'failed', HistoryFailure.INTERNAL);
         }
       }
@@ -213,7 +240,29 @@ export class HistoryHub {
       case 'log':
         this.log[m.level]({ ...m.fields, thread: 'history' }, m.msg);
         return;
+      case 'spool': {
+        const e = this.entries.get(m.id);
+        if (!e) return;
+        const fields = { ...m.fields, session: e.target.id };
+        if (m.waiting) e.target.log.warn(fields, m.text);
+        else e.target.log.info(fields, m.text);
+        // After NOTIFY_DATA_HALTED nothing of this backup's history is news to the DMA.
+        if (!e.halted)
+          this.logMessage(e.target, m.waiting ? LogType.NDMP_LOG_WARNING : LogType.NDMP_LOG_NORMAL, m.text);
+        return;
+      }
     }
+  }
+
+  /** A LOG_MESSAGE to the session's DMA (if the target can post). */
+  private logMessage(target: HistoryTarget, logType: number, text: string): void {
+    target.post?.(M.LOG_MESSAGE, {
+      logType,
+      messageId: nextMessageId++,
+      entry: text,
+      associatedMessageValid: 0,
+      associatedMessageSequence: 0,
+    });
   }
 
   private end(id: number, how: string, reason: number): void {
@@ -223,7 +272,7 @@ export class HistoryHub {
     const counters = e.control.snapshot();
     if (how === 'failed') {
       e.target.log.warn(
-        { history: counters, why: failureText(reason, this.options.stallTimeoutMs) },
+        { history: counters, why: failureText(reason, this.options.stallTimeoutMs, e.control.detail) },
         'file history failed',
       );
     } else e.target.log.info({ history: counters, how }, 'file history ended');

@@ -13,6 +13,10 @@ export interface HistoryThreadConfig {
   readonly memoryBytes: number;
   readonly stallTimeoutMs: number;
   readonly spoolDir: string;
+  /** Bytes a session's spool file may hold (it may pass them by one message); 0: no spool file. */
+  readonly spoolMaxBytes: number;
+  /** Free bytes the spool leaves on its file system; null: the smaller of 1 GiB and 5%; 0: no floor. */
+  readonly spoolMinFreeBytes: number | null;
   /** One Int32 that producers ring (Atomics.notify) when a ring needs draining soon. */
   readonly doorbell: SharedArrayBuffer;
 }
@@ -37,6 +41,17 @@ export type FromHistoryThread =
       readonly msg: string;
       readonly fields?: Record<string, unknown>;
     }
+  /**
+   * The session's spool could not take more and its backup now waits for the
+   * DMA (`waiting`), or spooling works again; `text` is for the DMA, in plain words.
+   */
+  | {
+      readonly event: 'spool';
+      readonly id: number;
+      readonly waiting: boolean;
+      readonly text: string;
+      readonly fields: Record<string, unknown>;
+    }
   /** One complete FH_ADD_* message for the session's connection (sequence and time stamp zero). */
   | { readonly event: 'fh'; readonly id: number; readonly message: ArrayBuffer }
   | {
@@ -44,5 +59,7 @@ export type FromHistoryThread =
       readonly id: number;
       readonly how: 'delivered' | 'failed' | 'discarded';
       readonly reason: number;
+      /** What happened, in words, when it failed so ('' otherwise). */
+      readonly detail: string;
       readonly counters: HistoryCounters;
     };

@@ -8,6 +8,9 @@
 //   back as the main thread's writes complete;
 // - messages beyond the credit wait in memory up to a bound, then in a spool
 //   file, and go out in order as credit returns, so the ring stays drained;
+// - when the spool can take no more (its bound, the disk's floor, a write
+//   error), the thread stops draining that session's ring: the session waits
+//   for its DMA, the lockstep way, until the spool takes history again;
 // - a DMA that returns no credit for history.stall-timeout, or whose
 //   connection fails, fails that session's history: the session sees it
 //   through its control block and halts; other sessions go on.
@@ -20,7 +23,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure } from './control.js';
 import { FhEncoder } from './encoder.js';
-import { Spool } from './spool.js';
+import { Spool, SpoolDisk, SpoolReadError } from './spool.js';
 import type { HistoryThreadConfig, ToHistoryThread, FromHistoryThread } from './thread-protocol.js';
 
 const port = parentPort;
@@ -31,6 +34,34 @@ function send(m: FromHistoryThread, transfer?: ArrayBuffer[]): void {
   port!.postMessage(m, transfer);
 }
 
+/** Why a session's spool takes no more (docs/history.md, "When the spool is full"). */
+type WaitReason = 'off' | 'bound' | 'disk' | 'error';
+
+interface Refusal {
+  readonly reason: WaitReason;
+  /** For the DMA (LOG_MESSAGE) and the log. */
+  readonly text: string;
+}
+
+/** A failed spool write is tried again after this long (the error may have passed: space freed, say). */
+const RETRY_MS = 1000;
+/** After a disk-floor stop, spooling resumes only with this much room above the floor (or half the bound). */
+const DISK_MARGIN = 16 * 2 ** 20;
+const WAITS = 'the backup now waits for the DMA to take file history';
+/** An episode of waiting ends (and is logged as ended) after this long without a refusal. */
+const QUIET_MS = 10_000;
+
+/** 4.0 GiB, 64.0 KiB: sizes for people. */
+export function sizeText(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[i]}`;
+}
+
 class SessionHistory {
   private readonly ring: SpscRing;
   readonly control: HistoryControl;
@@ -39,6 +70,22 @@ class SessionHistory {
   private readonly queue: ArrayBuffer[] = [];
   private queued = 0;
   private spool: Spool | null = null;
+  /**
+   * Messages neither memory nor the spool could take, oldest first (after the
+   * spool's). While there are any the ring is not drained, so the session
+   * waits for its DMA: they are at most one drain of the ring plus a batch.
+   */
+  private readonly held: ArrayBuffer[] = [];
+  /** Since when, and why, the spool takes no more (null: it does). */
+  private waiting: { readonly reason: WaitReason; readonly since: number } | null = null;
+  /**
+   * The episode the log and the DMA were told of: from the first refusal
+   * until the spool has taken history for QUIET_MS without one, so a DMA
+   * that keeps the spool at its bound hears of it once, not at every batch.
+   */
+  private episode: { readonly reason: WaitReason; lastWaitEnded: number } | null = null;
+  /** When a spool write last failed. */
+  private errorAt = 0;
   private inFlight = 0;
   /** When the open batch got its first entry (0: empty). */
   private batchSince = 0;
@@ -48,6 +95,8 @@ class SessionHistory {
   private blockedSince = 0;
   private ended = false;
   private counted = 0;
+  /** The poll's time, for enqueue (called from inside the encoder). */
+  private now = Date.now();
 
   constructor(
     readonly id: number,
@@ -62,6 +111,7 @@ class SessionHistory {
   /** One round of work; true if anything moved. */
   poll(now: number): boolean {
     if (this.ended) return false;
+    this.now = now;
     if (this.control.discarded) {
       this.finish('discarded');
       return true;
@@ -71,7 +121,9 @@ class SessionHistory {
       return true;
     }
     this.control.max('maxRingDepth', this.ring.used);
-    const n = this.ring.drainRecords((rec) => this.encoder.push(rec), 16384);
+    let moved = this.unhold();
+    // Back-pressure: with messages held, the ring waits (and so, once it is full, the session).
+    const n = this.held.length === 0 ? this.ring.drainRecords((rec) => this.encoder.push(rec), 16384) : 0;
     if (this.encoder.pending > 0 && this.batchSince === 0) this.batchSince = now;
     const closed = n === 0 && this.ring.ended;
     if (this.encoder.pending > 0 && (closed || now - this.batchSince >= config.maxDelayMs))
@@ -80,20 +132,34 @@ class SessionHistory {
       this.control.add('entries', this.encoder.entries - this.counted);
       this.counted = this.encoder.entries;
     }
-    const sent = this.pump(now);
+    if (this.pump(now)) moved = true;
+    // The DMA has caught up: whatever stopped the spool, the backup no longer waits.
+    if (
+      this.waiting &&
+      this.held.length === 0 &&
+      !this.spool?.pending &&
+      this.queued <= config.memoryBytes / 2
+    )
+      this.stopWaiting(now);
+    if (this.episode && !this.waiting && now - this.episode.lastWaitEnded >= QUIET_MS)
+      this.endEpisode(`for ${QUIET_MS / 1000} s the spool has taken file history`);
     if (
       closed &&
       this.encoder.pending === 0 &&
       this.queue.length === 0 &&
       !this.spool?.pending &&
+      this.held.length === 0 &&
       this.inFlight === 0
     ) {
+      // Before `delivered`, so the DMA usually hears it before NOTIFY_DATA_HALTED (after: the log only).
+      this.stopWaiting(now);
+      this.endEpisode('all of it has been sent');
       this.control.delivered();
       this.finish('delivered');
       return true;
     }
     this.checkStall(now);
-    return n > 0 || sent;
+    return n > 0 || moved;
   }
 
   credit(bytes: number, failed: boolean): void {
@@ -102,9 +168,9 @@ class SessionHistory {
     if (failed) this.fail(HistoryFailure.CONNECTION);
   }
 
-  fail(reason: number): void {
+  fail(reason: number, detail?: string): void {
     if (this.ended) return;
-    this.control.fail(reason);
+    this.control.fail(reason, detail);
     // Wakes a producer waiting for ring space; its writes now fail.
     this.ring.abort();
     this.finish('failed');
@@ -112,21 +178,140 @@ class SessionHistory {
 
   private enqueue(m: ArrayBuffer): void {
     this.batchSince = 0;
-    if (this.spool || this.queued + m.byteLength > config.memoryBytes) {
-      this.spool ??= new Spool(config.spoolDir, `history-${process.pid}-${this.id}.spool`);
-      this.spool.append(m);
-      this.control.add('spooledBytes', m.byteLength);
-      return;
-    }
-    this.queue.push(m);
-    this.queued += m.byteLength;
+    // Behind held messages, to keep the order.
+    if (this.held.length > 0 || !this.place(m)) this.held.push(m);
   }
 
-  /** Hands messages to the main thread while credit lasts. */
+  /** Moves held messages, oldest first, to memory or the spool while they take them; true if any moved. */
+  private unhold(): boolean {
+    let moved = false;
+    while (this.held.length > 0 && this.place(this.held[0]!)) {
+      this.held.shift();
+      moved = true;
+    }
+    return moved;
+  }
+
+  /**
+   * Memory while the spool is empty and memory has room, else the spool if
+   * it can take the message; false when neither can (the session then waits).
+   */
+  private place(m: ArrayBuffer): boolean {
+    const n = m.byteLength;
+    if (!this.spool?.pending && this.queued + n <= config.memoryBytes) {
+      this.queue.push(m);
+      this.queued += n;
+      return true;
+    }
+    const refused = this.spoolRefuses(n) ?? this.spoolAppend(m);
+    if (refused) {
+      this.startWaiting(refused);
+      return false;
+    }
+    this.control.add('spooledBytes', n);
+    this.stopWaiting(this.now);
+    return true;
+  }
+
+  /** Why the spool may not take `n` more bytes now, or null. */
+  private spoolRefuses(n: number): Refusal | null {
+    const max = config.spoolMaxBytes;
+    if (max === 0) return { reason: 'off', text: `file history spool off (history.spool-max = 0): ${WAITS}` };
+    const pending = this.spool?.pending ?? 0;
+    // Once full, it takes more only when half empty: no flapping at the bound.
+    if (pending >= (this.waiting?.reason === 'bound' ? max / 2 : max))
+      return { reason: 'bound', text: `file history spool full (${sizeText(max)}): ${WAITS}` };
+    if (this.waiting?.reason === 'error' && this.now - this.errorAt < RETRY_MS)
+      return { reason: 'error', text: '' };
+    let short;
+    try {
+      short = disk.take(n, this.now, this.waiting?.reason === 'disk' ? Math.min(DISK_MARGIN, max / 2) : 0);
+    } catch (e) {
+      this.errorAt = this.now;
+      return {
+        reason: 'error',
+        text: `cannot check the free space for the file history spool in ${config.spoolDir} (${(e as Error).message}): ${WAITS}`,
+      };
+    }
+    if (short)
+      return {
+        reason: 'disk',
+        text:
+          `disk nearly full: ${sizeText(short.free)} free where the file history spool is (${config.spoolDir}), ` +
+          `${sizeText(short.floor)} kept free (history.spool-min-free): ${WAITS}`,
+      };
+    return null;
+  }
+
+  /** Appends to the spool (opening it on first use); a refusal if the write fails. */
+  private spoolAppend(m: ArrayBuffer): Refusal | null {
+    try {
+      this.spool ??= new Spool(config.spoolDir, `history-${process.pid}-${this.id}.spool`);
+      this.spool.append(m);
+      return null;
+    } catch (e) {
+      disk.giveBack(m.byteLength);
+      this.errorAt = this.now;
+      const err = e as NodeJS.ErrnoException;
+      const where = this.spool?.path ?? config.spoolDir;
+      return {
+        reason: 'error',
+        text:
+          err.code === 'ENOSPC' || err.code === 'EDQUOT'
+            ? `disk full (writing the file history spool ${where}: ${err.code}): ${WAITS}`
+            : `cannot write the file history spool ${where} (${err.message}): ${WAITS}`,
+      };
+    }
+  }
+
+  /** The spool stopped taking history: the session now waits for its DMA; logged once per episode. */
+  private startWaiting(r: Refusal): void {
+    if (this.waiting) return;
+    this.waiting = { reason: r.reason, since: this.now };
+    if (this.episode) return;
+    this.episode = { reason: r.reason, lastWaitEnded: 0 };
+    this.control.add('spoolWaits', 1);
+    send({
+      event: 'spool',
+      id: this.id,
+      waiting: true,
+      text: r.text,
+      fields: { reason: r.reason, spooledBytes: this.spool?.pending ?? 0 },
+    });
+  }
+
+  /** The spool takes history again (or the DMA caught up): the ring is drained again. */
+  private stopWaiting(now: number): void {
+    const w = this.waiting;
+    if (!w) return;
+    this.waiting = null;
+    this.control.add('waitedMs', now - w.since);
+    if (this.episode) this.episode.lastWaitEnded = now;
+  }
+
+  private endEpisode(why: string): void {
+    const e = this.episode;
+    if (!e) return;
+    this.episode = null;
+    send({
+      event: 'spool',
+      id: this.id,
+      waiting: false,
+      text: `file history spooling again (${why}): the backup no longer waits for the DMA`,
+      fields: {
+        reason: e.reason,
+        spooledBytes: this.spool?.pending ?? 0,
+        waitedMs: this.control.snapshot().waitedMs,
+      },
+    });
+  }
+
+  /** Hands messages to the main thread while credit lasts: memory's first, then the spool's, then held ones. */
   private pump(now: number): boolean {
     let sent = false;
     for (;;) {
       let next = this.queue[0]?.byteLength ?? this.spool?.peekLength() ?? -1;
+      if (next < 0) next = this.held[0]?.byteLength ?? -1;
       if (next < 0) {
         if (this.spool) {
           this.spool.close();
@@ -143,7 +328,8 @@ class SessionHistory {
       if (this.queue.length > 0) {
         m = this.queue.shift()!;
         this.queued -= m.byteLength;
-      } else m = this.spool!.take();
+      } else if (this.spool && this.spool.peekLength() >= 0) m = this.spool.take();
+      else m = this.held.shift()!;
       next = m.byteLength;
       if (this.inFlight === 0) this.lastCredit = now;
       this.inFlight += next;
@@ -159,6 +345,7 @@ class SessionHistory {
     return sent;
   }
 
+  /** Measures the DMA only: credit outstanding and none back for the timeout, whatever the spool does. */
   private checkStall(now: number): void {
     if (this.inFlight > 0 && now - this.lastCredit > config.stallTimeoutMs) this.fail(HistoryFailure.STALLED);
   }
@@ -166,14 +353,28 @@ class SessionHistory {
   private finish(how: 'delivered' | 'failed' | 'discarded'): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.blockedSince !== 0) this.control.add('notAcceptingMs', Date.now() - this.blockedSince);
+    const now = Date.now();
+    if (this.blockedSince !== 0) this.control.add('notAcceptingMs', now - this.blockedSince);
+    if (this.waiting) this.control.add('waitedMs', now - this.waiting.since);
+    this.waiting = null;
     this.spool?.close();
     this.spool = null;
     this.queue.length = 0;
+    this.held.length = 0;
     sessions.delete(this.id);
-    send({ event: 'end', id: this.id, how, reason: this.control.reason, counters: this.control.snapshot() });
+    send({
+      event: 'end',
+      id: this.id,
+      how,
+      reason: this.control.reason,
+      detail: this.control.detail,
+      counters: this.control.snapshot(),
+    });
   }
 }
+
+/** The spool directory's free-space check, shared by this thread's sessions (one file system). */
+const disk = new SpoolDisk(config.spoolDir, config.spoolMinFreeBytes);
 
 const sessions = new Map<number, SessionHistory>();
 let scheduled = false;
@@ -195,13 +396,19 @@ function loop(): void {
     try {
       if (s.poll(now)) worked = true;
     } catch (e) {
+      const err = e as Error;
       send({
         event: 'log',
         level: 'error',
         msg: 'file history failed for a session',
-        fields: { session: s.id, err: (e as Error).message },
+        fields: { session: s.id, err: err.message, stack: err.stack },
       });
-      s.fail(HistoryFailure.INTERNAL);
+      s.fail(
+        HistoryFailure.INTERNAL,
+        err instanceof SpoolReadError
+          ? err.message
+          : `the history thread failed (${err.message}); the server log has the details`,
+      );
     }
   }
   if (sessions.size > 0) schedule(worked);

@@ -114,7 +114,10 @@ describe('ndmpd start-up', () => {
 
   test('config file: the [history] table and its flags; bad values refused with the setting named', async () => {
     const cfg = join(dir, 'history.toml');
-    writeFileSync(cfg, `[history]\nmode = "lockstep"\nstallTimeout = 20\nthreads = 2\n`);
+    writeFileSync(
+      cfg,
+      `[history]\nmode = "lockstep"\nstallTimeout = 20\nthreads = 2\nspool-max = "512MiB"\nspool-min-free = "2G"\n`,
+    );
     let r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config', '--history-max-delay', '10']);
     assert.equal(r.code, 0, r.err);
     const resolved = JSON.parse(r.out) as { history: Record<string, unknown> };
@@ -123,6 +126,8 @@ describe('ndmpd start-up', () => {
       threads: 2,
       stallTimeoutMs: 20_000,
       maxDelayMs: 10,
+      spoolMaxBytes: 512 * 2 ** 20,
+      spoolMinFreeBytes: 2 * 2 ** 30,
     });
     r = await runNode([
       NDMPD_BIN,
@@ -138,7 +143,24 @@ describe('ndmpd start-up', () => {
       threads: 1,
       stallTimeoutMs: 5000,
       maxDelayMs: 50,
+      spoolMaxBytes: 4 * 2 ** 30,
+      spoolMinFreeBytes: null,
     });
+    r = await runNode([
+      NDMPD_BIN,
+      '--check-config',
+      '--history-spool-max',
+      '0',
+      '--history-spool-min-free',
+      '0',
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const zero = (JSON.parse(r.out) as { history: Record<string, unknown> }).history;
+    assert.equal(zero.spoolMaxBytes, 0, '0: no spool');
+    assert.equal(zero.spoolMinFreeBytes, 0, '0: no floor');
+    r = await runNode([NDMPD_BIN, '--check-config', '--history-spool-max', 'lots']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /history.spool-max must be a size from 0 to 1P/);
     writeFileSync(cfg, `[history]\nmode = "sometimes"\n`);
     r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config']);
     assert.equal(r.code, 2);

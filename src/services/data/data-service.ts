@@ -17,7 +17,7 @@ import { BackupEngine } from '../../backup/engine.js';
 import type { BackedUpEntry, ListedName } from '../../backup/engine.js';
 import { C_DONE, C_FAILED, FilePipe, ReaderStop, StreamBroken } from '../../backup/pipe.js';
 import type { FromReader, ToReader } from '../../backup/reader-thread.js';
-import { HistoryStatus, failureText } from '../../history/control.js';
+import { HistoryControl, HistoryStatus, failureText } from '../../history/control.js';
 import type { HistoryChannel } from '../../history/control.js';
 import { LockstepProducer, RingProducer } from '../../history/producer.js';
 import type { HistoryProducer } from '../../history/producer.js';
@@ -468,7 +468,8 @@ export class DataService {
 
   /** The DMA did not take the history (gone, or stalled): the backup halts and says why. */
   private failHistory(reason: number, channel: HistoryChannel): void {
-    const text = `backup stopped: ${failureText(reason, channel.stallTimeoutMs)}`;
+    const detail = new HistoryControl(channel.control).detail;
+    const text = `backup stopped: ${failureText(reason, channel.stallTimeoutMs, detail)}`;
     this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
     this.halt(DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR, text);
   }
