@@ -10,8 +10,9 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { Export } from '../services/exports.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
+import { CodedError } from '../util/coded-error.js';
 
-export class ConfigError extends Error {
+export class ConfigError extends CodedError {
   readonly code = 'NDMPD_CONFIG';
 }
 

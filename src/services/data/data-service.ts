@@ -51,6 +51,7 @@ import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
+import { CodedError } from '../../util/coded-error.js';
 
 export interface DataHooks {
   halted(reason: number, text: string): void;
@@ -726,7 +727,9 @@ export class DataService {
 }
 
 /** The data connection failed while the backup wrote to it. */
-class SinkError extends Error {}
+class SinkError extends CodedError {
+  readonly code = 'DATA_CONNECTION_FAILED';
+}
 
 /** The stream onto a TCP data connection: one write in flight; its callback frees the buffer. */
 function socketSink(sock: net.Socket): StreamSink {
