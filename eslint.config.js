@@ -64,11 +64,24 @@ export default tseslint.config(
               message: 'src/wire is pure: no sockets, files or threads (DESIGN.md, Layers).',
             },
             {
-              group: ['../*', '!../wire/*'],
-              message: 'src/wire imports nothing of ours outside src/wire.',
+              // One exception: the coded base every error class extends
+              // (src/util/coded-error.ts, which imports nothing), so the
+              // wire's errors are coded like all others.
+              group: ['../*', '!../wire/*', '!../util', '../util/*', '!../util/coded-error.js'],
+              message: 'src/wire imports nothing of ours outside src/wire (but util/coded-error.js).',
             },
           ],
         },
+      ],
+    },
+  },
+  {
+    // The coded error base sits below every layer (the wire imports it): it imports nothing of ours.
+    files: ['src/util/coded-error.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['./*', '../*'], message: 'util/coded-error.ts imports nothing of ours.' }] },
       ],
     },
   },

@@ -1,7 +1,42 @@
 // Prints docs/protocol-coverage.md from the message table and the dispatch
 // table, so the document cannot drift from the code (a test compares them).
 import { defaultDispatchTable } from '../src/server/dispatch.js';
+import { DATA_STATE_TABLE } from '../src/services/data/state-rules.js';
+import { refusalIn } from '../src/services/session.js';
+import type { StateTable } from '../src/services/state-table.js';
+import { MOVER_STATE_TABLE, TAPE_STATE_TABLE } from '../src/services/tape/state-rules.js';
 import { ALL_MESSAGES } from '../src/wire/index.js';
+
+/** One table's rules: each request, the states that allow it, and what the others get. */
+function stateRules(title: string, t: StateTable): string[] {
+  const lines = [
+    '',
+    `### ${title}`,
+    '',
+    `States: ${t.states.map((n) => `\`${n}\``).join(', ')}. A request not listed is allowed in every state.`,
+    '',
+    '| request | allowed in | any other state gets |',
+    '|---|---|---|',
+  ];
+  for (const { def, rule } of t.rules.values()) {
+    const allowed = rule.allow.map((n) => `\`${n}\``).join(', ');
+    const v3 = rule.allowV3 ? `; v3 also ${rule.allowV3.map((n) => `\`${n}\``).join(', ')}` : '';
+    // The refusing states, grouped by the error each gets.
+    const byError = new Map<string, string[]>();
+    for (const state of t.states) {
+      const refusal = refusalIn(rule, state, 4, def);
+      if (!refusal) continue;
+      byError.set(refusal.ndmpErrorName, [...(byError.get(refusal.ndmpErrorName) ?? []), state]);
+    }
+    const refused = [...byError]
+      .map(([name, states]) =>
+        byError.size === 1 && !rule.allowV3 ? `\`${name}\`` : `\`${name}\` (${states.join(', ')})`,
+      )
+      .join('; ');
+    lines.push(`| ${def.name} | ${allowed}${v3} | ${refused} |`);
+  }
+  return lines;
+}
 
 export function protocolCoverage(): string {
   const table = defaultDispatchTable();
@@ -26,6 +61,19 @@ export function protocolCoverage(): string {
       `| 0x${d.code.toString(16).toUpperCase().padStart(3, '0')} | ${d.name} | ${d.kind} | ${d.versions.join(', ')} | ${served} | ${h?.preAuth ? 'yes' : d.kind === 'post' ? '—' : 'no'} |`,
     );
   }
+  lines.push(
+    '',
+    '## State rules',
+    '',
+    'The dispatcher checks these before a request runs, and the session thread that owns the',
+    'state checks the same rules again as it executes the request (`src/services/state-table.ts`).',
+    ...stateRules('Data service (`src/services/data/state-rules.ts`)', DATA_STATE_TABLE),
+    ...stateRules(
+      'Tape (`src/services/tape/state-rules.ts`); `/BUSY`: an ACTIVE mover holds the tape',
+      TAPE_STATE_TABLE,
+    ),
+    ...stateRules('Mover (`src/services/tape/state-rules.ts`)', MOVER_STATE_TABLE),
+  );
   return lines.join('\n') + '\n';
 }
 

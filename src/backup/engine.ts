@@ -26,6 +26,7 @@ import {
 } from './pax.js';
 import type { FilePipe } from './pipe.js';
 import type { DumpdirEntry, PaxEntry, PaxType } from './pax.js';
+import { CodedError } from '../util/coded-error.js';
 
 /** Where the stream goes. */
 export interface StreamSink {
@@ -120,7 +121,9 @@ const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 /** Node numbers for files on other file systems than the root's: above any inode number seen in practice. */
 const FOREIGN_NODE_BASE = 1n << 62n;
 
-export class BackupAborted extends Error {}
+export class BackupAborted extends CodedError {
+  readonly code = 'BACKUP_ABORTED';
+}
 
 export class BackupEngine {
   private readonly buf = Buffer.allocUnsafe(BUFFER_BYTES);

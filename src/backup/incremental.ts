@@ -39,10 +39,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
+import { CodedError } from '../util/coded-error.js';
 
 /** A problem with the environment or the state; its message is for the backup administrator as is. */
-export class IncrementalError extends Error {
+export class IncrementalError extends CodedError {
   override name = 'IncrementalError';
+  readonly code = 'INCREMENTAL';
 }
 
 /** Subtracted from a base's start time for the change test (see the top of this file). */

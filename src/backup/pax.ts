@@ -9,6 +9,8 @@
 // The parser is a push parser for restores and tests: any chunking, bounded
 // memory, PaxFormatError with the stream offset on anything malformed.
 
+import { CodedError } from '../util/coded-error.js';
+
 export type PaxType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'fifo' | 'chardev' | 'blockdev';
 
 export interface PaxTime {
@@ -555,7 +557,8 @@ export function encodeHeader(e: PaxEntry): Buffer {
 // ---------------------------------------------------------------------------
 // Parser
 
-export class PaxFormatError extends Error {
+export class PaxFormatError extends CodedError {
+  readonly code = 'PAX_FORMAT';
   /** Stream offset of the offending header block or extended-header record (or of the end, for truncation). */
   readonly offset: bigint;
   constructor(message: string, offset: number | bigint) {

@@ -25,6 +25,7 @@
 
 import type { HistoryChannel } from '../history/control.js';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
+import { CodedError } from '../util/coded-error.js';
 
 /** BYTES: stream bytes (+ history record); FILE: a file to open and stream; HIST: a history record only. */
 export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4 } as const;
@@ -51,7 +52,9 @@ export const PIPE_CONTROL_BYTES = 40;
 const EMPTY = new Uint8Array(0);
 
 /** The stream could not be completed: the mover went away, or the reader failed. */
-export class StreamBroken extends Error {}
+export class StreamBroken extends CodedError {
+  readonly code = 'BACKUP_STREAM_BROKEN';
+}
 
 /** What the walker gives its reader thread at the start of a backup. */
 export interface PipeJob {

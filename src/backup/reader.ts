@@ -26,6 +26,7 @@ import {
   ReaderStop,
 } from './pipe.js';
 import type { PipeJob } from './pipe.js';
+import { CodedError } from '../util/coded-error.js';
 
 const ZEROS = new Uint8Array(64 * 1024);
 /** Bytes written into the out ring before they are published to the mover. */
@@ -33,7 +34,9 @@ const PUBLISH_BYTES = 256 * 1024;
 /** How long one wait for ring space or work lasts before the stop flags are looked at again. */
 const WAIT_MS = 50;
 
-class Stopped extends Error {}
+class Stopped extends CodedError {
+  readonly code = 'READER_STOPPED';
+}
 
 export class PipeReader {
   private readonly work: SpscRing;

@@ -2,8 +2,11 @@
 // can tell a catalog problem (print it, exit) from a bug. The store's own
 // error, when there is one, is the cause.
 
-export class CatalogError extends Error {
+import { CodedError } from '../util/coded-error.js';
+
+export class CatalogError extends CodedError {
   override readonly name = 'CatalogError';
+  readonly code = 'CATALOG_ERROR';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

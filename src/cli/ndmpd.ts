@@ -21,6 +21,7 @@ import { PRODUCT_NAME, VENDOR_NAME, VERSION } from '../util/version.js';
 import type { ConfigInput, ServerConfig } from './server-config.js';
 import { ConfigError, hostId, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
 import { CommandError, tapeCommand } from './tape-command.js';
+import { CodedError } from '../util/coded-error.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -275,7 +276,9 @@ function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
   return library;
 }
 
-class ListenError extends Error {}
+class ListenError extends CodedError {
+  readonly code = 'NDMPD_LISTEN';
+}
 
 function camel(k: string): string {
   return k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

@@ -11,8 +11,9 @@ import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
 import type { Export } from '../services/exports.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
+import { CodedError } from '../util/coded-error.js';
 
-export class ConfigError extends Error {
+export class ConfigError extends CodedError {
   readonly code = 'NDMPD_CONFIG';
 }
 

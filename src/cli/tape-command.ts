@@ -17,14 +17,20 @@ import {
   readConfigFile,
   resolveConfig,
 } from './server-config.js';
+import { CodedError } from '../util/coded-error.js';
 
 /** An error the `ndmpd` entry point reports as one line with this exit status. */
-export class CommandError extends Error {
+export class CommandError extends CodedError {
   constructor(
     message: string,
     readonly exitCode: 1 | 2,
   ) {
     super(message);
+  }
+
+  /** Exit code 2 is a command line that makes no sense; 1 a command that failed. */
+  get code(): string {
+    return this.exitCode === 2 ? 'CLI_USAGE' : 'CLI_COMMAND_FAILED';
   }
 }
 

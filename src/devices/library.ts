@@ -31,6 +31,7 @@ import {
   updateTapeImage,
 } from './tape-image.js';
 import type { TapeImageInfo, TapeImageOptions } from './tape-image.js';
+import { CodedError } from '../util/coded-error.js';
 
 export interface DriveInfo {
   readonly name: string;
@@ -53,7 +54,7 @@ export type ResolvedDevice =
   | { readonly kind: 'drive'; readonly drive: DriveInfo; readonly tapePath: string | null }
   | { readonly kind: 'image'; readonly tapePath: string };
 
-export class LibraryError extends Error {
+export class LibraryError extends CodedError {
   readonly code = 'NDMPD_LIBRARY';
   constructor(message: string) {
     super(message);

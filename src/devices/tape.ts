@@ -7,6 +7,8 @@
 // followed by end of data (EOD). `fileNum` counts the filemarks before the
 // position, `blockNo` the records since the last of them.
 
+import { CodedError } from '../util/coded-error.js';
+
 /** Why a tape operation failed. */
 export type TapeErrorKind =
   /** The record does not fit before the physical end of the medium; nothing was written. */
@@ -22,14 +24,18 @@ export type TapeErrorKind =
   /** An I/O error from the file system. */
   | 'io';
 
-export class TapeError extends Error {
-  readonly code = 'TAPE_ERROR';
+export class TapeError extends CodedError {
   constructor(
     readonly kind: TapeErrorKind,
     message: string,
   ) {
     super(message);
     this.name = 'TapeError';
+  }
+
+  /** One code per kind: TAPE_EOM, TAPE_WRITE_PROTECTED, TAPE_IO, ... */
+  get code(): string {
+    return `TAPE_${this.kind.toUpperCase().replace(/-/g, '_')}`;
   }
 }
 

@@ -5,12 +5,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { NdmpClient } from './client.js';
 import { parseAuthLines } from '../services/credentials.js';
 import type { NdmpVersion } from '../wire/index.js';
+import { CodedError } from '../util/coded-error.js';
 
 /**
  * Trouble on our side of the job, before or around NDMP: a bad argument, a
  * missing password, an unknown backup. The CLI prints it and exits 2.
  */
-export class DmaUsageError extends Error {
+export class DmaUsageError extends CodedError {
+  readonly code = 'DMA_USAGE';
   constructor(message: string) {
     super(message);
     this.name = 'DmaUsageError';

@@ -21,6 +21,7 @@ import {
   nameOf,
 } from '../wire/index.js';
 import type { NdmpClient } from './client.js';
+import { CodedError } from '../util/coded-error.js';
 
 export interface Halt {
   reason: number;
@@ -47,7 +48,8 @@ const TAPE_MOTION = { timeoutMs: 60 * 60 * 1000 };
 const END_OF_DATA = new Set<number>([ErrorCode.NDMP_EOF_ERR, ErrorCode.NDMP_EOM_ERR]);
 
 /** A tape that does not hold the tape file the catalog says it does. */
-export class TapePositionError extends Error {
+export class TapePositionError extends CodedError {
+  readonly code = 'DMA_TAPE_POSITION';
   constructor(message: string) {
     super(message);
     this.name = 'TapePositionError';

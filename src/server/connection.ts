@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
 import type { ExtNegotiation, Handler, ServerContext, Session } from '../services/session.js';
+import { stateRefusal } from '../services/session.js';
 import {
   ConnectionStatusReason,
   ErrorCode,
@@ -323,14 +324,10 @@ export class Connection implements Session {
       );
       return;
     }
-    if (h.when) {
-      const state = h.when.state(this);
-      if (!h.when.allow.includes(state)) {
-        const rule = h.when.error ?? ErrorCode.NDMP_ILLEGAL_STATE_ERR;
-        const code = typeof rule === 'function' ? rule(state) : rule;
-        this.replyError(msg, header, new NdmpError(code, `${msg.def.name} not allowed in state ${state}`));
-        return;
-      }
+    const refused = h.when ? stateRefusal(h.when, this, msg.def) : null;
+    if (refused) {
+      this.replyError(msg, header, refused);
+      return;
     }
     let result: unknown;
     try {

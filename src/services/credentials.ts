@@ -7,8 +7,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { md5Digest } from '../wire/index.js';
+import { CodedError } from '../util/coded-error.js';
 
-export class AuthFileError extends Error {
+export class AuthFileError extends CodedError {
   readonly code = 'NDMPD_AUTH_FILE';
 }
 

@@ -5,9 +5,9 @@
 // stream byte passes through it.
 
 import { SpscRing } from '../ring/spsc-ring.js';
-import { dataOf } from './data/handlers.js';
+import { dataOf } from './data/client.js';
 import type { Session } from './session.js';
-import { driveOf } from './tape/handlers.js';
+import { driveOf } from './tape/client.js';
 
 /** Ring size: a few hundred records of the usual sizes, enough to ride out short stalls. */
 const LOCAL_RING_BYTES = 8 * 1024 * 1024;

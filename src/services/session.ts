@@ -4,6 +4,7 @@
 
 import type { Logger } from '../util/log.js';
 import type { Credentials } from './credentials.js';
+import { ErrorCode, NdmpError } from '../wire/index.js';
 import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 import type { Library } from '../devices/library.js';
@@ -94,8 +95,36 @@ export interface StateRule {
   /** Names the current state, e.g. `session.opened ? 'open' : 'offered'`. */
   readonly state: (s: Session) => string;
   readonly allow: readonly string[];
+  /** Further states that allow the request when the session speaks NDMP v3. */
+  readonly allowV3?: readonly string[];
   /** The error for any other state (default NDMP_ILLEGAL_STATE_ERR), or one per state. */
   readonly error?: number | ((state: string) => number);
+  /** The refusal's text in `state` (default: "<request> is not allowed in state <state>"). */
+  readonly text?: (state: string) => string;
+}
+
+/**
+ * Why `rule` refuses `def` in `state`, or null when it allows it. Pure: the
+ * dispatcher and the session threads (services/state-table.ts) both decide with it.
+ */
+export function refusalIn(
+  rule: Omit<StateRule, 'state'>,
+  state: string,
+  version: NdmpVersion,
+  def: MessageDef,
+): NdmpError | null {
+  const allowed = version === 3 && rule.allowV3 ? [...rule.allow, ...rule.allowV3] : rule.allow;
+  if (allowed.includes(state)) return null;
+  const e = rule.error ?? ErrorCode.NDMP_ILLEGAL_STATE_ERR;
+  return new NdmpError(
+    typeof e === 'function' ? e(state) : e,
+    rule.text?.(state) ?? `${def.name.replace(/^NDMP_/, '')} is not allowed in state ${state}`,
+  );
+}
+
+/** The dispatcher's check: why `rule` refuses `def` for this session now, or null when it allows it. */
+export function stateRefusal(rule: StateRule, s: Session, def: MessageDef): NdmpError | null {
+  return refusalIn(rule, rule.state(s), s.version, def);
 }
 
 export interface Handler<Req = unknown, Rep = unknown> {

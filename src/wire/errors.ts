@@ -3,11 +3,10 @@
 // bodies, and one for transport failures on the DMA side.
 
 import { ErrorCode, errorName } from './constants.js';
+import { CodedError } from '../util/coded-error.js';
 
-/** Base class: every error of ours has a stable `code` string. */
-export abstract class NdmpBaseError extends Error {
-  abstract readonly code: string;
-}
+/** The protocol layer's errors: coded like every error of ours (util/coded-error.ts). */
+export abstract class NdmpBaseError extends CodedError {}
 
 /**
  * An operation failed with an NDMP error code. Services throw it; the

@@ -240,6 +240,9 @@ describe('tape service', { timeout: 60_000 }, () => {
       await rejectsWith(c.call(M.TAPE_READ, { count: 0x80000000 }), ErrorCode.NDMP_ILLEGAL_ARGS_ERR);
       await rejectsWith(c.call(M.TAPE_MTIO, { tapeOp: 99, count: 1 }), ErrorCode.NDMP_ILLEGAL_ARGS_ERR);
       await rejectsWith(c.call(M.TAPE_OPEN, { device: path, mode: READ }), ErrorCode.NDMP_DEVICE_OPENED_ERR);
+      // The state rule comes before the arguments: a second open is refused whatever its mode.
+      await rejectsWith(c.call(M.TAPE_OPEN, { device: path, mode: 7 }), ErrorCode.NDMP_DEVICE_OPENED_ERR);
+      await c.call(M.TAPE_CLOSE, {});
       await rejectsWith(c.call(M.TAPE_OPEN, { device: path, mode: 7 }), ErrorCode.NDMP_ILLEGAL_ARGS_ERR);
     } finally {
       c.destroy();

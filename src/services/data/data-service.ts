@@ -42,12 +42,16 @@ import {
   DataState as S,
   DataStateUnsupported,
   LogType,
+  M,
   NdmpError,
 } from '../../wire/index.js';
-import type { Addr, NlistName, Pval } from '../../wire/index.js';
+import type { Addr, MessageDef, NlistName, Pval } from '../../wire/index.js';
+import { admit } from '../state-table.js';
 import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
+import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
+import { CodedError } from '../../util/coded-error.js';
 
 export interface DataHooks {
   halted(reason: number, text: string): void;
@@ -63,7 +67,6 @@ export interface DataHooks {
 }
 
 export class DataService {
-  private state: number = S.NDMP_DATA_STATE_IDLE;
   private operation: number = DataOperation.NDMP_DATA_OP_NOACTION;
   private haltReason: number = DataHaltReason.NDMP_DATA_HALT_NA;
   private bytesProcessed = 0n;
@@ -91,13 +94,33 @@ export class DataService {
   private readonly abortFlag: Int32Array;
   /** The running backup's file history, if the DMA asked for it. */
   private history: HistoryProducer | null = null;
+  /** The data state lives in the word the main thread reads (DataThreadConfig.stateWords). */
+  private readonly words: Int32Array;
 
   constructor(
     private readonly opts: ListenOptions &
-      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir'>,
+      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir' | 'stateWords'>,
     private readonly hooks: DataHooks,
   ) {
     this.abortFlag = new Int32Array(opts.abortFlag);
+    this.words = new Int32Array(opts.stateWords);
+    this.state = S.NDMP_DATA_STATE_IDLE;
+  }
+
+  /** The NDMP data state; every transition is stored where the dispatcher sees it. */
+  private get state(): number {
+    return Atomics.load(this.words, DATA_WORD_STATE);
+  }
+  private set state(state: number) {
+    Atomics.store(this.words, DATA_WORD_STATE, state);
+  }
+
+  /**
+   * The data state table's verdict on `def` now, as the request executes: the
+   * state may have changed since the dispatcher looked (a backup halting).
+   */
+  private admit(def: MessageDef): void {
+    admit(DATA_STATE_TABLE, def, this.words, this.opts.version);
   }
 
   getState(): DataState {
@@ -127,7 +150,7 @@ export class DataService {
   }
 
   async listen(addrType: number): Promise<Addr> {
-    if (this.state !== S.NDMP_DATA_STATE_IDLE) throw this.illegalState('DATA_LISTEN');
+    this.admit(M.DATA_LISTEN);
     if (addrType === AddrType.NDMP_ADDR_LOCAL) {
       // The session's own mover connects through the server (MOVER_CONNECT LOCAL).
       this.state = S.NDMP_DATA_STATE_LISTEN;
@@ -157,7 +180,7 @@ export class DataService {
   }
 
   async connect(addr: Addr): Promise<void> {
-    if (this.state !== S.NDMP_DATA_STATE_IDLE) throw this.illegalState('DATA_CONNECT');
+    this.admit(M.DATA_CONNECT);
     if (addr.addrType === AddrType.NDMP_ADDR_LOCAL) {
       throw NdmpError.illegalState('the mover is not listening for a LOCAL connection');
     }
@@ -176,7 +199,7 @@ export class DataService {
    * environment, answers, and runs the backup; its end is NOTIFY_DATA_HALTED.
    */
   startBackup(butypeName: string, env: Pval[], channel: HistoryChannel | null): void {
-    if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState('DATA_START_BACKUP');
+    this.admit(M.DATA_START_BACKUP);
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
     const plan = this.planBackup(env);
@@ -307,8 +330,7 @@ export class DataService {
     fileHistory: boolean,
     channel: HistoryChannel | null,
   ): void {
-    const what = fileHistory ? 'DATA_START_RECOVER_FILEHIST' : 'DATA_START_RECOVER';
-    if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState(what);
+    this.admit(fileHistory ? M.DATA_START_RECOVER_FILEHIST : M.DATA_START_RECOVER);
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
     const plan = planRecover(this.opts.version, env, nlist, this.opts.exports, fileHistory);
@@ -578,8 +600,8 @@ export class DataService {
       if (this.state !== S.NDMP_DATA_STATE_LISTEN || this.dataAddr.addrType !== AddrType.NDMP_ADDR_LOCAL) {
         throw NdmpError.illegalState('the data service is not listening for a LOCAL connection');
       }
-    } else if (this.state !== S.NDMP_DATA_STATE_IDLE) {
-      throw this.illegalState('DATA_CONNECT');
+    } else {
+      this.admit(M.DATA_CONNECT);
     }
     this.ring = new SpscRing(sab);
     this.ringSab = sab;
@@ -597,19 +619,12 @@ export class DataService {
   }
 
   abort(): void {
-    switch (this.state) {
-      case S.NDMP_DATA_STATE_LISTEN:
-      case S.NDMP_DATA_STATE_CONNECTED:
-      case S.NDMP_DATA_STATE_ACTIVE:
-        this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, 'aborted by the DMA');
-        return;
-      default:
-        throw this.illegalState('DATA_ABORT');
-    }
+    this.admit(M.DATA_ABORT);
+    this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, 'aborted by the DMA');
   }
 
   stop(): void {
-    if (this.state !== S.NDMP_DATA_STATE_HALTED) throw this.illegalState('DATA_STOP');
+    this.admit(M.DATA_STOP);
     // Back to IDLE: every variable and the environment are reset (PROTOCOL.md §7.1).
     this.state = S.NDMP_DATA_STATE_IDLE;
     this.operation = DataOperation.NDMP_DATA_OP_NOACTION;
@@ -624,9 +639,7 @@ export class DataService {
   }
 
   getEnv(): Pval[] {
-    if (this.state !== S.NDMP_DATA_STATE_ACTIVE && this.state !== S.NDMP_DATA_STATE_HALTED) {
-      throw this.illegalState('DATA_GET_ENV');
-    }
+    this.admit(M.DATA_GET_ENV);
     return this.env;
   }
 
@@ -643,10 +656,6 @@ export class DataService {
     if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, 2000))]);
     await this.reader?.terminate();
     this.reader = null;
-  }
-
-  private illegalState(what: string): NdmpError {
-    return NdmpError.illegalState(`${what} is not allowed in data state ${stateName(this.state)}`);
   }
 
   private onAccept(sock: net.Socket): void {
@@ -719,7 +728,9 @@ export class DataService {
 }
 
 /** The data connection failed while the backup wrote to it. */
-class SinkError extends Error {}
+class SinkError extends CodedError {
+  readonly code = 'DATA_CONNECTION_FAILED';
+}
 
 /** The stream onto a TCP data connection: one write in flight; its callback frees the buffer. */
 function socketSink(sock: net.Socket): StreamSink {
@@ -762,9 +773,6 @@ function ringSink(ring: SpscRing, aborted: () => boolean): StreamSink {
   };
 }
 
-function stateName(s: number): string {
-  return ['IDLE', 'ACTIVE', 'HALTED', 'LISTEN', 'CONNECTED'][s] ?? String(s);
-}
 function haltName(r: number): string {
   return ['NA', 'SUCCESSFUL', 'ABORTED', 'INTERNAL_ERROR', 'CONNECT_ERROR'][r] ?? String(r);
 }

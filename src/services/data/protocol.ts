@@ -19,6 +19,12 @@ export interface DataThreadConfig {
    * for its event loop (DESIGN.md: an abort lands within one record).
    */
   readonly abortFlag: SharedArrayBuffer;
+  /**
+   * The data state, stored by the thread at every transition and read by the
+   * dispatcher (layout: ./state-rules.ts), so the main thread knows the state
+   * without asking.
+   */
+  readonly stateWords: SharedArrayBuffer;
   /** Incremental backups' dumpdates and snapshots live here (null: only full backups). */
   readonly stateDir: string | null;
   /** The exported trees: a backup's FILESYSTEM must lie inside one. */

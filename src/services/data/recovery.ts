@@ -17,6 +17,7 @@ import type { SpscRing } from '../../ring/spsc-ring.js';
 import { INVALID_U64, RecoveryStatus } from '../../wire/index.js';
 import { targetFor, targetPath } from './recover-plan.js';
 import type { RecoverPlan, RecoverTarget } from './recover-plan.js';
+import { CodedError } from '../../util/coded-error.js';
 
 /** The stream as the data service reads it. */
 export interface RecoverSource {
@@ -45,7 +46,9 @@ export interface RecoverResult {
 }
 
 /** The stream ended where the archive says more follows, or a region came back short. */
-export class TruncatedStream extends Error {}
+export class TruncatedStream extends CodedError {
+  readonly code = 'RECOVER_STREAM_TRUNCATED';
+}
 
 /** Read size: what one turn of the loop restores before the thread's requests get a look in. */
 const READ_BYTES = 256 * 1024;

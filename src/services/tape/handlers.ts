@@ -1,67 +1,16 @@
 // TAPE_* and MOVER_* in the dispatch table. The main thread checks what needs
 // no device (arguments, which device a name means, who holds it) and hands the
 // rest to the session's drive thread, which owns the tape and the mover.
+// Which tape or mover state allows which request is ./state-rules.ts, checked
+// before the handler runs.
 
 import { AddrType, ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
 import { connectMoverToData } from '../local-link.js';
-import type { Handler, Session } from '../session.js';
+import type { Handler } from '../session.js';
 import { handler } from '../session.js';
-import { SessionWorker } from '../worker-rpc.js';
-import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
-
-type DriveClient = SessionWorker<DriveOps, DriveEvent>;
-
-interface SessionDrive {
-  readonly drive: DriveClient;
-  /** Releases the library claim on the open tape; null while no tape is open. */
-  release: (() => void) | null;
-}
-
-const drives = new WeakMap<Session, SessionDrive>();
-
-/** The session's drive thread, started on first use and stopped when the connection closes. */
-export function driveOf(s: Session): SessionDrive {
-  let d = drives.get(s);
-  if (d) return d;
-  const release = () => {
-    created.release?.();
-    created.release = null;
-  };
-  const config: DriveThreadConfig = {
-    sessionId: s.id,
-    version: s.version,
-    dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
-    localAddress: s.localAddress,
-    dataAddress: s.ctx.dataAddress ?? null,
-  };
-  const drive: DriveClient = new SessionWorker<DriveOps, DriveEvent>(
-    s,
-    'drive',
-    new URL('./thread.js', import.meta.url),
-    config,
-    (e) => {
-      switch (e.event) {
-        case 'mover-paused':
-          s.post(M.NOTIFY_MOVER_PAUSED, { reason: e.reason, seekPosition: e.seekPosition });
-          return;
-        case 'mover-halted':
-          s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
-          return;
-      }
-    },
-    () => {
-      // The thread died under us: its tape and mover are gone. Free the
-      // device and start afresh on the next request.
-      release();
-      if (drives.get(s) === created) drives.delete(s);
-    },
-  );
-  const created: SessionDrive = { drive, release: null };
-  d = created;
-  drives.set(s, created);
-  s.onClose(() => drive.shutdown().finally(release));
-  return created;
-}
+import { withStateRules } from '../state-table.js';
+import { driveOf, driveWordsOf } from './client.js';
+import { MOVER_STATE_TABLE, TAPE_STATE_TABLE } from './state-rules.js';
 
 const tapeOpen = handler(M.TAPE_OPEN, {
   handle: async (s, req) => {
@@ -73,8 +22,6 @@ const tapeOpen = handler(M.TAPE_OPEN, {
     ];
     if (!(valid as number[]).includes(req.mode)) throw NdmpError.illegalArgs(`tape open mode ${req.mode}`);
     const d = driveOf(s);
-    if (d.release)
-      throw new NdmpError(ErrorCode.NDMP_DEVICE_OPENED_ERR, 'this session already has a tape open');
     const lib = s.ctx.library;
     const dev = lib?.resolve(req.device) ?? null;
     if (!lib || !dev)
@@ -164,16 +111,18 @@ const moverAbort = handler(M.MOVER_ABORT, { handle: (s) => driveOf(s).drive.call
 const moverStop = handler(M.MOVER_STOP, { handle: (s) => driveOf(s).drive.call('moverStop', {}) });
 const moverClose = handler(M.MOVER_CLOSE, { handle: (s) => driveOf(s).drive.call('moverClose', {}) });
 
-export const tapeHandlers: readonly Handler[] = [
+/** Each with its rule from the tape state table, checked against the drive thread's words. */
+export const tapeHandlers: readonly Handler[] = withStateRules(TAPE_STATE_TABLE, driveWordsOf, [
   tapeOpen,
   tapeClose,
   tapeGetState,
   tapeMtio,
   tapeWrite,
   tapeRead,
-] as readonly Handler[];
+] as readonly Handler[]);
 
-export const moverHandlers: readonly Handler[] = [
+/** Each with its rule from the mover state table, checked against the drive thread's words. */
+export const moverHandlers: readonly Handler[] = withStateRules(MOVER_STATE_TABLE, driveWordsOf, [
   moverGetState,
   moverListen,
   moverConnect,
@@ -184,4 +133,4 @@ export const moverHandlers: readonly Handler[] = [
   moverAbort,
   moverStop,
   moverClose,
-] as readonly Handler[];
+] as readonly Handler[]);

@@ -5,8 +5,9 @@
 //   mode READ  (backup):  data connection ──► record_size records ──► tape
 //   mode WRITE (recover): tape ──► records ──► the byte ranges MOVER_READ asks for ──► data connection
 //
-// The state machine is a `switch` on MoverState per request; every entry into
-// PAUSED or HALTED goes through pause()/halt(), which post the notify.
+// Which state allows which request is ./state-rules.ts (each request begins
+// with admit()); every entry into PAUSED or HALTED goes through
+// pause()/halt(), which post the notify.
 //
 //   IDLE ─LISTEN─► LISTEN ─peer connects─► ACTIVE ⇄ PAUSED (EOM, EOF, SEEK, EOW / CONTINUE)
 //     └──CONNECT──────────────────────────► ACTIVE ──► HALTED ─STOP─► IDLE
@@ -22,9 +23,17 @@ import {
   MoverMode,
   MoverPauseReason,
   MoverState,
+  M,
   NdmpError,
 } from '../../wire/index.js';
-import type { Addr, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
+import type { Addr, MessageDef, MoverGetStateReply, NdmpVersion } from '../../wire/index.js';
+import { admit } from '../state-table.js';
+import {
+  DRIVE_WORD_MOVER_MODE,
+  DRIVE_WORD_MOVER_STATE,
+  MOVER_STATE_TABLE,
+  moverModeName as modeName,
+} from './state-rules.js';
 import type { PortRange } from '../session.js';
 import { connectToAny, drained, listenForData } from '../data-connection.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
@@ -56,8 +65,6 @@ export interface MoverOptions {
 const S = MoverState;
 
 export class Mover {
-  private state: number = S.NDMP_MOVER_STATE_IDLE;
-  private mode: number = MoverMode.NDMP_MOVER_MODE_NOACTION;
   private pauseReason: number = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
   private haltReason: number = MoverHaltReason.NDMP_MOVER_HALT_NA;
   private recordSize = DEFAULT_RECORD_SIZE;
@@ -92,14 +99,39 @@ export class Mover {
   private tapeStreamOffset = 0n;
   private serving = false;
 
+  /**
+   * `words`: the drive thread's shared state words (./state-rules.ts); the
+   * mover's state and mode live there, where the dispatcher reads them.
+   */
   constructor(
     private readonly tape: TapeDrive,
     private readonly opts: MoverOptions,
     private readonly hooks: MoverHooks,
-  ) {}
+    private readonly words: Int32Array,
+  ) {
+    this.mode = MoverMode.NDMP_MOVER_MODE_NOACTION;
+    this.state = S.NDMP_MOVER_STATE_IDLE;
+  }
 
-  get isActive(): boolean {
-    return this.state === S.NDMP_MOVER_STATE_ACTIVE;
+  private get state(): number {
+    return Atomics.load(this.words, DRIVE_WORD_MOVER_STATE);
+  }
+  private set state(state: number) {
+    Atomics.store(this.words, DRIVE_WORD_MOVER_STATE, state);
+  }
+  private get mode(): number {
+    return Atomics.load(this.words, DRIVE_WORD_MOVER_MODE);
+  }
+  private set mode(mode: number) {
+    Atomics.store(this.words, DRIVE_WORD_MOVER_MODE, mode);
+  }
+
+  /**
+   * The mover state table's verdict on `def` now, as the request executes:
+   * the mover may have paused or halted since the dispatcher looked.
+   */
+  private admit(def: MessageDef): void {
+    admit(MOVER_STATE_TABLE, def, this.words, this.opts.version);
   }
 
   getState(): Omit<MoverGetStateReply, 'error'> {
@@ -120,7 +152,7 @@ export class Mover {
   }
 
   setRecordSize(len: number): void {
-    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_SET_RECORD_SIZE');
+    this.admit(M.MOVER_SET_RECORD_SIZE);
     if (len === 0 || len > MAX_MOVER_RECORD) {
       throw NdmpError.illegalArgs(`record size ${len} is not in 1..${MAX_MOVER_RECORD}`);
     }
@@ -131,17 +163,7 @@ export class Mover {
   }
 
   setWindow(offset: bigint, length: bigint): void {
-    switch (this.state) {
-      case S.NDMP_MOVER_STATE_IDLE:
-      case S.NDMP_MOVER_STATE_PAUSED:
-        break;
-      case S.NDMP_MOVER_STATE_LISTEN:
-        // Refused in LISTEN by v4; v3 DMAs set the window after MOVER_LISTEN (PROTOCOL.md §7.2).
-        if (this.opts.version === 3) break;
-        throw this.illegalState('MOVER_SET_WINDOW');
-      default:
-        throw this.illegalState('MOVER_SET_WINDOW');
-    }
+    this.admit(M.MOVER_SET_WINDOW);
     const rs = BigInt(this.recordSize);
     if (offset % rs !== 0n) throw NdmpError.illegalArgs(`window offset ${offset} is not a multiple of ${rs}`);
     // Length 0 is accepted: ndmjob's test-mover sets (0, 0) in IDLE and expects success.
@@ -159,7 +181,7 @@ export class Mover {
   }
 
   async listen(mode: number, addrType: number): Promise<Addr> {
-    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_LISTEN');
+    this.admit(M.MOVER_LISTEN);
     this.checkStart(mode, addrType);
     if (addrType === AddrType.NDMP_ADDR_LOCAL) {
       // The stream will come from this server's own data service (LOCAL).
@@ -189,7 +211,7 @@ export class Mover {
   }
 
   async connect(mode: number, addr: Addr): Promise<void> {
-    if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_CONNECT');
+    this.admit(M.MOVER_CONNECT);
     this.checkStart(mode, addr.addrType);
     if (addr.addrType !== AddrType.NDMP_ADDR_TCP) {
       // LOCAL needs this server's data service in LISTEN, which it is not.
@@ -213,7 +235,7 @@ export class Mover {
         throw NdmpError.illegalState('the mover is not listening for a LOCAL connection');
       }
     } else {
-      if (this.state !== S.NDMP_MOVER_STATE_IDLE) throw this.illegalState('MOVER_CONNECT');
+      this.admit(M.MOVER_CONNECT);
       this.checkStart(connectMode, AddrType.NDMP_ADDR_LOCAL);
       this.mode = connectMode;
     }
@@ -250,7 +272,7 @@ export class Mover {
   }
 
   continue(): void {
-    if (this.state !== S.NDMP_MOVER_STATE_PAUSED) throw this.illegalState('MOVER_CONTINUE');
+    this.admit(M.MOVER_CONTINUE);
     this.state = S.NDMP_MOVER_STATE_ACTIVE;
     this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
     this.hooks.log('debug', 'mover continues');
@@ -258,19 +280,12 @@ export class Mover {
   }
 
   abort(): void {
-    switch (this.state) {
-      case S.NDMP_MOVER_STATE_LISTEN:
-      case S.NDMP_MOVER_STATE_ACTIVE:
-      case S.NDMP_MOVER_STATE_PAUSED:
-        this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, 'aborted by the DMA');
-        return;
-      default:
-        throw this.illegalState('MOVER_ABORT');
-    }
+    this.admit(M.MOVER_ABORT);
+    this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, 'aborted by the DMA');
   }
 
   stop(): void {
-    if (this.state !== S.NDMP_MOVER_STATE_HALTED) throw this.illegalState('MOVER_STOP');
+    this.admit(M.MOVER_STOP);
     // Back to IDLE: everything resets except the record size (draft §3.6.5).
     this.state = S.NDMP_MOVER_STATE_IDLE;
     this.mode = MoverMode.NDMP_MOVER_MODE_NOACTION;
@@ -289,16 +304,12 @@ export class Mover {
 
   /** MOVER_CLOSE: the DMA ends the data connection (after a pause, or a recover that is done). */
   close(): void {
-    if (this.state !== S.NDMP_MOVER_STATE_PAUSED && this.state !== S.NDMP_MOVER_STATE_ACTIVE) {
-      throw this.illegalState('MOVER_CLOSE');
-    }
+    this.admit(M.MOVER_CLOSE);
     this.halt(MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED, 'closed by the DMA');
   }
 
   read(offset: bigint, length: bigint): void {
-    if (this.state !== S.NDMP_MOVER_STATE_ACTIVE || this.mode !== MoverMode.NDMP_MOVER_MODE_WRITE) {
-      throw this.illegalState('MOVER_READ');
-    }
+    this.admit(M.MOVER_READ);
     if (this.readPending) throw new NdmpError(ErrorCode.NDMP_READ_IN_PROGRESS_ERR, 'a read is in progress');
     // Nothing asked, nothing read: the tape does not move.
     if (length === 0n) return;
@@ -317,10 +328,6 @@ export class Mover {
 
   // ---- transitions -----------------------------------------------------------
 
-  private illegalState(what: string): NdmpError {
-    return NdmpError.illegalState(`${what} is not allowed in mover state ${stateName(this.state)}`);
-  }
-
   /** LISTEN / CONNECT preconditions, in the order ndmjob's test-mover checks them. */
   private checkStart(mode: number, addrType: number): void {
     if (mode !== MoverMode.NDMP_MOVER_MODE_READ && mode !== MoverMode.NDMP_MOVER_MODE_WRITE) {
@@ -337,8 +344,9 @@ export class Mover {
   }
 
   private enter(state: number, mode: number): void {
-    this.state = state;
+    // The mode first: a dispatcher that sees ACTIVE must see its mode too.
     this.mode = mode;
+    this.state = state;
     this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
     this.haltReason = MoverHaltReason.NDMP_MOVER_HALT_NA;
   }
@@ -763,12 +771,6 @@ export class Mover {
   }
 }
 
-function stateName(s: number): string {
-  return ['IDLE', 'LISTEN', 'ACTIVE', 'PAUSED', 'HALTED'][s] ?? String(s);
-}
-function modeName(m: number): string {
-  return ['READ', 'WRITE', 'NOACTION'][m] ?? String(m);
-}
 function pauseName(r: number): string {
   return ['NA', 'EOM', 'EOF', 'SEEK', 'MEDIA_ERROR', 'EOW'][r] ?? String(r);
 }

@@ -17,6 +17,11 @@ export interface DriveThreadConfig {
   readonly localAddress: string;
   /** Overrides localAddress for listening (see ServerContext.dataAddress). */
   readonly dataAddress: string | null;
+  /**
+   * The mover's state and mode and the tape's state, stored by the thread at
+   * every transition and read by the dispatcher (layout: ./state-rules.ts).
+   */
+  readonly stateWords: SharedArrayBuffer;
 }
 
 // A type alias, not an interface: RpcOps needs the index signature it implies.

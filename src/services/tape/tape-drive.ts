@@ -10,13 +10,16 @@ import { openTapeImage } from '../../devices/tape-image.js';
 import type { TapeImageOptions } from '../../devices/tape-image.js';
 import {
   ErrorCode,
+  M,
   NdmpError,
   TapeMtioOp,
   TapeOpenMode,
   TapeStateFlags,
   INVALID_U32,
 } from '../../wire/index.js';
-import type { NdmpVersion, TapeGetStateReply } from '../../wire/index.js';
+import type { MessageDef, NdmpVersion, TapeGetStateReply } from '../../wire/index.js';
+import { admit } from '../state-table.js';
+import { DRIVE_WORD_TAPE, TAPE_STATE_TABLE, TapeWord } from './state-rules.js';
 
 /** The most filemarks one MTIO EOF writes. */
 export const MAX_FILEMARKS_PER_MTIO = 65536;
@@ -34,7 +37,39 @@ export class TapeDrive {
   /** MTIO OFF took the medium offline: nothing but CLOSE/GET_STATE until reopened. */
   private offline = false;
 
-  constructor(private readonly version: NdmpVersion) {}
+  /**
+   * `words`: the drive thread's shared state words (./state-rules.ts). The
+   * tape's word says closed, open (read or read/write) or offline; the
+   * mover's words say whether an ACTIVE mover holds the tape.
+   */
+  constructor(
+    private readonly version: NdmpVersion,
+    private readonly words: Int32Array,
+  ) {
+    this.publish();
+  }
+
+  /** Stores what the tape now is where the dispatcher reads it; called at every change. */
+  private publish(): void {
+    const word = !this.dev
+      ? TapeWord.CLOSED
+      : this.offline
+        ? TapeWord.OFFLINE
+        : this.mode === TapeOpenMode.NDMP_TAPE_READ_MODE
+          ? TapeWord.READ
+          : TapeWord.RDWR;
+    Atomics.store(this.words, DRIVE_WORD_TAPE, word);
+  }
+
+  /**
+   * The tape state table's verdict on `def` now, as the request executes
+   * (the mover may have started using the tape since the dispatcher looked);
+   * then the open device.
+   */
+  private admit(def: MessageDef): TapeDevice {
+    admit(TAPE_STATE_TABLE, def, this.words, this.version);
+    return this.dev!;
+  }
 
   get isOpen(): boolean {
     return this.dev !== null;
@@ -55,7 +90,7 @@ export class TapeDrive {
   }
 
   open(path: string, mode: number, blankDefaults: TapeImageOptions): void {
-    if (this.dev) throw new NdmpError(ErrorCode.NDMP_DEVICE_OPENED_ERR, 'a tape is already open');
+    admit(TAPE_STATE_TABLE, M.TAPE_OPEN, this.words, this.version);
     const readOnly = mode === TapeOpenMode.NDMP_TAPE_READ_MODE;
     try {
       this.dev = openTapeImage(path, { readOnly, blankDefaults });
@@ -68,22 +103,28 @@ export class TapeDrive {
     this.mode = mode;
     this.writtenSinceMark = false;
     this.offline = false;
+    this.publish();
   }
 
   close(): void {
-    const dev = this.need(true);
+    this.closeDevice(this.admit(M.TAPE_CLOSE));
+  }
+
+  /** Closes `dev`, ending its tape file first unless it is offline; closed even when that fails. */
+  private closeDevice(dev: TapeDevice): void {
     try {
       if (!this.offline) this.endTapeFile(dev);
     } finally {
       this.dev = null;
       this.writtenSinceMark = false;
       this.offline = false;
+      this.publish();
       dev.close();
     }
   }
 
   getState(): Omit<TapeGetStateReply, 'error'> {
-    const dev = this.need(true);
+    const dev = this.admit(M.TAPE_GET_STATE);
     const pos = dev.position();
     const space = dev.space();
     let flags = TapeStateFlags.NOREWIND as number; // closing never rewinds
@@ -104,7 +145,7 @@ export class TapeDrive {
   }
 
   mtio(op: number, count: number): number {
-    const dev = this.need(false);
+    const dev = this.admit(M.TAPE_MTIO);
     const v3 = this.version === 3;
     const moved = () => (this.writtenSinceMark = false);
     switch (op) {
@@ -142,6 +183,7 @@ export class TapeDrive {
         this.endTapeFile(dev);
         dev.rewind();
         this.offline = true;
+        this.publish();
         return 0;
       case TapeMtioOp.NDMP_MTIO_TUR:
         if (v3) throw NdmpError.illegalArgs('MTIO TUR is NDMP v4 only');
@@ -152,8 +194,8 @@ export class TapeDrive {
   }
 
   write(data: Uint8Array): number {
-    const dev = this.need(false);
-    if (this.openedReadOnly) throw new NdmpError(ErrorCode.NDMP_PERMISSION_ERR, 'tape opened read-only');
+    // A tape opened for reading refuses it (the table's NDMP_PERMISSION_ERR).
+    const dev = this.admit(M.TAPE_WRITE);
     // A zero-length write moves nothing and is no error (v4; ndmjob T-BW).
     if (data.length === 0) return 0;
     if (data.length > MAX_RECORD_SIZE) {
@@ -180,7 +222,7 @@ export class TapeDrive {
   }
 
   read(count: number): Uint8Array {
-    const dev = this.need(false);
+    const dev = this.admit(M.TAPE_READ);
     if (count === 0) return new Uint8Array(0);
     if (count > MAX_RECORD_SIZE) {
       throw NdmpError.illegalArgs(`read of ${count} bytes exceeds the largest record (${MAX_RECORD_SIZE})`);
@@ -219,18 +261,10 @@ export class TapeDrive {
   shutdown(): void {
     if (!this.dev) return;
     try {
-      this.close();
+      this.closeDevice(this.dev);
     } catch {
       // The device is gone either way.
     }
-  }
-
-  private need(evenOffline: boolean): TapeDevice {
-    if (!this.dev) throw new NdmpError(ErrorCode.NDMP_DEV_NOT_OPEN_ERR, 'no tape is open');
-    if (this.offline && !evenOffline) {
-      throw new NdmpError(ErrorCode.NDMP_NO_TAPE_LOADED_ERR, 'the tape was taken offline (MTIO OFF)');
-    }
-    return this.dev;
   }
 }
 

@@ -5,7 +5,6 @@
 // connection handles requests in order), plus `shutdown` at any time.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { ErrorCode, NdmpError } from '../../wire/index.js';
 import { serveRequests, workerLog } from '../worker-rpc.js';
 import type { RpcHandlers } from '../worker-rpc.js';
 import { Mover } from './mover.js';
@@ -20,40 +19,29 @@ function emit(e: DriveEvent): void {
   port!.postMessage(e);
 }
 
-const tape = new TapeDrive(config.version);
-const mover = new Mover(tape, config, {
-  paused: (reason, seekPosition) => emit({ event: 'mover-paused', reason, seekPosition }),
-  halted: (reason, text) => emit({ event: 'mover-halted', reason, text }),
-  log: (level, msg, fields) => workerLog(port, level, msg, fields),
-});
+// The tape and the mover publish their states into the same words: the tape
+// table's rules (an ACTIVE mover holds the tape) read both.
+const words = new Int32Array(config.stateWords);
+const tape = new TapeDrive(config.version, words);
+const mover = new Mover(
+  tape,
+  config,
+  {
+    paused: (reason, seekPosition) => emit({ event: 'mover-paused', reason, seekPosition }),
+    halted: (reason, text) => emit({ event: 'mover-halted', reason, text }),
+    log: (level, msg, fields) => workerLog(port, level, msg, fields),
+  },
+  words,
+);
 
-/** While the mover is ACTIVE the tape is its own: the DMA may only look (PROTOCOL.md §7.2). */
-function tapeNotBusy(): void {
-  if (mover.isActive) throw new NdmpError(ErrorCode.NDMP_DEVICE_BUSY_ERR, 'the mover is using the tape');
-}
-
+// Each operation checks its request's state rule itself (./state-rules.ts).
 const handlers: RpcHandlers<DriveOps> = {
-  tapeOpen: (r) => {
-    tapeNotBusy();
-    tape.open(r.path, r.mode, r.blankDefaults);
-  },
-  tapeClose: () => {
-    tapeNotBusy();
-    tape.close();
-  },
+  tapeOpen: (r) => tape.open(r.path, r.mode, r.blankDefaults),
+  tapeClose: () => tape.close(),
   tapeGetState: () => tape.getState(),
-  tapeMtio: (r) => {
-    tapeNotBusy();
-    return { residCount: tape.mtio(r.tapeOp, r.count) };
-  },
-  tapeWrite: (r) => {
-    tapeNotBusy();
-    return { count: tape.write(r.data) };
-  },
-  tapeRead: (r) => {
-    tapeNotBusy();
-    return { dataIn: tape.read(r.count) };
-  },
+  tapeMtio: (r) => ({ residCount: tape.mtio(r.tapeOp, r.count) }),
+  tapeWrite: (r) => ({ count: tape.write(r.data) }),
+  tapeRead: (r) => ({ dataIn: tape.read(r.count) }),
   moverGetState: () => mover.getState(),
   moverListen: async (r) => ({ connectAddr: await mover.listen(r.mode, r.addrType) }),
   moverConnect: (r) => mover.connect(r.mode, r.addr),

@@ -1,0 +1,75 @@
+// Each session's drive thread, as the main thread holds it: the worker, the
+// state words it shares with it, and the library claim on the open tape. Kept
+// apart from the TAPE and MOVER handlers so the LOCAL link (../local-link.ts)
+// can reach the thread without importing the handlers.
+
+import { M } from '../../wire/index.js';
+import type { Session } from '../session.js';
+import { newStateWords } from '../state-table.js';
+import { SessionWorker } from '../worker-rpc.js';
+import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
+import { MOVER_STATE_TABLE } from './state-rules.js';
+
+export type DriveClient = SessionWorker<DriveOps, DriveEvent>;
+
+export interface SessionDrive {
+  readonly drive: DriveClient;
+  /** DriveThreadConfig.stateWords: the mover and tape state as the thread last stored them. */
+  readonly words: Int32Array;
+  /** Releases the library claim on the open tape; null while no tape is open. */
+  release: (() => void) | null;
+}
+
+const drives = new WeakMap<Session, SessionDrive>();
+/** The words of a session whose drive thread has not started (yet, or again): mover IDLE, no tape. */
+const NOT_STARTED = newStateWords(MOVER_STATE_TABLE);
+
+/** The session's drive state words, read by the dispatcher before a TAPE or MOVER request runs. */
+export function driveWordsOf(s: Session): Int32Array {
+  return drives.get(s)?.words ?? NOT_STARTED;
+}
+
+/** The session's drive thread, started on first use and stopped when the connection closes. */
+export function driveOf(s: Session): SessionDrive {
+  const existing = drives.get(s);
+  if (existing) return existing;
+  const release = () => {
+    created.release?.();
+    created.release = null;
+  };
+  const words = newStateWords(MOVER_STATE_TABLE);
+  const config: DriveThreadConfig = {
+    sessionId: s.id,
+    version: s.version,
+    dataPorts: s.ctx.dataPorts ?? { low: 0, high: 0 },
+    localAddress: s.localAddress,
+    dataAddress: s.ctx.dataAddress ?? null,
+    stateWords: words.buffer as SharedArrayBuffer,
+  };
+  const drive: DriveClient = new SessionWorker<DriveOps, DriveEvent>(
+    s,
+    'drive',
+    new URL('./thread.js', import.meta.url),
+    config,
+    (e) => {
+      switch (e.event) {
+        case 'mover-paused':
+          s.post(M.NOTIFY_MOVER_PAUSED, { reason: e.reason, seekPosition: e.seekPosition });
+          return;
+        case 'mover-halted':
+          s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
+          return;
+      }
+    },
+    () => {
+      // The thread died under us: its tape and mover are gone. Free the
+      // device and start afresh (IDLE, no tape) on the next request.
+      release();
+      if (drives.get(s) === created) drives.delete(s);
+    },
+  );
+  const created: SessionDrive = { drive, words, release: null };
+  drives.set(s, created);
+  s.onClose(() => drive.shutdown().finally(release));
+  return created;
+}
