@@ -755,8 +755,17 @@ function ringSink(ring: SpscRing, aborted: () => boolean): StreamSink {
     },
     end: async () => {
       ring.close();
-      // Done once the mover has taken everything (or gone away).
-      while (ring.used > 0 && !ring.aborted) await ring.waitSpaceAsync(1000, ring.capacity);
+      // Done once the mover has taken everything (or gone away). A LOCAL backup's
+      // reader thread, not this one, wrote the ring: this side's producer view is
+      // stale, so waitSpaceAsync may return at once. A timer between looks keeps
+      // the thread's event loop turning (DATA_GET_STATE and DATA_ABORT answered)
+      // while a paused mover (end of tape) waits for its next tape.
+      while (ring.used > 0 && !ring.aborted) {
+        await ring.waitSpaceAsync(1000, ring.capacity);
+        if (ring.used > 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      // Bytes left in the ring never reached the tape: the backup is not whole.
+      if (ring.aborted && ring.used > 0) throw new SinkError('the mover closed the data connection');
     },
   };
 }
