@@ -113,6 +113,14 @@ async function main(argv: string[]): Promise<void> {
       'a backup whose DMA takes no file history for this long halts (default 300)',
     )
     .option('--history-max-delay <ms>', 'a history batch waits at most this long to fill (default 50)')
+    .option(
+      '--restore-special',
+      'recovers create device nodes and fifos and keep setuid/setgid bits as stored, unless the DMA sends RESTORE_SPECIAL=n (default: not, unless it sends RESTORE_SPECIAL=y)',
+    )
+    .option(
+      '--no-restore-special',
+      'recovers withhold device nodes, fifos and setuid/setgid bits (the default)',
+    )
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
@@ -155,6 +163,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
   }
   if (Array.isArray(o.export)) flags.export = o.export;
+  if (typeof o.restoreSpecial === 'boolean') flags['restore-special'] = o.restoreSpecial;
   const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
   const cfg = resolveConfig(file, flags);
 
@@ -190,6 +199,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     dataAddress: cfg.dataAddress,
     history,
     stateDir: cfg.stateDir,
+    restoreSpecial: cfg.restore.special,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { Export } from '../services/exports.js';
+import { envFlag } from '../util/env-flag.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 
 export class ConfigError extends Error {
@@ -44,6 +45,8 @@ export interface ServerConfig {
     stallTimeoutMs: number;
     maxDelayMs: number;
   };
+  /** Recovers: `special` is RESTORE_SPECIAL's default (device nodes, fifos, setuid/setgid as stored). */
+  restore: { special: boolean };
 }
 
 /** Settings as the file or the flags give them; every field optional. */
@@ -67,6 +70,8 @@ export interface ConfigInput {
   'history-threads'?: number | string;
   'history-stall-timeout'?: number | string;
   'history-max-delay'?: number | string;
+  /** The file's `[restore] special`, or --restore-special / --no-restore-special. */
+  'restore-special'?: boolean | string;
 }
 
 /** The config file's [history] table: `mode`, `threads`, `stall-timeout` (or `stallTimeout`), `max-delay`. */
@@ -77,6 +82,11 @@ const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   stallTimeout: 'history-stall-timeout',
   'max-delay': 'history-max-delay',
   maxDelay: 'history-max-delay',
+};
+
+/** The config file's [restore] table. */
+const RESTORE_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
+  special: 'restore-special',
 };
 
 const KNOWN_KEYS = new Set<string>([
@@ -99,6 +109,7 @@ const KNOWN_KEYS = new Set<string>([
   'history-threads',
   'history-stall-timeout',
   'history-max-delay',
+  'restore-special',
 ]);
 
 export function defaultStateDir(): string {
@@ -184,6 +195,17 @@ export function readConfigFile(path: string): ConfigInput {
     for (const [k, v] of Object.entries(history)) {
       const key = HISTORY_KEYS[k];
       if (!key) throw new ConfigError(`config file ${path}: unknown setting 'history.${k}'`);
+      doc[key] = v;
+    }
+  }
+  const restore = doc.restore;
+  delete doc.restore;
+  if (restore !== undefined) {
+    if (typeof restore !== 'object' || restore === null || Array.isArray(restore))
+      throw new ConfigError(`config file ${path}: restore must be a table ([restore])`);
+    for (const [k, v] of Object.entries(restore)) {
+      const key = RESTORE_KEYS[k];
+      if (!key) throw new ConfigError(`config file ${path}: unknown setting 'restore.${k}'`);
       doc[key] = v;
     }
   }
@@ -276,7 +298,16 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
         integer(pick('history-stall-timeout') ?? 300, 'history.stall-timeout', 1, MAX_TIMER_SECONDS) * 1000,
       maxDelayMs: integer(pick('history-max-delay') ?? 50, 'history.max-delay', 1, 60_000),
     },
+    restore: { special: yesNo(pick('restore-special') ?? false, 'restore.special') },
   };
+}
+
+/** A true/false setting: a TOML boolean, or y/n, yes/no, true/false. */
+function yesNo(v: unknown, what: string): boolean {
+  if (typeof v === 'boolean') return v;
+  const b = typeof v === 'string' ? envFlag(v) : null;
+  if (b === null) throw new ConfigError(`${what} must be true or false, not '${String(v)}'`);
+  return b;
 }
 
 function historyMode(v: unknown): 'worker' | 'lockstep' {

@@ -94,7 +94,7 @@ export class DataService {
 
   constructor(
     private readonly opts: ListenOptions &
-      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir'>,
+      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir' | 'restoreSpecial'>,
     private readonly hooks: DataHooks,
   ) {
     this.abortFlag = new Int32Array(opts.abortFlag);
@@ -311,7 +311,14 @@ export class DataService {
     if (this.state !== S.NDMP_DATA_STATE_CONNECTED) throw this.illegalState(what);
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
-    const plan = planRecover(this.opts.version, env, nlist, this.opts.exports, fileHistory);
+    const plan = planRecover(
+      this.opts.version,
+      env,
+      nlist,
+      this.opts.exports,
+      fileHistory,
+      this.opts.restoreSpecial ?? false,
+    );
     let model: HistoryModel = HistoryModel.NONE;
     if (fileHistory) {
       const asked = historyModelOf(env);
@@ -383,6 +390,9 @@ export class DataService {
     const r = await recovery.run();
     if (r.aborted) return null;
     const what = `${r.restored} entries restored from ${r.bytes} bytes`;
+    const withheld = `${r.withheld} device nodes or fifos not created (RESTORE_SPECIAL=n)`;
+    if (r.failed + r.failedTargets === 0 && r.withheld > 0)
+      return `recover completed with warnings (${withheld}): ${what}`;
     return r.failed + r.failedTargets === 0
       ? `recover completed: ${what}`
       : `recover completed with failures (${r.failed} entries not restored; see LOG_FILE): ${what}`;
