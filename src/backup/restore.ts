@@ -9,7 +9,10 @@
 //   checked), so the classic trick of an archive symlink `d -> /etc` followed
 //   by an entry `d/passwd` fails, as does a symlink planted in the
 //   destination beforehand; files are opened with O_NOFOLLOW;
-// - a hard link must name an earlier path of the same archive, by the same rules.
+// - a hard link must name an earlier path of the same archive, by the same rules;
+// - unless asked (RestoreOptions.special, RESTORE_SPECIAL=y), no device node or
+//   fifo is made and no mode keeps setuid/setgid: a tape of unknown origin
+//   cannot plant a root-owned setuid program or a raw disk device.
 // A refused or failed entry is reported and skipped; the rest is restored. A
 // stream that is not a valid archive stops the restore with a clear error
 // (PaxFormatError), never a crash.
@@ -39,9 +42,18 @@ export interface RestoreOptions {
    * Direct Access Recovery learns from it how far the entry reaches.
    */
   readonly onHeader?: (e: ParsedEntry) => void;
+  /**
+   * Restore "special" entries exactly as stored: device nodes and fifos are
+   * created, setuid/setgid bits kept. Default false: an archive of unknown
+   * origin must not plant a device node or a setuid-root program on this
+   * host, so those entries are withheld (reported) and every mode loses
+   * setuid/setgid (the sticky bit stays). RESTORE_SPECIAL=y asks for true.
+   */
+  readonly special?: boolean;
 }
 
-export type RestoreStatus = 'restored' | 'skipped' | 'refused' | 'failed';
+/** 'withheld': a device node or fifo not created because `special` is off (a warning, not a failure). */
+export type RestoreStatus = 'restored' | 'skipped' | 'refused' | 'failed' | 'withheld';
 
 export interface RestoreHooks {
   /** Each entry's outcome; `why` for anything but 'restored'. */
@@ -60,6 +72,8 @@ export interface RestoreResult {
   readonly refused: number;
   readonly failed: number;
   readonly skipped: number;
+  /** Device nodes and fifos not created (RestoreOptions.special off). */
+  readonly withheld: number;
   /** Names removed from the destination by incremental archives' directory listings (see RestoreHooks.removed). */
   readonly removed: number;
 }
@@ -73,6 +87,16 @@ interface OpenFile {
   left: bigint;
 }
 
+/** setuid and setgid: cleared from restored modes unless RestoreOptions.special. */
+const SET_ID_BITS = 0o6000;
+
+/** How a withheld entry is named in its warning. */
+const SPECIAL_KIND: Readonly<Record<string, string>> = {
+  fifo: 'a fifo',
+  chardev: 'a character device',
+  blockdev: 'a block device',
+};
+
 const O_WRITE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
 
 export class RestoreEngine {
@@ -83,13 +107,17 @@ export class RestoreEngine {
   /** Directories restored, to get their times and modes once everything inside them is written. */
   private readonly dirs: { target: string; entry: ParsedEntry }[] = [];
   private readonly owners: boolean;
-  private counts = { restored: 0, refused: 0, failed: 0, skipped: 0, removed: 0 };
+  private readonly special: boolean;
+  /** Targets (relative) of withheld entries, so a hard link to one is withheld too rather than failed. */
+  private readonly withheldTargets = new Set<string>();
+  private counts = { restored: 0, refused: 0, failed: 0, skipped: 0, withheld: 0, removed: 0 };
 
   constructor(
     private readonly opts: RestoreOptions,
     private readonly hooks: RestoreHooks,
   ) {
     this.owners = opts.owners ?? process.getuid?.() === 0;
+    this.special = opts.special ?? false;
     fs.mkdirSync(opts.dest, { recursive: true });
   }
 
@@ -187,6 +215,10 @@ export class RestoreEngine {
           const from = this.checkedName(e.linkTarget ?? '');
           // Where this restore put the link's source: a source it did not select is not there.
           const fromRel = from === null ? null : this.opts.select ? this.opts.select(from) : from;
+          if (fromRel !== null && this.withheldTargets.has(fromRel)) {
+            this.withhold(e.path, rel, `a hard link to ${JSON.stringify(e.linkTarget)}, which was withheld`);
+            return;
+          }
           if (from === null || fromRel === null || !this.throughRealDirs(fromRel)) {
             this.report(
               e.path,
@@ -200,12 +232,20 @@ export class RestoreEngine {
           break;
         }
         case 'fifo':
+          if (!this.special) {
+            this.withhold(e.path, rel, SPECIAL_KIND[e.type]!);
+            return;
+          }
           if (!this.mayReplace(target, e)) return;
           mkfifo(target, e.mode & 0o7777);
           this.attributes(target, e);
           break;
         case 'chardev':
         case 'blockdev':
+          if (!this.special) {
+            this.withhold(e.path, rel, SPECIAL_KIND[e.type]!);
+            return;
+          }
           // Only root may make device nodes; others get the entry reported, not a crash.
           if (!this.mayReplace(target, e)) return;
           mknod(target, e.type, e.mode & 0o7777, e.devMajor ?? 0, e.devMinor ?? 0);
@@ -370,11 +410,27 @@ export class RestoreEngine {
         return;
       }
       // chmod after chown: chown clears setuid/setgid.
-      fs.chmodSync(target, e.mode & 0o7777);
+      fs.chmodSync(target, this.modeOf(e));
       setTimesNs(target, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
     } catch (err) {
       this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
     }
+  }
+
+  /** The mode to give a restored entry: as stored, less setuid/setgid unless `special`. */
+  private modeOf(e: ParsedEntry): number {
+    const mode = e.mode & 0o7777;
+    if (this.special || (mode & SET_ID_BITS) === 0) return mode;
+    this.hooks.warn(
+      `${e.path}: restored without its setuid/setgid bits (mode ${(mode & ~SET_ID_BITS).toString(8)}, stored ${mode.toString(8)}); set RESTORE_SPECIAL=y to keep them`,
+    );
+    return mode & ~SET_ID_BITS;
+  }
+
+  /** A special entry not created: reported (a warning naming it), and remembered for hard links to it. */
+  private withhold(path: string, rel: string, what: string): void {
+    this.withheldTargets.add(rel);
+    this.report(path, 'withheld', `${what}: not restored; set RESTORE_SPECIAL=y to restore it`);
   }
 
   private report(path: string, status: RestoreStatus, why?: string): void {

@@ -24,6 +24,7 @@ import { normalizeHistoryPath } from '../dma/history-ingest.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
 import { runRestore } from '../dma/restore-job.js';
+import { JobWaitError, WAITS, withBound } from '../dma/waits.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
 import { VERSION } from '../util/version.js';
@@ -111,13 +112,32 @@ function addCatalogOptions(cmd: Command): Command {
 }
 
 async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>): Promise<T> {
-  const catalog = await openCatalog(o.catalog ?? process.env.NDMP_CATALOG, dmaStateDir());
+  const catalog = await withBound(
+    openCatalog(o.catalog ?? process.env.NDMP_CATALOG, dmaStateDir()),
+    WAITS.catalogCallMs,
+    'opening the catalog',
+    'check that the catalog database is up and reachable',
+  );
   try {
     return await f(catalog);
   } finally {
-    await catalog.close();
+    // A catalog that will not close (a query still hanging) must not keep ndmp from exiting.
+    await withBound(catalog.close(), WAITS.catalogCloseMs, 'closing the catalog', 'ndmp leaves anyway').catch(
+      (e: Error) => process.stderr.write(`ndmp: ${e.message}\n`),
+    );
   }
 }
+
+/** --stall-timeout in ms. */
+function stallMs(v: unknown): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 2_000_000) {
+    throw new DmaUsageError(`--stall-timeout must be a number of seconds, not '${String(v)}'`);
+  }
+  return n * 1000;
+}
+
+const STALL_HELP = `end the job when nothing moves for this long: no stream bytes, no file history, no catalog rows (seconds, default ${WAITS.stallMs / 1000})`;
 
 function print(o: { json?: boolean }, value: unknown, text: () => string): void {
   process.stdout.write(o.json ? `${toJson(value)}\n` : text());
@@ -212,6 +232,7 @@ async function main(argv: string[]): Promise<void> {
         )
         .option('--env <name=value>', 'more backup environment for the server; repeatable', collect, [])
         .option('--record-size <bytes>', 'tape record size', '64K')
+        .option('--stall-timeout <seconds>', STALL_HELP, String(WAITS.stallMs / 1000))
         .option('-q, --quiet', 'no progress, only warnings and the result'),
     ),
   ).action(async (target: string, o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
@@ -238,6 +259,7 @@ async function main(argv: string[]): Promise<void> {
           history: o.history === 'dirnode' ? 'd' : 'y',
           env: parseEnv(o.env as string[]),
           recordSize: parseSize(o.recordSize as string),
+          stallMs: stallMs(o.stallTimeout),
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
           signal: ac.signal,
@@ -328,7 +350,12 @@ async function main(argv: string[]): Promise<void> {
           ]),
         )
         .option('--no-dar', 'read the stream from its start even when DAR could be used')
+        .option(
+          '--special',
+          'restore device nodes, fifos and setuid/setgid bits as stored (sends RESTORE_SPECIAL=y; ndmpd withholds them by default)',
+        )
         .option('--env <name=value>', 'more recover environment; repeatable', collect, [])
+        .option('--stall-timeout <seconds>', STALL_HELP, String(WAITS.stallMs / 1000))
         .option('-q, --quiet', 'no progress, only warnings and the result'),
     ),
   ).action(async (id: string, paths: string[], o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
@@ -349,6 +376,8 @@ async function main(argv: string[]): Promise<void> {
           tapeCred,
           overwrite: o.overwrite as string | undefined,
           noDar: o.dar === false,
+          special: o.special === true,
+          stallMs: stallMs(o.stallTimeout),
           env: parseEnv(o.env as string[]),
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
@@ -437,12 +466,26 @@ function failure(e: unknown): { code: number; line: string } {
     return { code: EXIT_NDMP, line: `${e.message}${hint}` };
   }
   if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message };
+  if (e instanceof JobWaitError) return { code: EXIT_NDMP, line: e.message };
   return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e) };
 }
 
-// No process.exit() on the way out: it would cut short output still queued for a pipe.
-main(process.argv).catch((e: unknown) => {
-  const f = failure(e);
-  process.stderr.write(`ndmp: ${f.line}\n`);
-  process.exitCode = f.code;
-});
+/**
+ * The last bound: once the work is done, ndmp leaves even if something still
+ * holds the event loop (a socket a hung catalog keeps open), but never with
+ * output still queued for a pipe (process.exit would cut it short).
+ */
+function leaveWhenIdle(): void {
+  const t = setInterval(() => {
+    if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit();
+  }, WAITS.catalogCloseMs);
+  t.unref();
+}
+
+main(process.argv)
+  .catch((e: unknown) => {
+    const f = failure(e);
+    process.stderr.write(`ndmp: ${f.line}\n`);
+    process.exitCode = f.code;
+  })
+  .finally(leaveWhenIdle);

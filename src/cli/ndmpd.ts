@@ -122,6 +122,14 @@ async function main(argv: string[]): Promise<void> {
       '--history-spool-min-free <size>',
       'the spool stops while its disk has less free (default auto: the smaller of 1G and 5%; 0: no floor)',
     )
+    .option(
+      '--restore-special',
+      'recovers create device nodes and fifos and keep setuid/setgid bits as stored, unless the DMA sends RESTORE_SPECIAL=n (default: not, unless it sends RESTORE_SPECIAL=y)',
+    )
+    .option(
+      '--no-restore-special',
+      'recovers withhold device nodes, fifos and setuid/setgid bits (the default)',
+    )
     .option('--check-config', 'print the resolved configuration and exit')
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
@@ -166,6 +174,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
   }
   if (Array.isArray(o.export)) flags.export = o.export;
+  if (typeof o.restoreSpecial === 'boolean') flags['restore-special'] = o.restoreSpecial;
   const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
   const cfg = resolveConfig(file, flags);
 
@@ -201,6 +210,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     dataAddress: cfg.dataAddress,
     history,
     stateDir: cfg.stateDir,
+    restoreSpecial: cfg.restore.special,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');

@@ -10,6 +10,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
 import type { Export } from '../services/exports.js';
+import { envFlag } from '../util/env-flag.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 import { CodedError } from '../util/coded-error.js';
 
@@ -50,6 +51,8 @@ export interface ServerConfig {
     /** Free bytes the spool leaves on its file system; null: the smaller of 1 GiB and 5%; 0: no floor. */
     spoolMinFreeBytes: number | null;
   };
+  /** Recovers: `special` is RESTORE_SPECIAL's default (device nodes, fifos, setuid/setgid as stored). */
+  restore: { special: boolean };
 }
 
 /** Settings as the file or the flags give them; every field optional. */
@@ -75,6 +78,8 @@ export interface ConfigInput {
   'history-max-delay'?: number | string;
   'history-spool-max'?: number | string;
   'history-spool-min-free'?: number | string;
+  /** The file's `[restore] special`, or --restore-special / --no-restore-special. */
+  'restore-special'?: boolean | string;
 }
 
 /**
@@ -92,6 +97,11 @@ const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   spoolMax: 'history-spool-max',
   'spool-min-free': 'history-spool-min-free',
   spoolMinFree: 'history-spool-min-free',
+};
+
+/** The config file's [restore] table. */
+const RESTORE_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
+  special: 'restore-special',
 };
 
 const KNOWN_KEYS = new Set<string>([
@@ -116,6 +126,7 @@ const KNOWN_KEYS = new Set<string>([
   'history-max-delay',
   'history-spool-max',
   'history-spool-min-free',
+  'restore-special',
 ]);
 
 export function defaultStateDir(): string {
@@ -219,6 +230,17 @@ export function readConfigFile(path: string): ConfigInput {
       doc[key] = v;
     }
   }
+  const restore = doc.restore;
+  delete doc.restore;
+  if (restore !== undefined) {
+    if (typeof restore !== 'object' || restore === null || Array.isArray(restore))
+      throw new ConfigError(`config file ${path}: restore must be a table ([restore])`);
+    for (const [k, v] of Object.entries(restore)) {
+      const key = RESTORE_KEYS[k];
+      if (!key) throw new ConfigError(`config file ${path}: unknown setting 'restore.${k}'`);
+      doc[key] = v;
+    }
+  }
   for (const k of Object.keys(doc)) {
     if (!KNOWN_KEYS.has(k)) throw new ConfigError(`config file ${path}: unknown setting '${k}'`);
   }
@@ -315,6 +337,7 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
       ),
       spoolMinFreeBytes: spoolMinFree(pick('history-spool-min-free')),
     },
+    restore: { special: yesNo(pick('restore-special') ?? false, 'restore.special') },
   };
 }
 
@@ -322,6 +345,14 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
 function spoolMinFree(v: unknown): number | null {
   if (v === undefined || v === 'auto') return null;
   return parseSize(v, 'history.spool-min-free (or auto)', 0, 2 ** 50);
+}
+
+/** A true/false setting: a TOML boolean, or y/n, yes/no, true/false. */
+function yesNo(v: unknown, what: string): boolean {
+  if (typeof v === 'boolean') return v;
+  const b = typeof v === 'string' ? envFlag(v) : null;
+  if (b === null) throw new ConfigError(`${what} must be true or false, not '${String(v)}'`);
+  return b;
 }
 
 function historyMode(v: unknown): 'worker' | 'lockstep' {

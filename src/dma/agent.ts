@@ -85,9 +85,18 @@ export function readPassword(file: string | undefined, user: string, fallbackFil
   return lines[0]!.text;
 }
 
-/** Connects, settles the version and logs in. */
+/**
+ * Connects, settles the version and logs in. A request left unanswered for
+ * `cred.timeoutMs` ends the connection: a job then stops waiting on that
+ * server at once, and the server aborts the job's side when it sees it go.
+ */
 export async function connectAgent(addr: AgentAddress, cred: Credentials): Promise<NdmpClient> {
-  const client = await NdmpClient.connect({ host: addr.host, port: addr.port, timeoutMs: cred.timeoutMs });
+  const client = await NdmpClient.connect({
+    host: addr.host,
+    port: addr.port,
+    timeoutMs: cred.timeoutMs,
+    abandonOnTimeout: true,
+  });
   try {
     await client.open(cred.v3 ? (3 as NdmpVersion) : undefined);
     if (cred.auth === 'text') await client.authText(cred.user, cred.password);

@@ -22,6 +22,7 @@ import { HistoryIngest } from './history-ingest.js';
 import { JobLink, levelOfLog } from './job.js';
 import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
 import type { Medium } from './media.js';
+import { StallWatch, WAITS, seconds, withBound } from './waits.js';
 
 export interface Progress {
   /** Stream bytes so far (DATA_GET_STATE bytes_processed). */
@@ -60,6 +61,8 @@ export interface BackupJobOptions {
   signal?: AbortSignal;
   /** How often to ask for progress (ms). */
   pollMs?: number;
+  /** A backup in which nothing moves (stream bytes, file history, catalog rows) for this long ends (ms). */
+  stallMs?: number;
 }
 
 export interface BackupOutcome {
@@ -93,6 +96,8 @@ class BackupJob {
   private bytesMoved = 0;
   private readonly server: string;
   private readonly tapeServer: string;
+  /** What the last poll saw the server report (for the stall message). */
+  private bytesProcessed = 0;
 
   constructor(
     private readonly o: BackupJobOptions,
@@ -114,8 +119,20 @@ class BackupJob {
     this.o.events?.message?.(level, text);
   }
 
+  /** A catalog call, bounded: a catalog that hangs must not hold the drive and the mover. */
+  private catalogCall<T>(p: Promise<T>, what: string): Promise<T> {
+    return withBound(
+      p,
+      WAITS.catalogCallMs,
+      `the catalog (${this.o.catalog.location}) to ${what}`,
+      'check the catalog database (is it up, is its disk full?), then run the backup again',
+    );
+  }
+
   /** The next tape to write: the one asked for first, then the library's blank ones. */
-  private async nextTape(): Promise<{ device: string; barcode: string | null; chosen: boolean }> {
+  private async nextTape(
+    backupId: number | null,
+  ): Promise<{ device: string; barcode: string | null; chosen: boolean }> {
     if (this.usedHere.size === 0 && this.o.device) {
       const m = this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device);
       return m
@@ -123,16 +140,19 @@ class BackupJob {
         : { device: this.o.device, barcode: null, chosen: false };
     }
     this.media = (await listTapeServer(this.link.tape)).media;
-    const inUse = await this.o.catalog.tapesInUse();
+    const inUse = await this.catalogCall(this.o.catalog.tapesInUse(), 'list the tapes in use');
     for (const u of this.usedHere) inUse.add(u);
     const m = pickFreeTape(this.media, inUse);
-    if (!m) throw noFreeTape(this.tapeServer, this.media);
+    if (!m) {
+      const part = backupId === null ? undefined : { part: this.segments.length + 1, backupId };
+      throw noFreeTape(this.tapeServer, this.media, inUse, part);
+    }
     return { device: m.device, barcode: m.barcode, chosen: true };
   }
 
-  private async mount(streamOffset: number): Promise<void> {
+  private async mount(streamOffset: number, backupId: number | null): Promise<void> {
     for (;;) {
-      const t = await this.nextTape();
+      const t = await this.nextTape(backupId);
       // Never offered again in this job: a tape that filled without taking a byte must not come back.
       this.usedHere.add(t.device);
       if (t.barcode) this.usedHere.add(t.barcode);
@@ -169,7 +189,7 @@ class BackupJob {
     // A tape this backup wrote nothing on is still blank, and free for the next one.
     if (seg.length <= 0) return;
     this.segments.push(seg);
-    await this.o.catalog.addTapeSegment(backupId, seg);
+    await this.catalogCall(this.o.catalog.addTapeSegment(backupId, seg), 'record a tape part');
   }
 
   async run(): Promise<BackupOutcome> {
@@ -179,19 +199,22 @@ class BackupJob {
     if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
 
     await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
-    await this.mount(0);
+    await this.mount(0, null);
 
-    const id = await catalog.beginBackup({
-      server: this.server,
-      path: this.o.data.path,
-      tapeServer: this.tapeServer,
-      butype: 'tar',
-      level: this.o.level,
-      historyModel: this.o.history === 'd' ? 'dirnode' : 'path',
-      recordSize: this.o.recordSize,
-      env: Object.fromEntries(this.env.map((p) => [p.name, p.value])),
-      startedAt: Date.now(),
-    });
+    const id = await this.catalogCall(
+      catalog.beginBackup({
+        server: this.server,
+        path: this.o.data.path,
+        tapeServer: this.tapeServer,
+        butype: 'tar',
+        level: this.o.level,
+        historyModel: this.o.history === 'd' ? 'dirnode' : 'path',
+        recordSize: this.o.recordSize,
+        env: Object.fromEntries(this.env.map((p) => [p.name, p.value])),
+        startedAt: Date.now(),
+      }),
+      'record the new backup',
+    );
     const ingest = new HistoryIngest(data, catalog, id);
     data.onPost(M.LOG_MESSAGE, (b) => {
       const level = levelOfLog(b.logType);
@@ -226,9 +249,11 @@ class BackupJob {
       (e: Error) => (this.failure ??= `catalog: ${e.message}`),
     );
     let haltReason = this.failure ?? `data ${dataHalt?.name ?? '?'}, mover ${moverHalt?.name ?? '?'}`;
+    let drained = true;
     try {
-      await ingest.drain();
+      await ingest.drain(this.o.stallMs ?? WAITS.stallMs);
     } catch (e) {
+      drained = false;
       haltReason = `catalog: ${(e as Error).message}`;
     }
     if (ingest.orphans > 0) {
@@ -237,23 +262,34 @@ class BackupJob {
         `${ingest.orphans} history entries named no place in the tree; they are not in the catalog`,
       );
     }
-    const status = ok && !ingest.error ? 'done' : 'failed';
+    const status = ok && drained && !ingest.error ? 'done' : 'failed';
     const text = [dataHalt?.text, moverHalt?.text].filter(Boolean).join('; ');
-    await catalog.finishBackup(id, {
-      status,
-      haltReason: status === 'done' || !text ? haltReason : `${haltReason} (${text})`,
-      bytes: this.bytesMoved,
-      resultEnv,
-      finishedAt: Date.now(),
-    });
+    // The reason on stderr too: stdout may be --json, or a pipe.
+    if (status === 'failed' && !thrown) this.say('error', haltReason);
+    await this.catalogCall(
+      catalog.finishBackup(id, {
+        status,
+        haltReason: status === 'done' || !text ? haltReason : `${haltReason} (${text})`,
+        bytes: this.bytesMoved,
+        resultEnv,
+        finishedAt: Date.now(),
+      }),
+      'record the end of the backup',
+    );
     if (thrown) throw thrown;
-    return { backup: (await catalog.getBackup(id))!, ok: status === 'done', warnings: this.warnings };
+    const backup = await this.catalogCall(catalog.getBackup(id), 'read the backup back');
+    return { backup: backup!, ok: status === 'done', warnings: this.warnings };
   }
 
-  /** Runs the backup to both halts, changing tapes at EOM. */
+  /**
+   * Runs the backup to both halts, changing tapes at EOM. As long as it
+   * takes, provided something moves: the server's stream bytes, its file
+   * history, the catalog's rows. Nothing for the stall timeout ends it.
+   */
   private async monitor(id: number, ingest: HistoryIngest): Promise<void> {
     const { tape } = this.link;
     const pollMs = this.o.pollMs ?? 1000;
+    const stall = new StallWatch(this.o.stallMs ?? WAITS.stallMs);
     let lastPoll = 0;
     let dataHaltSeen = 0;
     const abortBoth = async (why: string) => {
@@ -276,8 +312,9 @@ class BackupJob {
       // Once aborted, or once the data side is done and the mover lingers, both sides get a
       // bounded time to halt (asked, not only awaited as notices).
       if (this.link.dataHalt && dataHaltSeen === 0) dataHaltSeen = Date.now();
-      if (this.link.aborted || (dataHaltSeen > 0 && Date.now() - dataHaltSeen > 30_000)) {
-        await this.link.waitBothHalted(30_000);
+      if (this.link.aborted || (dataHaltSeen > 0 && Date.now() - dataHaltSeen > WAITS.haltGraceMs)) {
+        const still = await this.link.waitBothHalted(WAITS.haltGraceMs);
+        if (still) this.failure ??= still;
         break;
       }
 
@@ -293,16 +330,38 @@ class BackupJob {
         } else {
           await abortBoth(`the mover paused ${pause.name}`);
         }
+        // A tape change is the job's own wait, not the server's stall.
+        stall.reset();
         continue;
       }
       if (Date.now() - lastPoll >= pollMs) {
         lastPoll = Date.now();
-        await this.poll(ingest).catch(() => undefined);
+        // While the catalog holds reading back, replies would wait unread: no requests then.
+        // A request that times out abandons its connection; lost() ends the job at the next turn.
+        if (!ingest.readingHeld) await this.poll(ingest).catch(() => undefined);
+        stall.note(this.bytesProcessed, this.bytesMoved, ingest.received, ingest.rows);
+        if (stall.expired) await abortBoth(this.stallText(stall, ingest));
       }
       await this.link.next(Math.min(pollMs, 250));
     }
     const st = await tape.call(M.MOVER_GET_STATE, {}).catch(() => null);
     if (st) this.bytesMoved = Number(st.bytesMoved);
+  }
+
+  /** Why a backup in which nothing moved is ended, and what to do. */
+  private stallText(stall: StallWatch, ingest: HistoryIngest): string {
+    const quiet = seconds(stall.limitMs);
+    if (ingest.readingHeld) {
+      return (
+        `the catalog (${this.o.catalog.location}) stored no file history for ${quiet} (${ingest.rows} rows so far): ` +
+        'check the catalog database, then run the backup again'
+      );
+    }
+    return (
+      `nothing moved for ${quiet}: ${this.server} reports no new stream bytes (${this.bytesProcessed} so far, ` +
+      `${this.bytesMoved} on tape) and sent no file history; see the server's log for what it waits on, ` +
+      'or give --stall-timeout SECONDS if this backup may legitimately go quiet for longer'
+    );
   }
 
   private async changeTape(id: number, bytesMoved: number, offset: bigint): Promise<void> {
@@ -311,14 +370,18 @@ class BackupJob {
     await this.closeSegment(bytesMoved, id);
     await tape.call(M.TAPE_CLOSE, {});
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
-    await this.mount(bytesMoved);
+    await this.mount(bytesMoved, id);
     await tape.call(M.MOVER_SET_WINDOW, { offset, length: INVALID_U64 });
     await tape.call(M.MOVER_CONTINUE, {});
   }
 
+  /** Asks both sides how far they are: progress for the user, and proof that they are alive. */
   private async poll(ingest: HistoryIngest): Promise<void> {
-    if (!this.o.events?.progress) return;
     const st = await this.link.data.call(M.DATA_GET_STATE, {});
+    this.bytesProcessed = Number(st.bytesProcessed);
+    const mover = await this.link.tape.call(M.MOVER_GET_STATE, {});
+    if (!this.link.moverHalt) this.bytesMoved = Math.max(this.bytesMoved, Number(mover.bytesMoved));
+    if (!this.o.events?.progress) return;
     const remainKnown = (st.unsupported & 1) === 0 && st.estBytesRemain !== INVALID_U64;
     this.o.events.progress({
       bytes: Number(st.bytesProcessed),

@@ -34,6 +34,13 @@ export interface ClientOptions {
   timeoutMs?: number;
   maxRecordSize?: number;
   log?: Logger;
+  /**
+   * A request that gets no reply in time ends the connection (later calls
+   * fail at once with that timeout): what a job wants of a server that
+   * stopped answering. The server, when it sees the connection go, aborts
+   * what the connection ran. Default false: the request alone fails.
+   */
+  abandonOnTimeout?: boolean;
 }
 
 type PostHandler = (body: unknown, header: Header) => void;
@@ -59,6 +66,9 @@ export class NdmpClient {
   private readonly framer: RecordFramer;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly abandonOnTimeout: boolean;
+  /** HOST:PORT, for messages. */
+  readonly peer: string;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -66,6 +76,8 @@ export class NdmpClient {
   ) {
     this.log = opts.log ?? silentLogger();
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.abandonOnTimeout = opts.abandonOnTimeout ?? false;
+    this.peer = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     this.framer = new RecordFramer(opts.maxRecordSize);
   }
 
@@ -87,7 +99,7 @@ export class NdmpClient {
           fail(
             new TransportError(
               'NDMP_TIMEOUT',
-              `no greeting from ${opts.host}:${opts.port} in ${client.timeoutMs} ms`,
+              `no greeting from ${client.peer} in ${client.timeoutMs / 1000} s: is it an NDMP server, and is it running?`,
             ),
           ),
         client.timeoutMs,
@@ -198,7 +210,19 @@ export class NdmpClient {
       const timer = setTimeout(() => {
         // A late reply to this sequence is then ignored.
         this.pending.delete(seq);
-        reject(new TransportError('NDMP_TIMEOUT', `${def.name}: no reply in ${timeoutMs} ms`));
+        // Replies wait unread while we hold reading back (a catalog behind): say so, it is not the server's fault.
+        const held = this.socket.isPaused()
+          ? ', while this DMA held back reading (its catalog was behind)'
+          : '';
+        const e = new TransportError(
+          'NDMP_TIMEOUT',
+          `${def.name}: no reply from ${this.peer} in ${timeoutMs / 1000} s${held}`,
+        );
+        reject(e);
+        if (this.abandonOnTimeout) {
+          this.fail(e);
+          this.socket.destroy();
+        }
       }, timeoutMs);
       this.pending.set(seq, { code: def.code, def, resolve: resolve as (b: unknown) => void, reject, timer });
     });
@@ -222,6 +246,11 @@ export class NdmpClient {
   /** Whether the connection is gone (closed by either side, or failed). */
   get closed(): boolean {
     return this.closedError !== null;
+  }
+
+  /** Why the connection is gone (a timeout when it was abandoned), or null while it is up. */
+  get closedReason(): TransportError | null {
+    return this.closedError;
   }
 
   /** CONNECT_CLOSE (no reply), then close the socket. */

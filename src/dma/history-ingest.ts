@@ -8,6 +8,7 @@ import type { FhDir, FhFile, FhNode, FileStat } from '../wire/index.js';
 import { splitPath } from '../catalog/schema.js';
 import type { Catalog, FileRow, FileType } from '../catalog/types.js';
 import type { NdmpClient } from './client.js';
+import { JobWaitError, seconds } from './waits.js';
 
 export interface IngestOptions {
   /** Rows per transaction (default 2,000). */
@@ -84,8 +85,10 @@ function unixName(names: FhFile['names']): string | null {
 }
 
 export class HistoryIngest {
-  /** Rows handed to the catalog. */
+  /** Rows the catalog has stored. */
   rows = 0;
+  /** History entries received from the server (progress the job can see while the catalog lags). */
+  received = 0;
   /** Entries the catalog could not place (a node whose name never came). */
   orphans = 0;
   model: 'path' | 'dirnode' | 'none' = 'none';
@@ -120,6 +123,7 @@ export class HistoryIngest {
 
   private addFiles(files: FhFile[]): void {
     this.model = 'path';
+    this.received += files.length;
     for (const f of files) {
       const name = unixName(f.names);
       if (name === null) {
@@ -137,6 +141,7 @@ export class HistoryIngest {
 
   private addDirs(dirs: FhDir[]): void {
     this.model = 'dirnode';
+    this.received += dirs.length;
     for (const d of dirs) {
       const name = unixName(d.names);
       if (name === null) continue;
@@ -162,6 +167,7 @@ export class HistoryIngest {
   }
 
   private addNodes(nodes: FhNode[]): void {
+    this.received += nodes.length;
     for (const n of nodes) {
       const st = n.stats[0];
       if (n.node === this.root) {
@@ -211,10 +217,34 @@ export class HistoryIngest {
     });
   }
 
-  /** Writes what is batched and waits for every write; throws the catalog's first failure. */
-  async drain(): Promise<void> {
+  /** Whether reading the connection is held back (the catalog is behind): replies wait unread meanwhile. */
+  get readingHeld(): boolean {
+    return this.paused;
+  }
+
+  /**
+   * Writes what is batched and waits for every write; throws the catalog's
+   * first failure. A long wait is fine while the catalog stores rows; one in
+   * which it stores none for `stallMs` ends with a JobWaitError.
+   */
+  async drain(stallMs: number): Promise<void> {
     this.flushBatch();
-    await this.chain;
+    let done = false;
+    const finished = this.chain.then(() => {
+      done = true;
+    });
+    while (!done) {
+      const before = this.rows;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([finished, new Promise<void>((r) => (timer = setTimeout(r, stallMs)))]);
+      clearTimeout(timer);
+      if (!done && this.rows === before) {
+        throw new JobWaitError(
+          `the catalog stored no file history for ${seconds(stallMs)} (${this.rows} rows so far, ${this.pending} batches waiting): ` +
+            'check the catalog database (is it up, is its disk full?), then run the backup again',
+        );
+      }
+    }
     if (this.failure) throw this.failure;
   }
 

@@ -22,6 +22,7 @@ import {
 } from '../wire/index.js';
 import type { NdmpClient } from './client.js';
 import { CodedError } from '../util/coded-error.js';
+import { WAITS, seconds } from './waits.js';
 
 export interface Halt {
   reason: number;
@@ -44,7 +45,7 @@ function shortName(table: Readonly<Record<string, number>>, value: number, prefi
 export type StreamDirection = 'backup' | 'recover';
 
 /** Rewinds and spacing take minutes on real drives: far longer than a reply's usual timeout. */
-const TAPE_MOTION = { timeoutMs: 60 * 60 * 1000 };
+const TAPE_MOTION = { timeoutMs: WAITS.tapeMotionMs };
 const END_OF_DATA = new Set<number>([ErrorCode.NDMP_EOF_ERR, ErrorCode.NDMP_EOM_ERR]);
 
 /** A tape that does not hold the tape file the catalog says it does. */
@@ -68,6 +69,8 @@ export class JobLink {
   moverHalt: Halt | null = null;
   private readonly pauses: Pause[] = [];
   private wake: (() => void) | null = null;
+  /** Set by connectStream: which side waits on the other decides the order of an abort. */
+  private direction: StreamDirection = 'backup';
 
   constructor(
     readonly data: NdmpClient,
@@ -131,10 +134,25 @@ export class JobLink {
 
   /** A lost control connection, as an error to end the job with. */
   lost(): TransportError | null {
-    if (this.data.closed)
-      return new TransportError('NDMP_CONNECTION_CLOSED', 'the data server closed the connection');
-    if (this.tape.closed)
-      return new TransportError('NDMP_CONNECTION_CLOSED', 'the tape server closed the connection');
+    for (const [client, who] of [
+      [this.data, this.local ? 'the server' : 'the data server'],
+      [this.tape, 'the tape server'],
+    ] as const) {
+      const why = client.closedReason;
+      if (!why) continue;
+      if (why.code === 'NDMP_TIMEOUT') {
+        // We gave up on it (NdmpClient's abandonOnTimeout): the message says what was not answered.
+        return new TransportError(
+          'NDMP_TIMEOUT',
+          `${why.message}: ${who} stopped answering, so the job was abandoned and its connection closed ` +
+            '(the server aborts the job when it sees that); check that it runs (its log), then run the job again',
+        );
+      }
+      return new TransportError(
+        'NDMP_CONNECTION_CLOSED',
+        `${who} (${client.peer}) closed the connection (${why.message}): see its log for why, then run the job again`,
+      );
+    }
     return null;
   }
 
@@ -146,6 +164,7 @@ export class JobLink {
     // The mover's mode is named from the data connection's side: READ it for a backup, WRITE it for a recover.
     const mode = direction === 'backup' ? MoverMode.NDMP_MOVER_MODE_READ : MoverMode.NDMP_MOVER_MODE_WRITE;
     const addrType = this.local ? AddrType.NDMP_ADDR_LOCAL : AddrType.NDMP_ADDR_TCP;
+    this.direction = direction;
     if (this.tape.version === 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
     const { connectAddr } = await this.tape.call(M.MOVER_LISTEN, { mode, addrType });
     if (this.tape.version !== 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
@@ -203,7 +222,11 @@ export class JobLink {
     return files;
   }
 
-  /** Stops what is still running, then returns both services to IDLE and closes the tape. Never throws. */
+  /**
+   * Stops what is still running, then returns both services to IDLE and
+   * closes the tape. Never throws. Each request has the connection's timeout;
+   * a connection abandoned on a timeout fails them at once.
+   */
   async teardown(): Promise<void> {
     const quiet = async (f: () => Promise<unknown>) => {
       try {
@@ -212,8 +235,7 @@ export class JobLink {
         /* already idle, or the connection is gone */
       }
     };
-    if (!this.dataHalt) await quiet(() => this.data.call(M.DATA_ABORT, {}));
-    if (!this.moverHalt) await quiet(() => this.tape.call(M.MOVER_ABORT, {}));
+    await this.abort();
     await quiet(() => this.data.call(M.DATA_STOP, {}));
     await quiet(() => this.tape.call(M.MOVER_STOP, {}));
     await quiet(() => this.tape.call(M.TAPE_CLOSE, {}));
@@ -249,16 +271,36 @@ export class JobLink {
   /** Whether abort() was called. */
   aborted = false;
 
-  /** Aborts each side that has not halted; once per job (later calls do nothing). Never throws. */
+  /**
+   * Aborts each side that has not halted; once per job (later calls do
+   * nothing). Never throws. The side that waits on the other goes first: a
+   * backup's mover (it may sit paused at the end of a tape, and the data side
+   * then sees its stream closed), a recover's data side (it waits for bytes).
+   */
   async abort(): Promise<void> {
     if (this.aborted) return;
     this.aborted = true;
-    if (!this.dataHalt) await this.data.call(M.DATA_ABORT, {}).catch(() => undefined);
-    if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+    const data = async () => {
+      if (!this.dataHalt) await this.data.call(M.DATA_ABORT, {}).catch(() => undefined);
+    };
+    const mover = async () => {
+      if (!this.moverHalt) await this.tape.call(M.MOVER_ABORT, {}).catch(() => undefined);
+    };
+    if (this.direction === 'backup') {
+      await mover();
+      await data();
+    } else {
+      await data();
+      await mover();
+    }
   }
 
-  /** Waits until both sides have halted, aborting the other side once one has, if it lingers. */
-  async waitBothHalted(graceMs: number): Promise<void> {
+  /**
+   * Waits until both sides have halted, aborting them if they linger past
+   * `graceMs`, and gives up `graceMs` after that. Returns what is still
+   * running (null once both halted), for the job's message.
+   */
+  async waitBothHalted(graceMs: number): Promise<string | null> {
     const deadline = Date.now() + graceMs;
     while (!(this.dataHalt && this.moverHalt)) {
       const gone = this.lost();
@@ -268,5 +310,11 @@ export class JobLink {
       await this.pollHalts();
       if (Date.now() > deadline + graceMs) break;
     }
+    const running = [!this.dataHalt && 'the data service', !this.moverHalt && 'the mover'].filter(Boolean);
+    if (running.length === 0) return null;
+    return (
+      `${running.join(' and ')} did not halt in ${seconds(2 * graceMs)}, though aborted: ` +
+      'the server may be stuck; see its log (the job is ended on this side)'
+    );
   }
 }

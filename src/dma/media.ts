@@ -83,10 +83,36 @@ export function pickFreeTape(media: readonly Medium[], inUse: ReadonlySet<string
   );
 }
 
-export function noFreeTape(server: string, media: readonly Medium[]): DmaUsageError {
+/**
+ * No tape to write on. `part`: which part of which backup needed it (a
+ * backup that spans tapes ran out mid-way); without it, the backup had not
+ * started. The message says why each tape of the library was passed over.
+ */
+export function noFreeTape(
+  server: string,
+  media: readonly Medium[],
+  inUse: ReadonlySet<string> = new Set(),
+  part?: { part: number; backupId: number },
+): DmaUsageError {
+  if (media.length === 0) return new DmaUsageError(`${server} lists no tapes; give --tape DEVICE`);
+  let written = 0;
+  let protectedCount = 0;
+  let loaded = 0;
+  for (const m of media) {
+    if (m.writeProtected) protectedCount++;
+    else if (!m.blank || inUse.has(m.barcode) || inUse.has(m.device)) written++;
+    else if (m.loadedIn !== null) loaded++;
+  }
+  const why = [
+    written && `${written} written`,
+    protectedCount && `${protectedCount} write-protected`,
+    loaded && `${loaded} in a drive`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  const what = part ? `part ${part.part} of backup ${part.backupId}` : 'the backup';
   return new DmaUsageError(
-    media.length === 0
-      ? `${server} lists no tapes; give --tape DEVICE`
-      : `no blank, writable tape left in ${server}'s library (${media.length} tapes); add some with 'ndmpd tape create'`,
+    `no blank tape left for ${what} (${server}'s library has ${media.length} tapes: ${why}): ` +
+      `add tapes with 'ndmpd tape create' and run the backup again`,
   );
 }

@@ -22,6 +22,7 @@ import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
 import { normalizeHistoryPath } from './history-ingest.js';
 import { JobLink, levelOfLog } from './job.js';
+import { StallWatch, WAITS, seconds, withBound } from './waits.js';
 
 export interface RestoreJobOptions {
   backup: BackupRecord;
@@ -37,11 +38,15 @@ export interface RestoreJobOptions {
   overwrite?: string;
   /** Refuse DAR even when it could be used. */
   noDar?: boolean;
+  /** RESTORE_SPECIAL=y: device nodes, fifos and setuid/setgid bits as stored (ndmpd withholds them by default). */
+  special?: boolean;
   env: Pval[];
   catalog: Catalog;
   events?: JobEvents;
   signal?: AbortSignal;
   pollMs?: number;
+  /** A restore in which nothing moves (stream bytes, LOG_FILEs, reads asked for) for this long ends (ms). */
+  stallMs?: number;
 }
 
 export interface FileOutcome {
@@ -78,7 +83,12 @@ export async function resolvePaths(
   paths: string[],
 ): Promise<FileRow[]> {
   const wanted = paths.map(normalizeHistoryPath);
-  const rows = await catalog.lookup(backup.id, wanted);
+  const rows = await withBound(
+    catalog.lookup(backup.id, wanted),
+    WAITS.catalogCallMs,
+    `the catalog (${catalog.location}) to look up ${wanted.length} paths`,
+    'check the catalog database, then run the restore again',
+  );
   const found = new Set(rows.map((r) => r.path));
   const missing = wanted.filter((p) => !found.has(p));
   if (missing.length > 0) {
@@ -114,6 +124,8 @@ class RestoreJob {
   private segment: TapeSegment | null = null;
   private failure: string | null = null;
   private readFailure: string | null = null;
+  /** NOTIFY_DATA_READs seen: progress of a DAR restore that is positioning the tape. */
+  private readsAsked = 0;
 
   constructor(
     private readonly o: RestoreJobOptions,
@@ -180,6 +192,7 @@ class RestoreJob {
     env.push({ name: 'DIRECT', value: dar ? 'y' : 'n' });
     if (this.rows.length === 0) env.push({ name: 'PREFIX', value: this.o.to });
     if (this.o.overwrite) env.push({ name: 'OVERWRITE', value: this.o.overwrite });
+    if (this.o.special) env.push({ name: 'RESTORE_SPECIAL', value: 'y' });
     return [...env, ...this.o.env];
   }
 
@@ -226,6 +239,7 @@ class RestoreJob {
     data.onPost(M.LOG_MESSAGE, (p) => this.say(levelOfLog(p.logType), p.entry));
     // Forwarded as they come: the data service says which bytes it needs next (PROTOCOL.md §7.5).
     data.onPost(M.NOTIFY_DATA_READ, (p) => {
+      this.readsAsked++;
       // A refused read leaves the data server waiting for bytes that never come: end the job.
       tape.call(M.MOVER_READ, p).catch((e: Error) => {
         this.readFailure ??= `MOVER_READ refused: ${e.message}`;
@@ -275,10 +289,16 @@ class RestoreJob {
     };
   }
 
+  /**
+   * Runs the restore until the data side halts: as long as it takes,
+   * provided something moves (stream bytes, LOG_FILEs, reads asked for).
+   */
   private async monitor(): Promise<void> {
     const { data, tape } = this.link;
     const pollMs = this.o.pollMs ?? 1000;
+    const stall = new StallWatch(this.o.stallMs ?? WAITS.stallMs);
     let lastPoll = 0;
+    let bytes = 0;
     const abort = async (why: string) => {
       this.failure ??= why;
       await this.link.abort();
@@ -294,30 +314,51 @@ class RestoreJob {
       const pause = this.link.takePause();
       if (pause) {
         await this.onPause(pause.reason, pause.seekPosition).catch((e: Error) => abort(e.message));
+        // A tape change is the job's own wait, not the server's stall.
+        stall.reset();
         continue;
       }
-      if (Date.now() - lastPoll >= pollMs && this.o.events?.progress) {
+      if (this.link.aborted) {
+        // Asked to stop: a bounded wait for the halts, then the job ends whatever they did.
+        const still = await this.link.waitBothHalted(WAITS.haltGraceMs);
+        if (still) this.failure ??= still;
+        break;
+      }
+      if (Date.now() - lastPoll >= pollMs) {
         lastPoll = Date.now();
+        // Proof of life as well as progress: a poll that times out abandons its connection,
+        // and lost() ends the job at the next turn.
         const st = await data.call(M.DATA_GET_STATE, {}).catch(() => null);
-        if (st) {
+        if (st) bytes = Number(st.bytesProcessed);
+        if (st && this.o.events?.progress) {
           this.o.events.progress({
-            bytes: Number(st.bytesProcessed),
+            bytes,
             bytesRemaining: null,
             files: this.files.size,
             tape: this.segment?.barcode ?? this.segment?.device ?? '',
           });
+        }
+        stall.note(bytes, this.files.size, this.readsAsked, this.tapesRead.length);
+        if (stall.expired) {
+          await abort(
+            `nothing moved for ${seconds(stall.limitMs)}: the data server reports no new stream bytes ` +
+              `(${bytes} so far) and no file restored; see the server's log for what it waits on, ` +
+              'or give --stall-timeout SECONDS if this restore may legitimately go quiet for longer',
+          );
         }
       }
       await this.link.next(Math.min(pollMs, 250));
     }
     // The data side is done. Our mover then halts by itself (CONNECT_CLOSED);
     // a mover that still waits for reads is told the stream is over, as ndmjob does.
-    if (!this.link.moverHalt) {
+    if (this.link.dataHalt && !this.link.moverHalt) {
       await this.link.next(500);
       if (!this.link.moverHalt) await tape.call(M.MOVER_CLOSE, {}).catch(() => undefined);
-      await this.link.waitBothHalted(10_000).catch(() => undefined);
+      await this.link.waitBothHalted(WAITS.recoverMoverGraceMs).catch(() => undefined);
     }
     if (!this.link.moverHalt) this.link.moverHalt = { reason: 0, name: 'NA', text: '' };
+    // Ended on this side after an abort the data side never answered (this.failure says so).
+    if (!this.link.dataHalt) this.link.dataHalt = { reason: 0, name: 'NA', text: '' };
   }
 
   /** The mover wants bytes this tape's part does not hold: mount the tape that does, or end the stream. */

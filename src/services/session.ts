@@ -45,6 +45,8 @@ export interface ServerContext {
   readonly stateDir?: string | null;
   /** File history: the history thread(s) and how sessions use them (null: backups refuse HIST). */
   readonly history?: HistoryHub | null;
+  /** Recovers' RESTORE_SPECIAL when the DMA does not send it (`[restore] special`; absent: false). */
+  readonly restoreSpecial?: boolean;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
 }

@@ -30,14 +30,18 @@ async function backup(root: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-test('our own backup restores into an identical tree (content, modes, times, links, fifo)', async () => {
+test('our own backup restores into an identical tree (content, modes, times, links, fifo) with special on', async () => {
   const src = tmp('restore-src-');
   const dest = tmp('restore-dest-');
   try {
     makeSampleTree(src);
     const archive = await backup(src);
     const warnings: string[] = [];
-    const r = new RestoreEngine({ dest, overwrite: 'always' }, { warn: (w) => warnings.push(w) });
+    // The sample tree has a fifo and a setgid directory: exact only with special (RESTORE_SPECIAL=y).
+    const r = new RestoreEngine(
+      { dest, overwrite: 'always', special: true },
+      { warn: (w) => warnings.push(w) },
+    );
     // In uneven pieces, as a data connection delivers them.
     for (let off = 0; off < archive.length; off += 7777) r.push(archive.subarray(off, off + 7777));
     const result = r.end();
@@ -47,6 +51,81 @@ test('our own backup restores into an identical tree (content, modes, times, lin
   } finally {
     fs.rmSync(src, { recursive: true, force: true });
     fs.rmSync(dest, { recursive: true, force: true });
+  }
+});
+
+test('special entries from a stream of unknown origin: withheld by default, exact with special', () => {
+  const base = tmp('restore-special-');
+  try {
+    const items = [
+      { e: entry('dir', 'dir', { mode: 0o2775 }) },
+      { e: entry('dir/suid-root', 'file', { mode: 0o4755, uid: 0, gid: 0 }), content: '#!/bin/sh\n' },
+      { e: entry('dir/sgid', 'file', { mode: 0o2711 }), content: 'x' },
+      { e: entry('tmp', 'dir', { mode: 0o1777 }) },
+      { e: entry('pipe', 'fifo', { mode: 0o600 }) },
+      { e: entry('null', 'chardev', { mode: 0o666, devMajor: 1, devMinor: 3 }) },
+      { e: entry('disk', 'blockdev', { mode: 0o660, devMajor: 7, devMinor: 0 }) },
+      { e: entry('pipe-again', 'hardlink', { linkTarget: 'pipe' }) },
+      { e: entry('plain', 'file', { mode: 0o644 }), content: 'plain' },
+    ];
+    const stream = paxStream(items);
+    const run = (special: boolean | undefined) => {
+      const dest = join(base, String(special));
+      const warnings: string[] = [];
+      const seen = new Map<string, string>();
+      const r = new RestoreEngine(
+        { dest, overwrite: 'always', ...(special === undefined ? {} : { special }) },
+        { warn: (w) => warnings.push(w), entry: (p, status) => seen.set(p, status) },
+      );
+      r.push(stream);
+      return { dest, warnings, seen, result: r.end() };
+    };
+    const mode = (p: string) => fs.lstatSync(p).mode & 0o7777;
+
+    const safe = run(undefined);
+    for (const n of ['pipe', 'null', 'disk', 'pipe-again']) {
+      assert.equal(fs.existsSync(join(safe.dest, n)), false, n);
+      assert.equal(safe.seen.get(n), 'withheld', n);
+      assert.ok(
+        safe.warnings.some(
+          (w) => w.startsWith(`${n}: withheld: `) && w.endsWith('set RESTORE_SPECIAL=y to restore it'),
+        ),
+        `${n}: ${safe.warnings.join('\n')}`,
+      );
+    }
+    assert.equal(safe.result.withheld, 4);
+    assert.equal(safe.result.failed + safe.result.refused, 0);
+    assert.equal(mode(join(safe.dest, 'dir', 'suid-root')), 0o755);
+    assert.equal(mode(join(safe.dest, 'dir', 'sgid')), 0o711);
+    assert.equal(mode(join(safe.dest, 'dir')), 0o775);
+    assert.equal(mode(join(safe.dest, 'tmp')), 0o1777, 'the sticky bit stays');
+    assert.ok(
+      safe.warnings.some((w) =>
+        /^dir\/suid-root: restored without its setuid\/setgid bits .*RESTORE_SPECIAL=y/.test(w),
+      ),
+    );
+    assert.equal(fs.readFileSync(join(safe.dest, 'plain'), 'utf8'), 'plain');
+    assert.equal(run(false).result.withheld, 4);
+
+    const exact = run(true);
+    assert.deepEqual(exact.warnings, []);
+    assert.equal(exact.result.withheld, 0);
+    assert.equal(mode(join(exact.dest, 'dir', 'suid-root')), 0o4755);
+    assert.equal(mode(join(exact.dest, 'dir', 'sgid')), 0o2711);
+    assert.equal(mode(join(exact.dest, 'dir')), 0o2775);
+    assert.ok(fs.lstatSync(join(exact.dest, 'pipe')).isFIFO());
+    assert.equal(
+      fs.lstatSync(join(exact.dest, 'pipe-again')).ino,
+      fs.lstatSync(join(exact.dest, 'pipe')).ino,
+    );
+    if (process.getuid?.() === 0) {
+      const dev = fs.lstatSync(join(exact.dest, 'null'));
+      assert.ok(dev.isCharacterDevice());
+      assert.equal(dev.rdev, fs.statSync('/dev/null').rdev);
+      assert.ok(fs.lstatSync(join(exact.dest, 'disk')).isBlockDevice());
+    }
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true });
   }
 });
 

@@ -60,6 +60,7 @@ export function dataOf(s: Session): DataClient {
     dataAddress: s.ctx.dataAddress ?? null,
     exports: s.ctx.exports.map((e) => ({ name: e.name, path: e.path })),
     stateDir: s.ctx.stateDir ?? null,
+    restoreSpecial: s.ctx.restoreSpecial ?? false,
   };
   const client: DataClient = new SessionWorker<DataOps, DataEvent>(
     s,

@@ -99,7 +99,10 @@ export class DataService {
 
   constructor(
     private readonly opts: ListenOptions &
-      Pick<DataThreadConfig, 'exports' | 'abortFlag' | 'version' | 'stateDir' | 'stateWords'>,
+      Pick<
+        DataThreadConfig,
+        'exports' | 'abortFlag' | 'version' | 'stateDir' | 'stateWords' | 'restoreSpecial'
+      >,
     private readonly hooks: DataHooks,
   ) {
     this.abortFlag = new Int32Array(opts.abortFlag);
@@ -333,7 +336,14 @@ export class DataService {
     this.admit(fileHistory ? M.DATA_START_RECOVER_FILEHIST : M.DATA_START_RECOVER);
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
-    const plan = planRecover(this.opts.version, env, nlist, this.opts.exports, fileHistory);
+    const plan = planRecover(
+      this.opts.version,
+      env,
+      nlist,
+      this.opts.exports,
+      fileHistory,
+      this.opts.restoreSpecial ?? false,
+    );
     let model: HistoryModel = HistoryModel.NONE;
     if (fileHistory) {
       const asked = historyModelOf(env);
@@ -405,6 +415,9 @@ export class DataService {
     const r = await recovery.run();
     if (r.aborted) return null;
     const what = `${r.restored} entries restored from ${r.bytes} bytes`;
+    const withheld = `${r.withheld} device nodes or fifos not created (RESTORE_SPECIAL=n)`;
+    if (r.failed + r.failedTargets === 0 && r.withheld > 0)
+      return `recover completed with warnings (${withheld}): ${what}`;
     return r.failed + r.failedTargets === 0
       ? `recover completed: ${what}`
       : `recover completed with failures (${r.failed} entries not restored; see LOG_FILE): ${what}`;
@@ -767,8 +780,17 @@ function ringSink(ring: SpscRing, aborted: () => boolean): StreamSink {
     },
     end: async () => {
       ring.close();
-      // Done once the mover has taken everything (or gone away).
-      while (ring.used > 0 && !ring.aborted) await ring.waitSpaceAsync(1000, ring.capacity);
+      // Done once the mover has taken everything (or gone away). A LOCAL backup's
+      // reader thread, not this one, wrote the ring: this side's producer view is
+      // stale, so waitSpaceAsync may return at once. A timer between looks keeps
+      // the thread's event loop turning (DATA_GET_STATE and DATA_ABORT answered)
+      // while a paused mover (end of tape) waits for its next tape.
+      while (ring.used > 0 && !ring.aborted) {
+        await ring.waitSpaceAsync(1000, ring.capacity);
+        if (ring.used > 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      // Bytes left in the ring never reached the tape: the backup is not whole.
+      if (ring.aborted && ring.used > 0) throw new SinkError('the mover closed the data connection');
     },
   };
 }

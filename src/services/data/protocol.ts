@@ -29,6 +29,12 @@ export interface DataThreadConfig {
   readonly stateDir: string | null;
   /** The exported trees: a backup's FILESYSTEM must lie inside one. */
   readonly exports: readonly { readonly name: string; readonly path: string }[];
+  /**
+   * RESTORE_SPECIAL when a recover's environment does not set it (the
+   * server's `[restore] special`): device nodes, fifos and setuid/setgid bits
+   * restored as stored. Absent: false.
+   */
+  readonly restoreSpecial?: boolean;
 }
 
 export interface DataState {

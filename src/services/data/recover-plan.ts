@@ -35,6 +35,8 @@ export interface RecoverPlan {
   readonly overwrite: OverwritePolicy;
   /** RECURSIVE=n: a directory in the nlist comes back without its contents. */
   readonly recursive: boolean;
+  /** RESTORE_SPECIAL=y: device nodes, fifos and setuid/setgid bits restored as stored (RestoreOptions.special). */
+  readonly special: boolean;
 }
 
 export interface ExportRef {
@@ -44,7 +46,9 @@ export interface ExportRef {
 
 /**
  * The plan for a recover (or, with `fileHistory`, a RECOVER_FILEHIST, whose
- * destinations are ignored). Throws ILLEGAL_ARGS naming what is wrong.
+ * destinations are ignored). `specialDefault`: RESTORE_SPECIAL when the DMA
+ * does not send it (the server's `[restore] special`). Throws ILLEGAL_ARGS
+ * naming what is wrong.
  */
 export function planRecover(
   version: NdmpVersion,
@@ -52,10 +56,18 @@ export function planRecover(
   nlist: readonly NlistName[],
   exports: readonly ExportRef[],
   fileHistory: boolean,
+  specialDefault = false,
 ): RecoverPlan {
   const one = (name: string): string | undefined => env.find((p) => p.name === name)?.value;
   const overwrite = overwritePolicy(one('OVERWRITE'));
   const recursive = envFlag(one('RECURSIVE')) !== false;
+  const specialValue = one('RESTORE_SPECIAL');
+  const special = specialValue === undefined ? specialDefault : envFlag(specialValue);
+  // A value we cannot read must not fall back to either policy silently.
+  if (special === null)
+    throw NdmpError.illegalArgs(
+      `RESTORE_SPECIAL=${specialValue}: say y (restore device nodes, fifos and setuid bits as stored) or n`,
+    );
   const wanted: {
     index: number;
     name: string;
@@ -86,6 +98,7 @@ export function planRecover(
       direct,
       overwrite,
       recursive,
+      special,
     };
   }
   const prefix = one('PREFIX');
@@ -102,6 +115,7 @@ export function planRecover(
       direct: false,
       overwrite,
       recursive,
+      special,
     };
   }
   let destRoot: string | null = null;
@@ -114,7 +128,7 @@ export function planRecover(
     destRoot = root;
     return { index: w.index, name: w.name, original: w.original, targetRel: rel, fhInfo: w.fhInfo };
   });
-  return { destRoot: destRoot!, targets, direct, overwrite, recursive };
+  return { destRoot: destRoot!, targets, direct, overwrite, recursive, special };
 }
 
 function overwritePolicy(v: string | undefined): OverwritePolicy {

@@ -41,6 +41,8 @@ export interface RecoverResult {
   readonly failed: number;
   /** nlist entries (or, for a whole restore, entries) reported failed by LOG_FILE. */
   readonly failedTargets: number;
+  /** Device nodes and fifos not created (RESTORE_SPECIAL=n). */
+  readonly withheld: number;
   readonly bytes: bigint;
   readonly aborted: boolean;
 }
@@ -83,6 +85,7 @@ export class Recovery {
       {
         dest: plan.destRoot,
         overwrite: plan.overwrite,
+        special: plan.special,
         select: (p) => this.select(p),
         onHeader: (e) => this.onHeader(e),
       },
@@ -110,7 +113,7 @@ export class Recovery {
     }
     if (aborted) {
       this.engine.abandon();
-      return { restored: 0, failed: 0, failedTargets: 0, bytes: this.consumed, aborted };
+      return { restored: 0, failed: 0, failedTargets: 0, withheld: 0, bytes: this.consumed, aborted };
     }
     const r = this.engine.finish();
     this.reportTargets();
@@ -118,6 +121,7 @@ export class Recovery {
       restored: r.restored,
       failed: r.failed + r.refused,
       failedTargets: this.failedTargets,
+      withheld: r.withheld,
       bytes: this.consumed,
       aborted,
     };
@@ -242,6 +246,12 @@ export class Recovery {
     const o = this.outcomes.get(t)!;
     if (status === 'restored') {
       o.restored++;
+      return;
+    }
+    // Withheld (RESTORE_SPECIAL=n): a warning (LOG_MESSAGE) for an entry met on the way; an nlist
+    // entry that names the special file itself was asked for by name and did not come back.
+    if (status === 'withheld') {
+      if (t.index >= 0 && norm === t.original) o.status ??= RecoveryStatus.NDMP_RECOVERY_FAILED_PERMISSION;
       return;
     }
     const code = recoveryStatusOf(status, why);
