@@ -293,7 +293,7 @@ function mark(length: number, last: boolean): Buffer {
   return b;
 }
 
-/** Whether `body` decodes as the request of `code` in `version` (undefined: no such request). */
+/** Whether `body` decodes as the request of `code`, a code the version has. */
 function decodes(version: NdmpVersion, code: number, body: Buffer): boolean {
   const msg = lookup(version, code)!;
   try {
