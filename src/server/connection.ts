@@ -285,6 +285,20 @@ export class Connection implements Session {
       return;
     }
     const msg = lookup(this.version, header.messageCode);
+    const h: Handler | undefined = this.table.get(header.messageCode);
+    // Auth gate first, before the code is judged: until the DMA has logged in, only
+    // the spec's short list passes (draft §2.11.3). Everything else, whether it
+    // exists in this version or not (unknown, v2-only, extension codes, posts),
+    // gets the same header-level NOT_AUTHORIZED, so a stranger cannot map which
+    // messages this server has.
+    if (this.user === null && !(msg && h?.preAuth)) {
+      this.logRefusal(
+        { seq: header.sequence, code: hex(header.messageCode), ndmp: msg?.def.name },
+        'refused before authentication',
+      );
+      this.replyHeaderError(header, ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
+      return;
+    }
     // Unknown in this version, or a server-to-DMA post sent our way: header-level NOT_SUPPORTED.
     if (!msg || msg.def.kind === 'post') {
       this.logRefusal(
@@ -292,13 +306,6 @@ export class Connection implements Session {
         'unsupported message',
       );
       this.replyHeaderError(header, ErrorCode.NDMP_NOT_SUPPORTED_ERR);
-      return;
-    }
-    const h: Handler | undefined = this.table.get(header.messageCode);
-    // Auth gate before decoding the body: only the spec's short list passes (draft §2.11.3).
-    if (this.user === null && !h?.preAuth) {
-      this.logRefusal({ seq: header.sequence, ndmp: msg.def.name }, 'refused before authentication');
-      this.replyHeaderError(header, ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
       return;
     }
     let body: unknown;

@@ -239,19 +239,22 @@ describe('ndmpd protocol core over real sockets', () => {
     await c.close();
   });
 
-  test('unknown codes and server-side posts: header NOT_SUPPORTED; undecodable bodies: XDR_DECODE_ERR', async () => {
+  test('unknown codes and server-side posts: header NOT_AUTHORIZED before login, NOT_SUPPORTED after; undecodable bodies: XDR_DECODE_ERR', async () => {
     const raw = await RawPeer.connect(s.port);
     await raw.next(); // greeting
-    for (const code of [0x1234, 0x20500001, 0x101, M.NOTIFY_DATA_HALTED.code, M.FH_ADD_FILE.code]) {
+    const codes = [0x1234, 0x20500001, 0x101, M.NOTIFY_DATA_HALTED.code, M.FH_ADD_FILE.code];
+    const expectHeaderError = async (code: number, error: number) => {
       raw.send(raw.request(code));
       const r = await raw.next();
       assert.ok(r);
       assert.equal(r.header.messageType, MessageType.NDMP_MESSAGE_REPLY);
       assert.equal(r.header.replySequence, raw.lastSequence);
       assert.equal(r.header.messageCode, code);
-      assert.equal(r.header.errorCode, ErrorCode.NDMP_NOT_SUPPORTED_ERR);
+      assert.equal(r.header.errorCode, error);
       assert.equal(r.record.length, 24, 'a header-level error carries no body');
-    }
+    };
+    // Before login the answer is the same for every code, so a stranger cannot tell which exist.
+    for (const code of codes) await expectHeaderError(code, ErrorCode.NDMP_NOT_AUTHORIZED_ERR);
     // CONNECT_OPEN with its u_short cut off, and CONNECT_CLIENT_AUTH with a lying string length.
     raw.send(raw.request(M.CONNECT_OPEN.code, Buffer.from([0, 0])));
     let r = await raw.next();
@@ -266,6 +269,14 @@ describe('ndmpd protocol core over real sockets', () => {
     assert.equal(r?.header.replySequence, raw.lastSequence);
     assert.equal(r?.header.errorCode, 0);
     assert.deepEqual(r?.record.subarray(24), u32be(0));
+    // Once logged in, codes the server does not have are NOT_SUPPORTED.
+    const str = (t: string) => {
+      const b = Buffer.from(t);
+      return Buffer.concat([u32be(b.length), b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
+    };
+    raw.send(raw.request(M.CONNECT_CLIENT_AUTH.code, Buffer.concat([u32be(1), str(USER), str(PASSWORD)])));
+    assert.equal((await raw.next())?.header.errorCode, 0);
+    for (const code of codes) await expectHeaderError(code, ErrorCode.NDMP_NOT_SUPPORTED_ERR);
     raw.close();
   });
 
