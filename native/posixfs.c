@@ -289,40 +289,6 @@ static napi_value make_node(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* openAt(dirfd, name, flags) -> fd: openat(2), the name looked up in the
- * directory open at dirfd and nowhere else (Node has no openat). The backup's
- * reader opens each file this way, O_NOFOLLOW, in a directory it checked to be
- * the one the walk listed, so nothing above it is looked up again. No O_CREAT:
- * no mode argument. */
-static napi_value open_at(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-
-  uint32_t dirfd, flags;
-  if (!get_uint(env, argv[0], "dirfd", 2147483647.0, ">= 0 and <= 2147483647", &dirfd)) return NULL;
-  char *name;
-  if (!get_path(env, argv[1], "name", &name)) return NULL;
-  if (!get_uint(env, argv[2], "flags", 4294967295.0, ">= 0 and <= 4294967295", &flags)) {
-    free(name);
-    return NULL;
-  }
-  if ((flags & O_CREAT) != 0) {
-    free(name);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "openAt does not create files (no O_CREAT)");
-    return NULL;
-  }
-  int fd = openat((int)dirfd, name, (int)(flags | O_CLOEXEC));
-  int err = errno;
-  napi_value out = NULL;
-  if (fd < 0)
-    throw_errno(env, err, "openat", name);
-  else if (napi_create_int32(env, fd, &out) != napi_ok)
-    throw_napi_failure(env);
-  free(name);
-  return out;
-}
-
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -332,7 +298,5 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "setTimes", fn));
   CHECK(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "mknod", fn));
-  CHECK(env, napi_create_function(env, "openAt", NAPI_AUTO_LENGTH, open_at, NULL, &fn));
-  CHECK(env, napi_set_named_property(env, exports, "openAt", fn));
   return exports;
 }

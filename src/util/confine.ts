@@ -11,8 +11,7 @@
 //   ever followed: a symbolic link is refused with the component's name. `..`
 //   is refused; `.` and empty components are dropped.
 // - Each step is taken relative to the directory the previous step opened
-//   (a descriptor: opens with openat(2) from the native addon, lstat and
-//   readdir through /proc/self/fd/N, as Node has no *at calls), and a
+//   (a descriptor, reached through /proc/self/fd/N: Node has no openat), and a
 //   directory opened is checked to be the one that was lstat'ed (its dev and
 //   ino). So a directory swapped for a symbolic link between two steps is
 //   noticed, never followed: the walk is confined by construction, not only
@@ -24,7 +23,6 @@
 import fs from 'node:fs';
 import { isAbsolute, resolve, sep } from 'node:path';
 import { NdmpBaseError } from '../wire/errors.js';
-import { openAt } from './native-fs.js';
 
 /** Why a path was refused. */
 export type ConfineReason =
@@ -172,7 +170,7 @@ export class ConfinedDir implements FileId {
    * must be `expect` (the name's lstat), else ConfineError 'changed'.
    */
   openDir(name: string, expect: FileId): ConfinedDir {
-    const fd = openAt(this.fd, name, O_DIR);
+    const fd = fs.openSync(this.at(name), O_DIR);
     return ConfinedDir.adopt(fd, this.childPath(name), expect, `${name}: changed while being backed up`);
   }
 
@@ -182,7 +180,7 @@ export class ConfinedDir implements FileId {
    * 'changed' thrown). Returns the descriptor.
    */
   openFile(name: string, expect: FileId): number {
-    const fd = openAt(this.fd, name, O_FILE);
+    const fd = fs.openSync(this.at(name), O_FILE);
     try {
       if (!sameFile(fs.fstatSync(fd, { bigint: true }), expect))
         throw new ConfineError(`${name}: replaced by another file while being backed up`, 'changed');

@@ -26,8 +26,6 @@ interface Binding {
     followSymlinks: boolean,
   ): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
-  /** Absent from an addon built before it was added: openAt() then goes through /proc. */
-  openAt?(dirfd: number, name: string, flags: number): number;
 }
 
 const ADDON = 'posixfs';
@@ -108,30 +106,4 @@ function permissionBits(mode: number): number {
     throw new RangeError(`The value of "mode" is out of range. It must be an integer >= 0; got ${mode}`);
   }
   return mode & 0o7777;
-}
-
-let openAtNative: ((dirfd: number, name: string, flags: number) => number) | null | undefined;
-
-/**
- * Opens `name` in the directory open at `dirfd` (openat(2)): nothing above
- * that directory is looked up, so a directory swapped for a symbolic link
- * there cannot redirect the open. `name` is one component (no '/'). Never
- * creates (no O_CREAT). Through the addon; without it (not built, or built
- * before openAt existed) through /proc/self/fd/<dirfd>/<name>, which the
- * kernel resolves the same way, only slower. Throws Node-style errors.
- */
-export function openAt(dirfd: number, name: string, flags: number): number {
-  if (name.includes('/') || name === '' || name === '.' || name === '..')
-    throw new TypeError(`openAt: ${JSON.stringify(name)} is not one name in a directory`);
-  if ((flags & fs.constants.O_CREAT) !== 0) throw new TypeError('openAt does not create files (no O_CREAT)');
-  if (openAtNative === undefined) {
-    try {
-      const b = addon();
-      openAtNative = b.openAt ? b.openAt.bind(b) : null;
-    } catch {
-      openAtNative = null;
-    }
-  }
-  if (openAtNative) return openAtNative(dirfd, name, flags);
-  return fs.openSync(`/proc/self/fd/${dirfd}/${name}`, flags);
 }
