@@ -1,7 +1,7 @@
 // The per-file cost of confinement (docs/security.md, "While the tree
 // changes"): the walk's lstat by path against through its directory's
-// descriptor, and the reader's open by path against openat(2) in its
-// directory plus the fstat check (and the /proc way, the addon's fallback).
+// descriptor, and the reader's open by path against the open in its
+// directory's descriptor (/proc/self/fd/N/name) plus the fstat check.
 // Best of --runs passes, interleaved, over every file of a tree:
 //
 //   node dist/bench/confine-calls.js --dir /tmp/ndmpd-bench/small-x1/tree
@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openAt } from '../src/util/native-fs.js';
 
 const { values } = parseArgs({
   options: { dir: { type: 'string' }, runs: { type: 'string', default: '5' } },
@@ -43,12 +42,6 @@ const variants: Record<string, () => void> = {
   'read: open(path) + close': () => {
     for (const [d, files] of dirs) for (const f of files) fs.closeSync(fs.openSync(`${d}/${f}`, 'r'));
   },
-  'read: openat(dir) + fstat + close': () =>
-    inDirs((fd, _proc, f) => {
-      const x = openAt(fd, f, OF);
-      fs.fstatSync(x, { bigint: true });
-      fs.closeSync(x);
-    }),
   'read: open(/proc/self/fd/N/name) + fstat + close': () =>
     inDirs((_fd, proc, f) => {
       const x = fs.openSync(proc + f, OF);
