@@ -8,9 +8,18 @@
 //
 // Per-file trouble (vanished, unreadable, changed while read) is reported and
 // the backup goes on (restic's policy; PROTOCOL.md §7.1).
+//
+// Confinement (docs/security.md): the walk never follows a symbolic link. The
+// root is opened and checked to be the directory the data service resolved;
+// every name below is reached from its directory's descriptor (ConfinedDir),
+// each directory opened is checked to be the one lstat'ed, and files are
+// opened O_NOFOLLOW in their directory and checked the same way. A FILES entry
+// crossing a symbolic link is a warning and skipped; one naming a symbolic
+// link backs up the link itself.
 
 import fs from 'node:fs';
-import { join } from 'node:path';
+import { ConfineError, ConfinedDir, closeBelow, pathComponents, resolveBelow } from '../util/confine.js';
+import type { FileId, ResolvedBelow } from '../util/confine.js';
 import { ExcludeList } from './glob.js';
 import { DirSnapshot } from './incremental.js';
 import type { IncrementalPlan } from './incremental.js';
@@ -37,8 +46,13 @@ export interface StreamSink {
 }
 
 export interface BackupSpec {
-  /** The directory to back up (absolute, already checked to lie inside an export). */
+  /** The directory to back up (absolute, already checked to lie inside an export: util/confine.ts). */
   readonly root: string;
+  /**
+   * The root's identity when it was checked: the backup fails if `root` is
+   * another directory by the time it starts (swapped for a symbolic link, say).
+   */
+  readonly rootId?: FileId;
   /** Paths below root to back up, each with everything under it; empty = all of root. */
   readonly files: readonly string[];
   /** EXCLUDE patterns (see glob.ts). */
@@ -143,6 +157,7 @@ export class BackupEngine {
   private readonly links = new Map<string, string>();
   private rootDev = -1n;
   private rootIno = -1n;
+  private rootSt: fs.BigIntStats | null = null;
   private readonly foreignNodes = new Map<string, bigint>();
   /** FILES backups with dir/node history: directories (and names in them) already announced. */
   private readonly announced = new Set<string>();
@@ -179,26 +194,26 @@ export class BackupEngine {
   }
 
   async run(): Promise<BackupResult> {
+    let root: ConfinedDir | null = null;
     try {
-      const rootSt = fs.statSync(this.spec.root, { bigint: true });
+      root = ConfinedDir.open(this.spec.root, this.spec.rootId);
+      const rootSt = fs.fstatSync(root.fd, { bigint: true });
+      this.rootSt = rootSt;
       this.rootDev = rootSt.dev;
       this.rootIno = rootSt.ino;
       if (this.spec.files.length === 0) {
-        const st = this.lstat('.', this.spec.root);
-        if (st) await this.visit('.', this.spec.root, st, ROOT_NODE);
+        await this.visit('.', root, '', rootSt, ROOT_NODE);
       } else {
         for (const f of this.spec.files) {
-          const rel = normalizeRelative(f);
-          if (rel === null) {
-            this.warn(`FILES entry ${JSON.stringify(f)} is not a path below the backup root; skipped`);
-            continue;
+          const r = this.resolveFiles(root, f);
+          if (!r) continue;
+          try {
+            const parent = this.hooks.directory ? await this.announceAncestors(r) : ROOT_NODE;
+            if (r.stat.isSocket()) this.warn(`${r.rel}: a socket; not backed up`);
+            else await this.visit(r.rel, r.dirs[r.dirs.length - 1]!, r.name, r.stat, parent);
+          } finally {
+            closeBelow(r);
           }
-          const abs = join(this.spec.root, rel);
-          const st = this.lstat(rel, abs);
-          if (!st) continue;
-          const parent = this.hooks.directory ? await this.announceAncestors(rel, st) : ROOT_NODE;
-          if (st.isSocket()) this.warn(`${rel}: a socket; not backed up`);
-          else await this.visit(rel, abs, st, parent);
         }
       }
       if (this.pipe) {
@@ -222,6 +237,26 @@ export class BackupEngine {
         return { entries: this.entries, bytes: this.offset, warnings: this.warnings, aborted: true };
       }
       throw e;
+    } finally {
+      root?.close();
+    }
+  }
+
+  /**
+   * A FILES entry below the root, never through a symbolic link (a warning
+   * naming the entry, and skipped); null when it is skipped.
+   */
+  private resolveFiles(root: ConfinedDir, f: string): ResolvedBelow | null {
+    if (pathComponents(f) === null) {
+      this.warn(`FILES entry ${JSON.stringify(f)} is not a path below the backup root; skipped`);
+      return null;
+    }
+    try {
+      return resolveBelow(root, f, 'FILES entry');
+    } catch (e) {
+      if (e instanceof ConfineError) this.warn(`${e.message}; skipped`);
+      else this.warn(`${normalizeRelative(f)}: ${describe(e)}; skipped`);
+      return null;
     }
   }
 
@@ -245,15 +280,15 @@ export class BackupEngine {
    * once, and the path's own name, so the DMA can build the path (PROTOCOL.md
    * §8.3 rule 5). Returns the node of the path's parent directory.
    */
-  private async announceAncestors(rel: string, st: fs.BigIntStats): Promise<bigint> {
-    const parts = rel === '.' ? [] : rel.split('/');
+  private async announceAncestors(r: ResolvedBelow): Promise<bigint> {
+    const parts = r.rel === '.' ? [] : r.rel.split('/');
     let dirRel = '.';
     let dirNode = ROOT_NODE;
     let dirParent = ROOT_NODE;
     for (let i = 0; i < parts.length; i++) {
       const childRel = dirRel === '.' ? parts[i]! : `${dirRel}/${parts[i]!}`;
-      const childSt = i === parts.length - 1 ? st : this.lstat(childRel, join(this.spec.root, childRel));
-      if (!childSt) return dirNode;
+      // lstat'ed on the way down by resolveBelow, each from its directory's descriptor.
+      const childSt = r.stats[i]!;
       const childNode = this.nodeOf(childSt);
       const fresh = !this.announced.has(dirRel);
       if (fresh || !this.announced.has(childRel)) {
@@ -261,7 +296,7 @@ export class BackupEngine {
       }
       if (fresh) {
         this.announced.add(dirRel);
-        const dirSt = dirRel === '.' ? fs.lstatSync(this.spec.root, { bigint: true }) : null;
+        const dirSt = dirRel === '.' ? this.rootSt : null;
         if (dirSt)
           await this.positionless({ path: '.', type: 'dir', stat: dirSt, node: dirNode, headerOffset: null });
       }
@@ -293,15 +328,6 @@ export class BackupEngine {
     if (rec) await this.pipe.history(rec);
   }
 
-  private lstat(rel: string, abs: string): fs.BigIntStats | null {
-    try {
-      return fs.lstatSync(abs, { bigint: true });
-    } catch (e) {
-      this.warn(`${rel}: ${describe(e)}; skipped`);
-      return null;
-    }
-  }
-
   private warn(text: string): void {
     this.warnings++;
     this.hooks.warn(text);
@@ -311,10 +337,13 @@ export class BackupEngine {
    * One path and, for a directory, everything below it (depth first, names
    * sorted). A directory's children are lstat'ed as it is listed, once: the
    * listing gives dir/node history its names and nodes before anything below.
+   * The entry is `name` in the directory `at` (name '': `at` itself, the root);
+   * `st` its lstat.
    */
   private async visit(
     rel: string,
-    abs: string,
+    at: ConfinedDir,
+    name: string,
     st: fs.BigIntStats,
     parent: bigint,
     depth = 0,
@@ -324,11 +353,50 @@ export class BackupEngine {
     const node = this.nodeOf(st);
     const start = this.offset;
     if (!st.isDirectory()) {
-      await this.emit(rel, abs, st, node);
+      await this.emit(rel, at, name, st, node);
       this.done(depth, start);
       return;
     }
-    const listing = this.list(rel, abs);
+    const dir = name === '' ? at : this.openDir(rel, at, name, st);
+    try {
+      await this.visitDir(rel, dir, at, name, st, node, parent, depth, whole);
+    } finally {
+      if (dir && dir !== at) dir.close();
+    }
+    this.done(depth, start);
+  }
+
+  /**
+   * A subdirectory to list, checked to be the one lstat'ed; null (a warning)
+   * when it cannot be opened: it is backed up without its contents, as one
+   * that cannot be listed.
+   */
+  private openDir(rel: string, at: ConfinedDir, name: string, st: fs.BigIntStats): ConfinedDir | null {
+    try {
+      return at.openDir(name, st);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        e instanceof ConfineError || code === 'ELOOP' || code === 'ENOTDIR'
+          ? 'changed while being backed up (not the directory that was listed)'
+          : describe(e);
+      this.warn(`${rel}: cannot list the directory (${why}); its contents are not backed up`);
+      return null;
+    }
+  }
+
+  private async visitDir(
+    rel: string,
+    dir: ConfinedDir | null,
+    at: ConfinedDir,
+    name: string,
+    st: fs.BigIntStats,
+    node: bigint,
+    parent: bigint,
+    depth: number,
+    whole: boolean,
+  ): Promise<void> {
+    const listing = dir ? this.list(rel, dir) : { children: [], others: [], listed: false };
     let children = listing.children;
     let dumpdir: DumpdirEntry[] | undefined;
     const inc = this.spec.incremental;
@@ -355,15 +423,14 @@ export class BackupEngine {
       );
       if (told) await told;
     }
-    await this.emit(rel, abs, st, node, dumpdir);
+    await this.emit(rel, at, name, st, node, dumpdir);
     const frame = { depth, left: children.length };
     this.walking.push(frame);
     for (const c of children) {
       frame.left--;
-      await this.visit(c.rel, c.abs, c.st, node, depth + 1, whole);
+      await this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole);
     }
     this.walking.pop();
-    this.done(depth, start);
   }
 
   private done(depth: number, start: bigint): void {
@@ -399,10 +466,10 @@ export class BackupEngine {
    * not lstat-able but for having vanished), sorted; `listed`: false when the
    * directory could not be read.
    */
-  private list(rel: string, abs: string): Listing {
+  private list(rel: string, dir: ConfinedDir): Listing {
     let names: string[];
     try {
-      names = fs.readdirSync(abs).sort();
+      names = dir.list().sort();
     } catch (e) {
       this.warn(`${rel}: cannot list the directory (${describe(e)}); its contents are not backed up`);
       return { children: [], others: [], listed: false };
@@ -415,10 +482,9 @@ export class BackupEngine {
         others.push(name);
         continue;
       }
-      const childAbs = join(abs, name);
       let st: fs.BigIntStats;
       try {
-        st = fs.lstatSync(childAbs, { bigint: true });
+        st = dir.lstat(name);
       } catch (e) {
         this.warn(`${childRel}: ${describe(e)}; skipped`);
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') others.push(name);
@@ -429,7 +495,7 @@ export class BackupEngine {
         others.push(name);
         continue;
       }
-      out.push({ name, rel: childRel, abs: childAbs, st });
+      out.push({ name, rel: childRel, st });
     }
     return { children: out, others, listed: true };
   }
@@ -468,7 +534,8 @@ export class BackupEngine {
 
   private async emit(
     rel: string,
-    abs: string,
+    at: ConfinedDir,
+    name: string,
     st: fs.BigIntStats,
     node: bigint,
     dumpdir?: DumpdirEntry[],
@@ -480,7 +547,7 @@ export class BackupEngine {
     let fd = -1;
     if (entry.type === 'symlink') {
       try {
-        entry.linkTarget = fs.readlinkSync(abs);
+        entry.linkTarget = at.readlink(name);
       } catch (e) {
         this.warn(`${rel}: ${describe(e)}; skipped`);
         return;
@@ -499,9 +566,9 @@ export class BackupEngine {
       // With a reader thread, it opens the file (see pipe.ts).
       if (entry.type === 'file' && !this.pipe) {
         try {
-          fd = fs.openSync(abs, 'r');
+          fd = at.openFile(name, st);
         } catch (e) {
-          this.warn(`${rel}: ${describe(e)}; skipped`);
+          this.warn(`${rel}: ${skipReason(e)}; skipped`);
           return;
         }
       }
@@ -526,7 +593,7 @@ export class BackupEngine {
             ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
           }) ?? null;
         if (entry.type === 'file') {
-          const handed = this.pipe.file(header, entry.size, rel, abs, record);
+          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record);
           if (handed) await handed;
           this.offset += entry.size + BigInt(paddingAfter(entry.size));
         } else if (header.length <= PIPE_PIECE) {
@@ -678,7 +745,6 @@ export class BackupEngine {
 interface Child {
   readonly name: string;
   readonly rel: string;
-  readonly abs: string;
   readonly st: fs.BigIntStats;
 }
 
@@ -699,13 +765,20 @@ function typeOf(st: fs.BigIntStats): PaxType {
 
 /** A FILES entry as a clean relative path, or null if it would leave the root. */
 export function normalizeRelative(p: string): string | null {
-  const parts: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') return null;
-    parts.push(part);
-  }
+  const parts = pathComponents(p);
+  if (parts === null) return null;
   return parts.length === 0 ? '.' : parts.join('/');
+}
+
+/**
+ * Why a listed file is not read: a symbolic link or another file in its
+ * place is the file having changed under the backup, never something to follow.
+ */
+export function skipReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (e instanceof ConfineError || code === 'ELOOP' || code === 'ENOTDIR')
+    return 'changed while being backed up (not the file that was listed)';
+  return describe(e);
 }
 
 /** A file-system error as the DMA's log says it: vanished, permission denied, or its code. */

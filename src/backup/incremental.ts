@@ -37,7 +37,7 @@
 import { envFlag } from '../util/env-flag.js';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import zlib from 'node:zlib';
 import { CodedError } from '../util/coded-error.js';
 
@@ -318,7 +318,7 @@ export function makeToken(seq: bigint, startedAt: bigint): bigint {
 }
 
 /**
- * Decides what a backup of `root` is from its environment (LEVEL, BASE_DATE,
+ * Decides what a backup of `root` (absolute, confined: util/confine.ts) is from its environment (LEVEL, BASE_DATE,
  * UPDATE, FILES, EXCLUDE) and the state under `stateDir`, and loads the base's
  * directory snapshot. Synchronous; call it on the thread that runs the
  * backup (the plan holds the snapshot and is not meant to be posted). Throws
@@ -336,12 +336,11 @@ export function planIncremental(
   let update = parseUpdate(one('UPDATE'));
   const files = env.some((p) => p.name === 'FILES' && p.value.trim() !== '');
   const excludes = env.filter((p) => p.name === 'EXCLUDE').map((p) => p.value);
-  let real: string;
-  try {
-    real = fs.realpathSync(root);
-  } catch (e) {
-    throw new IncrementalError(`FILESYSTEM ${root}: ${(e as Error).message}`);
-  }
+  // The dumpdates key. `root` comes confined (util/confine.ts: the export's
+  // real path and, below it, components that are no symbolic link), so it is
+  // canonical as it is; realpath here would follow a link planted meanwhile.
+  if (!isAbsolute(root)) throw new IncrementalError(`FILESYSTEM ${root}: not an absolute path`);
+  const real = resolve(root);
   const warnings: string[] = [];
   let baseDate: bigint | null = null;
   let base: BackupRecord | null = null;

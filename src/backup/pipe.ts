@@ -24,6 +24,7 @@
 // layout the reader (reader.ts) decodes.
 
 import type { HistoryChannel } from '../history/control.js';
+import type { FileId } from '../util/confine.js';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { CodedError } from '../util/coded-error.js';
 
@@ -32,10 +33,19 @@ export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4 } as const;
 
 /**
  * Item: kind u8, 3 pad, history record length u32, size lo u32, size hi u32,
- * header length u32, name length u32, path length u32, 4 pad; then header,
- * name (relative, for messages), path (absolute, to open), history record.
+ * header length u32, name length u32, path length u32, leaf length u32, the
+ * directory's dev and ino u64, the file's dev and ino u64; then header, name
+ * (relative, for messages), path (the directory holding the file, absolute),
+ * leaf (the file's name in it), history record. The reader opens the
+ * directory, checks it is the one the walker listed (dev, ino), and opens the
+ * file in it by name, checked the same way (util/confine.ts): nothing swapped
+ * in meanwhile is followed or read.
  */
-export const PIPE_HEADER = 32;
+export const PIPE_HEADER = 64;
+export const P_DIR_DEV = 32;
+export const P_DIR_INO = 40;
+export const P_FILE_DEV = 48;
+export const P_FILE_INO = 56;
 
 // Control words (Int32) and the byte counter (Float64 at byte 32).
 export const C_STOP = 0;
@@ -50,6 +60,7 @@ export const C_BYTES_AT = 32;
 export const PIPE_CONTROL_BYTES = 40;
 
 const EMPTY = new Uint8Array(0);
+const NO_ID: FileId = { dev: 0n, ino: 0n };
 
 /** The stream could not be completed: the mover went away, or the reader failed. */
 export class StreamBroken extends CodedError {
@@ -106,15 +117,21 @@ export class FilePipe {
     return this.put(PipeKind.BYTES, b, 0n, '', '', record);
   }
 
-  /** A regular file: opened at `path`; its header, `size` bytes, padding; then its history record. */
+  /**
+   * A regular file: `leaf` in the directory `dir` (its path and identity),
+   * which must be `file`; its header, `size` bytes, padding; then its history
+   * record. `name` is its path for messages.
+   */
   file(
     header: Uint8Array,
     size: bigint,
     name: string,
-    path: string,
+    dir: { readonly path: string; readonly dev: bigint; readonly ino: bigint },
+    leaf: string,
+    file: FileId,
     record: Uint8Array | null,
   ): Promise<void> | void {
-    return this.put(PipeKind.FILE, header, size, name, path, record);
+    return this.put(PipeKind.FILE, header, size, name, dir.path, record, leaf, dir, file);
   }
 
   /** A history record with no stream bytes (a directory's names, dir/node model). */
@@ -160,10 +177,13 @@ export class FilePipe {
     name: string,
     path: string,
     record: Uint8Array | null,
+    leaf = '',
+    dirId: FileId = NO_ID,
+    fileId: FileId = NO_ID,
   ): Promise<void> | void {
     const recLen = record?.length ?? 0;
     // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, then encode in place.
-    const worst = PIPE_HEADER + header.length + 3 * (name.length + path.length) + recLen;
+    const worst = PIPE_HEADER + header.length + 3 * (name.length + path.length + leaf.length) + recLen;
     if (worst > this.scratch.length) {
       this.scratch = new Uint8Array(worst * 2);
       this.view = new DataView(this.scratch.buffer);
@@ -175,6 +195,8 @@ export class FilePipe {
     at += nameLen;
     const pathLen = path === '' ? 0 : this.enc.encodeInto(path, this.scratch.subarray(at)).written;
     at += pathLen;
+    const leafLen = leaf === '' ? 0 : this.enc.encodeInto(leaf, this.scratch.subarray(at)).written;
+    at += leafLen;
     if (record) this.scratch.set(record, at);
     const len = at + recLen;
     const v = this.view;
@@ -185,6 +207,11 @@ export class FilePipe {
     v.setUint32(16, header.length, true);
     v.setUint32(20, nameLen, true);
     v.setUint32(24, pathLen, true);
+    v.setUint32(28, leafLen, true);
+    v.setBigUint64(P_DIR_DEV, dirId.dev, true);
+    v.setBigUint64(P_DIR_INO, dirId.ino, true);
+    v.setBigUint64(P_FILE_DEV, fileId.dev, true);
+    v.setBigUint64(P_FILE_INO, fileId.ino, true);
     const rec = this.scratch.subarray(0, len);
     if (this.ring.tryWriteRecord(rec)) return;
     return this.putSlowly(rec);

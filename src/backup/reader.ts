@@ -13,7 +13,8 @@ import { SpscRing } from '../ring/spsc-ring.js';
 import { paddingAfter } from './pax.js';
 import { RingProducer } from '../history/producer.js';
 import { OFF } from '../history/record.js';
-import { describe } from './engine.js';
+import { skipReason } from './engine.js';
+import { ConfinedDir, sameFile } from '../util/confine.js';
 import {
   C_BYTES_AT,
   C_DONE,
@@ -22,6 +23,10 @@ import {
   C_STOP,
   C_WARNINGS,
   PIPE_HEADER,
+  P_DIR_DEV,
+  P_DIR_INO,
+  P_FILE_DEV,
+  P_FILE_INO,
   PipeKind,
   ReaderStop,
 } from './pipe.js';
@@ -51,6 +56,12 @@ export class PipeReader {
   /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
   private region: Uint8Array = new Uint8Array(0);
   private used = 0;
+  /**
+   * The directory the last file was opened in, opened again here and checked
+   * to be the one the walker listed: consecutive files of one directory share
+   * it (one open per directory visited, not per file).
+   */
+  private dir: ConfinedDir | null = null;
 
   constructor(
     job: PipeJob,
@@ -78,6 +89,8 @@ export class PipeReader {
           : ReaderStop.ERROR;
       Atomics.store(this.words, C_FAILED, why);
     } finally {
+      this.dir?.close();
+      this.dir = null;
       Atomics.store(this.words, C_DONE, 1);
       Atomics.notify(this.words, C_DONE);
     }
@@ -117,9 +130,10 @@ export class PipeReader {
       const headerLen = v.getUint32(16, true);
       const nameLen = v.getUint32(20, true);
       const pathLen = v.getUint32(24, true);
+      const leafLen = v.getUint32(28, true);
       const header = rec.subarray(PIPE_HEADER, PIPE_HEADER + headerLen);
       const nameAt = PIPE_HEADER + headerLen;
-      const recAt = nameAt + nameLen + pathLen;
+      const recAt = nameAt + nameLen + pathLen + leafLen;
       const record = recLen > 0 ? rec.subarray(recAt, recAt + recLen) : null;
       if (kind === PipeKind.HIST) {
         this.history?.write(record!);
@@ -131,14 +145,20 @@ export class PipeReader {
         this.put(header);
       } else {
         const name = this.dec.decode(rec.subarray(nameAt, nameAt + nameLen));
-        const path = this.dec.decode(rec.subarray(nameAt + nameLen, nameAt + nameLen + pathLen));
+        const pathAt = nameAt + nameLen;
+        const dirPath = this.dec.decode(rec.subarray(pathAt, pathAt + pathLen));
+        const leaf = this.dec.decode(rec.subarray(pathAt + pathLen, pathAt + pathLen + leafLen));
         let fd: number;
         try {
-          fd = fs.openSync(path, 'r');
+          const dir = this.dirFor(dirPath, v.getBigUint64(P_DIR_DEV, true), v.getBigUint64(P_DIR_INO, true));
+          fd = dir.openFile(leaf, {
+            dev: v.getBigUint64(P_FILE_DEV, true),
+            ino: v.getBigUint64(P_FILE_INO, true),
+          });
         } catch (e) {
-          // Gone or unreadable since the walker saw it: left out, as if never listed.
+          // Gone, unreadable, or not the file the walker saw: left out, as if never listed.
           Atomics.add(this.words, C_SKIPPED, 1);
-          this.note(`${name}: ${describe(e)}; skipped`);
+          this.note(`${name}: ${skipReason(e)}; skipped`);
           continue;
         }
         const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
@@ -157,6 +177,16 @@ export class PipeReader {
         this.history.write(record);
       }
     }
+  }
+
+  /** The directory `path` as the walker listed it ((dev, ino)), kept open for the files that follow in it. */
+  private dirFor(path: string, dev: bigint, ino: bigint): ConfinedDir {
+    const id = { dev, ino };
+    if (this.dir && this.dir.path === path && sameFile(this.dir, id)) return this.dir;
+    this.dir?.close();
+    this.dir = null;
+    this.dir = ConfinedDir.openVerified(path, id);
+    return this.dir;
   }
 
   /** Exactly `size` bytes of the file into the stream. */

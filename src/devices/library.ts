@@ -30,6 +30,7 @@ import {
   readTapeImageInfo,
   updateTapeImage,
 } from './tape-image.js';
+import { isInside } from '../util/confine.js';
 import type { TapeImageInfo, TapeImageOptions } from './tape-image.js';
 import { CodedError } from '../util/coded-error.js';
 
@@ -160,10 +161,13 @@ export class Library {
     return d;
   }
 
-  /** `p` lies strictly inside the library folder (both already real paths). */
+  /**
+   * `p` lies strictly inside the library folder (both already real paths, so
+   * the lexical check is the whole check: a device name, a drive's link or a
+   * link in tapes/ that leads out of the folder resolves outside it).
+   */
   private inside(p: string): boolean {
-    const prefix = this.dir.endsWith(sep) ? this.dir : this.dir + sep;
-    return p.startsWith(prefix);
+    return isInside(this.dir, p, { strict: true });
   }
 
   /** The real path of a usable tape data file, or null. */

@@ -9,9 +9,7 @@
 // Every entry into HALTED goes through halt(), which closes the data
 // connection and posts NOTIFY_DATA_HALTED, even after DATA_ABORT.
 
-import { realpathSync, statSync } from 'node:fs';
 import type net from 'node:net';
-import { sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BackupEngine } from '../../backup/engine.js';
 import type { BackedUpEntry, ListedName } from '../../backup/engine.js';
@@ -23,6 +21,8 @@ import { LockstepProducer, RingProducer } from '../../history/producer.js';
 import type { HistoryProducer } from '../../history/producer.js';
 import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
+import { ConfineError, confineToExport } from '../../util/confine.js';
+import type { FileId } from '../../util/confine.js';
 import {
   IncrementalError,
   commitIncremental,
@@ -512,6 +512,7 @@ export class DataService {
   /** The backup the environment asks for, or ILLEGAL_ARGS naming what is wrong. */
   private planBackup(env: Pval[]): {
     root: string;
+    rootId: FileId;
     files: string[];
     excludes: string[];
     model: HistoryModel;
@@ -520,25 +521,16 @@ export class DataService {
     const one = (name: string) => all(name)[0];
     const fsName = one('FILESYSTEM') ?? one('PREFIX');
     if (!fsName) throw NdmpError.illegalArgs('FILESYSTEM is not set: name the directory to back up');
+    // Inside an export, and no symbolic link followed below its root (util/confine.ts).
     let root: string;
+    let rootId: FileId;
     try {
-      root = realpathSync(fsName);
-      if (!statSync(root).isDirectory()) throw new Error('not a directory');
+      const c = confineToExport(fsName, this.opts.exports, { what: 'FILESYSTEM', directory: true });
+      root = c.path;
+      rootId = c.stat;
     } catch (e) {
+      if (e instanceof ConfineError) throw NdmpError.illegalArgs(e.message);
       throw NdmpError.illegalArgs(`FILESYSTEM ${fsName}: ${(e as Error).message}`);
-    }
-    const inside = this.opts.exports.some((x) => {
-      let base: string;
-      try {
-        base = realpathSync(x.path);
-      } catch {
-        return false;
-      }
-      return root === base || root.startsWith(base.endsWith(sep) ? base : base + sep);
-    });
-    if (!inside) {
-      const names = this.opts.exports.map((x) => x.path).join(', ') || 'none';
-      throw NdmpError.illegalArgs(`FILESYSTEM ${fsName} is not inside an export (exports: ${names})`);
     }
     const model = historyModelOf(env);
     if (model === null) {
@@ -563,7 +555,7 @@ export class DataService {
       if (!known.has(p.name))
         this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
     }
-    return { root, files: all('FILES'), excludes: all('EXCLUDE'), model };
+    return { root, rootId, files: all('FILES'), excludes: all('EXCLUDE'), model };
   }
 
   /**

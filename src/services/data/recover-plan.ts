@@ -3,10 +3,9 @@
 // request the server will not carry out is refused with the reason, and a
 // restore can only ever write inside an export.
 
-import fs from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { normalizeArchivePath } from '../../backup/restore.js';
 import type { OverwritePolicy } from '../../backup/restore.js';
+import { ConfineError, confineToExport } from '../../util/confine.js';
 import { envFlag } from '../../util/env-flag.js';
 import { INVALID_U64, NdmpError } from '../../wire/index.js';
 import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
@@ -173,44 +172,23 @@ function destinationOf(version: NdmpVersion, n: NlistName, original: string): st
 
 /**
  * Where `path` (absolute; it need not exist yet) lies: the real path of the
- * export holding it, and the rest below that. Existing parts are resolved
- * with realpath, so a symlink cannot lead a restore out of the exports.
+ * export holding it, and the rest below that. Every existing component below
+ * the export root is lstat'ed and none may be a symbolic link (util/confine.ts),
+ * the rule the restore engine applies again to each directory it restores
+ * into; the missing ones the restore creates.
  */
 function insideExport(
   path: string,
   exports: readonly ExportRef[],
   what: string,
 ): { root: string; rel: string } {
-  if (!isAbsolute(path))
-    throw NdmpError.illegalArgs(`${what} ${JSON.stringify(path)} is not an absolute path`);
-  if (path.split('/').includes('..')) throw NdmpError.illegalArgs(`${what} ${JSON.stringify(path)} has '..'`);
-  let existing = resolve(path);
-  const missing: string[] = [];
-  for (;;) {
-    try {
-      existing = fs.realpathSync(existing);
-      break;
-    } catch {
-      const up = dirname(existing);
-      if (up === existing) throw NdmpError.illegalArgs(`${what} ${path}: no part of it exists`);
-      missing.unshift(existing.slice(up.length).replace(/^\//, ''));
-      existing = up;
-    }
+  try {
+    const c = confineToExport(path, exports, { what, allowMissing: true });
+    return { root: c.root, rel: c.rel };
+  } catch (e) {
+    if (e instanceof ConfineError) throw NdmpError.illegalArgs(e.message);
+    throw NdmpError.illegalArgs(`${what} ${path}: ${(e as Error).message}`);
   }
-  const full = join(existing, ...missing);
-  for (const x of exports) {
-    let base: string;
-    try {
-      base = fs.realpathSync(x.path);
-    } catch {
-      continue;
-    }
-    if (full === base || full.startsWith(base.endsWith(sep) ? base : base + sep)) {
-      return { root: base, rel: relative(base, full).split(sep).join('/') };
-    }
-  }
-  const names = exports.map((x) => x.path).join(', ') || 'none';
-  throw NdmpError.illegalArgs(`${what} ${path} is not inside an export (exports: ${names})`);
 }
 
 /**

@@ -1,0 +1,398 @@
+// Resolving paths inside an export without ever following a symbolic link
+// below it (docs/security.md, "Confinement"). Every path a DMA names
+// (FILESYSTEM, PREFIX, restore destinations, FILES entries) and every name a
+// backup walks goes through here.
+//
+// The rules:
+// - An absolute DMA path is matched to an export by the export's configured
+//   path or its real path: the administrator's export path is trusted and may
+//   itself contain symbolic links.
+// - Below the export root every component is looked at with lstat and none is
+//   ever followed: a symbolic link is refused with the component's name. `..`
+//   is refused; `.` and empty components are dropped.
+// - Each step is taken relative to the directory the previous step opened
+//   (a descriptor, reached through /proc/self/fd/N: Node has no openat), and a
+//   directory opened is checked to be the one that was lstat'ed (its dev and
+//   ino). So a directory swapped for a symbolic link between two steps is
+//   noticed, never followed: the walk is confined by construction, not only
+//   when nothing changes under it.
+// - Mount points and bind mounts inside an export are part of the export: only
+//   root can make them, and the backup walk crosses file systems as GNU tar
+//   does. A mount point is a directory to lstat like any other.
+
+import fs from 'node:fs';
+import { isAbsolute, resolve, sep } from 'node:path';
+import { NdmpBaseError } from '../wire/errors.js';
+
+/** Why a path was refused. */
+export type ConfineReason =
+  'symlink' | 'dotdot' | 'not-directory' | 'outside' | 'missing' | 'relative' | 'changed';
+
+/** A DMA-named path that does not stay inside an export, or a name that changed while it was resolved. */
+export class ConfineError extends NdmpBaseError {
+  readonly code = 'NDMPD_CONFINE';
+  constructor(
+    message: string,
+    readonly reason: ConfineReason,
+  ) {
+    super(message);
+    this.name = 'ConfineError';
+  }
+}
+
+/** A file's identity: the same (dev, ino) is the same file, whatever its path. */
+export interface FileId {
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+export interface ExportLike {
+  readonly path: string;
+}
+
+const C = fs.constants;
+const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
+/** O_NONBLOCK: a fifo put in a file's place must not hang the open (it makes no difference to reading files). */
+const O_FILE = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
+
+/**
+ * A path's components: '' and '.' dropped; null when one is '..'. The
+ * components never contain '/', so each is one name in one directory.
+ */
+export function pathComponents(p: string): string[] | null {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') return null;
+    parts.push(part);
+  }
+  return parts;
+}
+
+/** Lexically: `p` is `base` or lies below it (both absolute and normalised; nothing is looked up). */
+export function isInside(base: string, p: string, opts: { strict?: boolean } = {}): boolean {
+  if (p === base) return !opts.strict;
+  return p.startsWith(base.endsWith(sep) ? base : base + sep);
+}
+
+/** Whether `a` and `b` are one file. */
+export function sameFile(a: FileId, b: FileId): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+function code(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException).code;
+}
+
+/**
+ * An open directory, to reach the names in it without looking up any path
+ * above it again. Owns its descriptor: close() it.
+ */
+export class ConfinedDir implements FileId {
+  private closed = false;
+
+  private constructor(
+    readonly fd: number,
+    /** Its path when opened (messages, and for another thread to open it again with openVerified). */
+    readonly path: string,
+    readonly dev: bigint,
+    readonly ino: bigint,
+  ) {}
+
+  /**
+   * Opens a trusted directory (an export root, or a backup root confineToExport
+   * gave): the path is followed as it is. With `expect`, it must be that
+   * directory still, else ConfineError 'changed'.
+   */
+  static open(path: string, expect?: FileId): ConfinedDir {
+    const fd = fs.openSync(path, expect ? O_DIR : C.O_RDONLY | C.O_DIRECTORY);
+    return ConfinedDir.adopt(fd, path, expect, `${path}: changed since it was checked; try again`);
+  }
+
+  /**
+   * Opens, from another thread or later, a directory a walk opened before:
+   * `path` may lead anywhere by now, so what it opens must be `expect` (else
+   * ConfineError 'changed'). O_DIRECTORY: nothing but a directory is ever
+   * opened on the way, so no device can be opened by a swapped path.
+   */
+  static openVerified(path: string, expect: FileId): ConfinedDir {
+    const fd = fs.openSync(path, O_DIR);
+    return ConfinedDir.adopt(
+      fd,
+      path,
+      expect,
+      `${path}: changed during the backup (not the directory listed)`,
+    );
+  }
+
+  private static adopt(fd: number, path: string, expect: FileId | undefined, changed: string): ConfinedDir {
+    let st: fs.BigIntStats;
+    try {
+      st = fs.fstatSync(fd, { bigint: true });
+      if (expect && !sameFile(st, expect)) throw new ConfineError(changed, 'changed');
+      // Names below are reached through the descriptor: /proc must be there.
+      if (!fs.existsSync(`/proc/self/fd/${fd}`))
+        throw new Error(
+          '/proc is not mounted: ndmpd reads exports through /proc/self/fd so as never to follow a symbolic link; mount /proc',
+        );
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return new ConfinedDir(fd, path, st.dev, st.ino);
+  }
+
+  /**
+   * The path of `name` in this directory, resolved from the descriptor: no
+   * component above it is looked up again. Empty name: the directory itself.
+   */
+  at(name = ''): string {
+    return name === '' ? `/proc/self/fd/${this.fd}` : `/proc/self/fd/${this.fd}/${name}`;
+  }
+
+  /** The names in it (unsorted). */
+  list(): string[] {
+    return fs.readdirSync(this.at());
+  }
+
+  /** lstat of a name in it: a symbolic link is described, not followed. */
+  lstat(name: string): fs.BigIntStats {
+    return fs.lstatSync(this.at(name), { bigint: true });
+  }
+
+  /** A symbolic link's target text. */
+  readlink(name: string): string {
+    return fs.readlinkSync(this.at(name));
+  }
+
+  /**
+   * Opens a subdirectory: a symbolic link there fails (ELOOP); what opens
+   * must be `expect` (the name's lstat), else ConfineError 'changed'.
+   */
+  openDir(name: string, expect: FileId): ConfinedDir {
+    const fd = fs.openSync(this.at(name), O_DIR);
+    return ConfinedDir.adopt(fd, this.childPath(name), expect, `${name}: changed while being backed up`);
+  }
+
+  /**
+   * Opens a file for reading: a symbolic link fails (ELOOP), and the file
+   * opened must be `expect` (else the descriptor is closed and ConfineError
+   * 'changed' thrown). Returns the descriptor.
+   */
+  openFile(name: string, expect: FileId): number {
+    const fd = fs.openSync(this.at(name), O_FILE);
+    try {
+      if (!sameFile(fs.fstatSync(fd, { bigint: true }), expect))
+        throw new ConfineError(`${name}: replaced by another file while being backed up`, 'changed');
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return fd;
+  }
+
+  /** The path of a name in it, as opened (for messages and openVerified). */
+  childPath(name: string): string {
+    return this.path.endsWith('/') ? this.path + name : `${this.path}/${name}`;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+}
+
+/** A path resolved inside an export. */
+export interface ConfinedPath {
+  /** The export as configured. */
+  readonly exportPath: string;
+  /** The export's real path: what `path` starts with. */
+  readonly root: string;
+  /** The components below root, '/'-joined ('' = the export root itself). */
+  readonly rel: string;
+  /** root + rel: the path to use, free of symbolic links below the export root. */
+  readonly path: string;
+  /** The trailing components of rel that do not exist (only with allowMissing). */
+  readonly missing: readonly string[];
+  /** lstat of the deepest existing component. */
+  readonly stat: fs.BigIntStats;
+}
+
+export interface ConfineOptions {
+  /** How messages name the path: 'FILESYSTEM', 'PREFIX', 'nlist[0] destination'. */
+  readonly what: string;
+  /** Missing trailing components are allowed (destinations a restore will create). */
+  readonly allowMissing?: boolean;
+  /** The path must be a directory. */
+  readonly directory?: boolean;
+}
+
+/**
+ * Where an absolute DMA-named path lies: its export and the path below it,
+ * each component below the export root checked with lstat (see the rules
+ * above). Throws ConfineError with a message for the DMA.
+ */
+export function confineToExport(
+  path: string,
+  exports: readonly ExportLike[],
+  opts: ConfineOptions,
+): ConfinedPath {
+  const { what } = opts;
+  if (!isAbsolute(path))
+    throw new ConfineError(`${what} ${JSON.stringify(path)} is not an absolute path`, 'relative');
+  const parts = pathComponents(path);
+  if (parts === null)
+    throw new ConfineError(`${what} ${path}: '..' is not allowed; name the directory itself`, 'dotdot');
+  const clean = '/' + parts.join('/');
+  // The export holding it, by its configured path or its real path; the deepest one if exports nest.
+  let best: { exportPath: string; base: string; real: string } | null = null;
+  for (const x of exports) {
+    let real: string;
+    try {
+      real = fs.realpathSync(x.path);
+    } catch {
+      continue;
+    }
+    for (const base of new Set([resolve(x.path), real])) {
+      if (isInside(base, clean) && (!best || base.length > best.base.length))
+        best = { exportPath: x.path, base, real };
+    }
+  }
+  if (!best) {
+    const names = exports.map((x) => x.path).join(', ') || 'none';
+    throw new ConfineError(`${what} ${path} is not inside an export (exports: ${names})`, 'outside');
+  }
+  const below = pathComponents(clean.slice(best.base.length))!;
+  let dir = ConfinedDir.open(best.real);
+  let stat = fs.fstatSync(dir.fd, { bigint: true });
+  const missing: string[] = [];
+  try {
+    for (let i = 0; i < below.length; i++) {
+      const name = below[i]!;
+      const last = i === below.length - 1;
+      let st: fs.BigIntStats;
+      try {
+        st = dir.lstat(name);
+      } catch (e) {
+        if (code(e) === 'ENOENT' && opts.allowMissing) {
+          missing.push(...below.slice(i));
+          break;
+        }
+        if (code(e) === 'ENOENT')
+          throw new ConfineError(`${what} ${path}: "${name}" does not exist`, 'missing');
+        throw new ConfineError(`${what} ${path}: "${name}": ${(e as Error).message}`, 'missing');
+      }
+      if (st.isSymbolicLink())
+        throw new ConfineError(
+          `${what} ${path}: "${name}" is a symbolic link; name the directory itself`,
+          'symlink',
+        );
+      stat = st;
+      if (last && !opts.directory && !st.isDirectory()) break;
+      if (!st.isDirectory())
+        throw new ConfineError(`${what} ${path}: "${name}" is not a directory`, 'not-directory');
+      const next = openStep(dir, name, st, `${what} ${path}`);
+      dir.close();
+      dir = next;
+    }
+  } finally {
+    dir.close();
+  }
+  const rel = below
+    .slice(0, below.length - missing.length)
+    .concat(missing)
+    .join('/');
+  return {
+    exportPath: best.exportPath,
+    root: best.real,
+    rel,
+    path: rel === '' ? best.real : best.real.endsWith('/') ? best.real + rel : `${best.real}/${rel}`,
+    missing,
+    stat,
+  };
+}
+
+/** Opens the subdirectory `name` of `dir`, which must be the one lstat'ed (`st`); errors as ConfineError naming it. */
+function openStep(dir: ConfinedDir, name: string, st: FileId, what: string): ConfinedDir {
+  try {
+    return dir.openDir(name, st);
+  } catch (e) {
+    if (e instanceof ConfineError || code(e) === 'ELOOP')
+      throw new ConfineError(
+        `${what}: "${name}" changed while being checked (a symbolic link now?); try again`,
+        'changed',
+      );
+    throw e;
+  }
+}
+
+/** A relative path resolved below an open directory (resolveBelow). */
+export interface ResolvedBelow {
+  /** The clean relative path, '/'-separated ('.' for the directory itself). */
+  readonly rel: string;
+  /** lstat of each component, in order (empty for '.'). */
+  readonly stats: readonly fs.BigIntStats[];
+  /**
+   * The directories opened on the way: [the start, each middle component...];
+   * the last is the one holding the final component. The start is not owned;
+   * the caller closes the others (closeBelow).
+   */
+  readonly dirs: readonly ConfinedDir[];
+  /** The final component's name ('' for '.'). */
+  readonly name: string;
+  /** lstat of the final component (of `start` itself for '.'). */
+  readonly stat: fs.BigIntStats;
+}
+
+/**
+ * A relative DMA path (a FILES entry) below `start`: no symbolic link is
+ * followed in any component but the last, and the last is lstat'ed, so a
+ * symbolic link named there is described as itself. Throws ConfineError
+ * naming the component that is a symbolic link or not a directory; other
+ * file-system errors (ENOENT...) as they are.
+ */
+export function resolveBelow(start: ConfinedDir, p: string, what: string): ResolvedBelow {
+  const parts = pathComponents(p);
+  if (parts === null)
+    throw new ConfineError(
+      `${what} ${JSON.stringify(p)}: '..' is not allowed below the backup root`,
+      'dotdot',
+    );
+  if (parts.length === 0)
+    return { rel: '.', stats: [], dirs: [start], name: '', stat: fs.fstatSync(start.fd, { bigint: true }) };
+  const dirs: ConfinedDir[] = [start];
+  const stats: fs.BigIntStats[] = [];
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const name = parts[i]!;
+      const dir = dirs[dirs.length - 1]!;
+      const st = dir.lstat(name);
+      stats.push(st);
+      if (i === parts.length - 1) break;
+      if (st.isSymbolicLink())
+        throw new ConfineError(
+          `${what} ${JSON.stringify(p)}: "${name}" is a symbolic link; not followed`,
+          'symlink',
+        );
+      if (!st.isDirectory())
+        throw new ConfineError(`${what} ${JSON.stringify(p)}: "${name}" is not a directory`, 'not-directory');
+      dirs.push(openStep(dir, name, st, `${what} ${JSON.stringify(p)}`));
+    }
+  } catch (e) {
+    closeBelow({ dirs });
+    throw e;
+  }
+  return {
+    rel: parts.join('/'),
+    stats,
+    dirs,
+    name: parts[parts.length - 1]!,
+    stat: stats[stats.length - 1]!,
+  };
+}
+
+/** Closes the directories resolveBelow opened (not its start). */
+export function closeBelow(r: { readonly dirs: readonly ConfinedDir[] }): void {
+  for (let i = 1; i < r.dirs.length; i++) r.dirs[i]!.close();
+}
