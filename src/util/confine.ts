@@ -22,14 +22,14 @@
 
 import fs from 'node:fs';
 import { isAbsolute, resolve, sep } from 'node:path';
-import { NdmpBaseError } from '../wire/errors.js';
+import { CodedError } from './coded-error.js';
 
 /** Why a path was refused. */
 export type ConfineReason =
   'symlink' | 'dotdot' | 'not-directory' | 'outside' | 'missing' | 'relative' | 'changed';
 
 /** A DMA-named path that does not stay inside an export, or a name that changed while it was resolved. */
-export class ConfineError extends NdmpBaseError {
+export class ConfineError extends CodedError {
   readonly code = 'NDMPD_CONFINE';
   constructor(
     message: string,
