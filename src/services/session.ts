@@ -8,6 +8,7 @@ import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 import type { Library } from '../devices/library.js';
 import type { HistoryHub } from '../history/hub.js';
+import type { AuthBackoff } from './auth-backoff.js';
 
 /** TCP ports the mover (and later the data service) listen on for data connections; 0..0 = any. */
 export interface PortRange {
@@ -46,7 +47,12 @@ export interface ServerContext {
   readonly history?: HistoryHub | null;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
+  /** Per-address penalties for failed logins (absent: no back-off, only the per-connection delay). */
+  readonly authBackoff?: AuthBackoff | null;
 }
+
+/** The services that make a session hold a device while they are not IDLE (or a tape is open). */
+export type BusyService = 'data' | 'tape' | 'mover';
 
 /** Extension negotiation (v4 CONFIG_GET/SET_EXT_LIST): listed first, then selected once. */
 export type ExtNegotiation = 'none' | 'listed' | 'selected';
@@ -84,6 +90,25 @@ export interface Session {
   readonly localAddress: string;
   /** Why the connection is ending ('peer closed', 'server shutting down', ...), or null while it is not. */
   readonly closeReason: string | null;
+  /** The DMA's address (an IPv4-mapped IPv6 peer as its IPv4 address); per-address limits count by it. */
+  readonly peerAddress: string;
+  /**
+   * A service took (`true`) or gave back (`false`) a device: a tape opened or
+   * closed, the mover or the data service left or went back to IDLE. A session
+   * holding any is never closed to make room, nor by the idle timeout.
+   */
+  setBusy(service: BusyService, busy: boolean): void;
+}
+
+/**
+ * For `.then()` after a request to a service thread succeeded: marks the
+ * session busy or free, passing the reply through unchanged.
+ */
+export function busyAfter(s: Session, service: BusyService, busy: boolean): <T>(reply: T) => T {
+  return (reply) => {
+    s.setBusy(service, busy);
+    return reply;
+  };
 }
 
 /** A reply as a handler returns it: everything but `error`, which the dispatcher sets. */

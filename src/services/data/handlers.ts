@@ -6,7 +6,7 @@ import { AddrType, M } from '../../wire/index.js';
 import type { NlistName, Pval } from '../../wire/index.js';
 import { connectDataToMover } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
-import { handler } from '../session.js';
+import { busyAfter, handler } from '../session.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 
@@ -73,6 +73,7 @@ export function dataOf(s: Session): DataClient {
       }
     },
     () => {
+      s.setBusy('data', false);
       if (threads.get(s) === client) threads.delete(s);
     },
   );
@@ -86,12 +87,18 @@ export function dataOf(s: Session): DataClient {
 }
 
 const dataGetState = handler(M.DATA_GET_STATE, { handle: (s) => dataOf(s).call('dataGetState', {}) });
-const dataListen = handler(M.DATA_LISTEN, { handle: (s, req) => dataOf(s).call('dataListen', req) });
+const dataListen = handler(M.DATA_LISTEN, {
+  handle: (s, req) =>
+    dataOf(s)
+      .call('dataListen', req)
+      .then(busyAfter(s, 'data', true)),
+});
 const dataConnect = handler(M.DATA_CONNECT, {
   handle: (s, req) =>
-    req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
+    (req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
       ? connectDataToMover(s)
-      : dataOf(s).call('dataConnect', req),
+      : dataOf(s).call('dataConnect', req)
+    ).then(busyAfter(s, 'data', true)),
 });
 const dataAbort = handler(M.DATA_ABORT, {
   handle: (s) => {
@@ -101,7 +108,12 @@ const dataAbort = handler(M.DATA_ABORT, {
     return client.call('dataAbort', {});
   },
 });
-const dataStop = handler(M.DATA_STOP, { handle: (s) => dataOf(s).call('dataStop', {}) });
+const dataStop = handler(M.DATA_STOP, {
+  handle: (s) =>
+    dataOf(s)
+      .call('dataStop', {})
+      .then(busyAfter(s, 'data', false)),
+});
 const dataGetEnv = handler(M.DATA_GET_ENV, { handle: (s) => dataOf(s).call('dataGetEnv', {}) });
 const dataStartBackup = handler(M.DATA_START_BACKUP, {
   handle: async (s, req) => {

@@ -5,7 +5,7 @@
 import { AddrType, ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
 import { connectMoverToData } from '../local-link.js';
 import type { Handler, Session } from '../session.js';
-import { handler } from '../session.js';
+import { busyAfter, handler } from '../session.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
 
@@ -53,6 +53,8 @@ export function driveOf(s: Session): SessionDrive {
       // The thread died under us: its tape and mover are gone. Free the
       // device and start afresh on the next request.
       release();
+      s.setBusy('tape', false);
+      s.setBusy('mover', false);
       if (drives.get(s) === created) drives.delete(s);
     },
   );
@@ -95,6 +97,7 @@ const tapeOpen = handler(M.TAPE_OPEN, {
       throw e;
     }
     d.release = release;
+    s.setBusy('tape', true);
     s.log.info({ device: req.device, tape: tapePath, mode: req.mode }, 'tape opened');
   },
 });
@@ -110,10 +113,12 @@ const tapeClose = handler(M.TAPE_CLOSE, {
       if (e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) throw e;
       d.release?.();
       d.release = null;
+      s.setBusy('tape', false);
       throw e;
     }
     d.release?.();
     d.release = null;
+    s.setBusy('tape', false);
     s.log.info('tape closed');
   },
 });
@@ -142,13 +147,17 @@ const moverGetState = handler(M.MOVER_GET_STATE, {
   handle: (s) => driveOf(s).drive.call('moverGetState', {}),
 });
 const moverListen = handler(M.MOVER_LISTEN, {
-  handle: (s, req) => driveOf(s).drive.call('moverListen', req),
+  handle: (s, req) =>
+    driveOf(s)
+      .drive.call('moverListen', req)
+      .then(busyAfter(s, 'mover', true)),
 });
 const moverConnect = handler(M.MOVER_CONNECT, {
   handle: (s, req) =>
-    req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
+    (req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
       ? connectMoverToData(s, req.mode)
-      : driveOf(s).drive.call('moverConnect', req),
+      : driveOf(s).drive.call('moverConnect', req)
+    ).then(busyAfter(s, 'mover', true)),
 });
 const moverSetRecordSize = handler(M.MOVER_SET_RECORD_SIZE, {
   handle: (s, req) => driveOf(s).drive.call('moverSetRecordSize', req),
@@ -161,7 +170,12 @@ const moverContinue = handler(M.MOVER_CONTINUE, {
   handle: (s) => driveOf(s).drive.call('moverContinue', {}),
 });
 const moverAbort = handler(M.MOVER_ABORT, { handle: (s) => driveOf(s).drive.call('moverAbort', {}) });
-const moverStop = handler(M.MOVER_STOP, { handle: (s) => driveOf(s).drive.call('moverStop', {}) });
+const moverStop = handler(M.MOVER_STOP, {
+  handle: (s) =>
+    driveOf(s)
+      .drive.call('moverStop', {})
+      .then(busyAfter(s, 'mover', false)),
+});
 const moverClose = handler(M.MOVER_CLOSE, { handle: (s) => driveOf(s).drive.call('moverClose', {}) });
 
 export const tapeHandlers: readonly Handler[] = [
