@@ -6,10 +6,12 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Library } from '../../src/devices/library.js';
 import type { NdmpClient } from '../../src/dma/client.js';
 import { AuthBackoff } from '../../src/services/auth-backoff.js';
@@ -32,6 +34,7 @@ import type { HaltedPost, Header } from '../../src/wire/index.js';
 import { PASSWORD, USER, client, startServer, u32be } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 import { makeSampleTree } from '../helpers/trees.js';
+import { NDMPD_BIN } from '../helpers/ndmpd-process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -483,5 +486,32 @@ describe('allow-list', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('ndmpd flags', () => {
+  test('every slot setting is a flag; --allow repeats', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      NDMPD_BIN,
+      '--check-config',
+      '--allow',
+      '10.0.0.0/8',
+      '--allow',
+      '::1',
+      '--max-unauthenticated-per-address',
+      '2',
+      '--reserved-connections',
+      '3',
+      '--idle-timeout',
+      '5',
+      '--auth-backoff-max',
+      '0',
+    ]);
+    const c = JSON.parse(stdout) as Record<string, unknown>;
+    assert.deepEqual(c.allow, ['10.0.0.0/8', '::1/128']);
+    assert.equal(c.maxUnauthenticatedPerAddress, 2);
+    assert.equal(c.reservedConnections, 3);
+    assert.equal(c.idleTimeoutMs, 5000);
+    assert.equal(c.authBackoffMaxMs, 0);
   });
 });

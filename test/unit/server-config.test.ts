@@ -3,7 +3,10 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, resolveConfig } from '../../src/cli/server-config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, readConfigFile, resolveConfig } from '../../src/cli/server-config.js';
 
 const base = { 'state-dir': '/tmp/ndmpd-config-test' };
 
@@ -62,6 +65,33 @@ describe('connection-slot settings', () => {
           return true;
         },
       );
+    }
+  });
+
+  test('the TOML file: the keys as ndmpd.example.toml shows them', () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-config-'));
+    try {
+      const file = join(dir, 'ndmpd.toml');
+      writeFileSync(
+        file,
+        [
+          'allow = ["10.0.0.0/8", "192.0.2.17", "::1/128"]',
+          'max-connections = 64',
+          'max-unauthenticated = 16',
+          'max-unauthenticated-per-address = 4',
+          'reserved-connections = 8',
+          'idle-timeout = 900',
+          'auth-backoff-max = 60',
+          '[history]',
+          'threads = 1',
+        ].join('\n'),
+      );
+      const c = resolveConfig({ ...readConfigFile(file), ...base }, {});
+      assert.deepEqual(c.allow, ['10.0.0.0/8', '192.0.2.17/32', '::1/128']);
+      assert.equal(c.reservedConnections, 8);
+      assert.equal(c.idleTimeoutMs, 900_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
