@@ -246,6 +246,17 @@ export class Connection implements Session {
     }
   }
 
+  /** Runs `fn` once the socket has closed (at once if it has). */
+  onSocketGone(fn: () => void): void {
+    if (this.socket.closed) fn();
+    else this.socket.once('close', fn);
+  }
+
+  /** Drops the socket now, whatever is still unsent: for a connection already told why it goes. */
+  destroyNow(): void {
+    this.socket.destroy();
+  }
+
   /**
    * Closes this connection so that a newcomer may have its slot: SHUTDOWN
    * with the reason first, so the DMA (or its operator) knows why.

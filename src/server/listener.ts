@@ -98,8 +98,12 @@ export class NdmpServer {
   /** close() waiting for the last connection to have closed. */
   private readonly drained: (() => void)[] = [];
   private nextId = 1;
-  /** Refused or disallowed sockets not yet closed: bounded, so refusing cannot pile up sockets. */
-  private lingering = 0;
+  /**
+   * Refused connections and those that gave way, until their sockets close
+   * (a peer that reads nothing keeps one up to a few seconds). Bounded: past
+   * the bound the oldest is dropped at once; it has had its notice.
+   */
+  private readonly departing = new Set<Connection>();
   private readonly allowList: AllowList;
   private readonly deniedLog = new LogBudget();
   private readonly evictedLog = new LogBudget();
@@ -154,21 +158,6 @@ export class NdmpServer {
       socket.destroy();
       return;
     }
-    // Sockets still on their way out (refused, or given way) are bounded too:
-    // past the bound a newcomer is dropped at once rather than greeted.
-    let leaving = 0;
-    for (const c of this.connections) if (c.slot === 'leaving') leaving++;
-    if (leaving + this.lingering >= Math.max(16, this.opts.maxConnections)) {
-      const { loud } = this.deniedLog.take();
-      if (loud)
-        this.ctx.log.warn(
-          { peer: `${address}:${socket.remotePort}` },
-          'too many connections closing; dropped',
-        );
-      socket.on('error', () => undefined);
-      socket.destroy();
-      return;
-    }
     const id = this.nextId++;
     const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) => {
       this.connections.delete(c);
@@ -179,9 +168,8 @@ export class NdmpServer {
     const a = this.admit(conn);
     if (a.verdict === 'refuse') {
       // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
-      this.lingering++;
-      socket.once('close', () => this.lingering--);
       conn.refuse(a.reason);
+      this.depart(conn);
       return;
     }
     if (a.victim) {
@@ -196,9 +184,21 @@ export class NdmpServer {
       if (loud) this.ctx.log.warn(fields, a.why);
       else this.ctx.log.debug(fields, a.why);
       a.victim.evict(a.why);
+      this.depart(a.victim);
     }
     this.connections.add(conn);
     conn.start();
+  }
+
+  private depart(c: Connection): void {
+    const bound = Math.max(16, this.opts.maxConnections);
+    for (const old of this.departing) {
+      if (this.departing.size < bound) break;
+      this.departing.delete(old);
+      old.destroyNow();
+    }
+    this.departing.add(c);
+    c.onSocketGone(() => this.departing.delete(c));
   }
 
   /**
