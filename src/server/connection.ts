@@ -146,13 +146,17 @@ export class Connection implements Session {
     this.notifyStatus(ConnectionStatusReason.NDMP_CONNECTED, '');
   }
 
-  /** Turns the connection away (it was never started): REFUSED with the reason, then close. */
-  refuse(reason: string): void {
+  /**
+   * Turns the connection away (it was never started): REFUSED with the reason,
+   * then close. `loud` false logs at debug (the listener rate-limits refusals).
+   */
+  refuse(reason: string, loud = true): void {
     this.socket.on('error', (e: NodeJS.ErrnoException) =>
       this.log.debug({ err: e.code ?? e.message }, 'socket error'),
     );
     this.socket.on('close', () => (this.closed = true));
-    this.log.warn({ reason }, 'connection refused');
+    if (loud) this.log.warn({ reason }, 'connection refused');
+    else this.log.debug({ reason }, 'connection refused');
     this.notifyStatus(ConnectionStatusReason.NDMP_REFUSED, reason);
     this.closing = reason;
     this.endNow();

@@ -107,6 +107,7 @@ export class NdmpServer {
   private readonly allowList: AllowList;
   private readonly deniedLog = new LogBudget();
   private readonly evictedLog = new LogBudget();
+  private readonly refusedLog = new LogBudget();
 
   constructor(
     private readonly ctx: ServerContext,
@@ -168,7 +169,7 @@ export class NdmpServer {
     const a = this.admit(conn);
     if (a.verdict === 'refuse') {
       // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
-      conn.refuse(a.reason);
+      conn.refuse(a.reason, this.refusedLog.take().loud);
       this.depart(conn);
       return;
     }

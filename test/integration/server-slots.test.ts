@@ -427,6 +427,13 @@ describe('idle timeout', () => {
       await holder.call(M.DATA_LISTEN, { addrType: AddrType.NDMP_ADDR_TCP });
       assert.equal(await told, 'idle for 0.3 s holding no device (idle-timeout); closed');
       await assert.rejects(idle.call(M.CONFIG_GET_HOST_INFO, {}));
+      // A session that keeps asking is not idle, device or not.
+      const asking = await client(s.port, 'md5');
+      for (let i = 0; i < 30; i++) {
+        await asking.call(M.CONFIG_GET_HOST_INFO, {});
+        await sleep(30);
+      }
+      await asking.close();
       // Several periods later the one holding a device is still there.
       await sleep(1000);
       assert.equal((await holder.call(M.CONFIG_GET_HOST_INFO, {})).hostname, 'testhost');
