@@ -11,6 +11,7 @@ import {
   DEFAULT_USER,
   ensureGeneratedAuthFile,
 } from '../services/credentials.js';
+import { AuthBackoff, DEFAULT_AUTH_BACKOFF } from '../services/auth-backoff.js';
 import { Library, LibraryError } from '../devices/library.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
@@ -71,8 +72,35 @@ async function main(argv: string[]): Promise<void> {
     )
     .option('--export <name=path>', 'offer a directory tree for backup (repeatable)', collect)
     .option('--auth-file <file>', 'user:password lines, mode 0600 (default: generated in the state dir)')
-    .option('--max-connections <n>', 'refuse DMA connections beyond this many (default 64)')
-    .option('--max-unauthenticated <n>', 'refuse connections beyond this many not yet logged in (default 16)')
+    .option(
+      '--max-connections <n>',
+      'DMA connections at most; when full, the longest-idle session without a device gives way (default 64)',
+    )
+    .option(
+      '--max-unauthenticated <n>',
+      'connections not yet logged in at most; beyond, the oldest of them gives way (default 16)',
+    )
+    .option(
+      '--max-unauthenticated-per-address <n>',
+      'connections not yet logged in from one address (IPv6: one /64); more are refused (default 4)',
+    )
+    .option(
+      '--reserved-connections <n>',
+      'slots only sessions holding a device (tape, mover, data) may fill (default max-connections / 8)',
+    )
+    .option(
+      '--idle-timeout <seconds>',
+      'close logged-in sessions that hold no device and send nothing for this long (default 900, 0 = never)',
+    )
+    .option(
+      '--allow <cidr>',
+      'only these networks may connect, e.g. 10.0.0.0/8, ::1/128, a bare address (repeatable; default all)',
+      collect,
+    )
+    .option(
+      '--auth-backoff-max <seconds>',
+      'failed logins from an address: refused unchecked for 1, 2, 4 ... s, up to this (default 60, 0 = off)',
+    )
     .option(
       '--max-record-size <bytes>',
       'close a connection that sends a larger NDMP record (default 4 MiB + 4 KiB)',
@@ -161,6 +189,10 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   for (const k of [
     'max-connections',
     'max-unauthenticated',
+    'max-unauthenticated-per-address',
+    'reserved-connections',
+    'idle-timeout',
+    'auth-backoff-max',
     'max-record-size',
     'pre-auth-timeout',
     'drives',
@@ -175,6 +207,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   }
   if (Array.isArray(o.export)) flags.export = o.export;
   if (typeof o.restoreSpecial === 'boolean') flags['restore-special'] = o.restoreSpecial;
+  if (Array.isArray(o.allow)) flags.allow = o.allow;
   const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
   const cfg = resolveConfig(file, flags);
 
@@ -211,6 +244,10 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     history,
     stateDir: cfg.stateDir,
     restoreSpecial: cfg.restore.special,
+    authBackoff:
+      cfg.authBackoffMaxMs > 0
+        ? new AuthBackoff({ ...DEFAULT_AUTH_BACKOFF, maxMs: cfg.authBackoffMaxMs })
+        : null,
   };
   if (cfg.exports.length === 0)
     log.warn('no exports configured: nothing can be backed up (use --export NAME=PATH)');
@@ -221,9 +258,14 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     port: cfg.port,
     maxConnections: cfg.maxConnections,
     maxUnauthenticated: cfg.maxUnauthenticated,
+    maxUnauthenticatedPerAddress: cfg.maxUnauthenticatedPerAddress,
+    reservedConnections: cfg.reservedConnections,
     maxRecordSize: cfg.maxRecordSize,
     preAuthTimeoutMs: cfg.preAuthTimeoutMs,
+    idleTimeoutMs: cfg.idleTimeoutMs,
+    allow: cfg.allow,
   });
+  if (cfg.allow.length > 0) log.info({ allow: cfg.allow }, 'only these networks may connect');
   try {
     await server.listen();
   } catch (e) {

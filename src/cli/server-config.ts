@@ -11,6 +11,7 @@ import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
 import type { Export } from '../services/exports.js';
 import { envFlag } from '../util/env-flag.js';
+import { AddressError, parseCidr } from '../util/address.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 import { CodedError } from '../util/coded-error.js';
 
@@ -27,8 +28,18 @@ export interface ServerConfig {
   exports: Export[];
   maxConnections: number;
   maxUnauthenticated: number;
+  /** Unauthenticated connections one address may have; more are REFUSED. */
+  maxUnauthenticatedPerAddress: number;
+  /** Slots that only sessions holding a device may fill. */
+  reservedConnections: number;
   maxRecordSize: number;
   preAuthTimeoutMs: number;
+  /** Logged-in sessions holding no device are closed after this long without a request; 0 = never. */
+  idleTimeoutMs: number;
+  /** Networks that may connect (CIDR); empty = every address. */
+  allow: string[];
+  /** The cap of an address's penalty for failed logins; 0 = no back-off. */
+  authBackoffMaxMs: number;
   logLevel: string;
   logFormat: 'json' | 'pretty' | undefined;
   /** The virtual tape library folder (default `<stateDir>/library`). */
@@ -63,8 +74,13 @@ export interface ConfigInput {
   export?: string[] | Record<string, string>;
   'max-connections'?: number | string;
   'max-unauthenticated'?: number | string;
+  'max-unauthenticated-per-address'?: number | string;
+  'reserved-connections'?: number | string;
   'max-record-size'?: number | string;
   'pre-auth-timeout'?: number | string;
+  'idle-timeout'?: number | string;
+  allow?: string[] | string;
+  'auth-backoff-max'?: number | string;
   'log-level'?: string;
   'log-format'?: string;
   library?: string;
@@ -111,8 +127,13 @@ const KNOWN_KEYS = new Set<string>([
   'export',
   'max-connections',
   'max-unauthenticated',
+  'max-unauthenticated-per-address',
+  'reserved-connections',
   'max-record-size',
   'pre-auth-timeout',
+  'idle-timeout',
+  'allow',
+  'auth-backoff-max',
   'log-level',
   'log-format',
   'library',
@@ -301,13 +322,25 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
   const stateDir = resolve(cwd, pick('state-dir') ?? defaultStateDir());
   const timeout = pick('pre-auth-timeout');
   const library = pick('library');
+  const maxConnections = integer(pick('max-connections') ?? 64, 'max-connections', 1, 100_000);
+  // By default an eighth of the slots (8 of 64) is kept for sessions that move data.
+  const reserved = pick('reserved-connections');
+  const reservedConnections =
+    reserved === undefined
+      ? Math.floor(maxConnections / 8)
+      : integer(reserved, 'reserved-connections', 0, 100_000);
+  if (reservedConnections >= maxConnections) {
+    throw new ConfigError(
+      `reserved-connections (${reservedConnections}) must be less than max-connections (${maxConnections}), or no one could log in`,
+    );
+  }
   return {
     host,
     port,
     stateDir,
     authFile: authFile ? (isAbsolute(authFile) ? authFile : resolve(cwd, authFile)) : null,
     exports,
-    maxConnections: integer(pick('max-connections') ?? 64, 'max-connections', 1, 100_000),
+    maxConnections,
     maxRecordSize: integer(
       pick('max-record-size') ?? DEFAULT_MAX_RECORD_SIZE,
       'max-record-size',
@@ -315,7 +348,17 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
       0x7fffffff,
     ),
     maxUnauthenticated: integer(pick('max-unauthenticated') ?? 16, 'max-unauthenticated', 1, 100_000),
+    maxUnauthenticatedPerAddress: integer(
+      pick('max-unauthenticated-per-address') ?? 4,
+      'max-unauthenticated-per-address',
+      1,
+      100_000,
+    ),
+    reservedConnections,
     preAuthTimeoutMs: integer(timeout ?? 30, 'pre-auth-timeout', 0, MAX_TIMER_SECONDS) * 1000,
+    idleTimeoutMs: integer(pick('idle-timeout') ?? 900, 'idle-timeout', 0, MAX_TIMER_SECONDS) * 1000,
+    allow: [...toAllow(file.allow), ...toAllow(flags.allow)],
+    authBackoffMaxMs: integer(pick('auth-backoff-max') ?? 60, 'auth-backoff-max', 0, 86_400) * 1000,
     logLevel,
     logFormat,
     library: resolve(cwd, library || join(stateDir, 'library')),
@@ -353,6 +396,23 @@ function yesNo(v: unknown, what: string): boolean {
   const b = typeof v === 'string' ? envFlag(v) : null;
   if (b === null) throw new ConfigError(`${what} must be true or false, not '${String(v)}'`);
   return b;
+}
+
+/** `allow`: a list of CIDRs (or one), each checked here so a typo stops the start, not a DMA. */
+function toAllow(v: ConfigInput['allow']): string[] {
+  if (v === undefined) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((c) => {
+    if (typeof c !== 'string')
+      throw new ConfigError(`allow must be a list of CIDRs such as "10.0.0.0/8", not ${JSON.stringify(c)}`);
+    try {
+      const { address, prefix } = parseCidr(c);
+      return `${address}/${prefix}`;
+    } catch (e) {
+      if (e instanceof AddressError) throw new ConfigError(`allow: ${e.message}`);
+      throw e;
+    }
+  });
 }
 
 function historyMode(v: unknown): 'worker' | 'lockstep' {

@@ -8,8 +8,10 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
+import { holdsDevice } from '../services/activity.js';
 import type { ExtNegotiation, Handler, ServerContext, Session } from '../services/session.js';
 import { stateRefusal } from '../services/session.js';
+import { normalizeAddress, peerKey } from '../util/address.js';
 import {
   ConnectionStatusReason,
   ErrorCode,
@@ -34,7 +36,19 @@ export interface ConnectionOptions {
   maxRecordSize: number;
   /** A connection that has not authenticated within this time is closed (0 = never). */
   preAuthTimeoutMs: number;
+  /**
+   * A logged-in session that holds no device and sends no request for this
+   * long is closed (0 = never). One that holds a device is never timed out.
+   */
+  idleTimeoutMs: number;
 }
+
+/**
+ * Where a connection stands for the listener's slot accounting: not logged in,
+ * logged in holding no device, holding one (never closed to make room), or on
+ * its way out (no longer counted).
+ */
+export type SlotState = 'unauthenticated' | 'idle' | 'busy' | 'leaving';
 
 /** Bytes of requests read ahead of the one being handled before reading pauses. */
 const MAX_QUEUED_BYTES = 256 * 1024;
@@ -54,6 +68,7 @@ export interface ConnectionStats {
   queuedBytes: number;
   /** Reply bytes written but not yet taken by the DMA. */
   outputBytes: number;
+  slot: SlotState;
 }
 
 export class Connection implements Session {
@@ -65,8 +80,17 @@ export class Connection implements Session {
   authFailures = 0;
   extNegotiation: ExtNegotiation = 'none';
   readonly log: Logger;
+  /** The peer's address, IPv4-mapped IPv6 as IPv4. */
+  readonly peerAddress: string;
+  /** What per-address limits count by (an IPv4 address or an IPv6 /64). */
+  readonly peerKey: string;
+  /** `address:port`, for log lines that name this peer. */
+  readonly peer: string;
 
   private sequence = 0;
+  /** The last request, login, or device given back: the idle timeout and eviction order count from it. */
+  private lastActivity = Date.now();
+  private idleTimer: NodeJS.Timeout | null = null;
   private readonly framer: RecordFramer;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
@@ -92,7 +116,10 @@ export class Connection implements Session {
     private readonly opts: ConnectionOptions,
     private readonly onClosed: (c: Connection) => void,
   ) {
-    this.log = ctx.log.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.peerAddress = normalizeAddress(socket.remoteAddress ?? '');
+    this.peerKey = peerKey(this.peerAddress);
+    this.peer = `${this.peerAddress}:${socket.remotePort}`;
+    this.log = ctx.log.child({ conn: id, peer: this.peer });
     this.trace = this.log.isLevelEnabled('debug');
     // Small records only until the DMA has shown who it is.
     this.framer = new RecordFramer(Math.min(PRE_AUTH_MAX_RECORD_SIZE, opts.maxRecordSize));
@@ -120,13 +147,17 @@ export class Connection implements Session {
     this.notifyStatus(ConnectionStatusReason.NDMP_CONNECTED, '');
   }
 
-  /** Turns the connection away (it was never started): REFUSED with the reason, then close. */
-  refuse(reason: string): void {
+  /**
+   * Turns the connection away (it was never started): REFUSED with the reason,
+   * then close. `loud` false logs at debug (the listener rate-limits refusals).
+   */
+  refuse(reason: string, loud = true): void {
     this.socket.on('error', (e: NodeJS.ErrnoException) =>
       this.log.debug({ err: e.code ?? e.message }, 'socket error'),
     );
     this.socket.on('close', () => (this.closed = true));
-    this.log.warn({ reason }, 'connection refused');
+    if (loud) this.log.warn({ reason }, 'connection refused');
+    else this.log.debug({ reason }, 'connection refused');
     this.notifyStatus(ConnectionStatusReason.NDMP_REFUSED, reason);
     this.closing = reason;
     this.endNow();
@@ -175,18 +206,54 @@ export class Connection implements Session {
   stats(): ConnectionStats {
     return {
       id: this.id,
-      peer: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      peer: this.peer,
       user: this.user,
       version: this.version,
       requests: this.requests,
       queuedBytes: this.queuedBytes,
       outputBytes: this.socket.writableLength,
+      slot: this.slot,
     };
   }
 
   /** Whether the DMA has authenticated (the listener counts the others). */
   get isAuthenticated(): boolean {
     return this.authenticated;
+  }
+
+  get slot(): SlotState {
+    if (this.closing !== null || this.closed || this.ending) return 'leaving';
+    if (!this.authenticated) return 'unauthenticated';
+    return holdsDevice(this) ? 'busy' : 'idle';
+  }
+
+  /** When the session last did something (a request, its login, a device given back). */
+  get idleSince(): number {
+    return this.lastActivity;
+  }
+
+  /** A request is being handled: the session is not idle, whatever it holds. */
+  get inRequest(): boolean {
+    return this.draining;
+  }
+
+  /** Runs `fn` once the socket has closed (at once if it has). */
+  onSocketGone(fn: () => void): void {
+    if (this.socket.closed) fn();
+    else this.socket.once('close', fn);
+  }
+
+  /** Drops the socket now, whatever is still unsent: for a connection already told why it goes. */
+  destroyNow(): void {
+    this.socket.destroy();
+  }
+
+  /**
+   * Closes this connection so that a newcomer may have its slot: SHUTDOWN
+   * with the reason first, so the DMA (or its operator) knows why.
+   */
+  evict(text: string): void {
+    this.shutdown(text);
   }
 
   /** Server shutdown: say so, then hang up once the output is flushed. */
@@ -226,6 +293,8 @@ export class Connection implements Session {
     try {
       for (let rec = this.queue.shift(); rec; rec = this.queue.shift()) {
         this.queuedBytes -= rec.length;
+        this.lastActivity = Date.now();
+        this.idleTimer?.refresh();
         try {
           await this.handleRecord(rec);
         } catch (e) {
@@ -359,6 +428,40 @@ export class Connection implements Session {
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = null;
     this.framer.setMaxRecordSize(this.opts.maxRecordSize);
+    this.lastActivity = Date.now();
+    this.startIdleTimer();
+  }
+
+  /** Arms (or re-arms) the idle timeout of a logged-in session that holds no device. */
+  private startIdleTimer(): void {
+    const ms = this.opts.idleTimeoutMs;
+    if (ms <= 0 || !this.authenticated || this.closed) return;
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => this.onIdleTimeout(), ms);
+    this.idleTimer.unref();
+  }
+
+  private stopIdleTimer(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  private onIdleTimeout(): void {
+    this.idleTimer = null;
+    if (this.closed || this.closing !== null) return;
+    // A request in hand is activity, and a device held is work: look again a whole period later.
+    if (this.draining || holdsDevice(this)) {
+      this.startIdleTimer();
+      return;
+    }
+    const seconds = this.opts.idleTimeoutMs / 1000;
+    const text = `idle for ${seconds} s holding no device (idle-timeout); closed`;
+    this.log.warn({ idleTimeoutS: seconds, user: this.user }, 'idle session timed out; closing');
+    this.notifyStatus(ConnectionStatusReason.NDMP_SHUTDOWN, text);
+    this.close(text);
   }
 
   // ---- output --------------------------------------------------------------
@@ -481,6 +584,7 @@ export class Connection implements Session {
     if (this.closed) return;
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.stopIdleTimer();
     this.log.info({ reason: this.closing ?? 'socket closed' }, 'connection closed');
     void this.runHooks(this.closeHooks.splice(0)).then(() => this.cleanupDone());
     this.onClosed(this);

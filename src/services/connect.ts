@@ -58,16 +58,42 @@ function verify(s: Session, a: AuthData): Verdict {
 const connectClientAuth = handler(M.CONNECT_CLIENT_AUTH, {
   preAuth: true,
   async handle(s, req) {
+    const backoff = s.ctx.authBackoff ?? null;
+    const wait = backoff?.penaltyLeft(s.peerAddress) ?? 0;
+    if (backoff && wait > 0) {
+      // The address is paying for earlier wrong passwords: no password is looked
+      // at until its penalty is over, and the answer comes at once (nothing to slow
+      // down, and a storm ties up no timers). Other addresses are not affected.
+      s.md5Challenge = null;
+      s.authFailures++;
+      const retry = Math.ceil(wait / 1000);
+      if (backoff.firstRefusalOfWindow(s.peerAddress)) {
+        s.log.warn(
+          { peer: s.peerAddress, retryInS: retry },
+          'authentication refused unchecked: this address failed to log in recently (further refusals in this window are not logged)',
+        );
+      }
+      if (s.authFailures >= MAX_AUTH_FAILURES) s.close(`${MAX_AUTH_FAILURES} failed authentication attempts`);
+      throw new NdmpError(
+        ErrorCode.NDMP_NOT_AUTHORIZED_ERR,
+        `too many failed logins from ${s.peerAddress}: retry in ${retry} s`,
+      );
+    }
     const { user, refused } = verify(s, req.authData);
     if (refused !== null) {
       // Each guess costs the guesser a delay, and the connection goes after a few.
       s.authFailures++;
+      const penaltyMs = backoff?.failed(s.peerAddress) ?? 0;
       // The user name is the peer's text: cut it so a refusal cannot flood the log.
-      s.log.warn({ user: user.slice(0, 64), failures: s.authFailures }, `authentication refused: ${refused}`);
+      s.log.warn(
+        { user: user.slice(0, 64), failures: s.authFailures, peer: s.peerAddress, penaltyMs },
+        `authentication refused: ${refused}`,
+      );
       if (s.authFailures >= MAX_AUTH_FAILURES) s.close(`${MAX_AUTH_FAILURES} failed authentication attempts`);
       await new Promise((r) => setTimeout(r, s.ctx.authFailureDelayMs ?? DEFAULT_AUTH_FAILURE_DELAY_MS));
       throw new NdmpError(ErrorCode.NDMP_NOT_AUTHORIZED_ERR, 'authentication failed');
     }
+    backoff?.succeeded(s.peerAddress);
     s.user = user;
     const authType = req.authData.authType === AuthType.NDMP_AUTH_MD5 ? 'md5' : 'text';
     s.log.info({ user, authType }, 'authenticated');

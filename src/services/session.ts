@@ -9,6 +9,7 @@ import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 import type { Library } from '../devices/library.js';
 import type { HistoryHub } from '../history/hub.js';
+import type { AuthBackoff } from './auth-backoff.js';
 
 /** TCP ports the mover (and later the data service) listen on for data connections; 0..0 = any. */
 export interface PortRange {
@@ -49,6 +50,8 @@ export interface ServerContext {
   readonly restoreSpecial?: boolean;
   /** A refused CONNECT_CLIENT_AUTH is answered after this long, to slow password guessing (default 1000). */
   readonly authFailureDelayMs?: number;
+  /** Per-address penalties for failed logins (absent: no back-off, only the per-connection delay). */
+  readonly authBackoff?: AuthBackoff | null;
 }
 
 /** Extension negotiation (v4 CONFIG_GET/SET_EXT_LIST): listed first, then selected once. */
@@ -87,6 +90,8 @@ export interface Session {
   readonly localAddress: string;
   /** Why the connection is ending ('peer closed', 'server shutting down', ...), or null while it is not. */
   readonly closeReason: string | null;
+  /** The DMA's address (an IPv4-mapped IPv6 peer as its IPv4 address); per-address limits count by it. */
+  readonly peerAddress: string;
 }
 
 /** A reply as a handler returns it: everything but `error`, which the dispatcher sets. */

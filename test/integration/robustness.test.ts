@@ -6,7 +6,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { NdmpClient } from '../../src/dma/client.js';
-import { ErrorCode, M, NdmpError, TransportError } from '../../src/wire/index.js';
+import {
+  AddrType,
+  ConnectionStatusReason,
+  ErrorCode,
+  M,
+  NdmpError,
+  TransportError,
+} from '../../src/wire/index.js';
 import { RawPeer, client, startServer, u32be } from '../helpers/in-process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,6 +32,8 @@ describe('robustness of the control connection', () => {
     const s = await startServer({ maxConnections: 1 });
     try {
       const holder = await client(s.port);
+      // Holding a device (the data service listening), it never gives way to a newcomer.
+      await holder.call(M.DATA_LISTEN, { addrType: AddrType.NDMP_ADDR_TCP });
       const sockets: net.Socket[] = [];
       for (let i = 0; i < 20; i++) {
         const sock = net.connect({ host: '127.0.0.1', port: s.port });
@@ -94,23 +103,24 @@ describe('robustness of the control connection', () => {
     }
   });
 
-  test('peers that do not log in get a share of the slots only', async () => {
+  test('peers that do not log in get a share of the slots only: the oldest gives way to a newcomer', async () => {
     const s = await startServer({ maxUnauthenticated: 2 });
     try {
       const a = await NdmpClient.connect({ host: '127.0.0.1', port: s.port });
+      const shutdown = new Promise<string>((r) =>
+        a.onPost(M.NOTIFY_CONNECTION_STATUS, (b) => {
+          if (b.reason === ConnectionStatusReason.NDMP_SHUTDOWN) r(b.textReason);
+        }),
+      );
       const b = await NdmpClient.connect({ host: '127.0.0.1', port: s.port });
-      await assert.rejects(NdmpClient.connect({ host: '127.0.0.1', port: s.port }), (e: unknown) => {
-        assert.ok(e instanceof TransportError);
-        assert.equal(e.code, 'NDMP_REFUSED');
-        assert.match(e.message, /unauthenticated/);
-        return true;
-      });
-      // One logs in: a slot for a newcomer opens.
-      await a.open();
-      await a.authText('dma', 'pa55-Word!');
+      // The pool is full: the newcomer gets in, the oldest unauthenticated one goes.
       const c = await client(s.port);
+      assert.match(await shutdown, /unauthenticated connection closed to make room/);
+      await assert.rejects(a.call(M.CONFIG_GET_SERVER_INFO, {}), TransportError);
       assert.equal((await c.call(M.CONFIG_GET_HOST_INFO, {})).hostname, 'testhost');
-      await Promise.all([a.close(), b.close(), c.close()]);
+      await b.open();
+      await b.authText('dma', 'pa55-Word!');
+      await Promise.all([b.close(), c.close()]);
     } finally {
       await s.close();
     }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { NdmpClient } from '../../src/dma/client.js';
 import {
   ALL_MESSAGES,
+  AddrType,
   AuthType,
   ConnectionStatusReason,
   ErrorCode,
@@ -376,6 +377,8 @@ describe('ndmpd connection limits', () => {
     const s = await startServer({ maxConnections: 1 });
     try {
       const first = await client(s.port);
+      // Holding a device (the data service listening), it never gives way to a newcomer.
+      await first.call(M.DATA_LISTEN, { addrType: AddrType.NDMP_ADDR_TCP });
       await assert.rejects(
         NdmpClient.connect({ host: '127.0.0.1', port: s.port, timeoutMs: 3000 }),
         (e: unknown) => {

@@ -47,6 +47,8 @@ describe('ndmjob -q against ndmpd', { timeout: 300_000 }, () => {
 
   before(async () => {
     // Without ndmjob every test skips (or, under CI, fails) on its own.
+    // Wrong and right logins here all come from 127.0.0.1, some at once: the
+    // back-off's free failures (src/services/auth-backoff.ts) keep the right one in.
     if (peers.ndmjob) p = await startNdmpd();
   }, TIMEOUT);
 
