@@ -1,4 +1,4 @@
-// Lint rules that carry the architecture (DESIGN.md, "Layers") as well as style.
+// Lint rules that carry the architecture (docs/design.md, "Layers") as well as style.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -61,7 +61,7 @@ export default tseslint.config(
           patterns: [
             {
               group: wireForbidden,
-              message: 'src/wire is pure: no sockets, files or threads (DESIGN.md, Layers).',
+              message: 'src/wire is pure: no sockets, files or threads (docs/design.md, Layers).',
             },
             {
               // One exception: the coded base every error class extends
@@ -95,7 +95,7 @@ export default tseslint.config(
           patterns: [
             {
               group: ['../*'],
-              message: 'src/ring imports nothing of ours (DESIGN.md, Layers).',
+              message: 'src/ring imports nothing of ours (docs/design.md, Layers).',
             },
           ],
         },
@@ -120,7 +120,7 @@ export default tseslint.config(
                 '../catalog/*',
                 '../cli/*',
               ],
-              message: 'src/history may import wire, ring and util only (DESIGN.md, Layers).',
+              message: 'src/history may import wire, ring and util only (docs/design.md, Layers).',
             },
           ],
         },

@@ -16,7 +16,7 @@
 // (one untimed tar first) and one untimed backup per server (JIT, first walk).
 // Each run writes a new file: tar's output is removed and the drive's tape
 // swapped for a blank one before the run, untimed. The prototype rewrote both
-// in place (DESIGN.md, "Measured in a prototype"), but here (ext4 mounted with
+// in place (docs/design.md, "Measured in a prototype"), but here (ext4 mounted with
 // `discard`, a VM disk) freeing the old blocks inside the timed write cost GNU
 // tar ~0.8 s per GiB and ndmpd's REW-and-overwrite ~0.3 s: it made the baseline
 // 2× slower and the ratio to it flattering. --in-place measures that way.

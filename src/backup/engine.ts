@@ -1,13 +1,13 @@
 // The backup engine of a session thread: walks a tree, reads its files and
 // writes a POSIX pax stream to a sink (the data connection, or the byte ring to
 // this server's own mover). Synchronous file calls (this runs on a worker
-// thread, where they are the fast path: DESIGN.md, "Measured in a prototype"),
+// thread, where they are the fast path: docs/design.md, "Measured in a prototype"),
 // file data read straight into the stream buffer, one buffer reused for the
 // whole backup. Between buffers it awaits the sink, which is also where a
 // DMA's abort and GET_STATE get their turn.
 //
 // Per-file trouble (vanished, unreadable, changed while read) is reported and
-// the backup goes on (restic's policy; PROTOCOL.md §7.1).
+// the backup goes on (restic's policy; docs/protocol.md §7.1).
 //
 // Confinement (docs/security.md): the walk never follows a symbolic link. The
 // root is opened and checked to be the directory the data service resolved;
@@ -99,7 +99,7 @@ export interface BackupHooks {
   record?(e: BackedUpEntry): Uint8Array | null;
   /**
    * Dir/node history: a directory's names, before its own entry and before
-   * anything below it (PROTOCOL.md §8.3). `dots` is false when the directory
+   * anything below it (docs/protocol.md §8.3). `dots` is false when the directory
    * was announced already and only more names follow (FILES backups).
    * Setting it also reports the directories above FILES paths (entry() with
    * headerOffset null), so the DMA can build their paths.
@@ -129,7 +129,7 @@ const ZERO_BLOCK = new Uint8Array(512);
  */
 const PIPE_PIECE = 16 * 1024;
 
-/** The backup root's node number: NetBackup requires 2 (PROTOCOL.md §8.3). */
+/** The backup root's node number: NetBackup requires 2 (docs/protocol.md §8.3). */
 export const ROOT_NODE = 2n;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 /** Node numbers for files on other file systems than the root's: above any inode number seen in practice. */
@@ -277,7 +277,7 @@ export class BackupEngine {
 
   /**
    * Dir/node history for a FILES path: names the directories above it, each
-   * once, and the path's own name, so the DMA can build the path (PROTOCOL.md
+   * once, and the path's own name, so the DMA can build the path (docs/protocol.md
    * §8.3 rule 5). Returns the node of the path's parent directory.
    */
   private async announceAncestors(r: ResolvedBelow): Promise<bigint> {

@@ -1,5 +1,5 @@
 // Incremental backups: dump levels 0–9 (LEVEL, UPDATE) and token incrementals
-// (BASE_DATE / DUMP_DATE, PROTOCOL.md §9.3), and the state they keep.
+// (BASE_DATE / DUMP_DATE, docs/protocol.md §9.3), and the state they keep.
 //
 // A level-N backup (N in 1..9) holds what changed since the most recent
 // recorded backup of the same FILESYSTEM at a lower level; a BASE_DATE backup,

@@ -1,4 +1,4 @@
-// Small files are where a backup's time goes (DESIGN.md, "Measured in a
+// Small files are where a backup's time goes (docs/design.md, "Measured in a
 // prototype"): per file a walk step, an lstat, an open, a read and a close,
 // each a system call with Node's per-call cost on top. One thread doing all of
 // it stays well under GNU tar's pace, so a LOCAL backup splits it in two:

@@ -1,5 +1,5 @@
 // The restore engine: a pax stream in, files out under one destination
-// directory. It is the file-system half of DATA_START_RECOVER (PROTOCOL.md
+// directory. It is the file-system half of DATA_START_RECOVER (docs/protocol.md
 // §9.2); the protocol half comes with the restore work.
 //
 // Nothing is ever written outside the destination (issue 5, "Safety"):

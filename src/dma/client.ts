@@ -1,7 +1,7 @@
 // The DMA side of a control connection: requests correlated with replies by
 // sequence number, a timeout per request, and handlers for the server's posts
 // (NOTIFY_*, LOG_*, FH_*), which may arrive at any time, even between a request
-// and its reply (PROTOCOL.md §2.2).
+// and its reply (docs/protocol.md §2.2).
 
 import net from 'node:net';
 import {
@@ -338,7 +338,7 @@ export class NdmpClient {
       }
       this.pending.delete(header.replySequence);
       clearTimeout(p.timer);
-      // A header-level error has no body (PROTOCOL.md §2.1).
+      // A header-level error has no body (docs/protocol.md §2.1).
       if (header.errorCode !== 0) {
         p.reject(new NdmpError(header.errorCode, p.def.name, 'header'));
         return;

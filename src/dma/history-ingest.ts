@@ -146,7 +146,7 @@ export class HistoryIngest {
       const name = unixName(d.names);
       if (name === null) continue;
       if (this.root === null) {
-        // PROTOCOL.md §8.3 rule 1: the first entry is the root's ".".
+        // docs/protocol.md §8.3 rule 1: the first entry is the root's ".".
         this.root = d.node;
         this.dirPaths.set(d.node, '/');
       }

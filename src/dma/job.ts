@@ -158,7 +158,7 @@ export class JobLink {
 
   /**
    * MOVER_LISTEN and DATA_CONNECT, with the window set where each version
-   * allows it: v4 sets it before LISTEN, v3 after (PROTOCOL.md §7.5).
+   * allows it: v4 sets it before LISTEN, v3 after (docs/protocol.md §7.5).
    */
   async connectStream(direction: StreamDirection, window: { offset: bigint; length: bigint }): Promise<void> {
     // The mover's mode is named from the data connection's side: READ it for a backup, WRITE it for a recover.

@@ -170,7 +170,7 @@ class RestoreJob {
       const cut = dest.lastIndexOf('/');
       return {
         originalPath: r.path,
-        // v3's destination_dir + new_name; v4's destination_path (PROTOCOL.md §9.2).
+        // v3's destination_dir + new_name; v4's destination_path (docs/protocol.md §9.2).
         destinationPath: v3 ? dest.slice(0, cut) || '/' : dest,
         name: v3 ? dest.slice(cut + 1) : '',
         otherName: '',
@@ -237,7 +237,7 @@ class RestoreJob {
       if (!ok) this.say('warning', `${p.name}: ${status}`);
     });
     data.onPost(M.LOG_MESSAGE, (p) => this.say(levelOfLog(p.logType), p.entry));
-    // Forwarded as they come: the data service says which bytes it needs next (PROTOCOL.md §7.5).
+    // Forwarded as they come: the data service says which bytes it needs next (docs/protocol.md §7.5).
     data.onPost(M.NOTIFY_DATA_READ, (p) => {
       this.readsAsked++;
       // A refused read leaves the data server waiting for bytes that never come: end the job.

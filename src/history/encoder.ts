@@ -1,6 +1,6 @@
 // File-history records (record.ts) → complete NDMP messages: FH_ADD_FILE for
 // the path model, FH_ADD_DIR and FH_ADD_NODE for the dir/node model, each a
-// record-marked XDR record with many entries (PROTOCOL.md §8).
+// record-marked XDR record with many entries (docs/protocol.md §8).
 //
 // Written by hand rather than through the schema codec (src/wire) because
 // this is the hot path of the product: a million entries a second, names
@@ -26,7 +26,7 @@ const PREFIX_BYTES = 32;
 const MAX_ENTRY_BYTES = 84 + 65540;
 
 export interface BatchLimits {
-  /** Entries per message (PROTOCOL.md §8.5: the classic servers use 1000). */
+  /** Entries per message (docs/protocol.md §8.5: the classic servers use 1000). */
   readonly maxEntries: number;
   /** Bytes per message, about (an entry that starts below it is finished). */
   readonly maxBytes: number;
@@ -75,7 +75,7 @@ class Batch {
  * transferred to another thread).
  *
  * The dir/node model fills two batches, FH_ADD_DIR and FH_ADD_NODE, as the
- * classic servers do (PROTOCOL.md §8.5), and sends the DIR batch first
+ * classic servers do (docs/protocol.md §8.5), and sends the DIR batch first
  * whenever the NODE batch goes: every node's ADD_DIR is then on the wire
  * before its ADD_NODE (§8.3 rule 4), the directory entries stay in walk order
  * (rules 1–3), and the two kinds do not break each other's batches.
@@ -144,7 +144,7 @@ export class FhEncoder {
   private addFile(b: Batch, rec: Uint8Array, rv: DataView): void {
     const o = b.out;
     const nameLen = rv.getUint32(OFF.nameLen, true);
-    // The root itself is "."; below it, "/a/b" (PROTOCOL.md §8.1).
+    // The root itself is "."; below it, "/a/b" (docs/protocol.md §8.1).
     const isRoot = nameLen === 1 && rec[OFF.name] === 0x2e;
     const wireLen = isRoot ? 1 : nameLen + 1;
     let p = b.pos;

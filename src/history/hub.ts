@@ -2,7 +2,7 @@
 // each backup its channel (a record ring and a control block), and writes the
 // messages the history thread (or, in lockstep mode, the session thread)
 // hands over onto the session's control connection, returning credit as each
-// write completes. It never encodes or looks inside a message (DESIGN.md,
+// write completes. It never encodes or looks inside a message (docs/design.md,
 // "Threads and where bytes go").
 
 import { Worker } from 'node:worker_threads';

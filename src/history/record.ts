@@ -14,7 +14,7 @@ import { FileType } from '../wire/index.js';
 
 export const RecordKind = { HELLO: 0, ENTRY: 1, DIRENT: 2 } as const;
 
-/** What the DMA gets (PROTOCOL.md §8.1): HIST=n, path (FH_ADD_FILE), dir/node (FH_ADD_DIR + FH_ADD_NODE). */
+/** What the DMA gets (docs/protocol.md §8.1): HIST=n, path (FH_ADD_FILE), dir/node (FH_ADD_DIR + FH_ADD_NODE). */
 export const HistoryModel = { NONE: 0, PATH: 1, DIRNODE: 2 } as const;
 export type HistoryModel = (typeof HistoryModel)[keyof typeof HistoryModel];
 
@@ -177,7 +177,7 @@ function seconds(ms: bigint): number {
 }
 
 /**
- * The history model the DMA's HIST variable asks of a tar backup (PROTOCOL.md
+ * The history model the DMA's HIST variable asks of a tar backup (docs/protocol.md
  * §8.1): y (our choice: path, as tar servers do), f path, d dir/node, n none;
  * absent means none. Null for a value that means none of these. HIST may come
  * more than once (ndmjob sends HIST=y for -I beside a -E HIST=d): a specific

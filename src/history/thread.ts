@@ -1,4 +1,4 @@
-// The history thread (DESIGN.md, "The idea it is built around"): one worker
+// The history thread (docs/design.md, "The idea it is built around"): one worker
 // per server (or a few) that drains every session's history ring, aggregates
 // the records into FH_ADD_* messages, and hands them to the main thread to
 // write on that session's control connection. It, not the session, waits on

@@ -73,7 +73,7 @@ export interface ConnectionStats {
 
 export class Connection implements Session {
   version: NdmpVersion = HIGHEST_VERSION;
-  /** The version is settled: by CONNECT_OPEN, or by the first other request (PROTOCOL.md §5.3). */
+  /** The version is settled: by CONNECT_OPEN, or by the first other request (docs/protocol.md §5.3). */
   opened = false;
   user: string | null = null;
   md5Challenge: Buffer | null = null;
@@ -342,7 +342,7 @@ export class Connection implements Session {
     try {
       header = decodeHeader(rec);
     } catch (e) {
-      // No sequence to answer: drop it (PROTOCOL.md §1.2) and say so.
+      // No sequence to answer: drop it (docs/protocol.md §1.2) and say so.
       this.logRefusal({ err: (e as XdrDecodeError).message }, 'record too short for a header; dropped');
       return;
     }
@@ -356,7 +356,7 @@ export class Connection implements Session {
     const msg = lookup(this.version, header.messageCode);
     const h: Handler | undefined = this.table.get(header.messageCode);
     // Auth gate first, before the code is judged: until the DMA has logged in, only
-    // the spec's short list passes (draft §2.11.3). Everything else, whether it
+    // the spec's short list passes (docs/protocol.md §5.4, draft §2.11.3). Everything else, whether it
     // exists in this version or not (unknown, v2-only, extension codes, posts),
     // gets the same header-level NOT_AUTHORIZED, so a stranger cannot map which
     // messages this server has.
@@ -388,7 +388,7 @@ export class Connection implements Session {
     }
     if (this.trace) this.log.debug({ dir: 'in', seq: header.sequence, ndmp: msg.def.name, body }, 'message');
     // CONNECT_OPEN is optional: any other first request accepts the offered version,
-    // and a CONNECT_OPEN after it is out of order (PROTOCOL.md §5.3).
+    // and a CONNECT_OPEN after it is out of order (docs/protocol.md §5.3).
     if (header.messageCode !== M.CONNECT_OPEN.code) this.opened = true;
 
     if (!h) {
@@ -482,14 +482,14 @@ export class Connection implements Session {
     }
   }
 
-  /** A body-level error: the reply's own shape, zero-filled, with `error` set (draft §2.7). */
+  /** A body-level error: the reply's own shape, zero-filled, with `error` set (docs/protocol.md §2.1, draft §2.7). */
   private replyError(msg: CompiledMessage, req: Header, err: NdmpError): void {
     this.log.info({ seq: req.sequence, ndmp: msg.def.name, error: errorName(err.ndmpError) }, err.message);
     if (!msg.reply) return;
     this.reply(msg, req, { ...(msg.reply.zero() as object), ...err.reply, error: err.ndmpError });
   }
 
-  /** A header-level error: no body follows (PROTOCOL.md §2.1). */
+  /** A header-level error: no body follows (docs/protocol.md §2.1). */
   private replyHeaderError(req: Header, code: number): void {
     this.write(
       null,
@@ -542,7 +542,7 @@ export class Connection implements Session {
     }
     const sequence = (this.sequence + 1) >>> 0 || 1;
     this.sequence = sequence;
-    // After the 4-byte record mark: sequence, then time stamp (PROTOCOL.md §2.1).
+    // After the 4-byte record mark: sequence, then time stamp (docs/protocol.md §2.1).
     const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
     view.setUint32(4, sequence);
     view.setUint32(8, nowSeconds());

@@ -168,7 +168,7 @@ export class NdmpServer {
     });
     const a = this.admit(conn);
     if (a.verdict === 'refuse') {
-      // Say why before hanging up, as the spec's REFUSED status is for (draft §4.1.2).
+      // Say why before hanging up, as the spec's REFUSED status is for (docs/protocol.md §5.1, draft §4.1.2).
       conn.refuse(a.reason, this.refusedLog.take().loud);
       this.depart(conn);
       return;

@@ -1,4 +1,4 @@
-// CONFIG_* (draft §3.2): what this server is and offers.
+// CONFIG_* (docs/protocol.md §3.3, draft §3.2): what this server is and offers.
 
 import { AddrType, AuthType, ButypeAttr, ErrorCode, M, NdmpError } from '../wire/index.js';
 import type { DeviceInfo, Pval } from '../wire/index.js';
@@ -9,7 +9,7 @@ import { handler } from './session.js';
 import { TAPE_IMAGE_MODEL } from '../devices/library.js';
 import type { Library } from '../devices/library.js';
 
-/** The backup type the data service offers: a POSIX pax stream (DESIGN.md). */
+/** The backup type the data service offers: a POSIX pax stream (docs/design.md). */
 export const TAR_BUTYPE = 'tar';
 
 /**
@@ -32,7 +32,7 @@ export const TAR_ATTRS =
   ButypeAttr.NDMP_BUTYPE_RECOVER_FH_FILE |
   ButypeAttr.NDMP_BUTYPE_RECOVER_FH_DIR;
 
-/** Defaults a backup uses for variables the DMA does not send (PROTOCOL.md §9.3). */
+/** Defaults a backup uses for variables the DMA does not send (docs/protocol.md §9.3). */
 export const TAR_DEFAULT_ENV: readonly Pval[] = [
   { name: 'TYPE', value: TAR_BUTYPE },
   { name: 'HIST', value: 'n' },
@@ -47,7 +47,7 @@ const AUTH_TYPES = [AuthType.NDMP_AUTH_TEXT, AuthType.NDMP_AUTH_MD5];
 const getServerInfo = handler(M.CONFIG_GET_SERVER_INFO, {
   preAuth: true,
   handle(s) {
-    // Before authentication only the auth types are told (PROTOCOL.md §5.4).
+    // Before authentication only the auth types are told (docs/protocol.md §5.4).
     const i = s.ctx.info;
     return s.user === null
       ? { vendorName: '', productName: '', revisionNumber: '', authTypes: AUTH_TYPES }
@@ -158,11 +158,11 @@ function tapeImages(library: Library, version: number): DeviceInfo | null {
   };
 }
 
-/** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (PROTOCOL.md §4.3). */
+/** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (docs/protocol.md §4.3). */
 const TAPE_ATTR_RAW = 0x4;
 const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });
 
-// Extensions (v4 only, draft §2.5.4): this server implements none. The DMA may
+// Extensions (v4 only, docs/protocol.md §2.3, draft §2.5.4): this server implements none. The DMA may
 // list them, then select once; anything after the selection is out of order.
 const getExtList = handler(M.CONFIG_GET_EXT_LIST, {
   when: {

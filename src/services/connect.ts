@@ -1,4 +1,4 @@
-// CONNECT_* (draft §3.1): version negotiation, client and server authentication.
+// CONNECT_* (docs/protocol.md §5, §6, draft §3.1): version negotiation, client and server authentication.
 
 import { randomBytes } from 'node:crypto';
 import { AuthType, ErrorCode, M, NdmpError, SUPPORTED_VERSIONS, md5Digest } from '../wire/index.js';
@@ -12,10 +12,10 @@ export const DEFAULT_AUTH_FAILURE_DELAY_MS = 1000;
 
 const connectOpen = handler(M.CONNECT_OPEN, {
   preAuth: true,
-  // A second CONNECT_OPEN after one succeeded is refused (PROTOCOL.md §5.2).
+  // A second CONNECT_OPEN after one succeeded is refused (docs/protocol.md §5.2).
   when: { state: (s) => (s.opened ? 'open' : 'offered'), allow: ['offered'] },
   handle(s, req) {
-    // Unsupported version: ILLEGAL_ARGS, and the DMA may retry lower (draft §3.1.1).
+    // Unsupported version: ILLEGAL_ARGS, and the DMA may retry lower (docs/protocol.md §5.2, draft §3.1.1).
     if (!SUPPORTED_VERSIONS.includes(req.protocolVersion as NdmpVersion)) {
       throw NdmpError.illegalArgs(`protocol version ${req.protocolVersion} not supported (3 and 4 are)`);
     }

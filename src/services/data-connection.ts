@@ -1,4 +1,4 @@
-// Data connections (PROTOCOL.md §7.6): where the listening side listens and
+// Data connections (docs/protocol.md §7.6): where the listening side listens and
 // what it advertises, and the connecting side's connect. Shared by the mover
 // (drive thread) and the data service (data thread); both run off the main
 // thread, so these sockets never carry bytes through it.

@@ -1,4 +1,4 @@
-// LOCAL data connections (PROTOCOL.md §7.6): the data service and the mover of
+// LOCAL data connections (docs/protocol.md §7.6): the data service and the mover of
 // one session, driven over one control connection, exchange the stream
 // through a byte ring in shared memory between the data thread and the drive
 // thread. The main thread only allocates the ring and introduces the two; no

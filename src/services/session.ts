@@ -136,7 +136,7 @@ export function stateRefusal(rule: StateRule, s: Session, def: MessageDef): Ndmp
 
 export interface Handler<Req = unknown, Rep = unknown> {
   readonly def: MessageDef<Req, Rep>;
-  /** Allowed before CONNECT_CLIENT_AUTH has succeeded (draft §2.11.3; PROTOCOL.md §5.4). */
+  /** Allowed before CONNECT_CLIENT_AUTH has succeeded (docs/protocol.md §5.4, draft §2.11.3). */
   readonly preAuth: boolean;
   readonly when?: StateRule;
   /** Returns the reply body or throws NdmpError; may be async (replies still go out in order). */

@@ -1,4 +1,4 @@
-// The NDMP message: a 24-byte header plus a body, one per record (PROTOCOL.md §2).
+// The NDMP message: a 24-byte header plus a body, one per record (docs/protocol.md §2).
 // This module compiles the message table (messages.ts) into one lookup per
 // protocol version and turns messages into framed bytes and back.
 
@@ -88,7 +88,7 @@ export function decodeHeader(record: Buffer): Header {
 
 /**
  * Decodes a body that follows the header. Bytes left over after the body are
- * ignored: peers have been seen padding records (PROTOCOL.md §1.2).
+ * ignored: peers have been seen padding records (docs/protocol.md §1.2).
  */
 export function decodeBody<T>(codec: Codec<T>, record: Buffer): T {
   return codec.decode(new XdrReader(record, HEADER_SIZE));

@@ -1,4 +1,4 @@
-// NDMP constants, named as the protocol names them (PROTOCOL.md §4, draft-skardal-ndmpv4-04).
+// NDMP constants, named as the protocol names them (docs/protocol.md §4, draft-skardal-ndmpv4-04).
 // Enumerations are plain `as const` objects: the numbers are the wire values,
 // and `nameOf` turns a number back into its protocol name for logs and errors.
 
@@ -208,7 +208,7 @@ export const TapeStateUnsupported = {
 
 export const DataStateUnsupported = { EST_BYTES_REMAIN: 0x1, EST_TIME_REMAIN: 0x2 } as const;
 
-/** All-ones: "unknown / not supported" for any u_long or u_quad field (PROTOCOL.md §1.3). */
+/** All-ones: "unknown / not supported" for any u_long or u_quad field (docs/protocol.md §1.3). */
 export const INVALID_U32 = 0xffffffff;
 export const INVALID_U64 = 0xffffffffffffffffn;
 

@@ -1,4 +1,4 @@
-// Typed errors (STYLE.md §6): one that carries the NDMP error for a reply, one
+// Typed errors (docs/contributing.md §6): one that carries the NDMP error for a reply, one
 // for input so broken that the connection must close, one for undecodable
 // bodies, and one for transport failures on the DMA side.
 

@@ -1,4 +1,4 @@
-// NDMP MD5 authentication digest (PROTOCOL.md §6; draft-skardal-ndmpv4-04 §3.1.2).
+// NDMP MD5 authentication digest (docs/protocol.md §6; draft-skardal-ndmpv4-04 §3.1.2).
 //
 // The 128-byte message is laid out as
 //   [0, n)              the password P (cut to 32 bytes, n = its length)

@@ -4,7 +4,7 @@
 // so the handful of v3 deltas are stated next to the message they touch and
 // everything above the wire sees the canonical v4 model.
 //
-// Written from the protocol's facts (PROTOCOL.md §2.3, §3), field names in
+// Written from the protocol's facts (docs/protocol.md §2.3, §3), field names in
 // camelCase of the spec's.
 
 import type { NdmpVersion } from './constants.js';

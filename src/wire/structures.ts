@@ -1,4 +1,4 @@
-// NDMP's shared structures (PROTOCOL.md §3.1) as codecs, once per protocol
+// NDMP's shared structures (docs/protocol.md §3.1) as codecs, once per protocol
 // version. Where v3 and v4 differ on the wire (the TCP address, the error codes
 // a peer may see, the butype attribute bits) the v3 codec translates to and from
 // the canonical v4 model, so no code above the wire layer ever branches on it.
@@ -210,7 +210,7 @@ const butypeAttrsV3: Codec<number> = mapped(
     (c & ButypeAttr.NDMP_BUTYPE_RECOVER_FILEHIST ? V3_RECOVER_FILE_HISTORY : 0),
 );
 
-// v3 LOG_FILE carries an ndmp_error where v4 carries a recovery status (PROTOCOL.md §9.4).
+// v3 LOG_FILE carries an ndmp_error where v4 carries a recovery status (docs/protocol.md §9.4).
 const RECOVERY_TO_V3_ERROR: Readonly<Record<number, number>> = {
   [RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL]: ErrorCode.NDMP_NO_ERR,
   [RecoveryStatus.NDMP_RECOVERY_FAILED_PERMISSION]: ErrorCode.NDMP_PERMISSION_ERR,

@@ -89,7 +89,7 @@ export interface FuzzCase {
   after: FuzzAfter;
 }
 
-/** The requests the spec serves before authentication (draft §2.11.3); docs/ states the same list. */
+/** The requests the spec serves before authentication (docs/protocol.md §5.4, draft §2.11.3); docs/ states the same list. */
 export const PRE_AUTH_CODES: ReadonlySet<number> = new Set([
   M.CONNECT_OPEN.code,
   M.CONNECT_CLIENT_AUTH.code,

@@ -1,5 +1,5 @@
 // Golden wire bytes for every NDMP message body, in every version that has the
-// message (PROTOCOL.md §2.3, §3). The expected bytes are built with the
+// message (docs/protocol.md §2.3, §3). The expected bytes are built with the
 // test-only builder in xdr-bytes.ts, never with src/wire's XdrWriter, so a case
 // fails when the codec and the protocol disagree.
 //
@@ -86,7 +86,7 @@ const env2W = () => b().u32(2).str('TYPE').str('tar').str('PREFIX').str('/donné
 const DIGEST = Buffer.from('9f1142c95e359f5a9f630938dc81e6cc', 'hex');
 const CHALLENGE = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
 
-// Addresses: v4 TCP carries a list with env, v3 one address without env (PROTOCOL.md §3.1).
+// Addresses: v4 TCP carries a list with env, v3 one address without env (docs/protocol.md §3.1).
 const ADDR_V4_TCP: Addr = {
   addrType: 1,
   tcpAddrs: [
@@ -711,7 +711,7 @@ function casesFor(V: NdmpVersion): GoldenCase[] {
     gc(
       M.LOG_FILE,
       V,
-      // NOT_FOUND: v4 recovery status 2, v3 FILE_NOT_FOUND_ERR 14 (PROTOCOL.md §9.4)
+      // NOT_FOUND: v4 recovery status 2, v3 FILE_NOT_FOUND_ERR 14 (docs/protocol.md §9.4)
       s(
         { name: '/données/ü.txt', recoveryStatus: 2 },
         b()
@@ -1205,7 +1205,7 @@ export const DECODE_ONLY: readonly WireCase[] = [
     },
   ),
   decodeOnly(
-    'the ndmjob capture: one TCP address 127.0.0.1:48347 (PROTOCOL.md §7.6)',
+    'the ndmjob capture: one TCP address 127.0.0.1:48347 (docs/protocol.md §7.6)',
     M.MOVER_LISTEN as MessageDef,
     4,
     'reply',

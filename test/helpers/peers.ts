@@ -58,13 +58,13 @@ export interface NdmjobRun {
 
 /**
  * Runs ndmjob with `args` and collects everything it prints. Its exit status
- * means almost nothing (INTEROP.md): callers judge the run by `output`. Killed
+ * means almost nothing (docs/interop.md): callers judge the run by `output`. Killed
  * after `timeoutMs`, so a server that never answers cannot hang a test.
  */
 /**
  * Builds the LD_PRELOAD shim with the client-side fixes test-tape needs on
  * this ndmjob build (test/interop/tools/ndmjob-fixes.c: the g_malloc(0) one
- * of INTEROP.md, and a signed-char compare in T-BWR) into `dir`; returns its path.
+ * of docs/interop.md, and a signed-char compare in T-BWR) into `dir`; returns its path.
  */
 export function buildNdmjobFixes(dir: string): string {
   const src = join(REPO_ROOT, 'test', 'interop', 'tools', 'ndmjob-fixes.c');

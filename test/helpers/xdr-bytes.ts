@@ -1,4 +1,4 @@
-// A tiny XDR byte builder for tests, written from RFC 4506 and PROTOCOL.md §1.3
+// A tiny XDR byte builder for tests, written from RFC 4506 and docs/protocol.md §1.3
 // alone: big-endian words, every item padded with zeros to 4 bytes, u_quad as a
 // {high, low} pair, fixed opaques without a length word. It deliberately shares
 // no code with src/wire, so golden bytes built with it check the codec rather
@@ -70,7 +70,7 @@ export function fromHex(h: string): Buffer {
   return Buffer.from(clean, 'hex');
 }
 
-/** The 24-byte `ndmp_header` (PROTOCOL.md §2.1). */
+/** The 24-byte `ndmp_header` (docs/protocol.md §2.1). */
 export function headerBytes(
   sequence: number,
   timeStamp: number,

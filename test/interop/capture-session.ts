@@ -7,7 +7,7 @@
 // `backup` runs ndmjob -c -I (file history, both models, v4 and v3).
 // Meant to run inside a private network namespace (tshark-capture.test.ts runs
 // it under `unshare -n`), because Wireshark's NDMP dissector decodes only TCP
-// port 10000 (INTEROP.md): there the server can own 127.0.0.1:10000 and the
+// port 10000 (docs/interop.md): there the server can own 127.0.0.1:10000 and the
 // capture sees only this session's traffic.
 //
 // It starts ndmpd (temp state dir, export and 0600 auth file, via startNdmpd),

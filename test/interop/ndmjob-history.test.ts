@@ -18,7 +18,7 @@ import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
 import { peers, requirePeers, runNdmjob } from '../helpers/peers.js';
 import { assertSameTree, makeSampleTree } from '../helpers/trees.js';
 
-/** ndmjob's index escaping (PROTOCOL.md §10.3): %XX for bytes <= 0x20, >= 0x7f and '%'. */
+/** ndmjob's index escaping (docs/protocol.md §10.3): %XX for bytes <= 0x20, >= 0x7f and '%'. */
 function unescape(s: string): string {
   return Buffer.from(
     s.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),

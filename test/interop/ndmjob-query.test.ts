@@ -2,7 +2,7 @@
 // operator sees when asking a server what it is, in v4 and v3, with TEXT and
 // MD5 logins; wrong passwords refused; failed logins beside a live session
 // leave it alone; and a debug log with a message trace never shows a password.
-// ndmjob's exit status means nothing (INTEROP.md): every check reads its output.
+// ndmjob's exit status means nothing (docs/interop.md): every check reads its output.
 
 import assert from 'node:assert/strict';
 import { statfsSync } from 'node:fs';

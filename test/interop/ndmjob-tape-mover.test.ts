@@ -2,7 +2,7 @@
 // (every phase, T-OC through T-MTIO), `-o test-mover` and `-o test-data`, in NDMP v4 and v3,
 // on a blank tape image inside the server's library (ndmjob's `-f FILE`
 // convention) and on a library drive. ndmjob stops at the first failed or
-// warned step (INTEROP.md), so "FINAL ... warn=0 fail=0" means every step ran
+// warned step (docs/interop.md), so "FINAL ... warn=0 fail=0" means every step ran
 // and passed. test-tape needs the g_malloc(0) shim for this ndmjob build.
 
 import assert from 'node:assert/strict';

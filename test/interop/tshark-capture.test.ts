@@ -1,6 +1,6 @@
 // Wireshark's NDMP dissector as an independent judge of our bytes on the wire.
 // capture-session.js runs inside a private network namespace (the dissector
-// decodes only TCP port 10000, INTEROP.md), where ndmpd listens on
+// decodes only TCP port 10000, docs/interop.md), where ndmpd listens on
 // 127.0.0.1:10000, dumpcap records real ndmjob query sessions (v4 text, v4 MD5,
 // v3 text, and a wrong password), and then tshark, outside, must decode every
 // PDU without a malformed packet or an expert error.

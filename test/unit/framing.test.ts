@@ -1,4 +1,4 @@
-// RecordFramer: ONC RPC record marking (RFC 5531 §11, PROTOCOL.md §1.2) reassembled
+// RecordFramer: ONC RPC record marking (RFC 5531 §11, docs/protocol.md §1.2) reassembled
 // across TCP splits and xdrrec fragments, with the record size capped before the
 // payload is buffered.
 

@@ -55,7 +55,7 @@ describe('golden table', () => {
     }
   });
 
-  test('both versions have 55 message codes (PROTOCOL.md §2.3)', () => {
+  test('both versions have 55 message codes (docs/protocol.md §2.3)', () => {
     const count = (v: NdmpVersion) => GOLDEN_CASES.filter((c) => c.version === v).length;
     assert.equal(count(4), 55);
     assert.equal(count(3), 55);
@@ -149,7 +149,7 @@ describe('canonical halted posts on a v3 session', () => {
   }
 });
 
-describe('real capture vectors (PROTOCOL.md §1.4, §7.6)', () => {
+describe('real capture vectors (docs/protocol.md §1.4, §7.6)', () => {
   const HELLO =
     '8000002c000000016b05b6a10000000000000502000000000000000000000000000000040000000548656c6c6f000000';
   const helloHeader = {
@@ -214,7 +214,7 @@ describe('header-only messages', () => {
     }
   });
 
-  test('bytes after the body are ignored (padded records, PROTOCOL.md §1.2)', () => {
+  test('bytes after the body are ignored (padded records, docs/protocol.md §1.2)', () => {
     for (const c of ENCODE_CASES) {
       const padded = Buffer.concat([recordOf(c), fromHex('deadbeef 00000000')]);
       assert.deepEqual(decodeBody(codecOf(c), padded), c.decoded, c.title);

@@ -1,5 +1,5 @@
-// XdrReader / XdrWriter (RFC 4506 as NDMP uses it, PROTOCOL.md §1.3) and the
-// MD5 authentication digest (PROTOCOL.md §6).
+// XdrReader / XdrWriter (RFC 4506 as NDMP uses it, docs/protocol.md §1.3) and the
+// MD5 authentication digest (docs/protocol.md §6).
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -312,14 +312,14 @@ describe('XdrWriter -> XdrReader round trips', () => {
   });
 });
 
-describe('md5Digest (PROTOCOL.md §6)', () => {
+describe('md5Digest (docs/protocol.md §6)', () => {
   const seq = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
   const captured = fromHex(
     '28d61e567685ef29a812f9945f7ab885a15edaa6b202e0d141d395f5079f6c84' +
       '2cb0e3835888c577a03399549267b25eb5c474e1411ceb87b04c08fac37946cf',
   );
 
-  /** The digest as PROTOCOL.md §6 describes it: MD5(P | zeros(64 − 2·len(P)) | challenge | P). */
+  /** The digest as docs/protocol.md §6 describes it: MD5(P | zeros(64 − 2·len(P)) | challenge | P). */
   function reference(password: string, challenge: Buffer): string {
     const p = Buffer.from(password, 'utf8').subarray(0, 32);
     const buf = Buffer.concat([p, Buffer.alloc(64 - 2 * p.length), challenge, p]);

@@ -23,7 +23,7 @@ interface SessionData {
 const threads = new WeakMap<Session, SessionData>();
 /** The history channel of the session's latest backup or replay (HistoryHub id). */
 const historyIds = new WeakMap<Session, number>();
-/** LOG_MESSAGE ids: free-form (PROTOCOL.md §9.4); unique per server keeps logs readable. */
+/** LOG_MESSAGE ids: free-form (docs/protocol.md §9.4); unique per server keeps logs readable. */
 let nextMessageId = 1;
 /** The words of a session whose data thread has not started (yet, or again): IDLE. */
 const NOT_STARTED = newStateWords(DATA_STATE_TABLE);

@@ -1,5 +1,5 @@
-// The NDMP data service of one session, run on its data thread (PROTOCOL.md
-// §7.1; draft §3.5). This is its state machine and data connection; the
+// The NDMP data service of one session, run on its data thread (docs/protocol.md
+// §7.1, draft §3.5). This is its state machine and data connection; the
 // backup and recover engines that run in ACTIVE come with the backup work.
 //
 //   IDLE ─LISTEN─► LISTEN ─mover connects─► CONNECTED ─START_*─► ACTIVE
@@ -191,14 +191,14 @@ export class DataService {
       throw NdmpError.illegalArgs(`address type ${addr.addrType} is not supported`);
     }
     const { sock, addr: used, where } = await connectToAny(addr.tcpAddrs, 'mover');
-    // A single address, no environment (PROTOCOL.md §7.1).
+    // A single address, no environment (docs/protocol.md §7.1).
     this.dataAddr = { addrType: AddrType.NDMP_ADDR_TCP, tcpAddrs: [used] };
     this.attach(sock);
     this.hooks.log('info', 'data service connected', { peer: where });
   }
 
   /**
-   * DATA_START_BACKUP (PROTOCOL.md §9.1): checks the request against the
+   * DATA_START_BACKUP (docs/protocol.md §9.1): checks the request against the
    * environment, answers, and runs the backup; its end is NOTIFY_DATA_HALTED.
    */
   startBackup(butypeName: string, env: Pval[], channel: HistoryChannel | null): void {
@@ -323,7 +323,7 @@ export class DataService {
 
   /**
    * DATA_START_RECOVER, or with `fileHistory` DATA_START_RECOVER_FILEHIST
-   * (PROTOCOL.md §9.2): checks the request, answers, and runs it; its end is
+   * (docs/protocol.md §9.2): checks the request, answers, and runs it; its end is
    * NOTIFY_DATA_HALTED, after a LOG_FILE per nlist entry.
    */
   startRecover(
@@ -437,7 +437,7 @@ export class DataService {
 
   /**
    * After an operation that fed history ends: true once all of it is on its
-   * way to the DMA, before NOTIFY_DATA_HALTED (PROTOCOL.md §8.6). Otherwise
+   * way to the DMA, before NOTIFY_DATA_HALTED (docs/protocol.md §8.6). Otherwise
    * false, and the data service has halted saying why (a history failure
    * here, an abort already).
    */
@@ -559,7 +559,7 @@ export class DataService {
   }
 
   /**
-   * LEVEL / BASE_DATE / UPDATE (PROTOCOL.md §9.3): the incremental this
+   * LEVEL / BASE_DATE / UPDATE (docs/protocol.md §9.3): the incremental this
    * backup is, against the dumpdates in the state dir. Null without a state
    * dir (then only full backups, not recorded).
    */
@@ -599,7 +599,7 @@ export class DataService {
     }
   }
 
-  /** LOCAL connection to this session's mover through a shared byte ring (PROTOCOL.md §7.6). */
+  /** LOCAL connection to this session's mover through a shared byte ring (docs/protocol.md §7.6). */
   attachLocal(sab: SharedArrayBuffer, listening: boolean): void {
     if (listening) {
       if (this.state !== S.NDMP_DATA_STATE_LISTEN || this.dataAddr.addrType !== AddrType.NDMP_ADDR_LOCAL) {
@@ -630,7 +630,7 @@ export class DataService {
 
   stop(): void {
     this.admit(M.DATA_STOP);
-    // Back to IDLE: every variable and the environment are reset (PROTOCOL.md §7.1).
+    // Back to IDLE: every variable and the environment are reset (docs/protocol.md §7.1).
     this.state = S.NDMP_DATA_STATE_IDLE;
     this.operation = DataOperation.NDMP_DATA_OP_NOACTION;
     this.haltReason = DataHaltReason.NDMP_DATA_HALT_NA;

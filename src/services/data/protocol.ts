@@ -16,7 +16,7 @@ export interface DataThreadConfig {
   /**
    * One Int32 the main thread sets on DATA_ABORT before the request reaches
    * the thread, so a running backup sees it between records without waiting
-   * for its event loop (DESIGN.md: an abort lands within one record).
+   * for its event loop (docs/design.md: an abort lands within one record).
    */
   readonly abortFlag: SharedArrayBuffer;
   /**

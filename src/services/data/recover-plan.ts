@@ -1,4 +1,4 @@
-// What a DATA_START_RECOVER asks for (PROTOCOL.md §9.2): which parts of the
+// What a DATA_START_RECOVER asks for (docs/protocol.md §9.2): which parts of the
 // backup, restored where, with which options. Checked before the reply, so a
 // request the server will not carry out is refused with the reason, and a
 // restore can only ever write inside an export.
@@ -14,7 +14,7 @@ import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
 export interface RecoverTarget {
   /** Position in the nlist. */
   readonly index: number;
-  /** original_path as the DMA sent it: the LOG_FILE name (PROTOCOL.md §9.4). */
+  /** original_path as the DMA sent it: the LOG_FILE name (docs/protocol.md §9.4). */
   readonly name: string;
   /** The path in the archive, '/'-separated, without leading './' or '/'; '' = the whole backup. */
   readonly original: string;
@@ -152,7 +152,7 @@ function overwritePolicy(v: string | undefined): OverwritePolicy {
 /**
  * The absolute target path of an nlist entry. v4: destination_path, plus
  * `/name` when name is set. v3 calls the same fields destination_dir and
- * new_name, and DMAs read them two ways (PROTOCOL.md §9.2): ndmjob sends the
+ * new_name, and DMAs read them two ways (docs/protocol.md §9.2): ndmjob sends the
  * target minus the original path as destination_dir with an empty new_name,
  * or an empty destination_dir and the whole target as new_name.
  */

@@ -3,7 +3,7 @@
 // reads them from the data connection, and restores files (RestoreEngine) or
 // replays their history. Direct Access Recovery asks only for the regions the
 // nlist's fh_info values name: the mover spaces the tape to each without
-// reading what lies between (PROTOCOL.md §8.2, §9.2; draft §3.5.2.4).
+// reading what lies between (docs/protocol.md §8.2, §9.2, draft §3.5.2.4).
 
 import type net from 'node:net';
 import { PaxParser, paddingAfter } from '../../backup/pax.js';
@@ -271,7 +271,7 @@ export class Recovery {
     this.outcomes.get(t)!.status ??= status;
   }
 
-  /** One LOG_FILE per nlist entry (PROTOCOL.md §9.4): what it came to, or not found. */
+  /** One LOG_FILE per nlist entry (docs/protocol.md §9.4): what it came to, or not found. */
   private reportTargets(): void {
     for (const t of this.plan.targets) {
       if (t.index < 0) continue;
@@ -383,7 +383,7 @@ export class HistoryReplay {
       this.put(this.writer.entry(rel, st, 0n, e.headerOffset, FLAG_NODE), rel);
       return;
     }
-    // Dir/node: "." and ".." of the root first (PROTOCOL.md §8.3), then each name, then its node.
+    // Dir/node: "." and ".." of the root first (docs/protocol.md §8.3), then each name, then its node.
     if (path === '') {
       this.nodes.set('', 2n);
       this.put(this.writer.dirent('.', 2n, 2n), '.');

@@ -26,7 +26,7 @@ export const DATA_STATE_TABLE: StateTable = {
   rules: rulesOf([
     [M.DATA_LISTEN, { allow: ['IDLE'] }],
     [M.DATA_CONNECT, { allow: ['IDLE'] }],
-    // An operation starts on an established data connection (draft §3.5).
+    // An operation starts on an established data connection (docs/protocol.md §7.1, draft §3.5).
     [M.DATA_START_BACKUP, { allow: ['CONNECTED'] }],
     [M.DATA_START_RECOVER, { allow: ['CONNECTED'] }],
     [M.DATA_START_RECOVER_FILEHIST, { allow: ['CONNECTED'] }],

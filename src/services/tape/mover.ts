@@ -1,5 +1,5 @@
-// The NDMP mover of one session, run on its drive thread (PROTOCOL.md §7.2,
-// §7.3; draft §3.6, Appendix D). It moves the backup stream between a data
+// The NDMP mover of one session, run on its drive thread (docs/protocol.md §7.2,
+// §7.3, draft §3.6, Appendix D). It moves the backup stream between a data
 // connection and the tape:
 //
 //   mode READ  (backup):  data connection ──► record_size records ──► tape
@@ -157,7 +157,7 @@ export class Mover {
       throw NdmpError.illegalArgs(`record size ${len} is not in 1..${MAX_MOVER_RECORD}`);
     }
     this.recordSize = len;
-    // A new record size invalidates the window (draft §3.6.8).
+    // A new record size invalidates the window (docs/protocol.md §7.2, draft §3.6.2.1).
     this.windowOffset = 0n;
     this.windowLength = 0n;
   }
@@ -225,7 +225,7 @@ export class Mover {
   }
 
   /**
-   * LOCAL connection (PROTOCOL.md §7.6): the data service of this session
+   * LOCAL connection (docs/protocol.md §7.6): the data service of this session
    * connects to our LISTEN(LOCAL), or we connect to its LISTEN(LOCAL) in
    * `mode`. Either way the stream arrives through a shared byte ring.
    */
@@ -286,7 +286,7 @@ export class Mover {
 
   stop(): void {
     this.admit(M.MOVER_STOP);
-    // Back to IDLE: everything resets except the record size (draft §3.6.5).
+    // Back to IDLE: everything resets except the record size (docs/protocol.md §7.2, draft §3.6.2.10).
     this.state = S.NDMP_MOVER_STATE_IDLE;
     this.mode = MoverMode.NDMP_MOVER_MODE_NOACTION;
     this.pauseReason = MoverPauseReason.NDMP_MOVER_PAUSE_NA;
@@ -644,7 +644,7 @@ export class Mover {
     this.recordNum += records;
   }
 
-  /** A tape that cannot be read or written: v4 halts MEDIA_ERROR, v3 pauses MEDIA_ERROR (PROTOCOL.md §4.2). */
+  /** A tape that cannot be read or written: v4 halts MEDIA_ERROR, v3 pauses MEDIA_ERROR (docs/protocol.md §4.2). */
   private mediaError(text: string): void {
     if (this.opts.version === 4) {
       this.halt(MoverHaltReason.NDMP_MOVER_HALT_MEDIA_ERROR, text);

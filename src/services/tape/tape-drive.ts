@@ -1,5 +1,5 @@
-// The TAPE interface of one session, run on its drive thread (PROTOCOL.md
-// §3.5; draft §3.4). Turns NDMP tape requests into device calls and device
+// The TAPE interface of one session, run on its drive thread (docs/protocol.md
+// §3.5, draft §3.4). Turns NDMP tape requests into device calls and device
 // results into NDMP errors, with the v3/v4 differences ndmjob's test-tape
 // checks: v4 stops at a filemark (a read or FSR reports it without crossing),
 // v3 crosses it; v4 reports end of data as EOM, v3 as EOF.
@@ -30,7 +30,7 @@ export class TapeDrive {
   /**
    * Records were written and nothing has moved the tape since: closing,
    * rewinding or unloading then ends the tape file with a filemark first, as
-   * drives do (draft §3.4.1). Spacing does not (ndmjob's T-BWR writes a record
+   * drives do (docs/protocol.md §3.5, draft §3.4.1). Spacing does not (ndmjob's T-BWR writes a record
    * and spaces back over it, expecting no filemark behind it).
    */
   private writtenSinceMark = false;
@@ -237,7 +237,7 @@ export class TapeDrive {
     }
     switch (r.kind) {
       case 'record':
-        // A longer record is cut to what was asked; the rest is dropped (draft §3.4.6).
+        // A longer record is cut to what was asked; the rest is dropped (docs/protocol.md §3.5, draft §3.4.7).
         return target.subarray(0, r.copied);
       case 'filemark':
         throw new NdmpError(ErrorCode.NDMP_EOF_ERR, 'filemark');
