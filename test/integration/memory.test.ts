@@ -72,7 +72,7 @@ async function startBackup(c: NdmpClient, tape: string, root: string, hist: stri
 }
 
 describe('what dropped sessions leave behind', { timeout: 300_000 }, () => {
-  test('after 48 backups dropped mid-stream and 16 hang-ups during thread start: no threads, channels or descriptors left', async () => {
+  test('after 32 backups dropped mid-stream and 16 hang-ups during thread start: no threads, channels or descriptors left', async () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-memory-'));
     const lib = Library.open(join(dir, 'library'), { drives: 4 });
     const tapes = lib.createTapes({ count: 4, capacity: 1n << 30n }).map((b) => lib.tapePath(b));
@@ -101,7 +101,7 @@ describe('what dropped sessions leave behind', { timeout: 300_000 }, () => {
       let n = 0;
       await Promise.all(
         tapes.map(async (tape, slot) => {
-          for (let i = 0; i < 12; i++) {
+          for (let i = 0; i < 8; i++) {
             const k = n++;
             const c = await client(s.port, 'text', k % 2 === 0 ? 4 : 3);
             const fh = new Promise<void>((r) => {
