@@ -8,6 +8,7 @@ import { benchHistory } from './history.js';
 import { benchMoverThroughput } from './mover-throughput.js';
 import { benchPax } from './pax.js';
 import { benchRing } from './ring.js';
+import { benchSoak } from './soak.js';
 import { benchTapePositioning } from './tape-positioning.js';
 
 console.log(
@@ -20,3 +21,4 @@ await benchPax();
 await benchHistory();
 await benchCatalog(process.argv.slice(2));
 await benchBackup(process.argv.slice(2));
+await benchSoak(process.argv.slice(2));

@@ -1,6 +1,9 @@
 /* Node cannot set file times to the nanosecond (libuv's utimes takes doubles and
  * truncates to microseconds) and has no mknod/mkfifo, which restores need; this
- * Node-API addon wraps utimensat(2) with integer nanoseconds, and mknod(2). */
+ * Node-API addon wraps utimensat(2) with integer nanoseconds, and mknod(2).
+ * It also reaches glibc's malloc settings, which Node does not expose: a server
+ * that starts and ends threads all day keeps freed memory in malloc's arenas
+ * unless told otherwise (docs/memory.md). */
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,6 +22,9 @@
 #include <sys/sysmacros.h>
 #endif
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <node_api.h>
 
@@ -289,6 +295,43 @@ static napi_value make_node(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* mallocTune(arenaMax, mmapThreshold): mallopt(M_ARENA_MAX) and
+ * mallopt(M_MMAP_THRESHOLD) for each argument > 0. A fixed mmap threshold also
+ * turns off glibc's sliding one, which otherwise rises to the largest block
+ * freed so far (up to 32 MiB), so later large blocks come from the arenas and
+ * stay there. Returns false where malloc is not glibc's or a setting is refused. */
+static napi_value malloc_tune(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t arena_max, mmap_threshold;
+  if (!get_uint(env, argv[0], "arenaMax", 1024, ">= 0 and <= 1024", &arena_max) ||
+      !get_uint(env, argv[1], "mmapThreshold", 33554432, ">= 0 and <= 33554432", &mmap_threshold))
+    return NULL;
+  bool ok = false;
+#ifdef __GLIBC__
+  ok = true;
+  if (arena_max > 0 && mallopt(M_ARENA_MAX, (int)arena_max) != 1) ok = false;
+  if (mmap_threshold > 0 && mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) != 1) ok = false;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, ok, &result));
+  return result;
+}
+
+/* mallocTrim(): malloc_trim(0), which gives the free pages of every arena back
+ * to the system. Returns whether anything was released (false off glibc). */
+static napi_value malloc_trim_all(napi_env env, napi_callback_info info) {
+  (void)info;
+  bool released = false;
+#ifdef __GLIBC__
+  released = malloc_trim(0) == 1;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, released, &result));
+  return result;
+}
+
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -298,5 +341,9 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "setTimes", fn));
   CHECK(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "mknod", fn));
+  CHECK(env, napi_create_function(env, "mallocTune", NAPI_AUTO_LENGTH, malloc_tune, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "mallocTune", fn));
+  CHECK(env, napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_all, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "mallocTrim", fn));
   return exports;
 }

@@ -7,7 +7,7 @@ import type { PipeJob } from './pipe.js';
 import { PipeReader } from './reader.js';
 
 export type ToReader = { readonly job: PipeJob };
-export type FromReader = { readonly warn: string } | { readonly done: true };
+export type FromReader = { readonly warn: string } | { readonly done: true } | { readonly ready: true };
 
 const port = parentPort;
 if (!port) throw new Error('the reader thread must run as a worker thread');
@@ -16,3 +16,5 @@ port.on('message', (m: ToReader) => {
   new PipeReader(m.job, (warn) => port.postMessage({ warn } satisfies FromReader)).run();
   port.postMessage({ done: true } satisfies FromReader);
 });
+// Loaded: the data thread may stop this one now without leaking (see data-service.ts shutdown).
+port.postMessage({ ready: true } satisfies FromReader);

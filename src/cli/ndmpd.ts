@@ -15,6 +15,7 @@ import { AuthBackoff, DEFAULT_AUTH_BACKOFF } from '../services/auth-backoff.js';
 import { Library, LibraryError } from '../devices/library.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
+import { returnMemory } from '../services/memory.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
 import type { Logger } from '../util/log.js';
@@ -217,6 +218,8 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   }
 
   const log = createLogger({ level: cfg.logLevel, ...(cfg.logFormat ? { format: cfg.logFormat } : {}) });
+  // Before any thread starts: session threads come and go all day (services/memory.ts).
+  const memory = returnMemory(log);
   prepareStateDir(cfg.stateDir);
   const credentials = loadCredentials(cfg, log);
   const info: ServerInfo = {
@@ -280,6 +283,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     server
       .close()
       .then(() => history.shutdown())
+      .finally(() => memory.stop())
       .then(
         () => process.exit(0),
         () => process.exit(1),

@@ -96,6 +96,11 @@ export class HistoryHub {
     this.workers = new Array<Worker | null>(Math.max(1, options.threads)).fill(null);
   }
 
+  /** Channels opened and not yet ended (a backup's history still being delivered or dropped). */
+  get openChannels(): number {
+    return this.entries.size;
+  }
+
   /** A channel for one backup's history; the id names it in the calls below. */
   open(target: HistoryTarget): { id: number; channel: HistoryChannel } {
     const id = this.nextId++;

@@ -38,14 +38,34 @@ export interface LogEvent {
 
 /** How long a closing session waits for a worker to finish its shutdown before stopping it. */
 const SHUTDOWN_GRACE_MS = 5000;
+/**
+ * How long a closing session waits for a worker that is still loading its
+ * modules. A worker stopped while its module loader is reading files leaks
+ * the descriptors of the files being read (seen on Node 20, one to four per
+ * stopped worker, see docs/memory.md); a busy host may take seconds to start
+ * a thread, so the session waits for it to come up first, within this bound.
+ */
+const STARTUP_BOUND_MS = 60_000;
+
+/** The first message of every session worker: its modules are loaded and it serves requests. */
+export interface ReadyEvent {
+  readonly event: 'ready';
+}
 
 /** The main thread's handle on one session worker. */
 export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> {
+  /** Session threads started and not yet ended, server-wide (operators, the soak bench, tests). */
+  static live = 0;
+  /** Session threads ended so far, server-wide (memory.ts gives their memory back after them). */
+  static ended = 0;
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exited = false;
   private stopping = false;
+  private markReady: () => void = () => undefined;
+  /** Settles when the worker serves requests, or has ended. */
+  private readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
 
   /**
    * `onEvent` gets the worker's events (log events are logged here);
@@ -62,8 +82,10 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
     // Node closes the descriptors a thread opened when it ends (trackUnmanagedFds,
     // the default): descriptors must never cross threads, and none do.
     this.worker = new Worker(url, { workerData });
-    this.worker.on('message', (m: RpcReply | Event | LogEvent) => {
+    SessionWorker.live++;
+    this.worker.on('message', (m: RpcReply | Event | LogEvent | ReadyEvent) => {
       if ('id' in m) this.settle(m);
+      else if (m.event === 'ready') this.markReady();
       else if (m.event === 'log') {
         const l = m as LogEvent;
         session.log[l.level]({ ...l.fields, thread: name }, l.msg);
@@ -72,6 +94,9 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
     this.worker.on('error', (e) => session.log.error({ err: e, thread: name }, 'session thread crashed'));
     this.worker.on('exit', (code) => {
       this.exited = true;
+      SessionWorker.live--;
+      SessionWorker.ended++;
+      this.markReady();
       for (const p of this.pending.values()) {
         p.reject(new NdmpError(ErrorCode.NDMP_UNDEFINED_ERR, `the ${name} thread ended (exit ${code})`));
       }
@@ -103,6 +128,11 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
   async shutdown(req: unknown = {}): Promise<void> {
     if (this.exited) return;
     this.stopping = true;
+    // The grace period is for the shutdown itself, not for a slow start.
+    let startup: NodeJS.Timeout | undefined;
+    await Promise.race([this.ready, new Promise((r) => (startup = setTimeout(r, STARTUP_BOUND_MS)))]);
+    clearTimeout(startup);
+    if (this.exited) return;
     const timer = setTimeout(() => void this.worker.terminate(), SHUTDOWN_GRACE_MS);
     try {
       await this.call('shutdown', req as Ops[string]['req']);
@@ -169,6 +199,8 @@ export function serveRequests<Ops extends RpcOps>(
       port.postMessage(reply, transfer);
     })();
   });
+  // Called once the thread's entry module has run, so every module is loaded.
+  port.postMessage({ event: 'ready' } satisfies ReadyEvent);
 }
 
 /** Worker side: a log line for the session's log. */

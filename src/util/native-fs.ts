@@ -4,6 +4,7 @@
 // Node-API addon (native/posixfs.c, built into build/Release by `npm ci`) does
 // it; this is its typed face. The addon is loaded at first use, not at import,
 // so code that never restores runs without it. It works in worker threads too.
+// It also holds the server's malloc settings (tuneMalloc, trimMalloc below).
 
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -26,6 +27,8 @@ interface Binding {
     followSymlinks: boolean,
   ): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
+  mallocTune(arenaMax: number, mmapThreshold: number): boolean;
+  mallocTrim(): boolean;
 }
 
 const ADDON = 'posixfs';
@@ -106,4 +109,39 @@ function permissionBits(mode: number): number {
     throw new RangeError(`The value of "mode" is out of range. It must be an integer >= 0; got ${mode}`);
   }
   return mode & 0o7777;
+}
+
+/** What ndmpd asks of glibc's malloc (docs/memory.md has the measurements behind them). */
+export const MALLOC_DEFAULTS = {
+  /** Arenas shared by all threads; glibc's default is 8 per core, each keeping what its threads freed. */
+  arenaMax: 2,
+  /** Blocks from this size up are mapped on their own and unmapped when freed (glibc's starting value, kept fixed). */
+  mmapThreshold: 128 * 1024,
+} as const;
+
+/**
+ * Sets malloc's arena count and a fixed mmap threshold, each unless the
+ * environment already sets it (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_: the
+ * operator's choice wins). Returns what was applied, or null where it cannot
+ * be (not glibc, or the addon is not built): the server runs either way.
+ */
+export function tuneMalloc(
+  env: NodeJS.ProcessEnv = process.env,
+): { arenaMax: number; mmapThreshold: number } | null {
+  const arenaMax = env.MALLOC_ARENA_MAX ? 0 : MALLOC_DEFAULTS.arenaMax;
+  const mmapThreshold = env.MALLOC_MMAP_THRESHOLD_ ? 0 : MALLOC_DEFAULTS.mmapThreshold;
+  try {
+    return addon().mallocTune(arenaMax, mmapThreshold) ? { arenaMax, mmapThreshold } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Gives malloc's free pages back to the system (malloc_trim); false if none were, or it cannot. */
+export function trimMalloc(): boolean {
+  try {
+    return addon().mallocTrim();
+  } catch {
+    return false;
+  }
 }

@@ -53,6 +53,9 @@ import type { DataState, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
 import { CodedError } from '../../util/coded-error.js';
 
+/** How long shutdown waits for a reader thread that is still starting (see STARTUP_BOUND_MS in worker-rpc.ts). */
+const READER_STARTUP_BOUND_MS = 60_000;
+
 export interface DataHooks {
   halted(reason: number, text: string): void;
   /** A LOG_MESSAGE for the DMA. */
@@ -84,6 +87,8 @@ export class DataService {
   private ringSab: SharedArrayBuffer | null = null;
   /** LOCAL backups: the thread that reads files into the ring while this one walks (see backup/pipe.ts). */
   private reader: Worker | null = null;
+  /** Settles once the reader thread has loaded its modules (or ended). */
+  private readerReady: Promise<unknown> = Promise.resolve();
   /** The control block of the reader's current job (pipe.ts). */
   private pipeControl: SharedArrayBuffer | null = null;
   /** The running backup, until it has halted. */
@@ -463,6 +468,10 @@ export class DataService {
   private startReader(out: SharedArrayBuffer, history: HistoryChannel | null): FilePipe {
     if (!this.reader) {
       const reader = new Worker(new URL('../../backup/reader-thread.js', import.meta.url));
+      this.readerReady = new Promise((r) => {
+        reader.on('message', (m: FromReader) => 'ready' in m && r(undefined));
+        reader.once('exit', r);
+      });
       reader.on('message', (m: FromReader) => {
         if ('warn' in m) {
           this.hooks.log('warn', m.warn);
@@ -659,6 +668,13 @@ export class DataService {
     this.dropConnection();
     // A running backup stops at its next record (its reader closes the files it holds); then the reader goes.
     if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, 2000))]);
+    // Stopped while loading its modules, a thread leaks descriptors (worker-rpc.ts, STARTUP_BOUND_MS).
+    let startup: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.readerReady,
+      new Promise((r) => (startup = setTimeout(r, READER_STARTUP_BOUND_MS))),
+    ]);
+    clearTimeout(startup);
     await this.reader?.terminate();
     this.reader = null;
   }
