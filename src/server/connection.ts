@@ -101,6 +101,7 @@ export class Connection implements Session {
   private closing: string | null = null;
   private closed = false;
   private ending = false;
+  private destroyTimer: NodeJS.Timeout | null = null;
   private preAuthTimer: NodeJS.Timeout | null = null;
   private readonly trace: boolean;
   private readonly closeHooks: (() => void | Promise<void>)[] = [];
@@ -569,7 +570,8 @@ export class Connection implements Session {
     this.ending = true;
     this.socket.end();
     // Give the peer a moment to read what we wrote, then make sure the socket goes.
-    setTimeout(() => this.socket.destroy(), 2000).unref();
+    this.destroyTimer = setTimeout(() => this.socket.destroy(), 2000);
+    this.destroyTimer.unref();
   }
 
   /** Runs session cleanup (devices, threads); a failing hook is logged and the others still run. */
@@ -584,6 +586,8 @@ export class Connection implements Session {
     if (this.closed) return;
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    // A closed socket needs no destroying; the timer would keep the session reachable 2 s more.
+    if (this.destroyTimer) clearTimeout(this.destroyTimer);
     this.stopIdleTimer();
     this.log.info({ reason: this.closing ?? 'socket closed' }, 'connection closed');
     void this.runHooks(this.closeHooks.splice(0)).then(() => this.cleanupDone());
