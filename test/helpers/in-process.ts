@@ -100,10 +100,17 @@ export class RawPeer {
   closed = false;
   private seq = 0;
 
-  private constructor(readonly socket: net.Socket) {
+  /** Bytes received in all (a peer the allow-list turns away gets none). */
+  bytes = 0;
+
+  protected constructor(readonly socket: net.Socket) {
     socket.on('data', (d: Buffer) => {
+      this.bytes += d.length;
       try {
-        this.records.push(...this.framer.push(d));
+        for (const r of this.framer.push(d)) {
+          this.onRecord(r);
+          this.records.push(r);
+        }
       } catch {
         /* the server never sends bad framing; ignore */
       }
@@ -117,11 +124,21 @@ export class RawPeer {
   }
 
   static connect(port: number): Promise<RawPeer> {
+    return RawPeer.open(port, {}).then((s) => new RawPeer(s));
+  }
+
+  /** A connected socket for a peer of this kind, from `localAddress` if given. */
+  protected static open(port: number, opts: { host?: string; localAddress?: string }): Promise<net.Socket> {
     return new Promise((res, rej) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => res(new RawPeer(s)));
+      const s = net.connect({ host: opts.host ?? '127.0.0.1', port, localAddress: opts.localAddress }, () =>
+        res(s),
+      );
       s.once('error', rej);
     });
   }
+
+  /** Sees every record as it arrives (before next() hands it out). */
+  protected onRecord(_record: Buffer): void {}
 
   private wake(): void {
     const w = this.waiters;

@@ -8,7 +8,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,14 +23,11 @@ import {
   M,
   MessageType,
   MoverMode,
-  RecordFramer,
   TapeOpenMode,
   decodeHeader,
-  encodeMessage,
-  nowSeconds,
 } from '../../src/wire/index.js';
-import type { HaltedPost, Header } from '../../src/wire/index.js';
-import { PASSWORD, USER, client, startServer, u32be } from '../helpers/in-process.js';
+import type { HaltedPost } from '../../src/wire/index.js';
+import { PASSWORD, RawPeer, USER, client, startServer, u32be } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 import { makeSampleTree } from '../helpers/trees.js';
 import { NDMPD_BIN } from '../helpers/ndmpd-process.js';
@@ -67,102 +63,41 @@ function statusOf(record: Buffer): Status {
   return { reason: record.readUInt32BE(24), text: record.subarray(36, 36 + len).toString() };
 }
 
-/** A raw NDMP peer bound to a chosen local address. */
-class Peer {
-  private readonly framer = new RecordFramer();
-  private readonly records: Buffer[] = [];
-  private waiters: Array<() => void> = [];
-  private seq = 0;
-  closed = false;
-  /** Bytes received in all (a peer refused by the allow-list gets none). */
-  bytes = 0;
-  /** Every NOTIFY_CONNECTION_STATUS received. */
+/** A raw NDMP peer bound to a chosen local address, keeping every NOTIFY_CONNECTION_STATUS. */
+class Peer extends RawPeer {
   readonly statuses: Status[] = [];
 
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.bytes += d.length;
-      for (const r of this.framer.push(d)) {
-        const h = decodeHeader(r);
-        if (h.messageCode === M.NOTIFY_CONNECTION_STATUS.code) this.statuses.push(statusOf(r));
-        this.records.push(r);
-      }
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
+  static override connect(port: number, localAddress = '127.0.0.1', host = '127.0.0.1'): Promise<Peer> {
+    return RawPeer.open(port, { host, localAddress }).then((s) => new Peer(s));
   }
 
-  static connect(port: number, localAddress: string, host = '127.0.0.1'): Promise<Peer> {
-    return new Promise((res, rej) => {
-      const s = net.connect({ host, port, localAddress }, () => res(new Peer(s)));
-      s.once('error', rej);
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  /** The next record, or null once the connection has closed. */
-  async next(timeoutMs = 5000): Promise<{ header: Header; record: Buffer } | null> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.records.length === 0) {
-      if (this.closed) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no record from the server in time');
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          r();
-        });
-      });
-    }
-    const record = this.records.shift()!;
-    return { header: decodeHeader(record), record };
+  protected override onRecord(record: Buffer): void {
+    if (decodeHeader(record).messageCode === M.NOTIFY_CONNECTION_STATUS.code)
+      this.statuses.push(statusOf(record));
   }
 
   /** The greeting's status: CONNECTED or REFUSED (with its text), or null if closed without one. */
   async greeting(): Promise<Status | null> {
-    const r = await this.next();
+    const r = await this.next(5000);
     return r ? statusOf(r.record) : null;
   }
 
-  async waitClosed(timeoutMs = 5000): Promise<void> {
+  /** Waits for the server to close the connection (a failure if it does not). */
+  async closedByServer(timeoutMs = 5000): Promise<void> {
     await until(() => this.closed, 'the server to close the connection', timeoutMs);
   }
 
   /** Sends a TEXT CONNECT_CLIENT_AUTH and returns the reply's error code, or null if the connection closed. */
   async auth(user: string, password: string): Promise<number | null> {
-    this.seq++;
-    const h: Header = {
-      sequence: this.seq,
-      timeStamp: nowSeconds(),
-      messageType: MessageType.NDMP_MESSAGE_REQUEST,
-      messageCode: M.CONNECT_CLIENT_AUTH.code,
-      replySequence: 0,
-      errorCode: 0,
-    };
-    const framed = Buffer.concat([encodeMessage(h, null, null), authText(user, password)]);
-    framed.writeUInt32BE((0x80000000 | (framed.length - 4)) >>> 0, 0);
-    this.socket.write(framed);
+    this.send(this.request(M.CONNECT_CLIENT_AUTH.code, authText(user, password)));
+    const sequence = this.lastSequence;
     for (;;) {
-      const r = await this.next();
+      const r = await this.next(5000);
       if (!r) return null;
-      if (r.header.messageType === MessageType.NDMP_MESSAGE_REPLY && r.header.replySequence === this.seq) {
+      if (r.header.messageType === MessageType.NDMP_MESSAGE_REPLY && r.header.replySequence === sequence) {
         return r.header.errorCode || r.record.readUInt32BE(24);
       }
     }
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 
@@ -221,7 +156,7 @@ describe('finding 3: unauthenticated sockets cannot hold the door', () => {
         assert.equal((await p.greeting())?.reason, ConnectionStatusReason.NDMP_CONNECTED);
       }
       // The pool holds 16: the first 24 were told why, then closed.
-      for (const p of peers.slice(0, 24)) await p.waitClosed();
+      for (const p of peers.slice(0, 24)) await p.closedByServer();
       for (const p of peers.slice(0, 24)) {
         assert.deepEqual(p.statuses.at(-1), {
           reason: ConnectionStatusReason.NDMP_SHUTDOWN,
@@ -233,7 +168,7 @@ describe('finding 3: unauthenticated sockets cannot hold the door', () => {
 
       const dma = await client(s.port, 'md5');
       assert.equal((await dma.call(M.CONFIG_GET_HOST_INFO, {})).hostname, 'testhost');
-      await peers[24]!.waitClosed();
+      await peers[24]!.closedByServer();
       // The log names both peers: the one that went and the newcomer.
       const line = s
         .logText()
@@ -468,7 +403,7 @@ describe('allow-list', () => {
       const out: Peer[] = [];
       for (let i = 0; i < 30; i++) out.push(await Peer.connect(s.port, '127.0.0.3'));
       for (const p of out) {
-        await p.waitClosed();
+        await p.closedByServer();
         assert.equal(p.bytes, 0, 'not a byte of NDMP');
       }
       const lines = s
@@ -493,7 +428,7 @@ describe('allow-list', () => {
       assert.equal((await inside.greeting())?.reason, ConnectionStatusReason.NDMP_CONNECTED);
       assert.equal(s.server.stats()[0]?.peer.startsWith('127.0.0.5:'), true, 'counted as its IPv4 address');
       const outside = await Peer.connect(s.port, '127.0.0.6');
-      await outside.waitClosed();
+      await outside.closedByServer();
       assert.equal(outside.bytes, 0);
       inside.close();
     } finally {
