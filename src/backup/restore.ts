@@ -194,7 +194,7 @@ export class RestoreEngine {
           this.hooks.warn(`${d.entry.path}: attributes not restored (${errorText(err)})`);
           continue;
         }
-        this.attributesAt(dir.at(), d.entry);
+        this.attributesOf(dir.fd, d.entry);
       }
     } finally {
       this.dirs.length = 0;
@@ -258,16 +258,13 @@ export class RestoreEngine {
       }
       const at = this.placeOf(rel);
       switch (e.type) {
-        case 'file':
-          if (!this.mayReplace(at, e)) return;
-          this.open = {
-            entry: e,
-            fd: fs.openSync(at.dir.at(at.name), O_WRITE, 0o600),
-            failed: false,
-            left: e.size,
-          };
+        case 'file': {
+          const fd = this.create(at, e);
+          if (fd === null) return;
+          this.open = { entry: e, fd, failed: false, left: e.size };
           if (e.size === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
+        }
         case 'symlink':
           if (!this.mayReplace(at, e)) return;
           fs.symlinkSync(e.linkTarget ?? '', at.dir.at(at.name));
@@ -349,7 +346,7 @@ export class RestoreEngine {
     this.open = null;
     try {
       // Through the descriptor still open: the file written, whatever its name leads to by now.
-      if (!f.failed) this.attributesAt(`/proc/self/fd/${f.fd}`, f.entry);
+      if (!f.failed) this.attributesOf(f.fd, f.entry);
       fs.closeSync(f.fd);
       if (!f.failed) this.report(f.entry.path, 'restored');
     } catch (err) {
@@ -417,6 +414,23 @@ export class RestoreEngine {
     if (e.dumpdir) this.purge(dir, rel, e);
   }
 
+  /**
+   * A file made anew for the entry, open for writing; null when the overwrite
+   * policy keeps what is there (reported). The common case, nothing there,
+   * costs one open; only when something is in the way (EEXIST) is it looked
+   * at and, if the policy says so, unlinked first.
+   */
+  private create(at: Place, e: ParsedEntry): number | null {
+    const path = at.dir.at(at.name);
+    try {
+      return fs.openSync(path, O_WRITE, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (!this.mayReplace(at, e)) return null;
+    return fs.openSync(path, O_WRITE, 0o600);
+  }
+
   /** Whether the entry may be written where something may already be; clears the way if so. */
   private mayReplace(at: Place, e: ParsedEntry): boolean {
     const st = lstatOrNull(at);
@@ -437,15 +451,23 @@ export class RestoreEngine {
   }
 
   /**
-   * Owner, mode and times of a file, directory or node, through `at`: a
-   * /proc/self/fd/N of a descriptor naming that very file (the kernel goes
-   * from it to the file, whatever its name leads to by now).
+   * Owner, mode and times of a file, directory or node, through a descriptor
+   * naming that very file, whatever its name leads to by now: `fd` for fchown
+   * and fchmod when it is open for real (a file being written, a directory),
+   * or, for an O_PATH one (which those refuse), its /proc/self/fd/N, from
+   * which the kernel goes to the file. Times go by that path too (the addon
+   * takes paths).
    */
-  private attributesAt(at: string, e: ParsedEntry): void {
+  private attributesOf(fd: number, e: ParsedEntry, opts: { pathOnly?: boolean } = {}): void {
+    const at = `/proc/self/fd/${fd}`;
     try {
-      if (this.owners) fs.chownSync(at, e.uid, e.gid);
+      if (this.owners) {
+        if (opts.pathOnly) fs.chownSync(at, e.uid, e.gid);
+        else fs.fchownSync(fd, e.uid, e.gid);
+      }
       // chmod after chown: chown clears setuid/setgid.
-      fs.chmodSync(at, this.modeOf(e));
+      if (opts.pathOnly) fs.chmodSync(at, this.modeOf(e));
+      else fs.fchmodSync(fd, this.modeOf(e));
       // Times to the nanosecond (Node's utimes keeps microseconds).
       setTimesNs(at, e.atime ?? e.mtime, e.mtime, { followSymlinks: true });
     } catch (err) {
@@ -486,7 +508,7 @@ export class RestoreEngine {
         this.hooks.warn(`${e.path}: replaced while being restored; its attributes are not set`);
         return;
       }
-      this.attributesAt(`/proc/self/fd/${node.fd}`, e);
+      this.attributesOf(node.fd, e, { pathOnly: true });
     } finally {
       fs.closeSync(node.fd);
     }
