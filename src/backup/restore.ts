@@ -4,12 +4,19 @@
 //
 // Nothing is ever written outside the destination (issue 5, "Safety"):
 // - a name that is absolute, empty, or has a `..` component is refused;
-// - no entry is created through a symbolic link: every directory between the
-//   destination and the entry is checked with lstat (and remembered once
-//   checked), so the classic trick of an archive symlink `d -> /etc` followed
-//   by an entry `d/passwd` fails, as does a symlink planted in the
-//   destination beforehand; files are opened with O_NOFOLLOW;
-// - a hard link must name an earlier path of the same archive, by the same rules;
+// - no entry is created through a symbolic link, even one swapped in while the
+//   restore runs (docs/security.md, "While the tree changes"): the
+//   destination is opened O_DIRECTORY|O_NOFOLLOW, every directory below it is
+//   made or opened through its parent's descriptor and checked to be the one
+//   lstat'ed (util/confine.ts, ConfinedTree), and every file, link, node and
+//   attribute call names its target as /proc/self/fd/<its directory>/<name>,
+//   never as a path from the destination. So the classic trick of an archive
+//   symlink `d -> /etc` followed by an entry `d/passwd` fails, as does a
+//   symlink planted in the destination beforehand or put in place of a
+//   directory the restore already checked; files are created
+//   O_EXCL|O_NOFOLLOW;
+// - a hard link must name an earlier path of the same archive, in a directory
+//   this restore checked, reached through descriptors the same way;
 // - unless asked (RestoreOptions.special, RESTORE_SPECIAL=y), no device node or
 //   fifo is made and no mode keeps setuid/setgid: a tape of unknown origin
 //   cannot plant a root-owned setuid program or a raw disk device.
@@ -18,16 +25,20 @@
 // (PaxFormatError), never a crash.
 
 import fs from 'node:fs';
-import { dirname, join, sep } from 'node:path';
 import { PaxParser } from './pax.js';
 import type { ParsedEntry } from './pax.js';
+import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
 import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
 
 /** What happens to a file that already exists at a restore's target. */
 export type OverwritePolicy = 'always' | 'never' | 'older';
 
 export interface RestoreOptions {
-  /** Absolute path of the destination directory (created if missing). */
+  /**
+   * Absolute path of the destination directory (created if missing): a
+   * trusted path (an export's real path), whose last component must not be
+   * a symbolic link. Everything below it is reached through descriptors.
+   */
   readonly dest: string;
   readonly overwrite: OverwritePolicy;
   /** Set owners from the archive (only root can). Default: when running as root. */
@@ -80,7 +91,7 @@ export interface RestoreResult {
 
 interface OpenFile {
   readonly entry: ParsedEntry;
-  readonly target: string;
+  /** Open for writing; its attributes are set through it before it is closed. */
   fd: number;
   failed: boolean;
   /** Data bytes still to come: the file is closed (and reported) the moment its last byte is in. */
@@ -97,15 +108,36 @@ const SPECIAL_KIND: Readonly<Record<string, string>> = {
   blockdev: 'a block device',
 };
 
-const O_WRITE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
+/**
+ * O_EXCL: whatever was in the way was unlinked (mayReplace), so the file is
+ * made anew; anything put there meanwhile (a link to another file, a
+ * symbolic link) fails the open instead of being written through.
+ */
+const O_WRITE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+
+/** Open directory descriptors a restore keeps (besides the destination and those the entry at hand needs). */
+const OPEN_DIRS = 64;
+
+/** What is where: an entry's directory (open) and its name there. */
+interface Place {
+  readonly dir: ConfinedDir;
+  readonly name: string;
+}
+
+/** The directory part of a clean relative path ('' at the top) and its last name. */
+function splitRel(rel: string): { parent: string; name: string } {
+  const cut = rel.lastIndexOf('/');
+  return cut < 0 ? { parent: '', name: rel } : { parent: rel.slice(0, cut), name: rel.slice(cut + 1) };
+}
 
 export class RestoreEngine {
   private parser = new PaxParser();
   private open: OpenFile | null = null;
-  /** Directories below dest known to be real directories (not links), relative. */
-  private readonly safeDirs = new Set<string>(['']);
-  /** Directories restored, to get their times and modes once everything inside them is written. */
-  private readonly dirs: { target: string; entry: ParsedEntry }[] = [];
+  /** The destination, reached only through directory descriptors; closed by finish() and abandon(). */
+  private readonly tree: ConfinedTree;
+  private done = false;
+  /** Directories restored (relative), to get their times and modes once everything inside them is written. */
+  private readonly dirs: { rel: string; entry: ParsedEntry }[] = [];
   private readonly owners: boolean;
   private readonly special: boolean;
   /** Targets (relative) of withheld entries, so a hard link to one is withheld too rather than failed. */
@@ -118,7 +150,10 @@ export class RestoreEngine {
   ) {
     this.owners = opts.owners ?? process.getuid?.() === 0;
     this.special = opts.special ?? false;
+    // The destination path is trusted (the administrator's export, checked by
+    // recover-plan); from its descriptor on, nothing is looked up by path.
     fs.mkdirSync(opts.dest, { recursive: true });
+    this.tree = new ConfinedTree(ConfinedDir.openNoFollow(opts.dest), OPEN_DIRS);
   }
 
   /** Feeds stream bytes. Throws PaxFormatError when the stream is not a valid archive. */
@@ -131,8 +166,13 @@ export class RestoreEngine {
 
   /** The stream ended: finishes the last file and the directories' attributes. */
   end(): RestoreResult {
-    this.closeFile();
-    this.parser.end();
+    try {
+      this.closeFile();
+      this.parser.end();
+    } catch (e) {
+      this.abandon();
+      throw e;
+    }
     return this.finish();
   }
 
@@ -141,16 +181,37 @@ export class RestoreEngine {
    * read only the parts it wanted): the directories get their attributes.
    */
   finish(): RestoreResult {
-    this.closeFile();
-    // Deepest first, so setting a directory's times is not undone by its children.
-    for (const d of this.dirs.reverse()) this.attributes(d.target, d.entry);
-    this.dirs.length = 0;
+    if (this.done) return { ...this.counts };
+    try {
+      this.closeFile();
+      // Deepest first, so setting a directory's times is not undone by its children.
+      for (const d of this.dirs.reverse()) {
+        this.tree.release();
+        let dir: ConfinedDir;
+        try {
+          dir = this.tree.dir(d.rel);
+        } catch (err) {
+          this.hooks.warn(`${d.entry.path}: attributes not restored (${errorText(err)})`);
+          continue;
+        }
+        this.attributesOf(dir.fd, d.entry);
+      }
+    } finally {
+      this.dirs.length = 0;
+      this.done = true;
+      this.tree.close();
+    }
     return { ...this.counts };
   }
 
-  /** Stops early (an abort): closes what is open. */
+  /** Stops early (an abort, an error): closes what is open, the directories' descriptors too. */
   abandon(): void {
-    this.closeFile();
+    try {
+      this.closeFile();
+    } finally {
+      this.done = true;
+      this.tree.close();
+    }
   }
 
   /**
@@ -185,31 +246,29 @@ export class RestoreEngine {
 
   private onEntry(e: ParsedEntry): void {
     this.closeFile();
+    this.tree.release();
     this.opts.onHeader?.(e);
     const rel = this.targetOf(e);
     if (rel === null) return;
-    const target = join(this.opts.dest, rel);
     try {
-      this.makeParents(rel);
+      if (e.type === 'dir') {
+        this.restoreDir(rel, e);
+        this.report(e.path, 'restored');
+        return;
+      }
+      const at = this.placeOf(rel);
       switch (e.type) {
-        case 'dir':
-          this.restoreDir(target, e);
-          break;
-        case 'file':
-          if (!this.mayReplace(target, e)) return;
-          this.open = {
-            entry: e,
-            target,
-            fd: fs.openSync(target, O_WRITE, 0o600),
-            failed: false,
-            left: e.size,
-          };
+        case 'file': {
+          const fd = this.create(at, e);
+          if (fd === null) return;
+          this.open = { entry: e, fd, failed: false, left: e.size };
           if (e.size === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
+        }
         case 'symlink':
-          if (!this.mayReplace(target, e)) return;
-          fs.symlinkSync(e.linkTarget ?? '', target);
-          this.attributes(target, e);
+          if (!this.mayReplace(at, e)) return;
+          fs.symlinkSync(e.linkTarget ?? '', at.dir.at(at.name));
+          this.linkAttributes(at, e);
           break;
         case 'hardlink': {
           const from = this.checkedName(e.linkTarget ?? '');
@@ -219,7 +278,9 @@ export class RestoreEngine {
             this.withhold(e.path, rel, `a hard link to ${JSON.stringify(e.linkTarget)}, which was withheld`);
             return;
           }
-          if (from === null || fromRel === null || !this.throughRealDirs(fromRel)) {
+          const source = fromRel === null || fromRel === '' ? null : splitRel(fromRel);
+          // Only in a directory this restore checked: one it never saw may be anything.
+          if (from === null || source === null || !this.tree.has(source.parent)) {
             this.report(
               e.path,
               'refused',
@@ -227,8 +288,11 @@ export class RestoreEngine {
             );
             return;
           }
-          if (!this.mayReplace(target, e)) return;
-          fs.linkSync(join(this.opts.dest, fromRel), target);
+          const sourceDir = this.tree.dir(source.parent);
+          this.tree.hold(source.parent);
+          if (!this.mayReplace(at, e)) return;
+          // link(2) does not follow a symbolic link at the source: a link is linked as itself.
+          fs.linkSync(sourceDir.at(source.name), at.dir.at(at.name));
           break;
         }
         case 'fifo':
@@ -236,9 +300,9 @@ export class RestoreEngine {
             this.withhold(e.path, rel, SPECIAL_KIND[e.type]!);
             return;
           }
-          if (!this.mayReplace(target, e)) return;
-          mkfifo(target, e.mode & 0o7777);
-          this.attributes(target, e);
+          if (!this.mayReplace(at, e)) return;
+          mkfifo(at.dir.at(at.name), e.mode & 0o7777);
+          this.nodeAttributes(at, e);
           break;
         case 'chardev':
         case 'blockdev':
@@ -247,9 +311,9 @@ export class RestoreEngine {
             return;
           }
           // Only root may make device nodes; others get the entry reported, not a crash.
-          if (!this.mayReplace(target, e)) return;
-          mknod(target, e.type, e.mode & 0o7777, e.devMajor ?? 0, e.devMinor ?? 0);
-          this.attributes(target, e);
+          if (!this.mayReplace(at, e)) return;
+          mknod(at.dir.at(at.name), e.type, e.mode & 0o7777, e.devMajor ?? 0, e.devMinor ?? 0);
+          this.nodeAttributes(at, e);
           break;
         default:
           this.report(e.path, 'skipped', `${e.type} entries are not restored`);
@@ -281,11 +345,10 @@ export class RestoreEngine {
     if (!f) return;
     this.open = null;
     try {
+      // Through the descriptor still open: the file written, whatever its name leads to by now.
+      if (!f.failed) this.attributesOf(f.fd, f.entry);
       fs.closeSync(f.fd);
-      if (!f.failed) {
-        this.attributes(f.target, f.entry);
-        this.report(f.entry.path, 'restored');
-      }
+      if (!f.failed) this.report(f.entry.path, 'restored');
     } catch (err) {
       if (!f.failed) this.report(f.entry.path, 'failed', errorText(err));
     }
@@ -322,72 +385,58 @@ export class RestoreEngine {
     return normalizeArchivePath(p);
   }
 
-  /** Whether every directory above `rel` is one this restore checked (so a link there cannot lead outside). */
-  private throughRealDirs(rel: string): boolean {
-    const parent = dirname(rel) === '.' ? '' : dirname(rel);
-    return this.safeDirs.has(parent);
+  /**
+   * The entry's directory, made as needed (mode 755 until its own entry, if
+   * any, says otherwise), and its name there. Every directory on the way is
+   * reached through its parent's descriptor; one that is a symbolic link, not
+   * a directory, or no longer the one checked fails the entry (ConfineError).
+   */
+  private placeOf(rel: string): Place {
+    const { parent, name } = splitRel(rel);
+    const dir = this.tree.dir(parent, 0o755);
+    this.tree.hold(parent);
+    return { dir, name };
   }
 
-  /** Creates the directories above `rel` as needed; refuses to go through anything but a real directory. */
-  private makeParents(rel: string): void {
-    const parent = dirname(rel) === '.' ? '' : dirname(rel);
-    if (this.safeDirs.has(parent)) return;
-    let sofar = '';
-    for (const part of parent.split('/')) {
-      sofar = sofar === '' ? part : `${sofar}/${part}`;
-      if (this.safeDirs.has(sofar)) continue;
-      const abs = join(this.opts.dest, sofar);
-      let st: fs.Stats | undefined;
-      try {
-        st = fs.lstatSync(abs);
-      } catch {
-        fs.mkdirSync(abs, { mode: 0o755 });
-        st = fs.lstatSync(abs);
+  private restoreDir(rel: string, e: ParsedEntry): void {
+    if (rel !== '') {
+      const at = this.placeOf(rel);
+      const st = lstatOrNull(at);
+      if (st && !st.isDirectory()) {
+        if (this.opts.overwrite === 'never')
+          throw new Error('exists and is not a directory (overwrite=never)');
+        fs.unlinkSync(at.dir.at(at.name));
+        this.tree.forget(rel); // whatever directory was known there is gone: the new one is checked afresh
       }
-      if (!st.isDirectory()) {
-        throw new Error(
-          `${sofar} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; nothing is restored through it`,
-        );
-      }
-      this.safeDirs.add(sofar);
     }
+    const dir = this.tree.dir(rel, 0o700);
+    this.dirs.push({ rel, entry: e });
+    if (e.dumpdir) this.purge(dir, rel, e);
   }
 
-  private restoreDir(target: string, e: ParsedEntry): void {
-    let st: fs.Stats | null = null;
+  /**
+   * A file made anew for the entry, open for writing; null when the overwrite
+   * policy keeps what is there (reported). The common case, nothing there,
+   * costs one open; only when something is in the way (EEXIST) is it looked
+   * at and, if the policy says so, unlinked first.
+   */
+  private create(at: Place, e: ParsedEntry): number | null {
+    const path = at.dir.at(at.name);
     try {
-      st = fs.lstatSync(target);
-    } catch {
-      /* absent: made below */
+      return fs.openSync(path, O_WRITE, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    if (st && !st.isDirectory()) {
-      if (this.opts.overwrite === 'never') throw new Error('exists and is not a directory (overwrite=never)');
-      fs.rmSync(target, { force: true });
-      st = null;
-    }
-    if (!st) fs.mkdirSync(target, { mode: 0o700 });
-    const rel =
-      target === this.opts.dest
-        ? ''
-        : target
-            .slice(this.opts.dest.length + 1)
-            .split(sep)
-            .join('/');
-    this.safeDirs.add(rel);
-    this.dirs.push({ target, entry: e });
-    if (e.dumpdir) this.purge(target, rel, e);
+    if (!this.mayReplace(at, e)) return null;
+    return fs.openSync(path, O_WRITE, 0o600);
   }
 
   /** Whether the entry may be written where something may already be; clears the way if so. */
-  private mayReplace(target: string, e: ParsedEntry): boolean {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(target);
-    } catch {
-      return true;
-    }
+  private mayReplace(at: Place, e: ParsedEntry): boolean {
+    const st = lstatOrNull(at);
+    if (st === null) return true;
     const policy = this.opts.overwrite;
-    const newer = st.mtimeMs >= Number(e.mtime.sec) * 1000 + e.mtime.nsec / 1e6;
+    const newer = Number(st.mtimeNs) / 1e6 >= Number(e.mtime.sec) * 1000 + e.mtime.nsec / 1e6;
     if (policy === 'never' || (policy === 'older' && newer)) {
       this.report(e.path, 'skipped', `exists (overwrite=${policy})`);
       return false;
@@ -397,23 +446,71 @@ export class RestoreEngine {
       return false;
     }
     // Replaced, never written through: a symlink in the way is removed, not followed.
-    fs.unlinkSync(target);
+    fs.unlinkSync(at.dir.at(at.name));
     return true;
   }
 
-  private attributes(target: string, e: ParsedEntry): void {
+  /**
+   * Owner, mode and times of a file, directory or node, through a descriptor
+   * naming that very file, whatever its name leads to by now: `fd` for fchown
+   * and fchmod when it is open for real (a file being written, a directory),
+   * or, for an O_PATH one (which those refuse), its /proc/self/fd/N, from
+   * which the kernel goes to the file. Times go by that path too (the addon
+   * takes paths).
+   */
+  private attributesOf(fd: number, e: ParsedEntry, opts: { pathOnly?: boolean } = {}): void {
+    const at = `/proc/self/fd/${fd}`;
     try {
-      if (this.owners) fs.lchownSync(target, e.uid, e.gid);
-      // Times to the nanosecond (Node's utimes keeps microseconds); a symlink's own, not its target's.
-      if (e.type === 'symlink') {
-        setTimesNs(target, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
-        return;
+      if (this.owners) {
+        if (opts.pathOnly) fs.chownSync(at, e.uid, e.gid);
+        else fs.fchownSync(fd, e.uid, e.gid);
       }
       // chmod after chown: chown clears setuid/setgid.
-      fs.chmodSync(target, this.modeOf(e));
-      setTimesNs(target, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
+      if (opts.pathOnly) fs.chmodSync(at, this.modeOf(e));
+      else fs.fchmodSync(fd, this.modeOf(e));
+      // Times to the nanosecond (Node's utimes keeps microseconds).
+      setTimesNs(at, e.atime ?? e.mtime, e.mtime, { followSymlinks: true });
     } catch (err) {
       this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+    }
+  }
+
+  /** A symbolic link's own owner and times (it has no mode of its own): by name in its directory, not followed. */
+  private linkAttributes(at: Place, e: ParsedEntry): void {
+    try {
+      const path = at.dir.at(at.name);
+      if (this.owners) fs.lchownSync(path, e.uid, e.gid);
+      setTimesNs(path, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
+    } catch (err) {
+      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+    }
+  }
+
+  /**
+   * A fifo's or device node's attributes, through an O_PATH descriptor of it
+   * (chmod has no form that leaves a symbolic link alone, and opening the node
+   * itself would call its driver or wait on the fifo). What is there must be
+   * what was made: a link swapped in gets nothing.
+   */
+  private nodeAttributes(at: Place, e: ParsedEntry): void {
+    let node: { fd: number; stat: fs.BigIntStats };
+    try {
+      node = at.dir.openPath(at.name);
+    } catch (err) {
+      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      return;
+    }
+    try {
+      const st = node.stat;
+      const same =
+        e.type === 'fifo' ? st.isFIFO() : e.type === 'chardev' ? st.isCharacterDevice() : st.isBlockDevice();
+      if (!same) {
+        this.hooks.warn(`${e.path}: replaced while being restored; its attributes are not set`);
+        return;
+      }
+      this.attributesOf(node.fd, e, { pathOnly: true });
+    } finally {
+      fs.closeSync(node.fd);
     }
   }
 
@@ -448,14 +545,14 @@ export class RestoreEngine {
    * overwrite=never; with `select`, only names this restore would put at
    * exactly that place; nothing is followed through a symbolic link.
    */
-  private purge(target: string, destRel: string, e: ParsedEntry): void {
+  private purge(dir: ConfinedDir, destRel: string, e: ParsedEntry): void {
     if (this.opts.overwrite === 'never') return;
     const archRel = this.checkedName(e.path);
     if (archRel === null) return;
     const listed = new Map(e.dumpdir!.map((d) => [d.name, d.flag]));
     let names: string[];
     try {
-      names = fs.readdirSync(target);
+      names = dir.list();
     } catch (err) {
       this.hooks.warn(`${e.path}: cannot list the directory to remove what was deleted (${errorText(err)})`);
       return;
@@ -463,11 +560,10 @@ export class RestoreEngine {
     for (const name of names) {
       const flag = listed.get(name);
       if (flag === 'N' || flag === 'D') continue;
-      const abs = join(target, name);
       if (flag === 'Y') {
-        let st: fs.Stats;
+        let st: fs.BigIntStats;
         try {
-          st = fs.lstatSync(abs);
+          st = dir.lstat(name);
         } catch {
           continue;
         }
@@ -480,32 +576,58 @@ export class RestoreEngine {
         if (to === null || this.checkedName(to) !== destPath) continue;
       }
       try {
-        this.removeTree(abs);
+        this.removeTree(dir, name);
       } catch (err) {
         this.hooks.warn(`${archPath}: deleted since the earlier backup, but not removed (${errorText(err)})`);
         continue;
       } finally {
-        // Whatever of it is gone is no longer known to be a real directory.
-        for (const d of this.safeDirs) {
-          if (d === destPath || d.startsWith(`${destPath}/`)) this.safeDirs.delete(d);
-        }
+        // Whatever of it is gone is no longer a directory this restore checked.
+        this.tree.forget(destPath);
       }
       this.counts.removed++;
       this.hooks.removed?.(archPath);
     }
   }
 
-  /** Removes `abs` and, for a directory, everything in it; a symbolic link is removed, never followed. */
-  private removeTree(abs: string): void {
-    const st = fs.lstatSync(abs);
+  /**
+   * Removes `name` in `dir` and, for a directory, everything in it, each
+   * level through its own descriptor; a symbolic link is removed, never
+   * followed. The descriptors open are one per level of the tree removed.
+   */
+  private removeTree(dir: ConfinedDir, name: string): void {
+    const st = dir.lstat(name);
     if (!st.isDirectory()) {
-      fs.unlinkSync(abs);
+      fs.unlinkSync(dir.at(name));
       return;
     }
-    // A directory restored read-only must open up to be emptied (as its owner may).
-    if ((st.mode & 0o700) !== 0o700 && st.uid === process.getuid?.()) fs.chmodSync(abs, 0o700);
-    for (const name of fs.readdirSync(abs)) this.removeTree(join(abs, name));
-    fs.rmdirSync(abs);
+    // A directory restored read-only must open up to be emptied (as its owner
+    // may); through an O_PATH descriptor, which needs no read permission.
+    const mode = Number(st.mode);
+    if ((mode & 0o700) !== 0o700 && Number(st.uid) === process.getuid?.()) {
+      const p = dir.openPath(name);
+      try {
+        if (sameFile(p.stat, st)) fs.chmodSync(`/proc/self/fd/${p.fd}`, (mode & 0o7777) | 0o700);
+      } finally {
+        fs.closeSync(p.fd);
+      }
+    }
+    const sub = dir.openDir(name, st);
+    try {
+      for (const n of sub.list()) this.removeTree(sub, n);
+    } finally {
+      sub.close();
+    }
+    fs.rmdirSync(dir.at(name));
+  }
+}
+
+/** lstat of a name in its directory, or null when there is nothing there. */
+function lstatOrNull(at: Place): fs.BigIntStats | null {
+  try {
+    return at.dir.lstat(at.name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
   }
 }
 
@@ -525,6 +647,7 @@ export function normalizeArchivePath(p: string): string | null {
 
 /** An error for a restore report: its code and what the system said. */
 function errorText(e: unknown): string {
+  if (e instanceof ConfineError) return e.message;
   const err = e as NodeJS.ErrnoException;
   return err.code
     ? `${err.code}${err.message ? ` (${err.message.replace(/^[A-Z]+: /, '')})` : ''}`

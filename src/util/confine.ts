@@ -54,6 +54,12 @@ const C = fs.constants;
 const O_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 /** O_NONBLOCK: a fifo put in a file's place must not hang the open (it makes no difference to reading files). */
 const O_FILE = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
+/**
+ * Linux O_PATH (Node does not export it): a descriptor naming a file without
+ * opening it, so a device node's driver is never called and a fifo never
+ * waits; its /proc/self/fd/N leads to that very file for chmod and chown.
+ */
+const O_PATH = 0o10000000;
 
 /**
  * A path's components: '' and '.' dropped; null when one is '..'. The
@@ -106,6 +112,17 @@ export class ConfinedDir implements FileId {
    */
   static open(path: string, expect?: FileId): ConfinedDir {
     const fd = fs.openSync(path, expect ? O_DIR : C.O_RDONLY | C.O_DIRECTORY);
+    return ConfinedDir.adopt(fd, path, expect, `${path}: changed since it was checked; try again`);
+  }
+
+  /**
+   * Opens a directory that must not be a symbolic link itself (a restore's
+   * destination: the real path of an export, or below one), O_DIRECTORY|
+   * O_NOFOLLOW; with `expect`, it must be that directory (else ConfineError
+   * 'changed').
+   */
+  static openNoFollow(path: string, expect?: FileId): ConfinedDir {
+    const fd = fs.openSync(path, O_DIR);
     return ConfinedDir.adopt(fd, path, expect, `${path}: changed since it was checked; try again`);
   }
 
@@ -189,6 +206,22 @@ export class ConfinedDir implements FileId {
       throw e;
     }
     return fd;
+  }
+
+  /**
+   * A descriptor for the name itself, opened O_PATH|O_NOFOLLOW (nothing is
+   * read, no driver called, a symbolic link is the link), and its lstat
+   * through it: attribute calls on `/proc/self/fd/<it>` reach that very
+   * file. The caller closes it.
+   */
+  openPath(name: string): { fd: number; stat: fs.BigIntStats } {
+    const fd = fs.openSync(this.at(name), O_PATH | C.O_NOFOLLOW);
+    try {
+      return { fd, stat: fs.fstatSync(fd, { bigint: true }) };
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
   }
 
   /** The path of a name in it, as opened (for messages and openVerified). */
@@ -395,4 +428,165 @@ export function resolveBelow(start: ConfinedDir, p: string, what: string): Resol
 /** Closes the directories resolveBelow opened (not its start). */
 export function closeBelow(r: { readonly dirs: readonly ConfinedDir[] }): void {
   for (let i = 1; i < r.dirs.length; i++) r.dirs[i]!.close();
+}
+
+/**
+ * Why a directory under a ConfinedTree cannot be written into: a symbolic
+ * link, not a directory, or not the directory this tree checked before.
+ */
+function refuseStep(rel: string, st: fs.BigIntStats): ConfineError {
+  return st.isSymbolicLink()
+    ? new ConfineError(`${rel} is a symbolic link; nothing is restored through it`, 'symlink')
+    : new ConfineError(`${rel} is not a directory; nothing is restored into it`, 'not-directory');
+}
+
+/**
+ * A tree being written (a restore's destination), reached only through
+ * directory descriptors: every directory below the root is created (mkdir
+ * through its parent's /proc/self/fd/N/name) or opened through its parent's
+ * descriptor, O_DIRECTORY|O_NOFOLLOW, and checked to be the one lstat'ed
+ * there, and the first time this tree saw it. So once a directory is
+ * checked, a symbolic link swapped into its place is never followed: a
+ * descriptor still open writes into the directory itself (wherever it was
+ * moved), and one opened again meets the link and refuses it.
+ *
+ * Open descriptors are kept in a least-recently-used cache of `limit`, plus
+ * those `hold()` asked to keep for the entry at hand (a hard link needs two
+ * directories at once). The identity of every directory checked is kept (one
+ * per directory of the archive, as the restore's list of directories is), so
+ * one opened again must be the same. close() closes them all.
+ */
+export class ConfinedTree {
+  private readonly open = new Map<string, ConfinedDir>();
+  private readonly known = new Map<string, FileId>();
+  private readonly held = new Set<string>();
+  private closed = false;
+
+  constructor(
+    /** The tree's root; owned by the tree from now on. */
+    readonly root: ConfinedDir,
+    private readonly limit = 64,
+  ) {}
+
+  /**
+   * The open directory at `rel` ('/'-separated, clean; '' = the root). With
+   * `createMode` missing directories are made (that mode, less the umask);
+   * without it a missing one fails (ENOENT). Throws ConfineError naming the
+   * first component that is a symbolic link, not a directory, or not the one
+   * checked before. The descriptor belongs to the tree: use it before the
+   * next call unless hold() keeps it.
+   */
+  dir(rel: string, createMode?: number): ConfinedDir {
+    if (this.closed) throw new Error('ConfinedTree used after close()');
+    if (rel === '') return this.root;
+    const cached = this.open.get(rel);
+    if (cached) {
+      // Most recently used last: Map keeps insertion order.
+      this.open.delete(rel);
+      this.open.set(rel, cached);
+      return cached;
+    }
+    const cut = rel.lastIndexOf('/');
+    const parentRel = cut < 0 ? '' : rel.slice(0, cut);
+    const name = rel.slice(cut + 1);
+    const parent = this.dir(parentRel, createMode);
+    // The parent may not be evicted while its child is opened through it.
+    const wasHeld = this.held.has(parentRel);
+    this.held.add(parentRel);
+    try {
+      let st: fs.BigIntStats;
+      try {
+        st = parent.lstat(name);
+      } catch (e) {
+        if (code(e) !== 'ENOENT' || createMode === undefined) throw e;
+        try {
+          fs.mkdirSync(parent.at(name), { mode: createMode });
+        } catch (err) {
+          if (code(err) !== 'EEXIST') throw err; // made meanwhile: checked below like any other
+        }
+        st = parent.lstat(name);
+      }
+      if (!st.isDirectory()) throw refuseStep(rel, st);
+      const before = this.known.get(rel);
+      if (before && !sameFile(before, st))
+        throw new ConfineError(
+          `${rel} was replaced by another directory during the restore; nothing more is restored into it`,
+          'changed',
+        );
+      let dir: ConfinedDir;
+      try {
+        dir = parent.openDir(name, st);
+      } catch (e) {
+        if (e instanceof ConfineError || code(e) === 'ELOOP' || code(e) === 'ENOTDIR')
+          throw new ConfineError(
+            `${rel} changed while being opened (a symbolic link now?); nothing is restored through it`,
+            'changed',
+          );
+        throw e;
+      }
+      this.known.set(rel, { dev: dir.dev, ino: dir.ino });
+      this.open.set(rel, dir);
+      this.evict();
+      return dir;
+    } finally {
+      if (!wasHeld) this.held.delete(parentRel);
+    }
+  }
+
+  /** Whether `rel` is a directory this tree checked (and has not forgotten). */
+  has(rel: string): boolean {
+    return rel === '' || this.known.has(rel);
+  }
+
+  /** Keeps `rel`'s descriptor open until release(), however many others are opened meanwhile. */
+  hold(rel: string): void {
+    this.held.add(rel);
+  }
+
+  /** Ends every hold(). */
+  release(): void {
+    this.held.clear();
+    this.evict();
+  }
+
+  /**
+   * `rel` and everything below it are gone (removed, or replaced by a file):
+   * their descriptors are closed and their identities forgotten, so a
+   * directory made there again is checked afresh.
+   */
+  forget(rel: string): void {
+    const below = `${rel}/`;
+    for (const [k, d] of this.open) {
+      if (k === rel || k.startsWith(below)) {
+        d.close();
+        this.open.delete(k);
+      }
+    }
+    for (const k of this.known.keys()) if (k === rel || k.startsWith(below)) this.known.delete(k);
+  }
+
+  /** Descriptors open now (the root included): for tests, and to see the bound kept. */
+  get openCount(): number {
+    return this.open.size + (this.closed ? 0 : 1);
+  }
+
+  /** Closes every descriptor, the root's too. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const d of this.open.values()) d.close();
+    this.open.clear();
+    this.held.clear();
+    this.root.close();
+  }
+
+  private evict(): void {
+    if (this.open.size <= this.limit) return;
+    for (const [k, d] of this.open) {
+      if (this.open.size <= this.limit) break;
+      if (this.held.has(k)) continue;
+      d.close();
+      this.open.delete(k);
+    }
+  }
 }
