@@ -422,6 +422,16 @@ export class Mover {
     this.tapeStreamOffset = this.windowOffset;
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (this.socket !== sock) return;
+      // Recover: the data service hangs up once it has what it asked for, and
+      // bytes we sent that it never read turn its close into a reset. That is
+      // its end of the stream, not a failure.
+      if (this.mode === MoverMode.NDMP_MOVER_MODE_WRITE && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+        this.halt(
+          MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED,
+          'the data service closed the data connection',
+        );
+        return;
+      }
       this.halt(
         MoverHaltReason.NDMP_MOVER_HALT_CONNECT_ERROR,
         `data connection failed: ${e.code ?? e.message}`,
