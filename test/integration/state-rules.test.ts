@@ -90,6 +90,39 @@ const READ = TapeOpenMode.NDMP_TAPE_READ_MODE;
 const LOCAL = AddrType.NDMP_ADDR_LOCAL;
 const TCP = AddrType.NDMP_ADDR_TCP;
 
+/**
+ * An empty window pauses the mover at its first record (EOW); the backup,
+ * larger than what the sockets or the ring hold, then waits ACTIVE for the mover.
+ */
+function pausedBackup(addrType: typeof LOCAL | typeof TCP): Scenario {
+  return {
+    name: `a backup running into a paused mover (${addrType === LOCAL ? 'LOCAL' : 'TCP'})`,
+    where: { data: 'ACTIVE', mover: 'PAUSED', tape: 'RDWR' },
+    setup: async (c, tape, exportDir) => {
+      const tree = join(exportDir, `paused-backup-${addrType}`);
+      mkdirSync(tree, { recursive: true });
+      closeSync(openSync(join(tree, 'sparse'), 'w'));
+      truncateSync(join(tree, 'sparse'), 64 * 1024 * 1024);
+      const paused = new Promise<void>((resolve) => c.onPost(M.NOTIFY_MOVER_PAUSED, () => resolve()));
+      await c.call(M.TAPE_OPEN, { device: tape, mode: RDWR });
+      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: 0n });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType,
+      });
+      await c.call(M.DATA_CONNECT, { addr: addrType === LOCAL ? { addrType: LOCAL } : connectAddr });
+      await c.call(M.DATA_START_BACKUP, {
+        butypeName: 'tar',
+        env: [
+          { name: 'FILESYSTEM', value: tree },
+          { name: 'HIST', value: 'n' },
+        ],
+      });
+      await paused;
+    },
+  };
+}
+
 const SCENARIOS: readonly Scenario[] = [
   { name: 'a fresh session', where: { data: 'IDLE', mover: 'IDLE', tape: 'CLOSED' }, setup: async () => {} },
   {
@@ -143,34 +176,10 @@ const SCENARIOS: readonly Scenario[] = [
       await c.call(M.DATA_CONNECT, { addr: { addrType: LOCAL } });
     },
   },
-  {
-    // An empty window pauses the mover at its first record (EOW); the backup,
-    // larger than what the sockets hold, then waits ACTIVE for the mover.
-    name: 'a backup running into a paused mover',
-    where: { data: 'ACTIVE', mover: 'PAUSED', tape: 'RDWR' },
-    setup: async (c, tape, exportDir) => {
-      const tree = join(exportDir, 'paused-backup');
-      mkdirSync(tree, { recursive: true });
-      closeSync(openSync(join(tree, 'sparse'), 'w'));
-      truncateSync(join(tree, 'sparse'), 64 * 1024 * 1024);
-      const paused = new Promise<void>((resolve) => c.onPost(M.NOTIFY_MOVER_PAUSED, () => resolve()));
-      await c.call(M.TAPE_OPEN, { device: tape, mode: RDWR });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: 0n });
-      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: TCP,
-      });
-      await c.call(M.DATA_CONNECT, { addr: connectAddr });
-      await c.call(M.DATA_START_BACKUP, {
-        butypeName: 'tar',
-        env: [
-          { name: 'FILESYSTEM', value: tree },
-          { name: 'HIST', value: 'n' },
-        ],
-      });
-      await paused;
-    },
-  },
+  pausedBackup(TCP),
+  // The same over LOCAL: the data thread, waiting on a full ring the paused
+  // mover does not drain, must still answer its requests (GET_STATE above all).
+  pausedBackup(LOCAL),
 ];
 
 /**
