@@ -34,7 +34,7 @@ import {
   paddingAfter,
 } from './pax.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxType } from './pax.js';
+import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax.js';
 import { CodedError } from '../util/coded-error.js';
 
 /** Where the stream goes. */
@@ -646,8 +646,8 @@ export class BackupEngine {
       gid,
       uname: this.owners.user(uid),
       gname: this.owners.group(gid),
-      mtime: { sec: st.mtimeNs / 1_000_000_000n, nsec: Number(st.mtimeNs % 1_000_000_000n) },
-      atime: { sec: st.atimeNs / 1_000_000_000n, nsec: Number(st.atimeNs % 1_000_000_000n) },
+      mtime: timeOfNs(st.mtimeNs),
+      atime: timeOfNs(st.atimeNs),
     };
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       const rdev = st.rdev;
@@ -762,6 +762,23 @@ function typeOf(st: fs.BigIntStats): PaxType {
   if (st.isBlockDevice()) return 'blockdev';
   return 'file';
 }
+
+/**
+ * A time in ns since the epoch as pax keeps it: whole seconds rounded down, so
+ * `nsec` is never negative. Before 1970 BigInt division rounds toward zero
+ * (-1.5 s would read -1 s and -5e8 ns), which the pax writer rightly refuses.
+ */
+export function timeOfNs(ns: bigint): PaxTime {
+  let sec = ns / NS_PER_S;
+  let nsec = ns % NS_PER_S;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS_PER_S;
+  }
+  return { sec, nsec: Number(nsec) };
+}
+
+const NS_PER_S = 1_000_000_000n;
 
 /** A FILES entry as a clean relative path, or null if it would leave the root. */
 export function normalizeRelative(p: string): string | null {

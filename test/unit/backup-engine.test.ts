@@ -11,7 +11,8 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { BackupEngine } from '../../src/backup/engine.js';
+import { BackupEngine, timeOfNs } from '../../src/backup/engine.js';
+import { setTimesNs } from '../../src/util/native-fs.js';
 import type { BackedUpEntry, StreamSink } from '../../src/backup/engine.js';
 import { PaxParser } from '../../src/backup/pax.js';
 import { withReaderThread } from '../helpers/reader-pipe.js';
@@ -125,4 +126,44 @@ test('walker + reader thread (which opens the files): the same trouble gives the
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('times before 1970 with nanoseconds, and far after 2038, are backed up exactly (the backup does not fail)', async () => {
+  const root = fs.mkdtempSync(join(os.tmpdir(), 'engine-times-'));
+  try {
+    const cases: Record<string, { sec: bigint; nsec: number }> = {
+      old: { sec: -315619200n, nsec: 123_456_789 },
+      'just-before-epoch': { sec: -1n, nsec: 999_999_999 },
+      'year-2200': { sec: 7_258_118_400n, nsec: 5 },
+    };
+    for (const [name, t] of Object.entries(cases)) {
+      fs.writeFileSync(join(root, name), name);
+      setTimesNs(join(root, name), t, t);
+    }
+    const parts: Buffer[] = [];
+    const sink: StreamSink = {
+      write: async (c) => void parts.push(Buffer.from(c)),
+      end: async () => undefined,
+    };
+    const warnings: string[] = [];
+    const r = await new BackupEngine({ root, files: [], excludes: [] }, sink, {
+      aborted: () => false,
+      warn: (t) => warnings.push(t),
+    }).run();
+    assert.equal(r.warnings, 0, warnings.join('\n'));
+    const seen = new Map<string, { sec: bigint; nsec: number }>();
+    new PaxParser().push(Buffer.concat(parts), {
+      onEntry: (e) => void seen.set(e.path, { sec: e.mtime.sec, nsec: e.mtime.nsec }),
+      onData: () => undefined,
+    });
+    for (const [name, t] of Object.entries(cases)) assert.deepEqual(seen.get(name), t, name);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('timeOfNs rounds seconds down, so nanoseconds are never negative', () => {
+  assert.deepEqual(timeOfNs(-1_500_000_000n), { sec: -2n, nsec: 500_000_000 });
+  assert.deepEqual(timeOfNs(-1_000_000_000n), { sec: -1n, nsec: 0 });
+  assert.deepEqual(timeOfNs(1_500_000_000n), { sec: 1n, nsec: 500_000_000 });
 });
