@@ -61,6 +61,7 @@ import {
 } from '../src/wire/index.js';
 import type { NdmpVersion } from '../src/wire/index.js';
 import { GOLDEN_CASES } from '../test/helpers/golden-cases.js';
+import { requestRecord } from '../test/helpers/xdr-bytes.js';
 
 const USER = 'soak';
 const PASSWORD = 'soak-pa55';
@@ -236,24 +237,6 @@ for (const c of GOLDEN_CASES) {
   REQUESTS[c.version as 3 | 4].push({ code: c.def.code, body: c.request.bytes });
 }
 
-function record(seq: number, code: number, body: Buffer): Buffer {
-  const head = encodeMessage(
-    {
-      sequence: seq,
-      timeStamp: nowSeconds(),
-      messageType: MessageType.NDMP_MESSAGE_REQUEST,
-      messageCode: code,
-      replySequence: 0,
-      errorCode: 0,
-    },
-    null,
-    null,
-  );
-  const out = Buffer.concat([head, body]);
-  out.writeUInt32BE((0x80000000 | (out.length - 4)) >>> 0, 0);
-  return out;
-}
-
 function encoded<B>(
   v: NdmpVersion,
   seq: number,
@@ -280,7 +263,7 @@ function fuzzed(rng: Rng, v: NdmpVersion, seq: number): Buffer {
   const pick = REQUESTS[v][rng.int(REQUESTS[v].length)]!;
   // CONNECT_CLOSE would end most connections after a message or two.
   if (pick.code === M.CONNECT_CLOSE.code && rng.int(8) !== 0)
-    return record(seq, M.CONFIG_GET_HOST_INFO.code, Buffer.alloc(0));
+    return requestRecord(seq, M.CONFIG_GET_HOST_INFO.code);
   const r = rng.int(100);
   let body = pick.body;
   let code = pick.code;
@@ -296,7 +279,7 @@ function fuzzed(rng: Rng, v: NdmpVersion, seq: number): Buffer {
     code = rng.int(4) === 0 ? rng.int(2 ** 32) : (pick.code & 0xff00) | rng.int(0x20);
     body = rng.bytes(rng.int(64));
   }
-  return record(seq, code >>> 0, body);
+  return requestRecord(seq, code >>> 0, body);
 }
 
 /** One fuzzing connection: optional login, then `n` fuzzed requests, then a close or a reset. */

@@ -33,7 +33,6 @@ import {
   DEFAULT_MAX_RECORD_SIZE,
   ErrorCode,
   HEADER_SIZE,
-  LAST_FRAGMENT,
   M,
   MessageType,
   XdrDecodeError,
@@ -42,7 +41,7 @@ import {
   lookup,
 } from '../../src/wire/index.js';
 import { GOLDEN_CASES } from './golden-cases.js';
-import { xorshift32 } from './xdr-bytes.js';
+import { mark, xorshift32 } from './xdr-bytes.js';
 
 /** Until a DMA authenticates, records over this size end the connection (the server's rule). */
 export const FUZZ_PRE_AUTH_MAX_RECORD = 64 * 1024;
@@ -285,12 +284,6 @@ function recordBytes(r: Record_): Buffer {
   out.writeUInt32BE(r.errorCode >>> 0, 20);
   r.body.copy(out, HEADER_SIZE);
   return out;
-}
-
-function mark(length: number, last: boolean): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(((last ? LAST_FRAGMENT : 0) | length) >>> 0, 0);
-  return b;
 }
 
 /** Whether `body` decodes as the request of `code`, a code the version has. */

@@ -13,8 +13,9 @@ import type { ServerContext } from '../../src/services/session.js';
 import { createLogger } from '../../src/util/log.js';
 import { HistoryHub, historyDefaults } from '../../src/history/hub.js';
 import { NdmpClient } from '../../src/dma/client.js';
-import { RecordFramer, decodeHeader, MessageType, encodeMessage, nowSeconds } from '../../src/wire/index.js';
+import { RecordFramer, decodeHeader } from '../../src/wire/index.js';
 import type { Header } from '../../src/wire/index.js';
+import { requestRecord } from './xdr-bytes.js';
 
 export const USER = 'dma';
 export const PASSWORD = 'pa55-Word!';
@@ -175,21 +176,9 @@ export class RawPeer {
     return this.closed;
   }
 
-  /** A request header + raw body bytes, framed as one record; returns its sequence. */
+  /** A request header + raw body bytes, framed as one record (its sequence: lastSequence). */
   request(code: number, body: Buffer = Buffer.alloc(0)): Buffer {
-    this.seq++;
-    const h: Header = {
-      sequence: this.seq,
-      timeStamp: nowSeconds(),
-      messageType: MessageType.NDMP_MESSAGE_REQUEST,
-      messageCode: code,
-      replySequence: 0,
-      errorCode: 0,
-    };
-    const head = encodeMessage(h, null, null);
-    const framed = Buffer.concat([head, body]);
-    framed.writeUInt32BE((0x80000000 | (framed.length - 4)) >>> 0, 0);
-    return framed;
+    return requestRecord(++this.seq, code, body);
   }
 
   get lastSequence(): number {

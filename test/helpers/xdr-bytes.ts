@@ -116,3 +116,13 @@ export function xorshift32(seed: number): () => number {
     return s;
   };
 }
+
+/** A request record as a DMA sends it: one last fragment holding the header and raw body bytes. */
+export function requestRecord(
+  sequence: number,
+  messageCode: number,
+  body: Uint8Array = Buffer.alloc(0),
+): Buffer {
+  const header = headerBytes(sequence, Math.floor(Date.now() / 1000), 0, messageCode, 0, 0);
+  return singleFragment(Buffer.concat([header, body]));
+}

@@ -26,11 +26,10 @@ import {
   RecordFramer,
   XdrReader,
   decodeHeader,
-  encodeMessage,
   lookup,
-  nowSeconds,
 } from '../../src/wire/index.js';
 import { fuzzCases, fuzzStream, highestError } from '../helpers/fuzz.js';
+import { requestRecord } from '../helpers/xdr-bytes.js';
 import type { ExpectedReply, FuzzCase, FuzzOptions } from '../helpers/fuzz.js';
 import { PASSWORD, USER, client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
@@ -159,21 +158,7 @@ class Peer {
 
   request(code: number, body: Buffer = Buffer.alloc(0)): number {
     const sequence = ++this.seq;
-    const head = encodeMessage(
-      {
-        sequence,
-        timeStamp: nowSeconds(),
-        messageType: MessageType.NDMP_MESSAGE_REQUEST,
-        messageCode: code,
-        replySequence: 0,
-        errorCode: 0,
-      },
-      null,
-      null,
-    );
-    const rec = Buffer.concat([head, body]);
-    rec.writeUInt32BE((0x80000000 | (rec.length - 4)) >>> 0, 0);
-    this.socket.write(rec);
+    this.socket.write(requestRecord(sequence, code, body));
     return sequence;
   }
 
