@@ -128,15 +128,21 @@ async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>): Pr
   }
 }
 
-/** --stall-timeout in ms. */
-function stallMs(v: unknown): number {
+/** A timeout option given in seconds, in ms. */
+function secondsOption(flag: string, v: unknown): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0 || n > 2_000_000) {
-    throw new DmaUsageError(`--stall-timeout must be a number of seconds, not '${String(v)}'`);
+    throw new DmaUsageError(`${flag} must be a number of seconds, not '${String(v)}'`);
   }
   return n * 1000;
 }
 
+/** --stall-timeout in ms. */
+function stallMs(v: unknown): number {
+  return secondsOption('--stall-timeout', v);
+}
+
+const TAPE_HELP = `wait this long for one tape open, rewind or spacing, which real drives take minutes over (seconds, default ${WAITS.tapeMotionMs / 1000})`;
 const STALL_HELP = `end the job when nothing moves for this long: no stream bytes, no file history, no catalog rows (seconds, default ${WAITS.stallMs / 1000})`;
 
 function print(o: { json?: boolean }, value: unknown, text: () => string): void {
@@ -233,6 +239,7 @@ async function main(argv: string[]): Promise<void> {
         .option('--env <name=value>', 'more backup environment for the server; repeatable', collect, [])
         .option('--record-size <bytes>', 'tape record size', '64K')
         .option('--stall-timeout <seconds>', STALL_HELP, String(WAITS.stallMs / 1000))
+        .option('--tape-timeout <seconds>', TAPE_HELP, String(WAITS.tapeMotionMs / 1000))
         .option('-q, --quiet', 'no progress, only warnings and the result'),
     ),
   ).action(async (target: string, o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
@@ -260,6 +267,7 @@ async function main(argv: string[]): Promise<void> {
           env: parseEnv(o.env as string[]),
           recordSize: parseSize(o.recordSize as string),
           stallMs: stallMs(o.stallTimeout),
+          tapeMotionMs: secondsOption('--tape-timeout', o.tapeTimeout),
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
           signal: ac.signal,
@@ -356,6 +364,7 @@ async function main(argv: string[]): Promise<void> {
         )
         .option('--env <name=value>', 'more recover environment; repeatable', collect, [])
         .option('--stall-timeout <seconds>', STALL_HELP, String(WAITS.stallMs / 1000))
+        .option('--tape-timeout <seconds>', TAPE_HELP, String(WAITS.tapeMotionMs / 1000))
         .option('-q, --quiet', 'no progress, only warnings and the result'),
     ),
   ).action(async (id: string, paths: string[], o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
@@ -378,6 +387,7 @@ async function main(argv: string[]): Promise<void> {
           noDar: o.dar === false,
           special: o.special === true,
           stallMs: stallMs(o.stallTimeout),
+          tapeMotionMs: secondsOption('--tape-timeout', o.tapeTimeout),
           env: parseEnv(o.env as string[]),
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),

@@ -63,6 +63,8 @@ export interface BackupJobOptions {
   pollMs?: number;
   /** A backup in which nothing moves (stream bytes, file history, catalog rows) for this long ends (ms). */
   stallMs?: number;
+  /** The bound on one tape motion (open, rewind, spacing), which real drives take minutes over (ms). */
+  tapeMotionMs?: number;
 }
 
 export interface BackupOutcome {
@@ -77,7 +79,7 @@ export async function runBackup(o: BackupJobOptions): Promise<BackupOutcome> {
   let tape: NdmpClient = data;
   try {
     if (o.tapeServer) tape = await connectAgent(o.tapeServer, o.tapeCred ?? o.dataCred);
-    return await new BackupJob(o, new JobLink(data, tape)).run();
+    return await new BackupJob(o, new JobLink(data, tape, o.tapeMotionMs)).run();
   } finally {
     if (tape !== data) await tape.close();
     await data.close();

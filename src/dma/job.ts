@@ -44,8 +44,6 @@ function shortName(table: Readonly<Record<string, number>>, value: number, prefi
 /** Where the stream goes: the mover's mode names the direction from the tape's side. */
 export type StreamDirection = 'backup' | 'recover';
 
-/** Rewinds and spacing take minutes on real drives: far longer than a reply's usual timeout. */
-const TAPE_MOTION = { timeoutMs: WAITS.tapeMotionMs };
 const END_OF_DATA = new Set<number>([ErrorCode.NDMP_EOF_ERR, ErrorCode.NDMP_EOM_ERR]);
 
 /** A tape that does not hold the tape file the catalog says it does. */
@@ -72,10 +70,15 @@ export class JobLink {
   /** Set by connectStream: which side waits on the other decides the order of an abort. */
   private direction: StreamDirection = 'backup';
 
+  /** Rewinds and spacing take minutes on real drives: far longer than a reply's usual timeout. */
+  private readonly tapeMotion: { timeoutMs: number };
+
   constructor(
     readonly data: NdmpClient,
     readonly tape: NdmpClient,
+    tapeMotionMs: number = WAITS.tapeMotionMs,
   ) {
+    this.tapeMotion = { timeoutMs: tapeMotionMs };
     data.onPost(M.NOTIFY_DATA_HALTED, (b) => {
       this.dataHalt = {
         reason: b.reason,
@@ -178,14 +181,14 @@ export class JobLink {
     await this.tape.call(
       M.TAPE_OPEN,
       { device, mode: mode === 'read' ? TapeOpenMode.NDMP_TAPE_READ_MODE : TapeOpenMode.NDMP_TAPE_RDWR_MODE },
-      TAPE_MOTION,
+      this.tapeMotion,
     );
-    await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 }, TAPE_MOTION);
+    await this.tape.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 }, this.tapeMotion);
     if (file > 0) {
       const r = await this.tape.call(
         M.TAPE_MTIO,
         { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: file },
-        TAPE_MOTION,
+        this.tapeMotion,
       );
       if (r.residCount !== 0) {
         throw new TapePositionError(
@@ -208,7 +211,7 @@ export class JobLink {
         const r = await this.tape.call(
           M.TAPE_MTIO,
           { tapeOp: TapeMtioOp.NDMP_MTIO_FSF, count: 1 },
-          TAPE_MOTION,
+          this.tapeMotion,
         );
         if (r.residCount !== 0) break;
       } catch (e) {

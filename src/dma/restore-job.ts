@@ -47,6 +47,8 @@ export interface RestoreJobOptions {
   pollMs?: number;
   /** A restore in which nothing moves (stream bytes, LOG_FILEs, reads asked for) for this long ends (ms). */
   stallMs?: number;
+  /** The bound on one tape motion (open, rewind, spacing), which real drives take minutes over (ms). */
+  tapeMotionMs?: number;
 }
 
 export interface FileOutcome {
@@ -111,7 +113,7 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
   let tape: NdmpClient = data;
   try {
     if (!local) tape = await connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred);
-    return await new RestoreJob(o, rows, new JobLink(data, tape)).run();
+    return await new RestoreJob(o, rows, new JobLink(data, tape, o.tapeMotionMs)).run();
   } finally {
     if (tape !== data) await tape.close();
     await data.close();

@@ -117,7 +117,18 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     addTapes(p, 8);
     const child = spawn(
       process.execPath,
-      [NDMP_BIN, 'backup', `${dma.server}:${src}`, ...dma.creds, '--catalog', catalog, '--timeout', '3'],
+      [
+        NDMP_BIN,
+        'backup',
+        `${dma.server}:${src}`,
+        ...dma.creds,
+        '--catalog',
+        catalog,
+        '--timeout',
+        '3',
+        '--tape-timeout',
+        '3',
+      ],
       { env: { ...process.env, NDMP_STATE_DIR: join(work, 'state') }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
@@ -126,6 +137,8 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
     // The first tape is full: the mover now waits for the DMA's MOVER_CONTINUE, so the
     // backup cannot end without the server answering again (and more tape changes follow).
+    // The stop may land in the tape change's open or rewind, whose own bound (--tape-timeout,
+    // an hour by default for real drives) is set to the reply timeout here.
     const full = new Promise<boolean>((res) => {
       const timer = setTimeout(() => res(false), 60_000);
       child.stderr.on('data', (d: Buffer) => {
