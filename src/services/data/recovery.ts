@@ -258,7 +258,13 @@ export class Recovery {
       if (this.hooks.aborted()) return null;
       if (mayStop && (this.leftTarget || this.engine.ended))
         return { got, streamEnded: false, stoppedEarly: true };
-      const chunk = await this.source.read(left < BigInt(READ_BYTES) ? Number(left) : READ_BYTES);
+      let max = left < BigInt(READ_BYTES) ? Number(left) : READ_BYTES;
+      // Inside a subtree (the root's aside) no read goes past what the parser
+      // surely needs, so the read that meets the first entry outside it takes
+      // that entry's header and no more.
+      if (this.subtree && this.current?.original !== '' && !this.leftTarget && !this.engine.ended)
+        max = Math.min(max, Math.max(1, this.engine.need));
+      const chunk = await this.source.read(max);
       if (this.hooks.aborted()) return null;
       if (chunk === null) return { got, streamEnded: true, stoppedEarly: false };
       const n = BigInt(chunk.length);
