@@ -128,7 +128,7 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
         assert.equal(lastRecover(p).restored, backups[model].files);
       });
 
-      test(`${model} history, ${v}: /mid is its subtree, one entry, about its bytes read`, async () => {
+      test(`${model} history, ${v}: /mid is its subtree, one entry, about its bytes read`, async (t) => {
         const to = join(p.exportDir, `mid-${model}-${v}`);
         const r = await restore(backups[model].id, ['/mid'], to, flags);
         assert.deepEqual(r.files, [{ path: '/mid', ok: true, status: 'SUCCESSFUL' }]);
@@ -143,6 +143,7 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
         assert.equal(restored, 53); // mid, x.txt, inner and its 50 files
         // Both models lay the stream out alike: the path catalog's offsets hold for both.
         const subtree = fhOf('/mid.big') - fhOf('/mid');
+        t.diagnostic(`read ${bytes} bytes for a subtree of ${subtree}`);
         assert.ok(
           bytes >= subtree && bytes <= subtree + 64 * 1024,
           `read ${bytes} for a subtree of ${subtree}`,
@@ -159,7 +160,7 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
     assert.equal(lastRecover(p).restored, 1);
   });
 
-  test('several entries, overlapping, out of order: each restored once, the big files not read', async () => {
+  test('several entries, overlapping, out of order: each restored once, the big files not read', async (t) => {
     const to = join(p.exportDir, 'several');
     const paths = ['/sub/link', '/mid/inner', '/sub', '/a.txt', '/mid', '/mid/inner/f7'];
     const r = await restore(backups.path.id, paths, to, ['--v3']);
@@ -173,6 +174,7 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
     const { restored, bytes } = lastRecover(p);
     assert.equal(restored, 1 + 53 + 3);
     const wanted = 4 * 512 + (fhOf('/mid.big') - fhOf('/mid')) + (fhOf('/zzz.big') - fhOf('/sub'));
-    assert.ok(bytes <= 2 * wanted + 64 * 1024, `read ${bytes} for regions of ${wanted}`);
+    t.diagnostic(`read ${bytes} bytes for regions of ${wanted}`);
+    assert.ok(bytes <= (5 * wanted) / 4 + 64 * 1024, `read ${bytes} for regions of ${wanted}`);
   });
 });

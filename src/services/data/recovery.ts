@@ -182,9 +182,10 @@ export class Recovery {
       // no longer than the parser surely needs (a header block, an extended
       // header, a file's data, each with the next header block), so nothing
       // past the entry is read but one block, and never anything past the end
-      // of the archive. In a subtree each window is as long as what the region
-      // has read so far (up to DIR_WINDOW_MAX): few round trips, and what is
-      // read past the subtree's end is at most about the subtree's size.
+      // of the archive. In a subtree each window is a quarter of what the
+      // region has read so far (up to DIR_WINDOW_MAX): the windows grow
+      // geometrically, so there are few round trips, and what is read past the
+      // subtree's end is at most a quarter of the subtree's size.
       while (!this.leftTarget && !this.engine.ended) {
         if (this.regionEnd !== null && pos >= this.regionEnd) break;
         const need = BigInt(this.engine.need);
@@ -194,7 +195,7 @@ export class Recovery {
         if (this.subtree && t.original === '' && last) {
           want = INVALID_U64; // the whole backup from here: read to its end-of-archive marker
         } else if (this.subtree) {
-          let w = read < DIR_WINDOW_MAX ? read : DIR_WINDOW_MAX;
+          let w = read / 4n < DIR_WINDOW_MAX ? read / 4n : DIR_WINDOW_MAX;
           if (pos < sure && pos + w > sure) w = sure - pos;
           if (w > want) want = w;
         }
