@@ -192,13 +192,22 @@ function insideExport(
 }
 
 /**
+ * Whether archive path `path` is `dir` itself or lies below it (both
+ * normalized, '' = the backup root, which holds every path). Compares whole
+ * components, so 'sub' does not hold 'subway'.
+ */
+export function within(path: string, dir: string): boolean {
+  return dir === '' || path === dir || (path.startsWith(dir) && path.charCodeAt(dir.length) === 0x2f);
+}
+
+/**
  * The target an archive path belongs to: the one with the longest original
  * path that is the path itself or a directory above it. Null if none.
  */
 export function targetFor(targets: readonly RecoverTarget[], path: string): RecoverTarget | null {
   let best: RecoverTarget | null = null;
   for (const t of targets) {
-    if (t.original === '' || path === t.original || path.startsWith(`${t.original}/`)) {
+    if (within(path, t.original)) {
       if (!best || t.original.length > best.original.length) best = t;
     }
   }

@@ -15,7 +15,7 @@ import { FLAG_NODE, HistoryModel, RecordWriter } from '../../history/record.js';
 import type { HistoryStat } from '../../history/record.js';
 import type { SpscRing } from '../../ring/spsc-ring.js';
 import { INVALID_U64, RecoveryStatus } from '../../wire/index.js';
-import { targetFor, targetPath } from './recover-plan.js';
+import { targetFor, targetPath, within } from './recover-plan.js';
 import type { RecoverPlan, RecoverTarget } from './recover-plan.js';
 import { CodedError } from '../../util/coded-error.js';
 
@@ -55,6 +55,9 @@ export class TruncatedStream extends CodedError {
 /** Read size: what one turn of the loop restores before the thread's requests get a look in. */
 const READ_BYTES = 256 * 1024;
 
+/** DAR of a directory: the longest window asked for in one NOTIFY_DATA_READ. */
+const DIR_WINDOW_MAX = 4n * 1024n * 1024n;
+
 /** What one nlist entry came to, for its LOG_FILE. */
 interface TargetOutcome {
   restored: number;
@@ -71,6 +74,8 @@ export class Recovery {
   private regionEnd: bigint | null = null;
   /** DAR: an entry outside the current target began: its region is done. */
   private leftTarget = false;
+  /** DAR: the current target is a directory whose whole subtree is restored (RECURSIVE). */
+  private subtree = false;
   private firstHeader = true;
   private consumed = 0n;
   private failedTargets = 0;
@@ -144,39 +149,70 @@ export class Recovery {
     return false;
   }
 
-  /** Direct Access Recovery: each target's region, in stream order. */
+  /**
+   * Direct Access Recovery: each target's region, in stream order. A file's
+   * region is its headers and data. A directory's (RECURSIVE, the default) is
+   * its subtree: our backups are depth first (backup/engine.ts), so everything
+   * below a directory follows its header as one run of the stream, which ends
+   * at the first entry not below it. The backup root's region is the rest of
+   * the stream.
+   */
   private async runDirect(): Promise<boolean> {
     const order = [...this.plan.targets].sort((a, b) =>
       a.fhInfo! < b.fhInfo! ? -1 : a.fhInfo! > b.fhInfo! ? 1 : 0,
     );
-    for (const t of order) {
+    // Each fh_info names a header in the stream: a window ending at the
+    // furthest one never meets the end of the tape file, which a DMA would
+    // take for the end of the job while another region is still to come.
+    const sure = order.reduce((m, t) => (t.fhInfo! > m ? t.fhInfo! : m), 0n);
+    for (let i = 0; i < order.length; i++) {
+      const t = order[i]!;
       if (this.hooks.aborted()) return true;
-      const o = this.outcomes.get(t)!;
       // A target inside a directory restored before it came back with that directory.
-      if (o.restored > 0 || o.status !== null) continue;
+      if (this.done(t)) continue;
       this.current = t;
       this.regionEnd = null;
       this.leftTarget = false;
       this.firstHeader = true;
+      this.subtree = false;
       this.engine.seek(t.fhInfo!);
       let pos = t.fhInfo!;
-      // Region by region, each no longer than the parser surely needs: a
-      // header block, an extended header, a file's data, each with the next
-      // header block. So nothing past the entry is read but one block, and
-      // never anything past the end of the archive.
+      let read = 0n;
+      // Window by window. Until the region is known to be a subtree, each is
+      // no longer than the parser surely needs (a header block, an extended
+      // header, a file's data, each with the next header block), so nothing
+      // past the entry is read but one block, and never anything past the end
+      // of the archive. In a subtree each window is a quarter of what the
+      // region has read so far (up to DIR_WINDOW_MAX): the windows grow
+      // geometrically, so there are few round trips, and what is read past the
+      // subtree's end is at most a quarter of the subtree's size.
       while (!this.leftTarget && !this.engine.ended) {
         if (this.regionEnd !== null && pos >= this.regionEnd) break;
-        const want = BigInt(this.engine.need);
-        if (want === 0n) break;
+        const need = BigInt(this.engine.need);
+        if (need === 0n) break;
+        const last = !this.moreAfter(order, i);
+        let want = need;
+        if (this.subtree && t.original === '' && last) {
+          want = INVALID_U64; // the whole backup from here: read to its end-of-archive marker
+        } else if (this.subtree) {
+          let w = read / 4n < DIR_WINDOW_MAX ? read / 4n : DIR_WINDOW_MAX;
+          if (pos < sure && pos + w > sure) w = sure - pos;
+          if (w > want) want = w;
+        }
         this.hooks.dataRead(pos, want);
-        const got = await this.readRegion(want);
-        if (got === null) return true;
-        pos += got;
-        if (got < want) {
+        // After the last region nothing more is asked for: reading stops the
+        // moment the region is over and the rest of the window is never read.
+        const r = await this.readRegion(want, last);
+        if (r === null) return true;
+        pos += r.got;
+        read += r.got;
+        if (r.streamEnded && !this.leftTarget && !this.engine.ended) {
           // The tape file ended first: a stale fh_info, or the wrong tape.
-          if (o.restored === 0) this.fail(t, RecoveryStatus.NDMP_RECOVERY_FAILED_IO_ERROR);
+          if (this.outcomes.get(t)!.restored === 0)
+            this.fail(t, RecoveryStatus.NDMP_RECOVERY_FAILED_IO_ERROR);
           break;
         }
+        if (r.stoppedEarly) break;
       }
       this.engine.seek(pos); // closes what the region left open
       this.current = null;
@@ -184,23 +220,61 @@ export class Recovery {
     return false;
   }
 
+  /** Whether an nlist entry already has its outcome (restored, or failed). */
+  private done(t: RecoverTarget): boolean {
+    const o = this.outcomes.get(t)!;
+    return o.restored > 0 || o.status !== null;
+  }
+
   /**
-   * Takes exactly `length` bytes (one MOVER_READ's worth), feeding them to the
-   * engine until the target's region is over and dropping the rest. Returns
-   * how many came (fewer if the stream ended), or null on abort.
+   * Whether a region is still to be read after order[i]'s: a target not yet
+   * done, and not inside order[i]'s subtree when that is being read (what
+   * lies inside it is met in it, or is not in the backup).
    */
-  private async readRegion(length: bigint): Promise<bigint | null> {
+  private moreAfter(order: readonly RecoverTarget[], i: number): boolean {
+    const t = order[i]!;
+    for (let k = i + 1; k < order.length; k++) {
+      const u = order[k]!;
+      if (this.done(u)) continue;
+      if (this.subtree && within(u.original, t.original)) continue;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Takes the `length` bytes of one NOTIFY_DATA_READ (all-ones: until the
+   * stream ends), feeding them to the engine until the target's region is
+   * over. The rest of the window is read and dropped, since the mover serves
+   * one read at a time, unless `mayStop` (no region follows): then reading
+   * stops there. Null on abort.
+   */
+  private async readRegion(
+    length: bigint,
+    mayStop: boolean,
+  ): Promise<{ got: bigint; streamEnded: boolean; stoppedEarly: boolean } | null> {
     let left = length;
+    let got = 0n;
     while (left > 0n) {
       if (this.hooks.aborted()) return null;
-      const chunk = await this.source.read(left < BigInt(READ_BYTES) ? Number(left) : READ_BYTES);
+      if (mayStop && (this.leftTarget || this.engine.ended))
+        return { got, streamEnded: false, stoppedEarly: true };
+      let max = left < BigInt(READ_BYTES) ? Number(left) : READ_BYTES;
+      // Inside a subtree (the root's aside) no read goes past what the parser
+      // surely needs, so the read that meets the first entry outside it takes
+      // that entry's header and no more.
+      if (this.subtree && this.current?.original !== '' && !this.leftTarget && !this.engine.ended)
+        max = Math.min(max, Math.max(1, this.engine.need));
+      const chunk = await this.source.read(max);
       if (this.hooks.aborted()) return null;
-      if (chunk === null) break;
-      left -= BigInt(chunk.length);
-      this.consumed += BigInt(chunk.length);
+      if (chunk === null) return { got, streamEnded: true, stoppedEarly: false };
+      const n = BigInt(chunk.length);
+      left -= n;
+      got += n;
+      this.consumed += n;
       if (!this.leftTarget && !this.engine.ended) this.engine.push(chunk);
     }
-    return length - left;
+    return { got, streamEnded: false, stoppedEarly: false };
   }
 
   private onHeader(e: ParsedEntry): void {
@@ -221,18 +295,19 @@ export class Recovery {
       // A file's region ends with its data; a directory's when something outside it starts.
       if (e.type !== 'dir' || !this.plan.recursive)
         this.regionEnd = e.dataOffset + e.size + BigInt(paddingAfter(e.size));
+      else this.subtree = true;
       return;
     }
-    if (path === null || (path !== t.original && !path.startsWith(`${t.original}/`))) this.leftTarget = true;
+    // Depth first: the first entry not below the directory ends its subtree.
+    // Every path is below the root (one that is not a path at all is the
+    // engine's to refuse, as in a whole restore).
+    if (t.original === '') return;
+    if (path === null || !within(path, t.original)) this.leftTarget = true;
   }
 
   /** Where an archive path is restored (below destRoot), or null to leave it. */
   private select(p: string): string | null {
-    if (
-      this.current &&
-      (this.leftTarget || (p !== this.current.original && !p.startsWith(`${this.current.original}/`)))
-    )
-      return null;
+    if (this.current && (this.leftTarget || !within(p, this.current.original))) return null;
     const t = targetFor(this.plan.targets, p);
     if (!t) return null;
     if (!this.plan.recursive && p !== t.original) return null;
