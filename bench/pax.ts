@@ -12,8 +12,9 @@
 
 import { performance } from 'node:perf_hooks';
 
-import type { PaxEntry } from '../src/backup/pax.js';
-import { encodeHeaderInto, MAX_HEADER_BYTES } from '../src/backup/pax.js';
+import type { PaxEntry } from '../src/backup/pax-layout.js';
+import { MAX_HEADER_BYTES } from '../src/backup/pax-layout.js';
+import { encodeHeaderInto } from '../src/backup/pax-encoder.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -24,17 +24,10 @@ import { ExcludeList } from './glob.js';
 import { DirSnapshot } from './incremental.js';
 import type { IncrementalPlan } from './incremental.js';
 import { OwnerNames } from './owners.js';
-import {
-  BLOCK,
-  END_OF_ARCHIVE,
-  MAX_DUMPDIR_BYTES,
-  MAX_HEADER_BYTES,
-  dumpdirValueLength,
-  encodeHeaderInto,
-  paddingAfter,
-} from './pax.js';
+import { BLOCK, END_OF_ARCHIVE, MAX_DUMPDIR_BYTES, MAX_HEADER_BYTES, paddingAfter } from './pax-layout.js';
+import { dumpdirValueLength, encodeHeaderInto } from './pax-encoder.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax.js';
+import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax-layout.js';
 import { CodedError } from '../util/coded-error.js';
 
 /** Where the stream goes. */

@@ -26,8 +26,11 @@ import {
   readTokens,
 } from '../../src/backup/incremental.js';
 import type { IncrementalPlan } from '../../src/backup/incremental.js';
-import { END_OF_ARCHIVE, PaxFormatError, PaxParser, encodeHeader } from '../../src/backup/pax.js';
-import type { DumpdirEntry, ParsedEntry, PaxEntry } from '../../src/backup/pax.js';
+import { END_OF_ARCHIVE, PaxFormatError } from '../../src/backup/pax-layout.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
+import { encodeHeader } from '../../src/backup/pax-encoder.js';
+import type { DumpdirEntry, PaxEntry } from '../../src/backup/pax-layout.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
 
 const S = 1_000_000_000n;

@@ -1,4 +1,4 @@
-// The pax encoder and parser (src/backup/pax.ts): round trips through our own
+// The pax encoder and parser (src/backup/pax-encoder.ts, pax-parser.ts): round trips through our own
 // parser at every chunk boundary, GNU tar 1.34 extracting and listing what we
 // write (including a 9 GiB file through a pipe), our parser reading GNU tar's
 // --format=posix output, and hostile input.
@@ -18,17 +18,17 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import type { ParsedEntry, PaxEntry, PaxTime } from '../../src/backup/pax.js';
+import type { PaxEntry, PaxTime } from '../../src/backup/pax-layout.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import {
   BLOCK,
-  encodeHeader,
-  encodeHeaderInto,
   END_OF_ARCHIVE,
   MAX_HEADER_BYTES,
   paddingAfter,
   PaxFormatError,
-  PaxParser,
-} from '../../src/backup/pax.js';
+} from '../../src/backup/pax-layout.js';
+import { encodeHeader, encodeHeaderInto } from '../../src/backup/pax-encoder.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { archive, buildTree, content, HIGH_UID, walkTree } from '../helpers/pax-tree.js';
 import type { WalkedEntry } from '../helpers/pax-tree.js';
 
