@@ -32,9 +32,12 @@ import { OwnerNames } from './owners.js';
 import { BLOCK, END_OF_ARCHIVE, MAX_DUMPDIR_BYTES, MAX_HEADER_BYTES, paddingAfter } from './pax-layout.js';
 import { dumpdirValueLength, encodeHeaderInto } from './pax-encoder.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax-layout.js';
-import { escapeName } from '../util/byte-name.js';
+import type { DumpdirEntry, PaxEntry, PaxSparse, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
+import { decodeName, escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
+import { dataRegions, lgetxattr, llistxattr } from '../util/native-fs.js';
+import type { DataRegion } from '../util/native-fs.js';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, AclFormatError, aclToText } from './acl.js';
 
 /** Where the stream goes. */
 export interface StreamSink {
@@ -62,6 +65,14 @@ export interface BackupSpec {
    * no snapshot.
    */
   readonly incremental?: IncrementalPlan;
+  /**
+   * Extended attributes (user., trusted., security.: every namespace root
+   * can read) go with each entry as SCHILY.xattr records; default true, the
+   * backup env's XATTRS=n turns them off (docs/metadata.md).
+   */
+  readonly xattrs?: boolean;
+  /** POSIX ACLs (access, and directories' default) as SCHILY.acl records; default true, ACLS=n turns them off. */
+  readonly acls?: boolean;
 }
 
 /** One entry in the stream, as file history needs it. */
@@ -128,6 +139,14 @@ const ZERO_BLOCK = new Uint8Array(512);
  */
 const PIPE_PIECE = 16 * 1024;
 
+/**
+ * Most bytes of extended attributes (names and values) one entry carries:
+ * the header must fit the reader thread's work ring whole, and a stream
+ * buffer. Linux keeps a value to 64 KiB and most file systems far less per
+ * file; what goes beyond is left out with a warning naming the file.
+ */
+export const MAX_XATTR_BYTES = 256 * 1024;
+
 /** The backup root's node number: NetBackup requires 2 (docs/protocol.md §8.3). */
 export const ROOT_NODE = 2n;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
@@ -162,6 +181,8 @@ export class BackupEngine {
   private readonly announced = new Set<string>();
   /** Incremental backups: the directories walked (and listed), for the next incremental. */
   private readonly dirs: DirSnapshot | null;
+  private readonly wantXattrs: boolean;
+  private readonly wantAcls: boolean;
 
   /**
    * `pipe`: a reader thread puts file data into the stream (LOCAL backups,
@@ -175,6 +196,8 @@ export class BackupEngine {
   ) {
     this.excludes = new ExcludeList(spec.excludes);
     this.dirs = spec.incremental ? new DirSnapshot() : null;
+    this.wantXattrs = spec.xattrs ?? true;
+    this.wantAcls = spec.acls ?? true;
   }
 
   /**
@@ -543,8 +566,6 @@ export class BackupEngine {
   ): Promise<void> {
     const entry = this.describeEntry(rel, st);
     if (dumpdir) entry.dumpdir = dumpdir;
-    // A directory's listing makes its header as long as it needs.
-    const bound = dumpdir ? MAX_HEADER_BYTES + dumpdirValueLength(dumpdir) + BLOCK : MAX_HEADER_BYTES;
     let fd = -1;
     if (entry.type === 'symlink') {
       try {
@@ -564,8 +585,9 @@ export class BackupEngine {
           entry.linkTarget = first;
         } else this.links.set(key, rel);
       }
-      // With a reader thread, it opens the file (see pipe.ts).
-      if (entry.type === 'file' && !this.pipe) {
+      // With a reader thread, it opens the file (see pipe.ts); a sparse one we
+      // open too, for its map, which is part of the header.
+      if (entry.type === 'file' && (!this.pipe || mayBeSparse(st))) {
         try {
           fd = at.openFile(name, st);
         } catch (e) {
@@ -574,6 +596,25 @@ export class BackupEngine {
         }
       }
     }
+    // A hard link's attributes are its first name's, stored with that one.
+    if (entry.type !== 'hardlink') this.captureAttributes(rel, at, name, entry);
+    let regions: readonly DataRegion[] | null = null;
+    try {
+      if (fd >= 0 && mayBeSparse(st)) {
+        regions = this.sparseMap(rel, fd, entry);
+        if (this.pipe) {
+          fs.closeSync(fd);
+          fd = -1;
+        }
+      }
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      throw e;
+    }
+    // What follows the header: a sparse file's regions only.
+    const dataBytes = entry.sparse ? sparseBytes(entry.sparse) : entry.size;
+    // A directory's listing, xattrs and a sparse map make its header as long as they need.
+    const bound = headerBound(entry);
     try {
       const headerOffset = this.offset;
       if (this.pipe) {
@@ -594,9 +635,9 @@ export class BackupEngine {
             ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
           }) ?? null;
         if (entry.type === 'file') {
-          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record);
+          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record, regions);
           if (handed) await handed;
-          this.offset += entry.size + BigInt(paddingAfter(entry.size));
+          this.offset += dataBytes + BigInt(paddingAfter(dataBytes));
         } else if (header.length <= PIPE_PIECE) {
           const put = this.pipe.bytesOut(header, record);
           if (put) await put;
@@ -620,7 +661,8 @@ export class BackupEngine {
           await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
         }
         this.entries++;
-        if (fd >= 0) await this.copyFile(rel, fd, entry.size);
+        if (fd >= 0 && regions) await this.copyRegions(rel, fd, regions, entry.size);
+        else if (fd >= 0) await this.copyFile(rel, fd, entry.size);
       }
       this.hooks.entry?.({
         path: rel,
@@ -657,6 +699,150 @@ export class BackupEngine {
       entry.devMinor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
     }
     return entry;
+  }
+
+  /**
+   * The entry's extended attributes and ACLs (SCHILY.xattr.*, SCHILY.acl.*),
+   * as the backup asks for them. One llistxattr per entry (none when both are
+   * off); an attribute that vanishes or cannot be read is a warning naming the
+   * file, which is backed up all the same. Other system.* attributes are the
+   * kernel's views of something else (or of the ACLs) and are not stored.
+   */
+  private captureAttributes(rel: string, at: ConfinedDir, name: string, entry: PaxEntry): void {
+    if (!this.wantXattrs && !this.wantAcls) return;
+    // The root is the directory `at` itself: its /proc/self/fd/N is a link to it, to follow.
+    const path = at.at(name);
+    const follow = name === '';
+    let names: Buffer[];
+    try {
+      names = llistxattr(path, { followSymlinks: follow });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // No xattrs on this file system; or the file is gone, which its data read reports.
+      if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOENT') return;
+      this.warn(
+        `${escapeName(rel)}: extended attributes not readable (${describe(e)}); backed up without them`,
+      );
+      return;
+    }
+    if (names.length === 0) return;
+    const xattrs: PaxXattr[] = [];
+    let bytes = 0;
+    const trouble: string[] = [];
+    for (const raw of names) {
+      const xname = decodeName(raw);
+      const isAccess = xname === ACL_ACCESS_XATTR;
+      const isDefault = xname === ACL_DEFAULT_XATTR;
+      if (isAccess || isDefault ? !this.wantAcls : xname.startsWith('system.') || !this.wantXattrs) continue;
+      let value: Buffer;
+      try {
+        value = lgetxattr(path, raw, { followSymlinks: follow });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        trouble.push(
+          `${escapeName(xname)} ${code === 'ENODATA' ? 'vanished' : `not readable (${describe(e)})`}`,
+        );
+        continue;
+      }
+      if (isAccess || isDefault) {
+        try {
+          const text = aclToText(value, this.owners);
+          if (isAccess) entry.aclAccess = text;
+          else entry.aclDefault = text;
+        } catch (e) {
+          if (!(e instanceof AclFormatError)) throw e;
+          trouble.push(`${xname} not stored (${e.message})`);
+        }
+        continue;
+      }
+      if (bytes + raw.length + value.length > MAX_XATTR_BYTES) {
+        trouble.push(`${escapeName(xname)} not stored (more than ${MAX_XATTR_BYTES} bytes of attributes)`);
+        continue;
+      }
+      bytes += raw.length + value.length;
+      xattrs.push({ name: xname, value });
+    }
+    if (xattrs.length > 0) entry.xattrs = xattrs;
+    if (trouble.length > 0)
+      this.warn(
+        `${escapeName(rel)}: extended attribute ${trouble.join(', ')}; the file is backed up without it`,
+      );
+  }
+
+  /**
+   * A file with fewer blocks than its size: its data regions (dataRegions),
+   * set as the entry's GNU 1.0 sparse map when they leave holes out; null when
+   * they do not (the file is stored as it is). Its size stays the real one.
+   */
+  private sparseMap(rel: string, fd: number, entry: PaxEntry): readonly DataRegion[] | null {
+    let regions: DataRegion[];
+    try {
+      regions = dataRegions(fd, entry.size);
+    } catch (e) {
+      this.warn(`${escapeName(rel)}: holes not found (${describe(e)}); stored whole`);
+      return null;
+    }
+    let data = 0n;
+    for (const r of regions) data += r.length;
+    if (data >= entry.size) return null;
+    const last = regions[regions.length - 1];
+    const map = regions.map((r) => ({ offset: r.offset, length: r.length }));
+    // Ending in a hole: GNU tar's map says so with an empty region at the real size.
+    if (!last || last.offset + last.length < entry.size) map.push({ offset: entry.size, length: 0n });
+    entry.sparse = { realSize: entry.size, map };
+    return regions;
+  }
+
+  /**
+   * A sparse file's regions into the stream, each read where it lies; the
+   * stream holds exactly their lengths whatever happens to the file meanwhile
+   * (shrank: zeros, with a warning; grew: cut, with a warning).
+   */
+  private async copyRegions(
+    rel: string,
+    fd: number,
+    regions: readonly DataRegion[],
+    realSize: bigint,
+  ): Promise<void> {
+    let shrank = false;
+    let total = 0n;
+    for (const r of regions) {
+      let pos = r.offset;
+      let left = r.length;
+      total += r.length;
+      while (left > 0n) {
+        if (this.fill === this.buf.length) await this.flush();
+        const room = BigInt(this.buf.length - this.fill);
+        const want = Number(left < room ? left : room);
+        let got = 0;
+        if (!shrank) {
+          try {
+            got = fs.readSync(fd, this.buf, this.fill, want, pos);
+          } catch (e) {
+            this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
+            shrank = true;
+          }
+          if (got === 0 && !shrank) {
+            this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
+            shrank = true;
+          }
+        }
+        if (shrank) {
+          this.buf.fill(0, this.fill, this.fill + want);
+          got = want;
+        }
+        this.fill += got;
+        this.offset += BigInt(got);
+        pos += BigInt(got);
+        left -= BigInt(got);
+      }
+    }
+    if (!shrank) {
+      const probe = Buffer.allocUnsafe(1);
+      if (fs.readSync(fd, probe, 0, 1, realSize) > 0)
+        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
+    }
+    await this.put(ZERO_BLOCK.subarray(0, paddingAfter(total)));
   }
 
   /** Exactly `size` bytes of the file go into the stream, whatever happens to it meanwhile. */
@@ -753,6 +939,36 @@ interface Listing {
   readonly children: Child[];
   readonly others: string[];
   readonly listed: boolean;
+}
+
+/** Fewer 512-byte blocks allocated than the size needs: holes, maybe (or compression, or inline data). */
+function mayBeSparse(st: fs.BigIntStats): boolean {
+  return st.isFile() && st.size > 0n && st.blocks * 512n < st.size;
+}
+
+/** Data bytes a sparse entry has in the stream: its regions' lengths. */
+function sparseBytes(sparse: PaxSparse): bigint {
+  let n = 0n;
+  for (const r of sparse.map) n += r.length;
+  return n;
+}
+
+/**
+ * Room enough for the entry's header: the fixed bound for path, link target
+ * and owner names, plus what its directory listing, xattrs, ACLs and sparse
+ * map add (each record's length, key and separators within 64 bytes; text
+ * at most 3 bytes per UTF-16 unit).
+ */
+function headerBound(e: PaxEntry): number {
+  let n = MAX_HEADER_BYTES;
+  if (e.dumpdir) n += dumpdirValueLength(e.dumpdir) + BLOCK;
+  for (const x of e.xattrs ?? []) n += 64 + 3 * x.name.length + x.value.length;
+  if (e.aclAccess) n += 64 + 3 * e.aclAccess.length;
+  if (e.aclDefault) n += 64 + 3 * e.aclDefault.length;
+  // The map (two decimal numbers per region) in blocks of its own, and the
+  // GNU.sparse.* records, one repeating the path.
+  if (e.sparse) n += e.sparse.map.length * 42 + 3 * BLOCK + 3 * e.path.length + 256;
+  return n;
 }
 
 function typeOf(st: fs.BigIntStats): PaxType {

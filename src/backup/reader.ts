@@ -7,6 +7,7 @@
 // A file that shrank is padded with zeros to its recorded size, one that grew
 // is cut at it, one whose read fails gets zeros for the rest: the stream
 // always holds exactly what its header says, so every later offset stays true.
+// A sparse file (SPARSE items) is read region by region, where each lies.
 
 import fs from 'node:fs';
 import { SpscRing } from '../ring/spsc-ring.js';
@@ -164,8 +165,20 @@ export class PipeReader {
         const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
         try {
           this.put(header);
-          this.copy(fd, size, name);
-          this.zeros(paddingAfter(BigInt(size)));
+          if (kind === PipeKind.SPARSE) {
+            const mapAt = recAt + recLen;
+            const regions: { offset: number; length: number }[] = [];
+            for (let m = mapAt; m + 16 <= len; m += 16)
+              regions.push({
+                offset: Number(v.getBigUint64(m, true)),
+                length: Number(v.getBigUint64(m + 8, true)),
+              });
+            const total = this.copyRegions(fd, regions, size, name);
+            this.zeros(paddingAfter(BigInt(total)));
+          } else {
+            this.copy(fd, size, name);
+            this.zeros(paddingAfter(BigInt(size)));
+          }
         } finally {
           fs.closeSync(fd);
         }
@@ -228,6 +241,55 @@ export class PipeReader {
     // Read to its recorded size with no room for the extra byte: ask once more.
     if (size > 0 && !failed && fs.readSync(fd, this.probe, 0, 1, null) > 0)
       this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
+  }
+
+  /**
+   * A sparse file's regions into the stream, each read where it lies (the
+   * stream holds exactly their lengths: zeros for what shrank away, a warning
+   * for a file that grew past its real size). Returns their total.
+   */
+  private copyRegions(
+    fd: number,
+    regions: readonly { offset: number; length: number }[],
+    realSize: number,
+    name: string,
+  ): number {
+    let failed = false;
+    let total = 0;
+    for (const r of regions) {
+      total += r.length;
+      let pos = r.offset;
+      let left = r.length;
+      while (left > 0) {
+        if (failed) {
+          this.zeros(left);
+          break;
+        }
+        const want = Math.min(this.room(), left);
+        let got: number;
+        try {
+          got = fs.readSync(fd, this.region, this.used, want, pos);
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          this.note(
+            `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
+          );
+          failed = true;
+          continue;
+        }
+        if (got === 0) {
+          this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
+          failed = true;
+          continue;
+        }
+        this.used += got;
+        pos += got;
+        left -= got;
+      }
+    }
+    if (!failed && fs.readSync(fd, this.probe, 0, 1, realSize) > 0)
+      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
+    return total;
   }
 
   private note(text: string): void {

@@ -33,7 +33,10 @@ import fs from 'node:fs';
 import { PaxParser } from './pax-parser.js';
 import type { ParsedEntry } from './pax-parser.js';
 import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
-import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
+import { lsetxattr, mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
+import type { FsPath } from '../util/native-fs.js';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, AclFormatError, aclFromText } from './acl.js';
+import { OwnerNames } from './owners.js';
 import { encodeName, escapeName } from '../util/byte-name.js';
 
 /** What happens to a file that already exists at a restore's target. */
@@ -102,7 +105,12 @@ interface OpenFile {
   failed: boolean;
   /** Data bytes still to come: the file is closed (and reported) the moment its last byte is in. */
   left: bigint;
+  /** File offset of the next byte when the parser does not say (`at`). */
+  pos: bigint;
 }
+
+/** What a file system says when it takes no such attribute, or not from us: a warning, never a failed entry. */
+const REFUSED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EPERM', 'EACCES']);
 
 /** setuid and setgid: cleared from restored modes unless RestoreOptions.special. */
 const SET_ID_BITS = 0o6000;
@@ -149,6 +157,8 @@ export class RestoreEngine {
   /** Targets (relative) of withheld entries, so a hard link to one is withheld too rather than failed. */
   private readonly withheldTargets = new Set<string>();
   private counts = { restored: 0, refused: 0, failed: 0, skipped: 0, withheld: 0, removed: 0 };
+  /** User and group names to ids, for ACLs that name them (read at the first such ACL). */
+  private ids: OwnerNames | null = null;
 
   constructor(
     private readonly opts: RestoreOptions,
@@ -166,7 +176,7 @@ export class RestoreEngine {
   push(chunk: Uint8Array): void {
     this.parser.push(chunk, {
       onEntry: (e) => this.onEntry(e),
-      onData: (_e, data) => this.onData(data),
+      onData: (_e, data, at?: bigint) => this.onData(data, at),
     });
   }
 
@@ -267,8 +277,10 @@ export class RestoreEngine {
         case 'file': {
           const fd = this.create(at, e);
           if (fd === null) return;
-          this.open = { entry: e, fd, failed: false, left: e.size };
-          if (e.size === 0n) this.closeFile();
+          // A sparse entry brings its regions' bytes only, each with its place (`at`).
+          const left = e.sparse ? sparseDataBytes(e.sparse) : e.size;
+          this.open = { entry: e, fd, failed: false, left, pos: 0n };
+          if (left === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
         }
         case 'symlink':
@@ -335,13 +347,20 @@ export class RestoreEngine {
     }
   }
 
-  private onData(data: Uint8Array): void {
+  private onData(data: Uint8Array, at?: bigint): void {
     const f = this.open;
     if (!f) return;
     f.left -= BigInt(data.length);
     if (!f.failed) {
       try {
-        for (let off = 0; off < data.length;) off += fs.writeSync(f.fd, data, off, data.length - off);
+        // Written where the data lies: a sparse file's holes are never written, so they stay holes.
+        let pos = at ?? f.pos;
+        for (let off = 0; off < data.length;) {
+          const n = fs.writeSync(f.fd, data, off, data.length - off, Number(pos));
+          off += n;
+          pos += BigInt(n);
+        }
+        f.pos = pos;
       } catch (err) {
         f.failed = true;
         this.report(f.entry.path, 'failed', errorText(err));
@@ -355,6 +374,8 @@ export class RestoreEngine {
     if (!f) return;
     this.open = null;
     try {
+      // A sparse file ends where its real size says, in a hole if its data stopped short.
+      if (!f.failed && f.entry.sparse) fs.ftruncateSync(f.fd, Number(f.entry.size));
       // Through the descriptor still open: the file written, whatever its name leads to by now.
       if (!f.failed) this.attributesOf(f.fd, f.entry);
       fs.closeSync(f.fd);
@@ -466,7 +487,8 @@ export class RestoreEngine {
    * and fchmod when it is open for real (a file being written, a directory),
    * or, for an O_PATH one (which those refuse), its /proc/self/fd/N, from
    * which the kernel goes to the file. Times go by that path too (the addon
-   * takes paths).
+   * takes paths), and ACLs and xattrs (after chown, which clears
+   * security.capability; before the final chmod, as tar does).
    */
   private attributesOf(fd: number, e: ParsedEntry, opts: { pathOnly?: boolean } = {}): void {
     const at = `/proc/self/fd/${fd}`;
@@ -475,6 +497,7 @@ export class RestoreEngine {
         if (opts.pathOnly) fs.chownSync(at, e.uid, e.gid);
         else fs.fchownSync(fd, e.uid, e.gid);
       }
+      this.extendedAttributes(at, true, e);
       // chmod after chown: chown clears setuid/setgid.
       if (opts.pathOnly) fs.chmodSync(at, this.modeOf(e));
       else fs.fchmodSync(fd, this.modeOf(e));
@@ -490,6 +513,7 @@ export class RestoreEngine {
     try {
       const path = at.dir.at(at.name);
       if (this.owners) fs.lchownSync(path, e.uid, e.gid);
+      this.extendedAttributes(path, false, e);
       setTimesNs(path, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
     } catch (err) {
       this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
@@ -522,6 +546,46 @@ export class RestoreEngine {
     } finally {
       fs.closeSync(node.fd);
     }
+  }
+
+  /**
+   * The entry's ACLs and extended attributes (docs/metadata.md), set on
+   * `path` (followed for a /proc/self/fd/N). One the target refuses (a file
+   * system without user.*, trusted.* when not root, user.* on a symbolic
+   * link) or cannot take is one warning naming the file and the attributes:
+   * the file is restored all the same.
+   */
+  private extendedAttributes(path: FsPath, follow: boolean, e: ParsedEntry): void {
+    if (!e.xattrs?.length && e.aclAccess === undefined && e.aclDefault === undefined) return;
+    const trouble: string[] = [];
+    const set = (name: string, value: Uint8Array): void => {
+      try {
+        lsetxattr(path, encodeName(name), value, { followSymlinks: follow });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        trouble.push(
+          `${escapeName(name)} (${REFUSED.has(code) ? `${code}: refused by the target` : errorText(err)})`,
+        );
+      }
+    };
+    const acl = (name: string, text: string): void => {
+      let value: Buffer;
+      try {
+        value = aclFromText(text, (this.ids ??= new OwnerNames()));
+      } catch (err) {
+        if (!(err instanceof AclFormatError)) throw err;
+        trouble.push(`${name} (${err.message})`);
+        return;
+      }
+      set(name, value);
+    };
+    if (e.aclAccess !== undefined) acl(ACL_ACCESS_XATTR, e.aclAccess);
+    if (e.aclDefault !== undefined && e.type === 'dir') acl(ACL_DEFAULT_XATTR, e.aclDefault);
+    for (const x of e.xattrs ?? []) set(x.name, x.value);
+    if (trouble.length > 0)
+      this.hooks.warn(
+        `${escapeName(e.path)}: restored without the extended attributes ${trouble.join(', ')}`,
+      );
   }
 
   /** The mode to give a restored entry: as stored, less setuid/setgid unless `special`. */
@@ -633,6 +697,13 @@ export class RestoreEngine {
     }
     fs.rmdirSync(dir.at(name));
   }
+}
+
+/** A sparse entry's data bytes in the stream: its regions' lengths. */
+function sparseDataBytes(sparse: NonNullable<ParsedEntry['sparse']>): bigint {
+  let n = 0n;
+  for (const r of sparse.map) n += r.length;
+  return n;
 }
 
 /** lstat of a name in its directory, or null when there is nothing there. */
