@@ -29,10 +29,17 @@ import { ExcludeList } from './glob.js';
 import { DirSnapshot } from './incremental.js';
 import type { IncrementalPlan } from './incremental.js';
 import { OwnerNames } from './owners.js';
-import { BLOCK, END_OF_ARCHIVE, MAX_DUMPDIR_BYTES, MAX_HEADER_BYTES, paddingAfter } from './pax-layout.js';
-import { dumpdirValueLength, encodeHeaderInto } from './pax-encoder.js';
+import {
+  END_OF_ARCHIVE,
+  MAX_DUMPDIR_BYTES,
+  paddingAfter,
+  PaxUnrepresentableError,
+  alignSparseMap,
+  sparseDataBytes,
+} from './pax-layout.js';
+import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxSparse, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
+import type { DumpdirEntry, PaxEntry, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
 import { decodeName, escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
 import { dataRegions, lgetxattr, llistxattr } from '../util/native-fs.js';
@@ -612,9 +619,18 @@ export class BackupEngine {
       throw e;
     }
     // What follows the header: a sparse file's regions only.
-    const dataBytes = entry.sparse ? sparseBytes(entry.sparse) : entry.size;
-    // A directory's listing, xattrs and a sparse map make its header as long as they need.
-    const bound = headerBound(entry);
+    const dataBytes = entry.sparse ? sparseDataBytes(entry.sparse) : entry.size;
+    // The header's exact size (a directory's listing, xattrs, a sparse map make it long); an
+    // entry the format cannot hold is left out with a warning (docs/pax.md).
+    let bound: number;
+    try {
+      bound = headerBytes(entry);
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      if (!(e instanceof PaxUnrepresentableError)) throw e;
+      this.warn(`${escapeName(rel)}: ${e.reason}; skipped`);
+      return;
+    }
     try {
       const headerOffset = this.offset;
       if (this.pipe) {
@@ -785,12 +801,12 @@ export class BackupEngine {
     let data = 0n;
     for (const r of regions) data += r.length;
     if (data >= entry.size) return null;
-    const last = regions[regions.length - 1];
-    const map = regions.map((r) => ({ offset: r.offset, length: r.length }));
-    // Ending in a hole: GNU tar's map says so with an empty region at the real size.
-    if (!last || last.offset + last.length < entry.size) map.push({ offset: entry.size, length: 0n });
-    entry.sparse = { realSize: entry.size, map };
-    return regions;
+    // Regions widened to 512-byte blocks where a file system's are not (GNU
+    // tar reads each from a block boundary); ending in a hole, an empty
+    // region at the real size says so, as GNU tar writes it.
+    const sparse = alignSparseMap({ realSize: entry.size, map: regions });
+    entry.sparse = sparse;
+    return sparse.map.filter((r) => r.length > 0n);
   }
 
   /**
@@ -944,31 +960,6 @@ interface Listing {
 /** Fewer 512-byte blocks allocated than the size needs: holes, maybe (or compression, or inline data). */
 function mayBeSparse(st: fs.BigIntStats): boolean {
   return st.isFile() && st.size > 0n && st.blocks * 512n < st.size;
-}
-
-/** Data bytes a sparse entry has in the stream: its regions' lengths. */
-function sparseBytes(sparse: PaxSparse): bigint {
-  let n = 0n;
-  for (const r of sparse.map) n += r.length;
-  return n;
-}
-
-/**
- * Room enough for the entry's header: the fixed bound for path, link target
- * and owner names, plus what its directory listing, xattrs, ACLs and sparse
- * map add (each record's length, key and separators within 64 bytes; text
- * at most 3 bytes per UTF-16 unit).
- */
-function headerBound(e: PaxEntry): number {
-  let n = MAX_HEADER_BYTES;
-  if (e.dumpdir) n += dumpdirValueLength(e.dumpdir) + BLOCK;
-  for (const x of e.xattrs ?? []) n += 64 + 3 * x.name.length + x.value.length;
-  if (e.aclAccess) n += 64 + 3 * e.aclAccess.length;
-  if (e.aclDefault) n += 64 + 3 * e.aclDefault.length;
-  // The map (two decimal numbers per region) in blocks of its own, and the
-  // GNU.sparse.* records, one repeating the path.
-  if (e.sparse) n += e.sparse.map.length * 42 + 3 * BLOCK + 3 * e.path.length + 256;
-  return n;
 }
 
 function typeOf(st: fs.BigIntStats): PaxType {

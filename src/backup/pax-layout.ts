@@ -4,6 +4,7 @@
 // specification (XCU, "pax Interchange Format" and "ustar Interchange
 // Format"); docs/pax.md says what is emitted and read, and why.
 
+import { escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
 
 export type PaxType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'fifo' | 'chardev' | 'blockdev';
@@ -100,8 +101,10 @@ export const PREFIX_LEN = 155;
 export const MAX_OCTAL_7 = 0o7777777;
 /** Largest value of a 12-byte numeric field (11 octal digits + NUL): size, mtime. */
 export const MAX_OCTAL_11 = 0o77777777777;
-/** Sizes and uid/gid are handled as JS numbers: 2^53−1 bytes (8 PiB) is the cap. */
+/** uid/gid and the stream's own byte counts are JS numbers: 2^53−1 is their cap. */
 export const MAX_SAFE_N = BigInt(Number.MAX_SAFE_INTEGER);
+/** The `SCHILY.devmajor`/`SCHILY.devminor` keywords carry device numbers up to this (Linux's are 12 and 20 bits; glibc's dev_t 32 each). */
+export const MAX_DEV = 0xffffffff;
 
 export const TYPEFLAGS: Readonly<Record<PaxType, number>> = {
   file: 0x30, // '0'
@@ -127,8 +130,20 @@ export const TYPES_BY_FLAG: Readonly<Record<number, PaxType>> = {
   0x36: 'fifo',
 };
 
-/** Bound on the header bytes for paths and link targets ≤ 4096 bytes each, uname/gname ≤ 256 bytes. */
-export const MAX_HEADER_BYTES = 20 * BLOCK; // x block + ≤ 18 blocks of records + ustar block; see docs/pax.md
+/** Largest size (and sparse real size) an entry may have: Linux's off_t, 2^63−1. */
+export const MAX_SIZE = 2n ** 63n - 1n;
+/** Times are Linux's: a signed 64-bit count of seconds. */
+export const MIN_TIME_SEC = -(2n ** 63n);
+export const MAX_TIME_SEC = 2n ** 63n - 1n;
+
+/** The sparse map's `GNUSparseFile.<n>` directory: GNU tar puts its process id there, we a constant. */
+export const SPARSE_DIR = 'GNUSparseFile.0';
+
+/** The two extended attributes that hold POSIX ACLs: carried as `SCHILY.acl.*` text, never as xattr records. */
+export const ACL_XATTRS: ReadonlySet<string> = new Set([
+  'system.posix_acl_access',
+  'system.posix_acl_default',
+]);
 
 /** End of archive: two 512-byte zero blocks (what POSIX requires; GNU tar pads further to its record size). */
 export const END_OF_ARCHIVE: Buffer = Buffer.alloc(2 * BLOCK);
@@ -137,6 +152,21 @@ export const END_OF_ARCHIVE: Buffer = Buffer.alloc(2 * BLOCK);
 export function paddingAfter(size: bigint): number {
   const r = Number(size % 512n);
   return r === 0 ? 0 : BLOCK - r;
+}
+
+/**
+ * What the encoder throws for an entry the format cannot hold (a NUL in a
+ * name, an empty path, a value out of range): the backup leaves that entry
+ * out with a warning (docs/pax.md). `reason` says what, without the path.
+ */
+export class PaxUnrepresentableError extends CodedError {
+  readonly code = 'PAX_UNREPRESENTABLE';
+  readonly reason: string;
+  constructor(path: string, reason: string) {
+    super(`pax: cannot store "${escapeName(path)}": ${reason}`);
+    this.name = 'PaxUnrepresentableError';
+    this.reason = reason;
+  }
 }
 
 /** What the parser throws for a malformed stream. */
@@ -163,3 +193,38 @@ export const DEFAULT_MAX_EXTENDED_HEADER = 16 << 20;
  * listing is longer goes without one (and a restore deletes nothing in it).
  */
 export const MAX_DUMPDIR_BYTES = DEFAULT_MAX_EXTENDED_HEADER - 64 * 1024;
+
+/** Bytes of a sparse file's data in the archive: the sum of its regions' lengths (padding not included). */
+export function sparseDataBytes(sparse: PaxSparse): bigint {
+  let n = 0n;
+  for (const r of sparse.map) n += r.length;
+  return n;
+}
+
+/**
+ * `sparse` with its data regions widened to 512-byte boundaries (and merged
+ * where they then touch), the end capped at the real size. GNU tar reads each
+ * region from a block boundary, so every data region but the last must be a
+ * multiple of 512 bytes long (the encoder refuses other maps); regions that
+ * SEEK_DATA/SEEK_HOLE find are already, file system blocks being multiples of
+ * 512. The bytes added are holes, which read as zeros.
+ */
+export function alignSparseMap(sparse: PaxSparse): PaxSparse {
+  const out: { offset: bigint; length: bigint }[] = [];
+  const real = sparse.realSize;
+  for (const r of sparse.map) {
+    if (r.length === 0n) continue;
+    const start = r.offset - (r.offset % 512n);
+    let end = r.offset + r.length;
+    end = end % 512n === 0n ? end : end + 512n - (end % 512n);
+    if (end > real) end = real;
+    const last = out[out.length - 1];
+    if (last !== undefined && start <= last.offset + last.length) {
+      const e = last.offset + last.length;
+      if (end > e) last.length = end - last.offset;
+    } else out.push({ offset: start, length: end - start });
+  }
+  const last = out[out.length - 1];
+  if (last === undefined || last.offset + last.length < real) out.push({ offset: real, length: 0n });
+  return { realSize: real, map: out };
+}

@@ -2,7 +2,9 @@
 // tests. Any chunking, bounded memory, PaxFormatError with the stream offset
 // on anything malformed.
 
+import { decodeName } from '../util/byte-name.js';
 import {
+  ACL_XATTRS,
   BLOCK,
   CHKSUM,
   DEFAULT_MAX_EXTENDED_HEADER,
@@ -13,6 +15,8 @@ import {
   LINKNAME,
   LINKNAME_LEN,
   MAGIC,
+  MAX_SAFE_N,
+  MAX_SIZE,
   MODE,
   MTIME,
   NAME,
@@ -29,19 +33,23 @@ import {
   UNAME,
   paddingAfter,
 } from './pax-layout.js';
-import type { DumpdirEntry, PaxEntry, PaxTime } from './pax-layout.js';
+import type { DumpdirEntry, PaxEntry, PaxSparse, PaxTime, PaxXattr } from './pax-layout.js';
 
 export interface ParsedEntry extends PaxEntry {
   /** Offset of the entry's first header block: its `x` header if it has one. */
   headerOffset: bigint;
-  /** Offset of its data (just after the ustar block). */
+  /** Offset of its data (just after the ustar block; a sparse file's map starts there). */
   dataOffset: bigint;
 }
 
 export interface PaxHandlers {
   onEntry(e: ParsedEntry): void;
-  /** A slice of the entry's data; the view is valid during the call only. */
-  onData(e: ParsedEntry, data: Uint8Array): void;
+  /**
+   * A slice of the entry's data; the view is valid during the call only. `at`
+   * is the file offset of `data[0]`: consecutive for a dense file, a region's
+   * place in a sparse one (the file is `e.size` long; the rest are holes).
+   */
+  onData(e: ParsedEntry, data: Uint8Array, at: bigint): void;
   onEnd?(): void;
 }
 
@@ -52,7 +60,7 @@ export interface PaxHandlers {
 interface Overrides {
   path?: string | null;
   linkpath?: string | null;
-  size?: number | null;
+  size?: bigint | null;
   uid?: number | null;
   gid?: number | null;
   uname?: string | null;
@@ -60,7 +68,17 @@ interface Overrides {
   mtime?: PaxTime | null;
   atime?: PaxTime | null;
   ctime?: PaxTime | null;
+  devmajor?: number | null;
+  devminor?: number | null;
+  // Only from an entry's own x header (never global):
   dumpdir?: DumpdirEntry[] | null;
+  aclAccess?: string | null;
+  aclDefault?: string | null;
+  xattrs?: PaxXattr[];
+  sparseMajor?: number;
+  sparseMinor?: number;
+  sparseName?: string;
+  sparseRealSize?: bigint;
 }
 type OverrideKey = keyof Overrides;
 
@@ -69,14 +87,18 @@ const enum State {
   /** One zero block seen: the next must be zero too. */
   Zero1,
   ExtData,
+  /** A sparse file's map, before its data. */
+  SparseMap,
   Data,
   Pad,
   Done,
   Failed,
 }
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-const utf8Lenient = new TextDecoder('utf-8');
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+/** An ustar name's typical GNU sparse 1.0 form, for an archive without `GNU.sparse.name`. */
+const SPARSE_STORED_NAME = /^(.*)\/GNUSparseFile\.[0-9]+\/([^/]+)$/;
 
 /** Length of a NUL-terminated field. */
 function fieldLen(b: Uint8Array, at: number, len: number): number {
@@ -99,7 +121,21 @@ export class PaxParser {
   private pendingAt = 0;
   private globals: Overrides = {};
   private cur: ParsedEntry | null = null;
-  private left = 0; // data or padding bytes left
+  private left = 0; // bytes left of the entry's data (a sparse file's map included), or of the padding
+  private archived = 0; // the entry's bytes after its ustar block (its size field)
+  // Data: the regions of the current entry and where in the file the next byte goes.
+  private regions: readonly { offset: bigint; length: bigint }[] = [];
+  private region = 0;
+  private regionLeft = 0;
+  private fileAt = 0n;
+  // SparseMap: the numbers read so far and the one being read.
+  private mapNums: bigint[] = [];
+  private mapWant = -1; // numbers the map holds (2 per region + the count), once the count is read
+  private mapCur = 0n;
+  private mapDigits = 0;
+  private mapRead = 0; // map bytes consumed
+  private mapPad = -1; // padding bytes left after the map's last line, once known
+  private readonly maxRegions: number;
 
   constructor(opts?: {
     /** Largest `x`/`g` header body accepted (default DEFAULT_MAX_EXTENDED_HEADER). */
@@ -108,6 +144,8 @@ export class PaxParser {
     startOffset?: bigint;
   }) {
     this.maxExt = opts?.maxExtendedHeader ?? DEFAULT_MAX_EXTENDED_HEADER;
+    // A map line is at least two bytes: a bound of the same order as the extended header's.
+    this.maxRegions = Math.max(1024, Math.floor(this.maxExt / 16));
     this.base = Number(opts?.startOffset ?? 0n);
   }
 
@@ -162,14 +200,25 @@ export class PaxParser {
           if (this.extFill === this.extSize) this.extDone();
           break;
         }
+        case State.SparseMap:
+          i = this.sparseMap(chunk, i, handlers);
+          break;
         case State.Data: {
-          const take = Math.min(this.left, n - i);
+          while (this.regionLeft === 0) {
+            const r = this.regions[++this.region]!; // the sums were checked: a region is left
+            this.fileAt = r.offset;
+            this.regionLeft = Number(r.length);
+          }
+          const take = Math.min(this.regionLeft, n - i);
           this.left -= take;
+          this.regionLeft -= take;
           this.pos += take;
           const e = this.cur!;
-          if (this.left === 0) this.startPad(Number(e.size));
+          const at = this.fileAt;
+          this.fileAt += BigInt(take);
+          if (this.left === 0) this.startPad(this.archived);
           i += take;
-          handlers.onData(e, chunk.subarray(i - take, i));
+          handlers.onData(e, chunk.subarray(i - take, i), at);
           break;
         }
         case State.Pad: {
@@ -202,6 +251,7 @@ export class PaxParser {
       case State.ExtData:
         this.fail('stream ends inside an extended header', this.pos);
       // fall through
+      case State.SparseMap:
       case State.Data:
       case State.Pad:
         this.fail(`stream ends inside the data of ${this.cur?.path ?? 'an entry'}`, this.pos);
@@ -225,8 +275,9 @@ export class PaxParser {
         return BLOCK - this.blockFill;
       case State.ExtData:
         return this.extSize - this.extFill + paddingAfter(BigInt(this.extSize)) + BLOCK;
+      case State.SparseMap:
       case State.Data:
-        return this.left + paddingAfter(this.cur!.size) + BLOCK;
+        return this.left + paddingAfter(BigInt(this.archived)) + BLOCK;
       case State.Pad:
         return this.left + BLOCK;
       default:
@@ -310,29 +361,47 @@ export class PaxParser {
     if (path == null) {
       const nl = this.pathField(b, o + NAME, NAME_LEN, 'name', at);
       const pl = this.pathField(b, o + PREFIX, PREFIX_LEN, 'prefix', at);
-      const name = this.utf8(b, o + NAME, nl, 'name', at);
-      path = pl > 0 ? `${this.utf8(b, o + PREFIX, pl, 'prefix', at)}/${name}` : name;
+      const name = decodeName(b, o + NAME, o + NAME + nl);
+      path = pl > 0 ? `${decodeName(b, o + PREFIX, o + PREFIX + pl)}/${name}` : name;
+    }
+    // GNU sparse 1.0: the real name is a record; the ustar name is <dir>/GNUSparseFile.<n>/<base>.
+    const sparse = x.sparseMajor !== undefined || x.sparseMinor !== undefined;
+    if (sparse) {
+      if (x.sparseMajor !== 1 || x.sparseMinor !== 0)
+        this.fail(
+          `GNU sparse format ${x.sparseMajor ?? '?'}.${x.sparseMinor ?? '?'} is not supported (1.0 is)`,
+          at,
+        );
+      if (type !== 'file') this.fail(`GNU sparse records on a ${type}`, at);
+      if (x.sparseRealSize === undefined) this.fail('GNU sparse file without GNU.sparse.realsize', at);
+      if (x.sparseName !== undefined) path = x.sparseName;
+      else {
+        const m = SPARSE_STORED_NAME.exec(path);
+        if (m) path = `${m[1]}/${m[2]}`;
+      }
     }
     if (type === 'dir') while (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
     if (path.length === 0) this.fail('empty path', at);
 
     let size = 0;
     if (type !== 'fifo' && type !== 'chardev' && type !== 'blockdev') {
-      size = pick('size') ?? this.octal(b, o + SIZE, 12, 'size', at, true);
+      const big = pick('size');
+      if (big == null) size = this.octal(b, o + SIZE, 12, 'size', at, true);
+      else if (big > MAX_SAFE_N)
+        this.fail(`an entry of ${big} bytes in the archive (this parser's limit: 2^53−1)`, at);
+      else size = Number(big);
     }
     const mode = this.octal(b, o + MODE, 8, 'mode', at, true) & 0o7777;
     const uid = pick('uid') ?? this.octal(b, o + UID, 8, 'uid', at, true);
     const gid = pick('gid') ?? this.octal(b, o + GID, 8, 'gid', at, true);
-    const uname =
-      pick('uname') ?? utf8Lenient.decode(b.subarray(o + UNAME, o + UNAME + fieldLen(b, o + UNAME, 32)));
-    const gname =
-      pick('gname') ?? utf8Lenient.decode(b.subarray(o + GNAME, o + GNAME + fieldLen(b, o + GNAME, 32)));
+    const uname = pick('uname') ?? decodeName(b, o + UNAME, o + UNAME + fieldLen(b, o + UNAME, 32));
+    const gname = pick('gname') ?? decodeName(b, o + GNAME, o + GNAME + fieldLen(b, o + GNAME, 32));
     const mtime = pick('mtime') ?? { sec: BigInt(this.octal(b, o + MTIME, 12, 'mtime', at, true)), nsec: 0 };
 
     const e: ParsedEntry = {
       path,
       type,
-      size: BigInt(size),
+      size: sparse ? x.sparseRealSize! : BigInt(size),
       mode,
       uid,
       gid,
@@ -350,25 +419,143 @@ export class PaxParser {
       let target = pick('linkpath');
       if (target == null) {
         const ll = this.pathField(b, o + LINKNAME, LINKNAME_LEN, 'linkname', at);
-        target = this.utf8(b, o + LINKNAME, ll, 'linkname', at);
+        target = decodeName(b, o + LINKNAME, o + LINKNAME + ll);
       }
       if (target.length === 0) this.fail(`${type} ${path} without a target`, at);
       e.linkTarget = target;
     }
     if (type === 'chardev' || type === 'blockdev') {
-      e.devMajor = this.octal(b, o + DEVMAJOR, 8, 'devmajor', at, true);
-      e.devMinor = this.octal(b, o + DEVMINOR, 8, 'devminor', at, true);
+      e.devMajor = pick('devmajor') ?? this.octal(b, o + DEVMAJOR, 8, 'devmajor', at, true);
+      e.devMinor = pick('devminor') ?? this.octal(b, o + DEVMINOR, 8, 'devminor', at, true);
     }
     // A dumpdir only means something on a directory, and only from its own x header.
     const dumpdir = x.dumpdir;
     if (type === 'dir' && dumpdir) e.dumpdir = dumpdir;
+    // ACLs and xattrs: only from the entry's own x header. GNU tar --xattrs also
+    // writes the ACLs' binary xattrs; with their text at hand they are dropped.
+    if (x.aclAccess != null) e.aclAccess = x.aclAccess;
+    if (type === 'dir' && x.aclDefault != null) e.aclDefault = x.aclDefault;
+    if (x.xattrs !== undefined) {
+      const xs = x.xattrs.filter(
+        (a) =>
+          !ACL_XATTRS.has(a.name) ||
+          (a.name === 'system.posix_acl_access' ? e.aclAccess === undefined : e.aclDefault === undefined),
+      );
+      if (xs.length > 0) e.xattrs = xs;
+    }
 
     this.pending = null;
     this.cur = e;
-    if (size > 0) {
-      this.left = size;
-      this.state = State.Data;
-    } else this.state = State.Header;
+    this.archived = size;
+    this.left = size;
+    if (sparse) {
+      this.mapNums = [];
+      this.mapWant = -1;
+      this.mapCur = 0n;
+      this.mapDigits = 0;
+      this.mapRead = 0;
+      this.mapPad = -1;
+      if (size === 0) this.fail('GNU sparse file without its map', at + BLOCK);
+      this.state = State.SparseMap; // onEntry once the map is read
+      return;
+    }
+    this.regions = [{ offset: 0n, length: BigInt(size) }];
+    this.region = 0;
+    this.regionLeft = size;
+    this.fileAt = 0n;
+    this.state = size > 0 ? State.Data : State.Header;
+    handlers.onEntry(e);
+  }
+
+  /**
+   * Consumes a sparse file's map from `chunk[i..)`: the region count, then each
+   * region's offset and length, one decimal number a line, the whole padded to
+   * a block. Returns where it stopped.
+   */
+  private sparseMap(chunk: Uint8Array, i: number, handlers: PaxHandlers): number {
+    const n = chunk.length;
+    while (i < n && this.left > 0) {
+      if (this.mapPad >= 0) {
+        const take = Math.min(this.mapPad, n - i, this.left);
+        this.mapPad -= take;
+        this.left -= take;
+        this.pos += take;
+        i += take;
+        if (this.mapPad === 0) {
+          this.sparseMapDone(handlers);
+          return i;
+        }
+        continue;
+      }
+      const c = chunk[i]!;
+      const at = this.pos;
+      i++;
+      this.pos++;
+      this.left--;
+      this.mapRead++;
+      if (c >= 0x30 && c <= 0x39) {
+        if (++this.mapDigits > 19) this.fail('GNU sparse map number too long', at);
+        this.mapCur = this.mapCur * 10n + BigInt(c - 0x30);
+        continue;
+      }
+      if (c !== 0x0a || this.mapDigits === 0) this.fail('malformed GNU sparse map', at);
+      if (this.mapWant < 0) {
+        if (this.mapCur > BigInt(this.maxRegions))
+          this.fail(`GNU sparse map of ${this.mapCur} regions exceeds the limit of ${this.maxRegions}`, at);
+        this.mapWant = Number(this.mapCur) * 2;
+      } else this.mapNums.push(this.mapCur);
+      this.mapCur = 0n;
+      this.mapDigits = 0;
+      if (this.mapNums.length === this.mapWant) {
+        this.mapPad = (BLOCK - (this.mapRead % BLOCK)) % BLOCK;
+        if (this.mapPad === 0) {
+          this.sparseMapDone(handlers);
+          return i;
+        }
+      }
+    }
+    if (this.left === 0 && this.state === State.SparseMap)
+      this.fail('GNU sparse map runs past the entry', this.pos);
+    return i;
+  }
+
+  /** The map is read: check it against the entry's sizes and go on to its data. */
+  private sparseMapDone(handlers: PaxHandlers): void {
+    const e = this.cur!;
+    const at = Number(e.dataOffset) - this.base;
+    const map: { offset: bigint; length: bigint }[] = [];
+    let end = 0n;
+    let data = 0n;
+    let unaligned = -1n;
+    for (let k = 0; k < this.mapNums.length; k += 2) {
+      const offset = this.mapNums[k]!;
+      const length = this.mapNums[k + 1]!;
+      if (offset < end) this.fail('GNU sparse map regions out of order or overlapping', at);
+      // GNU tar reads each region from a block boundary: only the last may end inside a block.
+      if (length > 0n) {
+        if (unaligned >= 0n)
+          this.fail(
+            `GNU sparse map data region of ${unaligned} bytes before the last is not a multiple of 512`,
+            at,
+          );
+        if (length % 512n !== 0n) unaligned = length;
+      }
+      end = offset + length;
+      if (end > e.size) this.fail(`GNU sparse map region ends at ${end}, past the real size ${e.size}`, at);
+      data += length;
+      map.push({ offset, length });
+    }
+    if (data !== BigInt(this.left))
+      this.fail(`GNU sparse map holds ${data} bytes of data, the entry ${this.left}`, at);
+    this.mapNums = [];
+    const sparse: PaxSparse = { realSize: e.size, map };
+    e.sparse = sparse;
+    this.regions = map;
+    this.region = -1;
+    this.regionLeft = 0;
+    this.fileAt = 0n;
+    if (this.left > 0) this.state = State.Data;
+    else this.startPad(this.archived);
     handlers.onEntry(e);
   }
 
@@ -377,14 +564,6 @@ export class PaxParser {
     const l = fieldLen(b, at, len);
     for (let k = l + 1; k < len; k++) if (b[at + k] !== 0) this.fail(`NUL inside the ${what} field`, hdr);
     return l;
-  }
-
-  private utf8(b: Uint8Array, at: number, len: number, what: string, hdr: number): string {
-    try {
-      return utf8Strict.decode(b.subarray(at, at + len));
-    } catch {
-      this.fail(`${what} is not valid UTF-8`, hdr);
-    }
   }
 
   /**
@@ -431,7 +610,8 @@ export class PaxParser {
       let eq = ks;
       while (eq < end - 1 && b[eq] !== 0x3d) eq++;
       if (eq === ks || eq >= end - 1) this.fail('extended header record without keyword=value', at);
-      const key = utf8Lenient.decode(b.subarray(ks, eq));
+      // Keys are ASCII but for xattr names, which are bytes: latin1 keeps every byte.
+      const key = Buffer.from(b.buffer, b.byteOffset + ks, eq - ks).toString('latin1');
       this.record(into, key, b.subarray(eq + 1, end - 1), at);
       p = end;
     }
@@ -439,6 +619,7 @@ export class PaxParser {
   }
 
   private record(into: Overrides, key: string, v: Uint8Array, at: number): void {
+    const own = into !== this.globals; // an entry's own x header
     let k: OverrideKey;
     switch (key) {
       case 'path':
@@ -453,54 +634,122 @@ export class PaxParser {
       case 'ctime':
         k = key;
         break;
+      case 'SCHILY.devmajor':
+        k = 'devmajor';
+        break;
+      case 'SCHILY.devminor':
+        k = 'devminor';
+        break;
       case 'GNU.dumpdir':
         // Never from a global header: a dumpdir names one directory's contents.
-        if (into !== this.globals) into.dumpdir = v.length === 0 ? null : this.dumpdir(v, at);
+        if (own) into.dumpdir = v.length === 0 ? null : this.dumpdir(v, at);
         return;
+      case 'SCHILY.acl.access':
+        if (own) into.aclAccess = v.length === 0 ? null : decodeName(v);
+        return;
+      case 'SCHILY.acl.default':
+        if (own) into.aclDefault = v.length === 0 ? null : decodeName(v);
+        return;
+      case 'GNU.sparse.major':
+      case 'GNU.sparse.minor': {
+        const n = this.decimal(v, key, at, 9n);
+        if (own) into[key === 'GNU.sparse.major' ? 'sparseMajor' : 'sparseMinor'] = Number(n);
+        return;
+      }
+      case 'GNU.sparse.name':
+        if (v.length === 0 || v.includes(0)) this.fail(`bad ${key}`, at);
+        if (own) into.sparseName = decodeName(v);
+        return;
+      case 'GNU.sparse.realsize': {
+        const n = this.decimal(v, key, at, MAX_SIZE);
+        if (own) into.sparseRealSize = n;
+        return;
+      }
+      case 'GNU.sparse.size':
+      case 'GNU.sparse.numblocks':
+      case 'GNU.sparse.offset':
+      case 'GNU.sparse.numbytes':
+      case 'GNU.sparse.map':
+        this.fail(`GNU sparse format 0.x is not supported (${key}; 1.0 is)`, at);
+      // fall through (fail never returns)
       default:
-        if (key.startsWith('GNU.sparse.')) this.fail(`GNU sparse files are not supported (${key})`, at);
-        return; // charset, comment, hdrcharset, SCHILY.*, LIBARCHIVE.*, ...: ignored
+        if (key.startsWith(XATTR_PREFIX)) {
+          if (own) this.xattr(into, key, v, at);
+          return;
+        }
+        if (key.startsWith('GNU.sparse.')) this.fail(`unknown GNU sparse keyword ${key}`, at);
+        return; // charset, comment, hdrcharset (names are bytes either way), LIBARCHIVE.*, ...: ignored
     }
     if (v.length === 0) {
       // POSIX: an empty value deletes the keyword (a global is deleted; an x
       // header's falls back to the ustar field).
-      if (into === this.globals) delete into[k];
+      if (!own) delete into[k];
       else into[k] = null;
       return;
     }
     switch (k) {
       case 'path':
-      case 'linkpath': {
-        let s: string;
-        try {
-          s = utf8Strict.decode(v);
-        } catch {
-          this.fail(`${key} is not valid UTF-8`, at);
-        }
-        if (s.includes('\0')) this.fail(`NUL in ${key}`, at);
-        into[k] = s;
+      case 'linkpath':
+        // hdrcharset=BINARY or UTF-8: the bytes are the name either way (docs/pax.md "Names").
+        if (v.includes(0)) this.fail(`NUL in ${key}`, at);
+        into[k] = decodeName(v);
         return;
-      }
       case 'uname':
       case 'gname':
-        into[k] = utf8Lenient.decode(v);
+        into[k] = decodeName(v);
         return;
       case 'size':
-      case 'uid':
-      case 'gid': {
-        let n = 0;
-        for (let j = 0; j < v.length; j++) {
-          const c = v[j]!;
-          if (c < 0x30 || c > 0x39) this.fail(`${key} is not a non-negative decimal integer`, at);
-          n = n * 10 + (c - 0x30);
-          if (n > Number.MAX_SAFE_INTEGER) this.fail(`${key} is too large`, at);
-        }
-        into[k] = n;
+        into.size = this.decimal(v, key, at, MAX_SIZE);
         return;
-      }
+      case 'uid':
+      case 'gid':
+      case 'devmajor':
+      case 'devminor':
+        into[k] = Number(this.decimal(v, key, at, MAX_SAFE_N));
+        return;
       default:
         into[k] = this.time(v, key, at);
     }
+  }
+
+  /** A non-negative decimal integer no larger than `max`. */
+  private decimal(v: Uint8Array, key: string, at: number, max: bigint): bigint {
+    if (v.length === 0) this.fail(`${key} is not a non-negative decimal integer`, at);
+    for (let j = 0; j < v.length; j++) {
+      const c = v[j]!;
+      if (c < 0x30 || c > 0x39) this.fail(`${key} is not a non-negative decimal integer`, at);
+    }
+    const n =
+      v.length > 19 ? max + 1n : BigInt(Buffer.from(v.buffer, v.byteOffset, v.length).toString('latin1'));
+    if (n > max) this.fail(`${key} is too large (at most ${max})`, at);
+    return n;
+  }
+
+  /**
+   * `SCHILY.xattr.<name>=<value>`: the name's bytes with `%25` for '%' and
+   * `%3D` for '=' (GNU tar's escapes: a key cannot hold '='), the value raw.
+   */
+  private xattr(into: Overrides, key: string, v: Uint8Array, at: number): void {
+    const raw = Buffer.from(key.slice(XATTR_PREFIX.length), 'latin1');
+    const out = Buffer.allocUnsafe(raw.length);
+    let n = 0;
+    for (let j = 0; j < raw.length; j++) {
+      const c = raw[j]!;
+      if (c === 0x25 && j + 2 < raw.length && raw[j + 1] === 0x32 && raw[j + 2] === 0x35) {
+        out[n++] = 0x25;
+        j += 2;
+      } else if (c === 0x25 && j + 2 < raw.length && raw[j + 1] === 0x33 && (raw[j + 2]! | 0x20) === 0x64) {
+        out[n++] = 0x3d;
+        j += 2;
+      } else out[n++] = c;
+    }
+    if (n === 0) this.fail('SCHILY.xattr record without a name', at);
+    const name = decodeName(out, 0, n);
+    const list = (into.xattrs ??= []);
+    const value = Buffer.from(v); // the header buffer is reused
+    const old = list.findIndex((a) => a.name === name);
+    if (old >= 0) list[old] = { name, value };
+    else list.push({ name, value });
   }
 
   /**
@@ -526,12 +775,7 @@ export class PaxParser {
       let end = start;
       while (end < v.length && v[end] !== 0) end++;
       if (end >= v.length) this.fail('GNU.dumpdir entry without its NUL', at);
-      let name: string;
-      try {
-        name = utf8Strict.decode(v.subarray(start, end));
-      } catch {
-        this.fail('GNU.dumpdir name is not valid UTF-8', at);
-      }
+      const name = decodeName(v, start, end);
       if (name === '' || name === '.' || name === '..' || name.includes('/'))
         this.fail(`GNU.dumpdir name ${JSON.stringify(name)} is not a single path component`, at);
       if (seen.has(name)) this.fail(`GNU.dumpdir names ${JSON.stringify(name)} twice`, at);

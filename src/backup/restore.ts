@@ -31,6 +31,7 @@
 
 import fs from 'node:fs';
 import { PaxParser } from './pax-parser.js';
+import { sparseDataBytes } from './pax-layout.js';
 import type { ParsedEntry } from './pax-parser.js';
 import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
 import { lsetxattr, mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
@@ -105,8 +106,6 @@ interface OpenFile {
   failed: boolean;
   /** Data bytes still to come: the file is closed (and reported) the moment its last byte is in. */
   left: bigint;
-  /** File offset of the next byte when the parser does not say (`at`). */
-  pos: bigint;
 }
 
 /** What a file system says when it takes no such attribute, or not from us: a warning, never a failed entry. */
@@ -176,7 +175,7 @@ export class RestoreEngine {
   push(chunk: Uint8Array): void {
     this.parser.push(chunk, {
       onEntry: (e) => this.onEntry(e),
-      onData: (_e, data, at?: bigint) => this.onData(data, at),
+      onData: (_e, data, at) => this.onData(data, at),
     });
   }
 
@@ -279,7 +278,7 @@ export class RestoreEngine {
           if (fd === null) return;
           // A sparse entry brings its regions' bytes only, each with its place (`at`).
           const left = e.sparse ? sparseDataBytes(e.sparse) : e.size;
-          this.open = { entry: e, fd, failed: false, left, pos: 0n };
+          this.open = { entry: e, fd, failed: false, left };
           if (left === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
         }
@@ -347,20 +346,19 @@ export class RestoreEngine {
     }
   }
 
-  private onData(data: Uint8Array, at?: bigint): void {
+  private onData(data: Uint8Array, at: bigint): void {
     const f = this.open;
     if (!f) return;
     f.left -= BigInt(data.length);
     if (!f.failed) {
       try {
         // Written where the data lies: a sparse file's holes are never written, so they stay holes.
-        let pos = at ?? f.pos;
+        let pos = at;
         for (let off = 0; off < data.length;) {
           const n = fs.writeSync(f.fd, data, off, data.length - off, Number(pos));
           off += n;
           pos += BigInt(n);
         }
-        f.pos = pos;
       } catch (err) {
         f.failed = true;
         this.report(f.entry.path, 'failed', errorText(err));
@@ -697,13 +695,6 @@ export class RestoreEngine {
     }
     fs.rmdirSync(dir.at(name));
   }
-}
-
-/** A sparse entry's data bytes in the stream: its regions' lengths. */
-function sparseDataBytes(sparse: NonNullable<ParsedEntry['sparse']>): bigint {
-  let n = 0n;
-  for (const r of sparse.map) n += r.length;
-  return n;
 }
 
 /** lstat of a name in its directory, or null when there is nothing there. */
