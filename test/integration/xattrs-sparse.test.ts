@@ -22,7 +22,16 @@ import { after, before, describe, test } from 'node:test';
 
 import { Library } from '../../src/devices/library.js';
 import { dataRegions, lsetxattr } from '../../src/util/native-fs.js';
-import { AddrType, DataHaltReason, INVALID_U64, M, MoverMode, TapeOpenMode } from '../../src/wire/index.js';
+import {
+  AddrType,
+  DataHaltReason,
+  ErrorCode,
+  INVALID_U64,
+  M,
+  MoverMode,
+  NdmpError,
+  TapeOpenMode,
+} from '../../src/wire/index.js';
 import type { HaltedPost, Pval } from '../../src/wire/index.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
@@ -303,6 +312,37 @@ describe('xattrs, ACLs and sparse files through a session', { timeout: 240_000 }
     const t2text = tapeFileBytes(t2, 0).toString('latin1');
     assert.ok(t2text.includes('SCHILY.xattr.user.nul'));
     assert.ok(!t2text.includes('SCHILY.acl'));
+  });
+
+  test('XATTRS or ACLS that is neither yes nor no is refused, naming the value', async () => {
+    const c = await client(srv.port, 'md5');
+    try {
+      const [barcode] = lib.createTapes({ count: 1 });
+      await c.call(M.TAPE_OPEN, { device: lib.tapePath(barcode!), mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
+      const { connectAddr } = await c.call(M.MOVER_LISTEN, {
+        mode: MoverMode.NDMP_MOVER_MODE_READ,
+        addrType: AddrType.NDMP_ADDR_TCP,
+      });
+      await c.call(M.DATA_CONNECT, { addr: connectAddr });
+      for (const [name, value] of [
+        ['XATTRS', 'maybe'],
+        ['ACLS', 'sometimes'],
+      ] as const) {
+        await assert.rejects(
+          c.call(M.DATA_START_BACKUP, {
+            butypeName: 'tar',
+            env: [
+              { name: 'FILESYSTEM', value: tree },
+              { name, value },
+            ],
+          }),
+          (e: unknown) => e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_ILLEGAL_ARGS_ERR,
+        );
+        assert.match(srv.logText(), new RegExp(`${name}=${value}: say y`));
+      }
+    } finally {
+      c.destroy();
+    }
   });
 
   test('a target that refuses xattrs and ACLs (ramfs): a warning per file, the restore succeeds', async () => {
