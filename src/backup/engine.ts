@@ -9,6 +9,11 @@
 // Per-file trouble (vanished, unreadable, changed while read) is reported and
 // the backup goes on (restic's policy; docs/protocol.md §7.1).
 //
+// Names are bytes (docs/names.md): every name and path here is the lossless
+// string of the bytes the file system holds (ConfinedDir lists and opens with
+// Buffers), so a name that is not UTF-8 is walked, stored and reported like
+// any other; warnings name files by their printed form (escapeName).
+//
 // Confinement (docs/security.md): the walk never follows a symbolic link. The
 // root is opened and checked to be the directory the data service resolved;
 // every name below is reached from its directory's descriptor (ConfinedDir),
@@ -25,17 +30,21 @@ import { DirSnapshot } from './incremental.js';
 import type { IncrementalPlan } from './incremental.js';
 import { OwnerNames } from './owners.js';
 import {
-  BLOCK,
   END_OF_ARCHIVE,
   MAX_DUMPDIR_BYTES,
-  MAX_HEADER_BYTES,
-  dumpdirValueLength,
-  encodeHeaderInto,
   paddingAfter,
-} from './pax.js';
+  PaxUnrepresentableError,
+  alignSparseMap,
+  sparseDataBytes,
+} from './pax-layout.js';
+import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax.js';
+import type { DumpdirEntry, PaxEntry, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
+import { decodeName, escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
+import { dataRegions, lgetxattr, llistxattr } from '../util/native-fs.js';
+import type { DataRegion } from '../util/native-fs.js';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, AclFormatError, aclToText } from './acl.js';
 
 /** Where the stream goes. */
 export interface StreamSink {
@@ -63,6 +72,14 @@ export interface BackupSpec {
    * no snapshot.
    */
   readonly incremental?: IncrementalPlan;
+  /**
+   * Extended attributes (user., trusted., security.: every namespace root
+   * can read) go with each entry as SCHILY.xattr records; default true, the
+   * backup env's XATTRS=n turns them off (docs/metadata.md).
+   */
+  readonly xattrs?: boolean;
+  /** POSIX ACLs (access, and directories' default) as SCHILY.acl records; default true, ACLS=n turns them off. */
+  readonly acls?: boolean;
 }
 
 /** One entry in the stream, as file history needs it. */
@@ -129,6 +146,14 @@ const ZERO_BLOCK = new Uint8Array(512);
  */
 const PIPE_PIECE = 16 * 1024;
 
+/**
+ * Most bytes of extended attributes (names and values) one entry carries:
+ * the header must fit the reader thread's work ring whole, and a stream
+ * buffer. Linux keeps a value to 64 KiB and most file systems far less per
+ * file; what goes beyond is left out with a warning naming the file.
+ */
+export const MAX_XATTR_BYTES = 256 * 1024;
+
 /** The backup root's node number: NetBackup requires 2 (docs/protocol.md §8.3). */
 export const ROOT_NODE = 2n;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
@@ -163,6 +188,8 @@ export class BackupEngine {
   private readonly announced = new Set<string>();
   /** Incremental backups: the directories walked (and listed), for the next incremental. */
   private readonly dirs: DirSnapshot | null;
+  private readonly wantXattrs: boolean;
+  private readonly wantAcls: boolean;
 
   /**
    * `pipe`: a reader thread puts file data into the stream (LOCAL backups,
@@ -176,6 +203,8 @@ export class BackupEngine {
   ) {
     this.excludes = new ExcludeList(spec.excludes);
     this.dirs = spec.incremental ? new DirSnapshot() : null;
+    this.wantXattrs = spec.xattrs ?? true;
+    this.wantAcls = spec.acls ?? true;
   }
 
   /**
@@ -209,7 +238,7 @@ export class BackupEngine {
           if (!r) continue;
           try {
             const parent = this.hooks.directory ? await this.announceAncestors(r) : ROOT_NODE;
-            if (r.stat.isSocket()) this.warn(`${r.rel}: a socket; not backed up`);
+            if (r.stat.isSocket()) this.warn(`${escapeName(r.rel)}: a socket; not backed up`);
             else await this.visit(r.rel, r.dirs[r.dirs.length - 1]!, r.name, r.stat, parent);
           } finally {
             closeBelow(r);
@@ -248,14 +277,14 @@ export class BackupEngine {
    */
   private resolveFiles(root: ConfinedDir, f: string): ResolvedBelow | null {
     if (pathComponents(f) === null) {
-      this.warn(`FILES entry ${JSON.stringify(f)} is not a path below the backup root; skipped`);
+      this.warn(`FILES entry "${escapeName(f)}" is not a path below the backup root; skipped`);
       return null;
     }
     try {
       return resolveBelow(root, f, 'FILES entry');
     } catch (e) {
       if (e instanceof ConfineError) this.warn(`${e.message}; skipped`);
-      else this.warn(`${normalizeRelative(f)}: ${describe(e)}; skipped`);
+      else this.warn(`${escapeName(normalizeRelative(f) ?? f)}: ${describe(e)}; skipped`);
       return null;
     }
   }
@@ -380,7 +409,7 @@ export class BackupEngine {
         e instanceof ConfineError || code === 'ELOOP' || code === 'ENOTDIR'
           ? 'changed while being backed up (not the directory that was listed)'
           : describe(e);
-      this.warn(`${rel}: cannot list the directory (${why}); its contents are not backed up`);
+      this.warn(`${escapeName(rel)}: cannot list the directory (${why}); its contents are not backed up`);
       return null;
     }
   }
@@ -410,7 +439,7 @@ export class BackupEngine {
         if (dumpdirValueLength(picked.dumpdir) <= MAX_DUMPDIR_BYTES) dumpdir = picked.dumpdir;
         else
           this.warn(
-            `${rel}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
+            `${escapeName(rel)}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
           );
       }
     }
@@ -471,7 +500,9 @@ export class BackupEngine {
     try {
       names = dir.list().sort();
     } catch (e) {
-      this.warn(`${rel}: cannot list the directory (${describe(e)}); its contents are not backed up`);
+      this.warn(
+        `${escapeName(rel)}: cannot list the directory (${describe(e)}); its contents are not backed up`,
+      );
       return { children: [], others: [], listed: false };
     }
     const out: Child[] = [];
@@ -486,12 +517,12 @@ export class BackupEngine {
       try {
         st = dir.lstat(name);
       } catch (e) {
-        this.warn(`${childRel}: ${describe(e)}; skipped`);
+        this.warn(`${escapeName(childRel)}: ${describe(e)}; skipped`);
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') others.push(name);
         continue;
       }
       if (st.isSocket()) {
-        this.warn(`${childRel}: a socket; not backed up`);
+        this.warn(`${escapeName(childRel)}: a socket; not backed up`);
         others.push(name);
         continue;
       }
@@ -514,7 +545,7 @@ export class BackupEngine {
   ): { children: Child[]; dumpdir: DumpdirEntry[] | null } {
     const children: Child[] = [];
     const dumpdir: DumpdirEntry[] | null = withDumpdir ? [] : null;
-    // Sorted, so a name twice (names that are not UTF-8 read lossily) is adjacent: listed once.
+    // Sorted, so a name twice (a file system handing one name twice) is adjacent: listed once.
     const list = (name: string, flag: DumpdirEntry['flag']): void => {
       if (dumpdir && dumpdir[dumpdir.length - 1]?.name !== name) dumpdir.push({ name, flag });
     };
@@ -542,14 +573,12 @@ export class BackupEngine {
   ): Promise<void> {
     const entry = this.describeEntry(rel, st);
     if (dumpdir) entry.dumpdir = dumpdir;
-    // A directory's listing makes its header as long as it needs.
-    const bound = dumpdir ? MAX_HEADER_BYTES + dumpdirValueLength(dumpdir) + BLOCK : MAX_HEADER_BYTES;
     let fd = -1;
     if (entry.type === 'symlink') {
       try {
         entry.linkTarget = at.readlink(name);
       } catch (e) {
-        this.warn(`${rel}: ${describe(e)}; skipped`);
+        this.warn(`${escapeName(rel)}: ${describe(e)}; skipped`);
         return;
       }
     } else if (entry.type === 'file') {
@@ -563,15 +592,44 @@ export class BackupEngine {
           entry.linkTarget = first;
         } else this.links.set(key, rel);
       }
-      // With a reader thread, it opens the file (see pipe.ts).
-      if (entry.type === 'file' && !this.pipe) {
+      // With a reader thread, it opens the file (see pipe.ts); a sparse one we
+      // open too, for its map, which is part of the header.
+      if (entry.type === 'file' && (!this.pipe || mayBeSparse(st))) {
         try {
           fd = at.openFile(name, st);
         } catch (e) {
-          this.warn(`${rel}: ${skipReason(e)}; skipped`);
+          this.warn(`${escapeName(rel)}: ${skipReason(e)}; skipped`);
           return;
         }
       }
+    }
+    // A hard link's attributes are its first name's, stored with that one.
+    if (entry.type !== 'hardlink') this.captureAttributes(rel, at, name, entry);
+    let regions: readonly DataRegion[] | null = null;
+    try {
+      if (fd >= 0 && mayBeSparse(st)) {
+        regions = this.sparseMap(rel, fd, entry);
+        if (this.pipe) {
+          fs.closeSync(fd);
+          fd = -1;
+        }
+      }
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      throw e;
+    }
+    // What follows the header: a sparse file's regions only.
+    const dataBytes = entry.sparse ? sparseDataBytes(entry.sparse) : entry.size;
+    // The header's exact size (a directory's listing, xattrs, a sparse map make it long); an
+    // entry the format cannot hold is left out with a warning (docs/pax.md).
+    let bound: number;
+    try {
+      bound = headerBytes(entry);
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      if (!(e instanceof PaxUnrepresentableError)) throw e;
+      this.warn(`${escapeName(rel)}: ${e.reason}; skipped`);
+      return;
     }
     try {
       const headerOffset = this.offset;
@@ -593,9 +651,9 @@ export class BackupEngine {
             ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
           }) ?? null;
         if (entry.type === 'file') {
-          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record);
+          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record, regions);
           if (handed) await handed;
-          this.offset += entry.size + BigInt(paddingAfter(entry.size));
+          this.offset += dataBytes + BigInt(paddingAfter(dataBytes));
         } else if (header.length <= PIPE_PIECE) {
           const put = this.pipe.bytesOut(header, record);
           if (put) await put;
@@ -619,7 +677,8 @@ export class BackupEngine {
           await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
         }
         this.entries++;
-        if (fd >= 0) await this.copyFile(rel, fd, entry.size);
+        if (fd >= 0 && regions) await this.copyRegions(rel, fd, regions, entry.size);
+        else if (fd >= 0) await this.copyFile(rel, fd, entry.size);
       }
       this.hooks.entry?.({
         path: rel,
@@ -658,6 +717,150 @@ export class BackupEngine {
     return entry;
   }
 
+  /**
+   * The entry's extended attributes and ACLs (SCHILY.xattr.*, SCHILY.acl.*),
+   * as the backup asks for them. One llistxattr per entry (none when both are
+   * off); an attribute that vanishes or cannot be read is a warning naming the
+   * file, which is backed up all the same. Other system.* attributes are the
+   * kernel's views of something else (or of the ACLs) and are not stored.
+   */
+  private captureAttributes(rel: string, at: ConfinedDir, name: string, entry: PaxEntry): void {
+    if (!this.wantXattrs && !this.wantAcls) return;
+    // The root is the directory `at` itself: its /proc/self/fd/N is a link to it, to follow.
+    const path = at.at(name);
+    const follow = name === '';
+    let names: Buffer[];
+    try {
+      names = llistxattr(path, { followSymlinks: follow });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // No xattrs on this file system; or the file is gone, which its data read reports.
+      if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOENT') return;
+      this.warn(
+        `${escapeName(rel)}: extended attributes not readable (${describe(e)}); backed up without them`,
+      );
+      return;
+    }
+    if (names.length === 0) return;
+    const xattrs: PaxXattr[] = [];
+    let bytes = 0;
+    const trouble: string[] = [];
+    for (const raw of names) {
+      const xname = decodeName(raw);
+      const isAccess = xname === ACL_ACCESS_XATTR;
+      const isDefault = xname === ACL_DEFAULT_XATTR;
+      if (isAccess || isDefault ? !this.wantAcls : xname.startsWith('system.') || !this.wantXattrs) continue;
+      let value: Buffer;
+      try {
+        value = lgetxattr(path, raw, { followSymlinks: follow });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        trouble.push(
+          `${escapeName(xname)} ${code === 'ENODATA' ? 'vanished' : `not readable (${describe(e)})`}`,
+        );
+        continue;
+      }
+      if (isAccess || isDefault) {
+        try {
+          const text = aclToText(value, this.owners);
+          if (isAccess) entry.aclAccess = text;
+          else entry.aclDefault = text;
+        } catch (e) {
+          if (!(e instanceof AclFormatError)) throw e;
+          trouble.push(`${xname} not stored (${e.message})`);
+        }
+        continue;
+      }
+      if (bytes + raw.length + value.length > MAX_XATTR_BYTES) {
+        trouble.push(`${escapeName(xname)} not stored (more than ${MAX_XATTR_BYTES} bytes of attributes)`);
+        continue;
+      }
+      bytes += raw.length + value.length;
+      xattrs.push({ name: xname, value });
+    }
+    if (xattrs.length > 0) entry.xattrs = xattrs;
+    if (trouble.length > 0)
+      this.warn(
+        `${escapeName(rel)}: extended attribute ${trouble.join(', ')}; the file is backed up without it`,
+      );
+  }
+
+  /**
+   * A file with fewer blocks than its size: its data regions (dataRegions),
+   * set as the entry's GNU 1.0 sparse map when they leave holes out; null when
+   * they do not (the file is stored as it is). Its size stays the real one.
+   */
+  private sparseMap(rel: string, fd: number, entry: PaxEntry): readonly DataRegion[] | null {
+    let regions: DataRegion[];
+    try {
+      regions = dataRegions(fd, entry.size);
+    } catch (e) {
+      this.warn(`${escapeName(rel)}: holes not found (${describe(e)}); stored whole`);
+      return null;
+    }
+    let data = 0n;
+    for (const r of regions) data += r.length;
+    if (data >= entry.size) return null;
+    // Regions widened to 512-byte blocks where a file system's are not (GNU
+    // tar reads each from a block boundary); ending in a hole, an empty
+    // region at the real size says so, as GNU tar writes it.
+    const sparse = alignSparseMap({ realSize: entry.size, map: regions });
+    entry.sparse = sparse;
+    return sparse.map.filter((r) => r.length > 0n);
+  }
+
+  /**
+   * A sparse file's regions into the stream, each read where it lies; the
+   * stream holds exactly their lengths whatever happens to the file meanwhile
+   * (shrank: zeros, with a warning; grew: cut, with a warning).
+   */
+  private async copyRegions(
+    rel: string,
+    fd: number,
+    regions: readonly DataRegion[],
+    realSize: bigint,
+  ): Promise<void> {
+    let shrank = false;
+    let total = 0n;
+    for (const r of regions) {
+      let pos = r.offset;
+      let left = r.length;
+      total += r.length;
+      while (left > 0n) {
+        if (this.fill === this.buf.length) await this.flush();
+        const room = BigInt(this.buf.length - this.fill);
+        const want = Number(left < room ? left : room);
+        let got = 0;
+        if (!shrank) {
+          try {
+            got = fs.readSync(fd, this.buf, this.fill, want, pos);
+          } catch (e) {
+            this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
+            shrank = true;
+          }
+          if (got === 0 && !shrank) {
+            this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
+            shrank = true;
+          }
+        }
+        if (shrank) {
+          this.buf.fill(0, this.fill, this.fill + want);
+          got = want;
+        }
+        this.fill += got;
+        this.offset += BigInt(got);
+        pos += BigInt(got);
+        left -= BigInt(got);
+      }
+    }
+    if (!shrank) {
+      const probe = Buffer.allocUnsafe(1);
+      if (fs.readSync(fd, probe, 0, 1, realSize) > 0)
+        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
+    }
+    await this.put(ZERO_BLOCK.subarray(0, paddingAfter(total)));
+  }
+
   /** Exactly `size` bytes of the file go into the stream, whatever happens to it meanwhile. */
   private async copyFile(rel: string, fd: number, size: bigint): Promise<void> {
     let left = size;
@@ -672,11 +875,11 @@ export class BackupEngine {
         try {
           got = fs.readSync(fd, this.buf, this.fill, want, null);
         } catch (e) {
-          this.warn(`${rel}: read failed (${describe(e)}); the rest is zeros in the backup`);
+          this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
           shrank = true;
         }
         if (got === 0 && !shrank) {
-          this.warn(`${rel}: shrank while being read; padded with zeros to its recorded size`);
+          this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
           shrank = true;
         }
       }
@@ -692,7 +895,7 @@ export class BackupEngine {
     if (!shrank) {
       const probe = Buffer.allocUnsafe(1);
       if (fs.readSync(fd, probe, 0, 1, null) > 0)
-        this.warn(`${rel}: changed while being read; backed up as first seen`);
+        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
     }
     await this.put(ZERO_BLOCK.subarray(0, paddingAfter(size)));
   }
@@ -752,6 +955,11 @@ interface Listing {
   readonly children: Child[];
   readonly others: string[];
   readonly listed: boolean;
+}
+
+/** Fewer 512-byte blocks allocated than the size needs: holes, maybe (or compression, or inline data). */
+function mayBeSparse(st: fs.BigIntStats): boolean {
+  return st.isFile() && st.size > 0n && st.blocks * 512n < st.size;
 }
 
 function typeOf(st: fs.BigIntStats): PaxType {

@@ -27,16 +27,22 @@ import type { HistoryChannel } from '../history/control.js';
 import type { FileId } from '../util/confine.js';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { CodedError } from '../util/coded-error.js';
+import { encodeName, isUtf8Name } from '../util/byte-name.js';
 
-/** BYTES: stream bytes (+ history record); FILE: a file to open and stream; HIST: a history record only. */
-export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4 } as const;
+/**
+ * BYTES: stream bytes (+ history record); FILE: a file to open and stream;
+ * HIST: a history record only; SPARSE: a file of which only the data regions
+ * the walker mapped (they follow the record) are streamed.
+ */
+export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4, SPARSE: 5 } as const;
 
 /**
  * Item: kind u8, 3 pad, history record length u32, size lo u32, size hi u32,
  * header length u32, name length u32, path length u32, leaf length u32, the
  * directory's dev and ino u64, the file's dev and ino u64; then header, name
  * (relative, for messages), path (the directory holding the file, absolute),
- * leaf (the file's name in it), history record. The reader opens the
+ * leaf (the file's name in it), history record; for SPARSE the regions,
+ * each its offset and length as u64 (the size field is the real size). The reader opens the
  * directory, checks it is the one the walker listed (dev, ino), and opens the
  * file in it by name, checked the same way (util/confine.ts): nothing swapped
  * in meanwhile is followed or read.
@@ -87,6 +93,18 @@ export class FilePipe {
   private view = new DataView(this.scratch.buffer);
   private readonly enc = new TextEncoder();
 
+  /**
+   * A name's exact bytes (docs/names.md) into the scratch at `at`; returns
+   * their count. Plain Unicode is encoded in place; a name holding escaped
+   * bytes goes through encodeName.
+   */
+  private putName(s: string, at: number): number {
+    if (isUtf8Name(s)) return this.enc.encodeInto(s, this.scratch.subarray(at)).written;
+    const b = encodeName(s);
+    this.scratch.set(b, at);
+    return b.length;
+  }
+
   constructor(job: PipeJob) {
     this.ring = new SpscRing(job.work);
     this.words = new Int32Array(job.control, 0, 8);
@@ -120,7 +138,9 @@ export class FilePipe {
   /**
    * A regular file: `leaf` in the directory `dir` (its path and identity),
    * which must be `file`; its header, `size` bytes, padding; then its history
-   * record. `name` is its path for messages.
+   * record. `name` is its path for messages. With `regions` (a sparse file,
+   * `size` its real size) only those go into the stream, then the padding
+   * after their total.
    */
   file(
     header: Uint8Array,
@@ -130,8 +150,10 @@ export class FilePipe {
     leaf: string,
     file: FileId,
     record: Uint8Array | null,
+    regions: readonly { readonly offset: bigint; readonly length: bigint }[] | null = null,
   ): Promise<void> | void {
-    return this.put(PipeKind.FILE, header, size, name, dir.path, record, leaf, dir, file);
+    const kind = regions ? PipeKind.SPARSE : PipeKind.FILE;
+    return this.put(kind, header, size, name, dir.path, record, leaf, dir, file, regions);
   }
 
   /** A history record with no stream bytes (a directory's names, dir/node model). */
@@ -180,10 +202,13 @@ export class FilePipe {
     leaf = '',
     dirId: FileId = NO_ID,
     fileId: FileId = NO_ID,
+    regions: readonly { readonly offset: bigint; readonly length: bigint }[] | null = null,
   ): Promise<void> | void {
     const recLen = record?.length ?? 0;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, then encode in place.
-    const worst = PIPE_HEADER + header.length + 3 * (name.length + path.length + leaf.length) + recLen;
+    const mapLen = regions ? regions.length * 16 : 0;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit (an escaped byte takes 1): room for the worst case, then encode in place.
+    const worst =
+      PIPE_HEADER + header.length + 3 * (name.length + path.length + leaf.length) + recLen + mapLen;
     if (worst > this.scratch.length) {
       this.scratch = new Uint8Array(worst * 2);
       this.view = new DataView(this.scratch.buffer);
@@ -191,15 +216,20 @@ export class FilePipe {
     let at = PIPE_HEADER;
     this.scratch.set(header, at);
     at += header.length;
-    const nameLen = name === '' ? 0 : this.enc.encodeInto(name, this.scratch.subarray(at)).written;
+    const nameLen = name === '' ? 0 : this.putName(name, at);
     at += nameLen;
-    const pathLen = path === '' ? 0 : this.enc.encodeInto(path, this.scratch.subarray(at)).written;
+    const pathLen = path === '' ? 0 : this.putName(path, at);
     at += pathLen;
-    const leafLen = leaf === '' ? 0 : this.enc.encodeInto(leaf, this.scratch.subarray(at)).written;
+    const leafLen = leaf === '' ? 0 : this.putName(leaf, at);
     at += leafLen;
     if (record) this.scratch.set(record, at);
-    const len = at + recLen;
+    let len = at + recLen;
     const v = this.view;
+    for (const r of regions ?? []) {
+      v.setBigUint64(len, r.offset, true);
+      v.setBigUint64(len + 8, r.length, true);
+      len += 16;
+    }
     v.setUint8(0, kind);
     v.setUint32(4, recLen, true);
     v.setUint32(8, Number(BigInt.asUintN(32, size)), true);

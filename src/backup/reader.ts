@@ -7,14 +7,16 @@
 // A file that shrank is padded with zeros to its recorded size, one that grew
 // is cut at it, one whose read fails gets zeros for the rest: the stream
 // always holds exactly what its header says, so every later offset stays true.
+// A sparse file (SPARSE items) is read region by region, where each lies.
 
 import fs from 'node:fs';
 import { SpscRing } from '../ring/spsc-ring.js';
-import { paddingAfter } from './pax.js';
+import { paddingAfter } from './pax-layout.js';
 import { RingProducer } from '../history/producer.js';
 import { OFF } from '../history/record.js';
 import { skipReason } from './engine.js';
 import { ConfinedDir, sameFile } from '../util/confine.js';
+import { decodeName, escapeName } from '../util/byte-name.js';
 import {
   C_BYTES_AT,
   C_DONE,
@@ -51,7 +53,6 @@ export class PipeReader {
   private readonly abortFlag: Int32Array;
   /** The history ring's producer while this job runs (the walker wrote its HELLO before). */
   private readonly history: RingProducer | null;
-  private readonly dec = new TextDecoder();
   private readonly probe = new Uint8Array(1);
   /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
   private region: Uint8Array = new Uint8Array(0);
@@ -144,10 +145,10 @@ export class PipeReader {
       if (kind === PipeKind.BYTES) {
         this.put(header);
       } else {
-        const name = this.dec.decode(rec.subarray(nameAt, nameAt + nameLen));
+        const name = decodeName(rec, nameAt, nameAt + nameLen);
         const pathAt = nameAt + nameLen;
-        const dirPath = this.dec.decode(rec.subarray(pathAt, pathAt + pathLen));
-        const leaf = this.dec.decode(rec.subarray(pathAt + pathLen, pathAt + pathLen + leafLen));
+        const dirPath = decodeName(rec, pathAt, pathAt + pathLen);
+        const leaf = decodeName(rec, pathAt + pathLen, pathAt + pathLen + leafLen);
         let fd: number;
         try {
           const dir = this.dirFor(dirPath, v.getBigUint64(P_DIR_DEV, true), v.getBigUint64(P_DIR_INO, true));
@@ -158,14 +159,26 @@ export class PipeReader {
         } catch (e) {
           // Gone, unreadable, or not the file the walker saw: left out, as if never listed.
           Atomics.add(this.words, C_SKIPPED, 1);
-          this.note(`${name}: ${skipReason(e)}; skipped`);
+          this.note(`${escapeName(name)}: ${skipReason(e)}; skipped`);
           continue;
         }
         const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
         try {
           this.put(header);
-          this.copy(fd, size, name);
-          this.zeros(paddingAfter(BigInt(size)));
+          if (kind === PipeKind.SPARSE) {
+            const mapAt = recAt + recLen;
+            const regions: { offset: number; length: number }[] = [];
+            for (let m = mapAt; m + 16 <= len; m += 16)
+              regions.push({
+                offset: Number(v.getBigUint64(m, true)),
+                length: Number(v.getBigUint64(m + 8, true)),
+              });
+            const total = this.copyRegions(fd, regions, size, name);
+            this.zeros(paddingAfter(BigInt(total)));
+          } else {
+            this.copy(fd, size, name);
+            this.zeros(paddingAfter(BigInt(size)));
+          }
         } finally {
           fs.closeSync(fd);
         }
@@ -206,18 +219,20 @@ export class PipeReader {
         got = fs.readSync(fd, this.region, this.used, want, null);
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
-        this.note(`${name}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`);
+        this.note(
+          `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
+        );
         failed = true;
         continue;
       }
       if (got === 0) {
-        this.note(`${name}: shrank while being read; padded with zeros to its recorded size`);
+        this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
         failed = true;
         continue;
       }
       if (got > left) {
         this.used += left;
-        this.note(`${name}: changed while being read; backed up as first seen`);
+        this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
         return;
       }
       this.used += got;
@@ -225,7 +240,56 @@ export class PipeReader {
     }
     // Read to its recorded size with no room for the extra byte: ask once more.
     if (size > 0 && !failed && fs.readSync(fd, this.probe, 0, 1, null) > 0)
-      this.note(`${name}: changed while being read; backed up as first seen`);
+      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
+  }
+
+  /**
+   * A sparse file's regions into the stream, each read where it lies (the
+   * stream holds exactly their lengths: zeros for what shrank away, a warning
+   * for a file that grew past its real size). Returns their total.
+   */
+  private copyRegions(
+    fd: number,
+    regions: readonly { offset: number; length: number }[],
+    realSize: number,
+    name: string,
+  ): number {
+    let failed = false;
+    let total = 0;
+    for (const r of regions) {
+      total += r.length;
+      let pos = r.offset;
+      let left = r.length;
+      while (left > 0) {
+        if (failed) {
+          this.zeros(left);
+          break;
+        }
+        const want = Math.min(this.room(), left);
+        let got: number;
+        try {
+          got = fs.readSync(fd, this.region, this.used, want, pos);
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          this.note(
+            `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
+          );
+          failed = true;
+          continue;
+        }
+        if (got === 0) {
+          this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
+          failed = true;
+          continue;
+        }
+        this.used += got;
+        pos += got;
+        left -= got;
+      }
+    }
+    if (!failed && fs.readSync(fd, this.probe, 0, 1, realSize) > 0)
+      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
+    return total;
   }
 
   private note(text: string): void {

@@ -20,15 +20,25 @@
 // - unless asked (RestoreOptions.special, RESTORE_SPECIAL=y), no device node or
 //   fifo is made and no mode keeps setuid/setgid: a tape of unknown origin
 //   cannot plant a root-owned setuid program or a raw disk device.
+// Names are bytes (docs/names.md): entry paths and link targets are lossless
+// strings, and every file, link and node is made with their exact bytes (Buffer
+// paths through ConfinedTree's descriptors, util/confine.ts); warnings name
+// entries by their printed form (escapeName).
+//
 // A refused or failed entry is reported and skipped; the rest is restored. A
 // stream that is not a valid archive stops the restore with a clear error
 // (PaxFormatError), never a crash.
 
 import fs from 'node:fs';
-import { PaxParser } from './pax.js';
-import type { ParsedEntry } from './pax.js';
+import { PaxParser } from './pax-parser.js';
+import { sparseDataBytes } from './pax-layout.js';
+import type { ParsedEntry } from './pax-parser.js';
 import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
-import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
+import { lsetxattr, mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
+import type { FsPath } from '../util/native-fs.js';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, AclFormatError, aclFromText } from './acl.js';
+import { OwnerNames } from './owners.js';
+import { encodeName, escapeName } from '../util/byte-name.js';
 
 /** What happens to a file that already exists at a restore's target. */
 export type OverwritePolicy = 'always' | 'never' | 'older';
@@ -98,6 +108,9 @@ interface OpenFile {
   left: bigint;
 }
 
+/** What a file system says when it takes no such attribute, or not from us: a warning, never a failed entry. */
+const REFUSED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EPERM', 'EACCES']);
+
 /** setuid and setgid: cleared from restored modes unless RestoreOptions.special. */
 const SET_ID_BITS = 0o6000;
 
@@ -143,6 +156,8 @@ export class RestoreEngine {
   /** Targets (relative) of withheld entries, so a hard link to one is withheld too rather than failed. */
   private readonly withheldTargets = new Set<string>();
   private counts = { restored: 0, refused: 0, failed: 0, skipped: 0, withheld: 0, removed: 0 };
+  /** User and group names to ids, for ACLs that name them (read at the first such ACL). */
+  private ids: OwnerNames | null = null;
 
   constructor(
     private readonly opts: RestoreOptions,
@@ -152,7 +167,7 @@ export class RestoreEngine {
     this.special = opts.special ?? false;
     // The destination path is trusted (the administrator's export, checked by
     // recover-plan); from its descriptor on, nothing is looked up by path.
-    fs.mkdirSync(opts.dest, { recursive: true });
+    fs.mkdirSync(encodeName(opts.dest), { recursive: true });
     this.tree = new ConfinedTree(ConfinedDir.openNoFollow(opts.dest), OPEN_DIRS);
   }
 
@@ -160,7 +175,7 @@ export class RestoreEngine {
   push(chunk: Uint8Array): void {
     this.parser.push(chunk, {
       onEntry: (e) => this.onEntry(e),
-      onData: (_e, data) => this.onData(data),
+      onData: (_e, data, at) => this.onData(data, at),
     });
   }
 
@@ -191,7 +206,7 @@ export class RestoreEngine {
         try {
           dir = this.tree.dir(d.rel);
         } catch (err) {
-          this.hooks.warn(`${d.entry.path}: attributes not restored (${errorText(err)})`);
+          this.hooks.warn(`${escapeName(d.entry.path)}: attributes not restored (${errorText(err)})`);
           continue;
         }
         this.attributesOf(dir.fd, d.entry);
@@ -261,13 +276,15 @@ export class RestoreEngine {
         case 'file': {
           const fd = this.create(at, e);
           if (fd === null) return;
-          this.open = { entry: e, fd, failed: false, left: e.size };
-          if (e.size === 0n) this.closeFile();
+          // A sparse entry brings its regions' bytes only, each with its place (`at`).
+          const left = e.sparse ? sparseDataBytes(e.sparse) : e.size;
+          this.open = { entry: e, fd, failed: false, left };
+          if (left === 0n) this.closeFile();
           return; // restored once its data is in (closeFile)
         }
         case 'symlink':
           if (!this.mayReplace(at, e)) return;
-          fs.symlinkSync(e.linkTarget ?? '', at.dir.at(at.name));
+          fs.symlinkSync(encodeName(e.linkTarget ?? ''), at.dir.at(at.name));
           this.linkAttributes(at, e);
           break;
         case 'hardlink': {
@@ -275,7 +292,11 @@ export class RestoreEngine {
           // Where this restore put the link's source: a source it did not select is not there.
           const fromRel = from === null ? null : this.opts.select ? this.opts.select(from) : from;
           if (fromRel !== null && this.withheldTargets.has(fromRel)) {
-            this.withhold(e.path, rel, `a hard link to ${JSON.stringify(e.linkTarget)}, which was withheld`);
+            this.withhold(
+              e.path,
+              rel,
+              `a hard link to "${escapeName(e.linkTarget ?? '')}", which was withheld`,
+            );
             return;
           }
           const source = fromRel === null || fromRel === '' ? null : splitRel(fromRel);
@@ -284,7 +305,7 @@ export class RestoreEngine {
             this.report(
               e.path,
               'refused',
-              `hard link to ${JSON.stringify(e.linkTarget)}: not a file restored from this archive`,
+              `hard link to "${escapeName(e.linkTarget ?? '')}": not a file restored from this archive`,
             );
             return;
           }
@@ -325,13 +346,19 @@ export class RestoreEngine {
     }
   }
 
-  private onData(data: Uint8Array): void {
+  private onData(data: Uint8Array, at: bigint): void {
     const f = this.open;
     if (!f) return;
     f.left -= BigInt(data.length);
     if (!f.failed) {
       try {
-        for (let off = 0; off < data.length;) off += fs.writeSync(f.fd, data, off, data.length - off);
+        // Written where the data lies: a sparse file's holes are never written, so they stay holes.
+        let pos = at;
+        for (let off = 0; off < data.length;) {
+          const n = fs.writeSync(f.fd, data, off, data.length - off, Number(pos));
+          off += n;
+          pos += BigInt(n);
+        }
       } catch (err) {
         f.failed = true;
         this.report(f.entry.path, 'failed', errorText(err));
@@ -345,6 +372,8 @@ export class RestoreEngine {
     if (!f) return;
     this.open = null;
     try {
+      // A sparse file ends where its real size says, in a hole if its data stopped short.
+      if (!f.failed && f.entry.sparse) fs.ftruncateSync(f.fd, Number(f.entry.size));
       // Through the descriptor still open: the file written, whatever its name leads to by now.
       if (!f.failed) this.attributesOf(f.fd, f.entry);
       fs.closeSync(f.fd);
@@ -373,7 +402,7 @@ export class RestoreEngine {
     }
     const checked = this.checkedName(to);
     if (checked === null || checked === '') {
-      this.report(e.path, 'refused', `target ${JSON.stringify(to)} is not a path inside the destination`);
+      this.report(e.path, 'refused', `target "${escapeName(to)}" is not a path inside the destination`);
       return null;
     }
     return checked;
@@ -456,7 +485,8 @@ export class RestoreEngine {
    * and fchmod when it is open for real (a file being written, a directory),
    * or, for an O_PATH one (which those refuse), its /proc/self/fd/N, from
    * which the kernel goes to the file. Times go by that path too (the addon
-   * takes paths).
+   * takes paths), and ACLs and xattrs (after chown, which clears
+   * security.capability; before the final chmod, as tar does).
    */
   private attributesOf(fd: number, e: ParsedEntry, opts: { pathOnly?: boolean } = {}): void {
     const at = `/proc/self/fd/${fd}`;
@@ -465,13 +495,14 @@ export class RestoreEngine {
         if (opts.pathOnly) fs.chownSync(at, e.uid, e.gid);
         else fs.fchownSync(fd, e.uid, e.gid);
       }
+      this.extendedAttributes(at, true, e);
       // chmod after chown: chown clears setuid/setgid.
       if (opts.pathOnly) fs.chmodSync(at, this.modeOf(e));
       else fs.fchmodSync(fd, this.modeOf(e));
       // Times to the nanosecond (Node's utimes keeps microseconds).
       setTimesNs(at, e.atime ?? e.mtime, e.mtime, { followSymlinks: true });
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
     }
   }
 
@@ -480,9 +511,10 @@ export class RestoreEngine {
     try {
       const path = at.dir.at(at.name);
       if (this.owners) fs.lchownSync(path, e.uid, e.gid);
+      this.extendedAttributes(path, false, e);
       setTimesNs(path, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
     }
   }
 
@@ -497,7 +529,7 @@ export class RestoreEngine {
     try {
       node = at.dir.openPath(at.name);
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
       return;
     }
     try {
@@ -505,7 +537,7 @@ export class RestoreEngine {
       const same =
         e.type === 'fifo' ? st.isFIFO() : e.type === 'chardev' ? st.isCharacterDevice() : st.isBlockDevice();
       if (!same) {
-        this.hooks.warn(`${e.path}: replaced while being restored; its attributes are not set`);
+        this.hooks.warn(`${escapeName(e.path)}: replaced while being restored; its attributes are not set`);
         return;
       }
       this.attributesOf(node.fd, e, { pathOnly: true });
@@ -514,12 +546,52 @@ export class RestoreEngine {
     }
   }
 
+  /**
+   * The entry's ACLs and extended attributes (docs/metadata.md), set on
+   * `path` (followed for a /proc/self/fd/N). One the target refuses (a file
+   * system without user.*, trusted.* when not root, user.* on a symbolic
+   * link) or cannot take is one warning naming the file and the attributes:
+   * the file is restored all the same.
+   */
+  private extendedAttributes(path: FsPath, follow: boolean, e: ParsedEntry): void {
+    if (!e.xattrs?.length && e.aclAccess === undefined && e.aclDefault === undefined) return;
+    const trouble: string[] = [];
+    const set = (name: string, value: Uint8Array): void => {
+      try {
+        lsetxattr(path, encodeName(name), value, { followSymlinks: follow });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        trouble.push(
+          `${escapeName(name)} (${REFUSED.has(code) ? `${code}: refused by the target` : errorText(err)})`,
+        );
+      }
+    };
+    const acl = (name: string, text: string): void => {
+      let value: Buffer;
+      try {
+        value = aclFromText(text, (this.ids ??= new OwnerNames()));
+      } catch (err) {
+        if (!(err instanceof AclFormatError)) throw err;
+        trouble.push(`${name} (${err.message})`);
+        return;
+      }
+      set(name, value);
+    };
+    if (e.aclAccess !== undefined) acl(ACL_ACCESS_XATTR, e.aclAccess);
+    if (e.aclDefault !== undefined && e.type === 'dir') acl(ACL_DEFAULT_XATTR, e.aclDefault);
+    for (const x of e.xattrs ?? []) set(x.name, x.value);
+    if (trouble.length > 0)
+      this.hooks.warn(
+        `${escapeName(e.path)}: restored without the extended attributes ${trouble.join(', ')}`,
+      );
+  }
+
   /** The mode to give a restored entry: as stored, less setuid/setgid unless `special`. */
   private modeOf(e: ParsedEntry): number {
     const mode = e.mode & 0o7777;
     if (this.special || (mode & SET_ID_BITS) === 0) return mode;
     this.hooks.warn(
-      `${e.path}: restored without its setuid/setgid bits (mode ${(mode & ~SET_ID_BITS).toString(8)}, stored ${mode.toString(8)}); set RESTORE_SPECIAL=y to keep them`,
+      `${escapeName(e.path)}: restored without its setuid/setgid bits (mode ${(mode & ~SET_ID_BITS).toString(8)}, stored ${mode.toString(8)}); set RESTORE_SPECIAL=y to keep them`,
     );
     return mode & ~SET_ID_BITS;
   }
@@ -532,7 +604,7 @@ export class RestoreEngine {
 
   private report(path: string, status: RestoreStatus, why?: string): void {
     this.counts[status]++;
-    if (status !== 'restored') this.hooks.warn(`${path}: ${status}${why ? `: ${why}` : ''}`);
+    if (status !== 'restored') this.hooks.warn(`${escapeName(path)}: ${status}${why ? `: ${why}` : ''}`);
     this.hooks.entry?.(path, status, why);
   }
 
@@ -554,7 +626,9 @@ export class RestoreEngine {
     try {
       names = dir.list();
     } catch (err) {
-      this.hooks.warn(`${e.path}: cannot list the directory to remove what was deleted (${errorText(err)})`);
+      this.hooks.warn(
+        `${escapeName(e.path)}: cannot list the directory to remove what was deleted (${errorText(err)})`,
+      );
       return;
     }
     for (const name of names) {
@@ -578,7 +652,9 @@ export class RestoreEngine {
       try {
         this.removeTree(dir, name);
       } catch (err) {
-        this.hooks.warn(`${archPath}: deleted since the earlier backup, but not removed (${errorText(err)})`);
+        this.hooks.warn(
+          `${escapeName(archPath)}: deleted since the earlier backup, but not removed (${errorText(err)})`,
+        );
         continue;
       } finally {
         // Whatever of it is gone is no longer a directory this restore checked.

@@ -30,7 +30,7 @@ import {
   planIncremental,
 } from '../../backup/incremental.js';
 import type { IncrementalPlan } from '../../backup/incremental.js';
-import { PaxFormatError } from '../../backup/pax.js';
+import { PaxFormatError } from '../../backup/pax-layout.js';
 import { planRecover } from './recover-plan.js';
 import { HistoryReplay, Recovery, ringSource, socketSource } from './recovery.js';
 import type { RecoverHooks } from './recovery.js';
@@ -52,6 +52,7 @@ import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
 import { CodedError } from '../../util/coded-error.js';
+import { envFlag } from '../../util/env-flag.js';
 
 /** How long shutdown waits for a reader thread that is still starting (see STARTUP_BOUND_MS in worker-rpc.ts). */
 const READER_STARTUP_BOUND_MS = 60_000;
@@ -525,6 +526,8 @@ export class DataService {
     files: string[];
     excludes: string[];
     model: HistoryModel;
+    xattrs: boolean;
+    acls: boolean;
   } {
     const all = (name: string) => env.filter((p) => p.name === name).map((p) => p.value);
     const one = (name: string) => all(name)[0];
@@ -559,12 +562,24 @@ export class DataService {
       'FILES',
       'UPDATE',
       'USER',
+      'XATTRS',
+      'ACLS',
     ]);
     for (const p of env) {
       if (!known.has(p.name))
         this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
     }
-    return { root, rootId, files: all('FILES'), excludes: all('EXCLUDE'), model };
+    // Extended attributes and ACLs are backed up unless these say n (docs/metadata.md).
+    const flag = (name: string): boolean => {
+      const v = one(name);
+      const f = envFlag(v);
+      if (v !== undefined && f === null)
+        throw NdmpError.illegalArgs(`${name}=${v}: say y (the default: back them up) or n (leave them out)`);
+      return f ?? true;
+    };
+    const xattrs = flag('XATTRS');
+    const acls = flag('ACLS');
+    return { root, rootId, files: all('FILES'), excludes: all('EXCLUDE'), model, xattrs, acls };
   }
 
   /**
