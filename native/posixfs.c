@@ -134,46 +134,15 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
 
 /* ---- argument readers: each throws and returns false on a bad argument ---- */
 
-/* Reads a path argument into a malloc'd buffer the caller frees: a string
-   (as UTF-8) or a Buffer, whose bytes are taken as they are, since file names
-   are bytes and need not be UTF-8 (docs/names.md). */
+/* Reads a string argument into a malloc'd buffer the caller frees. */
 static bool get_path(napi_env env, napi_value value, const char *name, char **out) {
-  bool is_buffer = false;
-  if (napi_is_buffer(env, value, &is_buffer) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  if (is_buffer) {
-    void *data = NULL;
-    size_t blen = 0;
-    if (napi_get_buffer_info(env, value, &data, &blen) != napi_ok) {
-      throw_napi_failure(env);
-      return false;
-    }
-    if (blen == 0 || memchr(data, 0, blen) != NULL) {
-      char msg[160];
-      snprintf(msg, sizeof msg,
-               "The argument '%s' must be a non-empty Buffer without null bytes", name);
-      napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
-      return false;
-    }
-    char *copy = malloc(blen + 1);
-    if (copy == NULL) {
-      napi_throw_error(env, "ENOMEM", "out of memory");
-      return false;
-    }
-    memcpy(copy, data, blen);
-    copy[blen] = '\0';
-    *out = copy;
-    return true;
-  }
   napi_valuetype type;
   if (napi_typeof(env, value, &type) != napi_ok) {
     throw_napi_failure(env);
     return false;
   }
   if (type != napi_string) {
-    throw_arg_type(env, name, "string or Buffer");
+    throw_arg_type(env, name, "string");
     return false;
   }
   size_t len = 0;

@@ -4,7 +4,6 @@
 // Node-API addon (native/posixfs.c, built into build/Release by `npm ci`) does
 // it; this is its typed face. The addon is loaded at first use, not at import,
 // so code that never restores runs without it. It works in worker threads too.
-// Paths may be Buffers: a file name's exact bytes (docs/names.md).
 // It also holds the server's malloc settings (tuneMalloc, trimMalloc below).
 
 import fs from 'node:fs';
@@ -20,14 +19,14 @@ export interface TimeNs {
 
 interface Binding {
   setTimes(
-    path: string | Buffer,
+    path: string,
     atimeSec: bigint,
     atimeNsec: number,
     mtimeSec: bigint,
     mtimeNsec: number,
     followSymlinks: boolean,
   ): void;
-  mknod(path: string | Buffer, mode: number, major: number, minor: number): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
   mallocTune(arenaMax: number, mmapThreshold: number): boolean;
   mallocTrim(): boolean;
 }
@@ -75,7 +74,7 @@ function addon(): Binding {
  * not its target's. Throws Node-style errors (`code`, `errno`, `syscall`, `path`).
  */
 export function setTimesNs(
-  path: string | Buffer,
+  path: string,
   atime: TimeNs,
   mtime: TimeNs,
   opts?: { followSymlinks?: boolean },
@@ -84,13 +83,13 @@ export function setTimesNs(
 }
 
 /** Creates a fifo (mknod(2) with S_IFIFO). The umask applies to `mode`, as for fs.mkdirSync. */
-export function mkfifo(path: string | Buffer, mode: number): void {
+export function mkfifo(path: string, mode: number): void {
   addon().mknod(path, fs.constants.S_IFIFO | permissionBits(mode), 0, 0);
 }
 
 /** Creates a character or block device node (mknod(2); needs root). The umask applies to `mode`. */
 export function mknod(
-  path: string | Buffer,
+  path: string,
   type: 'chardev' | 'blockdev',
   mode: number,
   major: number,
