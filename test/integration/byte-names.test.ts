@@ -5,9 +5,11 @@
 // fresh directory: the same bytes everywhere (readdir and readlink as Buffers,
 // inodes shared as in the source), the file history naming every entry with
 // its exact bytes, FILES and EXCLUDE naming a Latin-1 name, and an nlist entry
-// with such a name restored and reported (LOG_FILE) by its bytes.
+// with such a name restored and reported (LOG_FILE) by its bytes. GNU tar
+// extracts the same stream into the same tree.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +30,7 @@ import {
 import type { FhFile, HaltedPost, NlistName, Pval } from '../../src/wire/index.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
+import { tapeFileBytes } from '../helpers/tapes.js';
 import { byteTree, scanBytes, sameBytesTree, L } from '../helpers/byte-trees.js';
 
 /** The lossless string of a path given as Latin-1 text (each char one byte). */
@@ -157,6 +160,15 @@ describe('byte names through a backup and a restore', { timeout: 120_000 }, () =
       await r2.close();
     }
     sameBytesTree(tree, out);
+
+    // GNU tar, the independent reader, extracts the same stream into the same tree (hdrcharset=BINARY).
+    const byTar = join(srv.exportDir, 'restored-by-tar');
+    fs.mkdirSync(byTar);
+    execFileSync('tar', ['-xpf', '-', '-C', byTar], {
+      input: tapeFileBytes(b.tape, 0),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    sameBytesTree(tree, byTar);
   });
 
   test('FILES naming a Latin-1 directory and EXCLUDE naming a Latin-1 file match their bytes', async () => {
