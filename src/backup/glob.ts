@@ -2,6 +2,11 @@
 // bracket classes, matched against a file's name or, when the pattern holds
 // a '/', against its path below the backup root. Node 20 has no glob matcher
 // in its standard library (path.matchesGlob arrived in 22).
+//
+// Patterns and names are lossless strings (docs/names.md): a byte that is not
+// UTF-8 is one UTF-16 unit (U+DC80..U+DCFF) that only that byte becomes, so a
+// pattern matches the bytes it was sent as, and `?` takes such a byte as one
+// character, as it does for a character in a UTF-8 name.
 
 /** Compiles one pattern; a malformed class is taken literally, as shells do. */
 export function compileGlob(pattern: string): RegExp {

@@ -4,7 +4,6 @@
 // Node-API addon (native/posixfs.c, built into build/Release by `npm ci`) does
 // it; this is its typed face. The addon is loaded at first use, not at import,
 // so code that never restores runs without it. It works in worker threads too.
-// Paths may be Buffers: a file name's exact bytes (docs/names.md).
 // It also holds the server's malloc settings (tuneMalloc, trimMalloc below).
 // And what backups of extended attributes, ACLs and sparse files need that
 // Node has none of: the xattr system calls (llistxattr, lgetxattr, lsetxattr

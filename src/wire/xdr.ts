@@ -115,7 +115,11 @@ export class XdrReader {
     const n = this.u32();
     const padded = padded4(n);
     this.need(padded, `string<${n}>`);
-    const s = decodeName(this.buf, this.pos, this.pos + n);
+    // Fast path: node's decoder turns every byte that is not UTF-8 into U+FFFD,
+    // so a result without one is already the lossless string; only names with
+    // one (an escaped byte, or a real U+FFFD) are decoded again the careful way.
+    let s = this.buf.toString('utf8', this.pos, this.pos + n);
+    if (s.indexOf('\ufffd') !== -1) s = decodeName(this.buf, this.pos, this.pos + n);
     this.pos += padded;
     return s;
   }

@@ -318,6 +318,27 @@ test('EXCLUDE that differs from the base makes a full backup (what was excluded 
   }
 });
 
+test('directory snapshots: names that are not UTF-8 round-trip as their bytes (docs/names.md)', () => {
+  // Latin-1 bytes, as lossless strings; and names a lossy decoding would make one (U+FFFD).
+  const paths = ['caf\udce9', 'caf\ufffd', 'caf\udcff', 'caf\udce9/na\udcefve', '\udcff\udcfe/x'];
+  const snap = new DirSnapshot();
+  paths.forEach((p, i) => snap.add(p, 1n, BigInt(i + 10)));
+  const meta = {
+    root: '/srv/d\udcfcr',
+    startedAt: at(0).toString(),
+    level: 0,
+    token: '7',
+    excludes: ['\udce9*'],
+  };
+  const back = DirSnapshot.decode(snap.encode(meta));
+  assert.deepEqual(back.meta, meta);
+  assert.equal(back.snapshot.size, paths.length);
+  paths.forEach((p, i) => {
+    assert.ok(back.snapshot.has(p, 1n, BigInt(i + 10)), JSON.stringify(p));
+    assert.ok(!back.snapshot.has(p, 1n, BigInt(i + 11)), `${JSON.stringify(p)}: another inode`);
+  });
+});
+
 test('directory snapshots: round trip with awkward paths and 64-bit numbers; corruption is refused', () => {
   const snap = new DirSnapshot();
   const paths = [

@@ -157,8 +157,11 @@ describe('XdrReader', () => {
 
   test('a string is a byte string: bytes that are not UTF-8 decode losslessly and encode back', () => {
     // Latin-1 "café", a lone continuation byte, a truncated sequence, a surrogate's
-    // CESU-8 form and a newline: every byte string round-trips exactly.
-    const cases = ['636166e9', '80', 'e282', 'eda080', '610a62', 'c3a9ff00', ''].map((h) => fromHex(h));
+    // CESU-8 form, a newline, a real U+FFFD (beside an escaped byte): every byte
+    // string round-trips exactly.
+    const cases = ['636166e9', '80', 'e282', 'eda080', '610a62', 'c3a9ff00', 'efbfbd', '61efbfbde9', ''].map(
+      (h) => fromHex(h),
+    );
     for (const bytes of cases) {
       const wire = b().opaque(bytes).bytes(); // a string is an opaque on the wire
       const s = new XdrReader(wire).string();
