@@ -20,15 +20,21 @@ import {
 import type { AgentAddress, Credentials } from '../dma/agent.js';
 import { runBackup } from '../dma/backup-job.js';
 import type { JobEvents } from '../dma/backup-job.js';
-import { normalizeHistoryPath } from '../dma/history-ingest.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
-import { runRestore } from '../dma/restore-job.js';
+import { runRestore, typedPath } from '../dma/restore-job.js';
 import { JobWaitError, WAITS, withBound } from '../dma/waits.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
 import { VERSION } from '../util/version.js';
-import { formatBackup, formatBackups, formatFound, formatListing, formatTapes } from './dma-format.js';
+import {
+  formatBackup,
+  formatBackups,
+  formatFound,
+  formatListing,
+  formatTapes,
+  jsonRows,
+} from './dma-format.js';
 import { progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
@@ -298,16 +304,17 @@ async function main(argv: string[]): Promise<void> {
   ).action(async (id: string, path: string, o: CatalogOpts) => {
     await withCatalog(o, async (catalog) => {
       const b = await getBackup(catalog, id);
-      const dir = normalizeHistoryPath(path);
+      // The printed form as `ls` shows it, or a path typed with plain backslashes (docs/names.md).
+      const dir = typedPath(path);
       const rows = await catalog.listDir(b.id, dir);
       if (rows.length === 0) {
         const [self] = await catalog.lookup(b.id, [dir]);
         if (!self) throw new DmaUsageError(`${dir} is not in backup ${b.id}`);
         // A file: list it alone, as ls does.
-        print(o, [self], () => formatListing([self]));
+        print(o, jsonRows([self]), () => formatListing([self]));
         return;
       }
-      print(o, rows, () => formatListing(rows));
+      print(o, jsonRows(rows), () => formatListing(rows));
     });
   });
 
@@ -329,7 +336,7 @@ async function main(argv: string[]): Promise<void> {
         backupId: o.backup === undefined ? undefined : backupId(o.backup),
         limit,
       });
-      print(o, hits, () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
+      print(o, jsonRows(hits), () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
       if (hits.length === 0) process.exitCode = EXIT_NDMP;
     });
   });
