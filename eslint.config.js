@@ -64,11 +64,38 @@ export default tseslint.config(
               message: 'src/wire is pure: no sockets, files or threads (docs/design.md, Layers).',
             },
             {
-              // One exception: the coded base every error class extends
+              // Two exceptions: the coded base every error class extends
               // (src/util/coded-error.ts, which imports nothing), so the
-              // wire's errors are coded like all others.
-              group: ['../*', '!../wire/*', '!../util', '../util/*', '!../util/coded-error.js'],
-              message: 'src/wire imports nothing of ours outside src/wire (but util/coded-error.js).',
+              // wire's errors are coded like all others; and the lossless
+              // name codec (src/util/byte-name.ts, pure), since XDR strings
+              // are byte strings (docs/names.md).
+              group: [
+                '../*',
+                '!../wire/*',
+                '!../util',
+                '../util/*',
+                '!../util/coded-error.js',
+                '!../util/byte-name.js',
+              ],
+              message:
+                'src/wire imports nothing of ours outside src/wire (but util/coded-error.js and util/byte-name.js).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The name codec sits below the wire (which imports it): nothing of ours but the coded base.
+    files: ['src/util/byte-name.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['./*', '!./coded-error.js', '../*'],
+              message: 'util/byte-name.ts imports nothing of ours but util/coded-error.js.',
             },
           ],
         },

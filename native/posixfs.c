@@ -1,6 +1,10 @@
 /* Node cannot set file times to the nanosecond (libuv's utimes takes doubles and
  * truncates to microseconds) and has no mknod/mkfifo, which restores need; this
  * Node-API addon wraps utimensat(2) with integer nanoseconds, and mknod(2).
+ * Node has no extended-attribute calls at all and no lseek(SEEK_DATA/SEEK_HOLE)
+ * (its fs offers neither a whence nor the xattr syscalls), which backing up
+ * xattrs, ACLs and sparse files needs: [l]listxattr, [l]getxattr, [l]setxattr
+ * and the data regions of an open file are here too (docs/metadata.md).
  * It also reaches glibc's malloc settings, which Node does not expose: a server
  * that starts and ends threads all day keeps freed memory in malloc's arenas
  * unless told otherwise (docs/memory.md). */
@@ -18,6 +22,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sys/sysmacros.h>
 #endif
@@ -74,6 +80,8 @@ static const struct {
     {ENOSPC, "ENOSPC"},   {EIO, "EIO"},       {EBADF, "EBADF"},
     {EFAULT, "EFAULT"},   {ENOMEM, "ENOMEM"}, {EDQUOT, "EDQUOT"},
     {EOVERFLOW, "EOVERFLOW"}, {ENOSYS, "ENOSYS"}, {EISDIR, "EISDIR"},
+    {ENODATA, "ENODATA"}, {EOPNOTSUPP, "EOPNOTSUPP"}, {ERANGE, "ERANGE"},
+    {E2BIG, "E2BIG"},     {ENXIO, "ENXIO"},   {ESPIPE, "ESPIPE"},
 };
 
 static const char *errno_name(int err, char *buf, size_t len) {
@@ -134,42 +142,76 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
 
 /* ---- argument readers: each throws and returns false on a bad argument ---- */
 
-/* Reads a string argument into a malloc'd buffer the caller frees. */
-static bool get_path(napi_env env, napi_value value, const char *name, char **out) {
+/* Reads a byte-string argument (a Buffer or other Uint8Array, the bytes of a
+ * name as the file system holds them, or a string, taken as UTF-8) into a
+ * malloc'd NUL-terminated buffer the caller frees. Empty, or with a NUL byte
+ * inside: refused. */
+static bool get_bytes(napi_env env, napi_value value, const char *name, char **out, size_t *out_len) {
   napi_valuetype type;
   if (napi_typeof(env, value, &type) != napi_ok) {
     throw_napi_failure(env);
     return false;
   }
-  if (type != napi_string) {
-    throw_arg_type(env, name, "string");
+  bool is_typed = false;
+  if (type == napi_object && napi_is_typedarray(env, value, &is_typed) != napi_ok) {
+    throw_napi_failure(env);
     return false;
   }
+  char *buf = NULL;
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  char *buf = malloc(len + 1);
-  if (buf == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return false;
-  }
-  if (napi_get_value_string_utf8(env, value, buf, len + 1, &len) != napi_ok) {
-    free(buf);
-    throw_napi_failure(env);
+  if (is_typed) {
+    napi_typedarray_type ta_type;
+    void *data = NULL;
+    if (napi_get_typedarray_info(env, value, &ta_type, &len, &data, NULL, NULL) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+    if (ta_type != napi_uint8_array) {
+      throw_arg_type(env, name, "string or Buffer");
+      return false;
+    }
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return false;
+    }
+    if (len > 0) memcpy(buf, data, len);
+    buf[len] = '\0';
+  } else if (type == napi_string) {
+    if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return false;
+    }
+    if (napi_get_value_string_utf8(env, value, buf, len + 1, &len) != napi_ok) {
+      free(buf);
+      throw_napi_failure(env);
+      return false;
+    }
+  } else {
+    throw_arg_type(env, name, "string or Buffer");
     return false;
   }
   if (len == 0 || strlen(buf) != len) {
     free(buf);
     char msg[160];
     snprintf(msg, sizeof msg,
-             "The argument '%s' must be a non-empty string without null bytes", name);
+             "The argument '%s' must be a non-empty string or Buffer without null bytes", name);
     napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
     return false;
   }
   *out = buf;
+  if (out_len != NULL) *out_len = len;
   return true;
+}
+
+/* A path argument: a Buffer (the exact bytes) or a string (UTF-8). */
+static bool get_path(napi_env env, napi_value value, const char *name, char **out) {
+  return get_bytes(env, value, name, out, NULL);
 }
 
 static bool get_bigint_seconds(napi_env env, napi_value value, const char *name, time_t *out) {
@@ -332,6 +374,252 @@ static napi_value malloc_trim_all(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- extended attributes ------------------------------------------------ */
+
+/* First try with this much room: nearly every file's list and values fit, so
+ * one system call per file with none (the common case) or with small ones. */
+#define XATTR_FIRST_TRY 4096
+/* A list or value that keeps growing between the size query and the read
+ * (another process setting attributes meanwhile) is given up after this many
+ * rounds, with ERANGE. */
+#define XATTR_ROUNDS 4
+
+/* Calls list (name == NULL) or get, the l- variant unless `follow`, into a
+ * buffer grown as the kernel says; on success *out is a malloc'd buffer (or
+ * the caller's `first`) of *out_len bytes. Returns 0 or an errno. */
+static int xattr_read(const char *path, const char *name, bool follow, char *first,
+                      char **out, ssize_t *out_len) {
+  char *buf = first;
+  size_t cap = XATTR_FIRST_TRY;
+  for (int round = 0; round < XATTR_ROUNDS; round++) {
+    ssize_t n = name == NULL ? (follow ? listxattr(path, buf, cap) : llistxattr(path, buf, cap))
+                             : (follow ? getxattr(path, name, buf, cap)
+                                       : lgetxattr(path, name, buf, cap));
+    if (n >= 0) {
+      *out = buf;
+      *out_len = n;
+      return 0;
+    }
+    int err = errno;
+    if (err != ERANGE) {
+      if (buf != first) free(buf);
+      return err;
+    }
+    /* Too small: ask for the size now, with some room for growth. */
+    ssize_t need = name == NULL ? (follow ? listxattr(path, NULL, 0) : llistxattr(path, NULL, 0))
+                                : (follow ? getxattr(path, name, NULL, 0)
+                                          : lgetxattr(path, name, NULL, 0));
+    if (need < 0) {
+      err = errno;
+      if (buf != first) free(buf);
+      return err;
+    }
+    if (buf != first) free(buf);
+    cap = (size_t)need + 256;
+    buf = malloc(cap);
+    if (buf == NULL) return ENOMEM;
+  }
+  if (buf != first) free(buf);
+  return ERANGE;
+}
+
+static napi_value xattr_result(napi_env env, char *buf, ssize_t len, char *first) {
+  napi_value result;
+  void *copy;
+  napi_status st = napi_create_buffer_copy(env, (size_t)len, buf, &copy, &result);
+  if (buf != first) free(buf);
+  if (st != napi_ok) {
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
+/* listXattr(path, follow): the attribute names, as the kernel gives them
+ * (each NUL-terminated, back to back), in a Buffer; empty when there are none. */
+static napi_value list_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path;
+  if (!get_path(env, argv[0], "path", &path)) return NULL;
+  bool follow;
+  if (!get_bool(env, argv[1], "followSymlinks", &follow)) {
+    free(path);
+    return NULL;
+  }
+  char first[XATTR_FIRST_TRY];
+  char *buf;
+  ssize_t len;
+  int err = xattr_read(path, NULL, follow, first, &buf, &len);
+  if (err != 0) {
+    throw_errno(env, err, follow ? "listxattr" : "llistxattr", path);
+    free(path);
+    return NULL;
+  }
+  free(path);
+  return xattr_result(env, buf, len, first);
+}
+
+/* getXattr(path, name, follow): the value's bytes (ENODATA: no such attribute). */
+static napi_value get_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path, *name;
+  if (!get_path(env, argv[0], "path", &path)) return NULL;
+  if (!get_bytes(env, argv[1], "name", &name, NULL)) {
+    free(path);
+    return NULL;
+  }
+  bool follow;
+  if (!get_bool(env, argv[2], "followSymlinks", &follow)) {
+    free(path);
+    free(name);
+    return NULL;
+  }
+  char first[XATTR_FIRST_TRY];
+  char *buf;
+  ssize_t len;
+  int err = xattr_read(path, name, follow, first, &buf, &len);
+  free(name);
+  if (err != 0) {
+    throw_errno(env, err, follow ? "getxattr" : "lgetxattr", path);
+    free(path);
+    return NULL;
+  }
+  free(path);
+  return xattr_result(env, buf, len, first);
+}
+
+/* setXattr(path, name, value: Uint8Array, follow): creates or replaces it. */
+static napi_value set_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path, *name;
+  if (!get_path(env, argv[0], "path", &path)) return NULL;
+  if (!get_bytes(env, argv[1], "name", &name, NULL)) {
+    free(path);
+    return NULL;
+  }
+  bool is_typed = false;
+  napi_typedarray_type ta_type = napi_int8_array;
+  size_t len = 0;
+  void *data = NULL;
+  if (napi_is_typedarray(env, argv[2], &is_typed) == napi_ok && is_typed)
+    napi_get_typedarray_info(env, argv[2], &ta_type, &len, &data, NULL, NULL);
+  bool follow;
+  if (!is_typed || ta_type != napi_uint8_array) {
+    throw_arg_type(env, "value", "Buffer");
+  } else if (get_bool(env, argv[3], "followSymlinks", &follow)) {
+    /* An empty value is a valid attribute; the kernel wants a non-NULL pointer regardless. */
+    const void *bytes = len == 0 ? (const void *)"" : data;
+    int rc = follow ? setxattr(path, name, bytes, len, 0) : lsetxattr(path, name, bytes, len, 0);
+    int err = errno;
+    if (rc != 0) throw_errno(env, err, follow ? "setxattr" : "lsetxattr", path);
+  }
+  free(path);
+  free(name);
+  return NULL;
+}
+
+/* ---- sparse files ---------------------------------------------------------- */
+
+/* dataRegions(fd, size, maxRegions): the data regions of an open file below
+ * `size`, by lseek(SEEK_DATA) and lseek(SEEK_HOLE), as a Float64Array of
+ * (offset, length) pairs in file order. At most maxRegions: the last one then
+ * runs to `size` (the rest of the file is read densely, holes as zeros). A file
+ * system without SEEK_DATA support (EINVAL) is one region, the whole file.
+ * The file offset is left at 0. */
+static napi_value data_regions(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  double size_d;
+  uint32_t max_regions;
+  napi_valuetype type;
+  CHECK(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_number) return throw_arg_type(env, "fd", "number");
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_typeof(env, argv[1], &type));
+  if (type != napi_number) return throw_arg_type(env, "size", "number");
+  CHECK(env, napi_get_value_double(env, argv[1], &size_d));
+  if (!(size_d >= 0 && size_d <= 9007199254740991.0) || size_d != (double)(int64_t)size_d)
+    return throw_out_of_range(env, "size", ">= 0 and <= 2**53 - 1");
+  if (!get_uint(env, argv[2], "maxRegions", 1048576, ">= 1 and <= 1048576", &max_regions))
+    return NULL;
+  if (max_regions == 0) return throw_out_of_range(env, "maxRegions", ">= 1 and <= 1048576");
+  off_t size = (off_t)size_d;
+
+  size_t cap = 16, count = 0;
+  double *pairs = malloc(cap * 2 * sizeof(double));
+  if (pairs == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  off_t pos = 0;
+  int err = 0;
+  while (pos < size) {
+    off_t data = lseek(fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break; /* nothing but a hole from pos on */
+      err = errno;
+      break;
+    }
+    if (data >= size) break;
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) {
+      err = errno;
+      break;
+    }
+    if (hole > size) hole = size;
+    if (count + 1 == max_regions) hole = size; /* the bound: the rest in one region */
+    if (count == cap) {
+      double *grown = realloc(pairs, cap * 4 * sizeof(double));
+      if (grown == NULL) {
+        err = ENOMEM;
+        break;
+      }
+      pairs = grown;
+      cap *= 2;
+    }
+    pairs[2 * count] = (double)data;
+    pairs[2 * count + 1] = (double)(hole - data);
+    count++;
+    pos = hole;
+  }
+  if (err == EINVAL || err == EOPNOTSUPP) {
+    /* No SEEK_DATA here: the whole file is data. */
+    err = 0;
+    count = 0;
+    if (size > 0) {
+      pairs[0] = 0;
+      pairs[1] = (double)size;
+      count = 1;
+    }
+  }
+  (void)lseek(fd, 0, SEEK_SET);
+  if (err != 0) {
+    free(pairs);
+    return throw_errno(env, err, "lseek", "(open file)");
+  }
+  napi_value array_buffer, result;
+  void *bytes;
+  napi_status st = napi_create_arraybuffer(env, count * 2 * sizeof(double), &bytes, &array_buffer);
+  if (st == napi_ok) {
+    if (count > 0) memcpy(bytes, pairs, count * 2 * sizeof(double));
+    st = napi_create_typedarray(env, napi_float64_array, count * 2, array_buffer, 0, &result);
+  }
+  free(pairs);
+  if (st != napi_ok) {
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -345,5 +633,13 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "mallocTune", fn));
   CHECK(env, napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_all, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "mallocTrim", fn));
+  CHECK(env, napi_create_function(env, "listXattr", NAPI_AUTO_LENGTH, list_xattr, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "listXattr", fn));
+  CHECK(env, napi_create_function(env, "getXattr", NAPI_AUTO_LENGTH, get_xattr, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "getXattr", fn));
+  CHECK(env, napi_create_function(env, "setXattr", NAPI_AUTO_LENGTH, set_xattr, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "setXattr", fn));
+  CHECK(env, napi_create_function(env, "dataRegions", NAPI_AUTO_LENGTH, data_regions, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "dataRegions", fn));
   return exports;
 }

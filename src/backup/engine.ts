@@ -9,6 +9,11 @@
 // Per-file trouble (vanished, unreadable, changed while read) is reported and
 // the backup goes on (restic's policy; docs/protocol.md §7.1).
 //
+// Names are bytes (docs/names.md): every name and path here is the lossless
+// string of the bytes the file system holds (ConfinedDir lists and opens with
+// Buffers), so a name that is not UTF-8 is walked, stored and reported like
+// any other; warnings name files by their printed form (escapeName).
+//
 // Confinement (docs/security.md): the walk never follows a symbolic link. The
 // root is opened and checked to be the directory the data service resolved;
 // every name below is reached from its directory's descriptor (ConfinedDir),
@@ -35,6 +40,7 @@ import {
 } from './pax.js';
 import type { FilePipe } from './pipe.js';
 import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax.js';
+import { escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
 
 /** Where the stream goes. */
@@ -209,7 +215,7 @@ export class BackupEngine {
           if (!r) continue;
           try {
             const parent = this.hooks.directory ? await this.announceAncestors(r) : ROOT_NODE;
-            if (r.stat.isSocket()) this.warn(`${r.rel}: a socket; not backed up`);
+            if (r.stat.isSocket()) this.warn(`${escapeName(r.rel)}: a socket; not backed up`);
             else await this.visit(r.rel, r.dirs[r.dirs.length - 1]!, r.name, r.stat, parent);
           } finally {
             closeBelow(r);
@@ -248,14 +254,14 @@ export class BackupEngine {
    */
   private resolveFiles(root: ConfinedDir, f: string): ResolvedBelow | null {
     if (pathComponents(f) === null) {
-      this.warn(`FILES entry ${JSON.stringify(f)} is not a path below the backup root; skipped`);
+      this.warn(`FILES entry "${escapeName(f)}" is not a path below the backup root; skipped`);
       return null;
     }
     try {
       return resolveBelow(root, f, 'FILES entry');
     } catch (e) {
       if (e instanceof ConfineError) this.warn(`${e.message}; skipped`);
-      else this.warn(`${normalizeRelative(f)}: ${describe(e)}; skipped`);
+      else this.warn(`${escapeName(normalizeRelative(f) ?? f)}: ${describe(e)}; skipped`);
       return null;
     }
   }
@@ -380,7 +386,7 @@ export class BackupEngine {
         e instanceof ConfineError || code === 'ELOOP' || code === 'ENOTDIR'
           ? 'changed while being backed up (not the directory that was listed)'
           : describe(e);
-      this.warn(`${rel}: cannot list the directory (${why}); its contents are not backed up`);
+      this.warn(`${escapeName(rel)}: cannot list the directory (${why}); its contents are not backed up`);
       return null;
     }
   }
@@ -410,7 +416,7 @@ export class BackupEngine {
         if (dumpdirValueLength(picked.dumpdir) <= MAX_DUMPDIR_BYTES) dumpdir = picked.dumpdir;
         else
           this.warn(
-            `${rel}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
+            `${escapeName(rel)}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
           );
       }
     }
@@ -471,7 +477,9 @@ export class BackupEngine {
     try {
       names = dir.list().sort();
     } catch (e) {
-      this.warn(`${rel}: cannot list the directory (${describe(e)}); its contents are not backed up`);
+      this.warn(
+        `${escapeName(rel)}: cannot list the directory (${describe(e)}); its contents are not backed up`,
+      );
       return { children: [], others: [], listed: false };
     }
     const out: Child[] = [];
@@ -486,12 +494,12 @@ export class BackupEngine {
       try {
         st = dir.lstat(name);
       } catch (e) {
-        this.warn(`${childRel}: ${describe(e)}; skipped`);
+        this.warn(`${escapeName(childRel)}: ${describe(e)}; skipped`);
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') others.push(name);
         continue;
       }
       if (st.isSocket()) {
-        this.warn(`${childRel}: a socket; not backed up`);
+        this.warn(`${escapeName(childRel)}: a socket; not backed up`);
         others.push(name);
         continue;
       }
@@ -514,7 +522,7 @@ export class BackupEngine {
   ): { children: Child[]; dumpdir: DumpdirEntry[] | null } {
     const children: Child[] = [];
     const dumpdir: DumpdirEntry[] | null = withDumpdir ? [] : null;
-    // Sorted, so a name twice (names that are not UTF-8 read lossily) is adjacent: listed once.
+    // Sorted, so a name twice (a file system handing one name twice) is adjacent: listed once.
     const list = (name: string, flag: DumpdirEntry['flag']): void => {
       if (dumpdir && dumpdir[dumpdir.length - 1]?.name !== name) dumpdir.push({ name, flag });
     };
@@ -549,7 +557,7 @@ export class BackupEngine {
       try {
         entry.linkTarget = at.readlink(name);
       } catch (e) {
-        this.warn(`${rel}: ${describe(e)}; skipped`);
+        this.warn(`${escapeName(rel)}: ${describe(e)}; skipped`);
         return;
       }
     } else if (entry.type === 'file') {
@@ -568,7 +576,7 @@ export class BackupEngine {
         try {
           fd = at.openFile(name, st);
         } catch (e) {
-          this.warn(`${rel}: ${skipReason(e)}; skipped`);
+          this.warn(`${escapeName(rel)}: ${skipReason(e)}; skipped`);
           return;
         }
       }
@@ -672,11 +680,11 @@ export class BackupEngine {
         try {
           got = fs.readSync(fd, this.buf, this.fill, want, null);
         } catch (e) {
-          this.warn(`${rel}: read failed (${describe(e)}); the rest is zeros in the backup`);
+          this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
           shrank = true;
         }
         if (got === 0 && !shrank) {
-          this.warn(`${rel}: shrank while being read; padded with zeros to its recorded size`);
+          this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
           shrank = true;
         }
       }
@@ -692,7 +700,7 @@ export class BackupEngine {
     if (!shrank) {
       const probe = Buffer.allocUnsafe(1);
       if (fs.readSync(fd, probe, 0, 1, null) > 0)
-        this.warn(`${rel}: changed while being read; backed up as first seen`);
+        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
     }
     await this.put(ZERO_BLOCK.subarray(0, paddingAfter(size)));
   }

@@ -40,6 +40,7 @@ import fs from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import zlib from 'node:zlib';
 import { CodedError } from '../util/coded-error.js';
+import { decodeName, encodeName } from '../util/byte-name.js';
 
 /** A problem with the environment or the state; its message is for the backup administrator as is. */
 export class IncrementalError extends CodedError {
@@ -135,7 +136,11 @@ export class DirSnapshot {
    * The file: gzip of a text head and binary records.
    *   "ndmpd-snapshot 1\n" <meta as one JSON line> "\n"
    *   per directory, in walk order: varint dev, varint ino, varint bytes shared
-   *   with the previous path's UTF-8, varint length of the rest, the rest.
+   *   with the previous path's bytes, varint length of the rest, the rest. A
+   *   path is its exact bytes (docs/names.md), not UTF-8 re-encoded, so a name
+   *   that is not UTF-8 is the same directory in the next incremental; the
+   *   JSON head escapes such a root's lone surrogates (\udcXX), which
+   *   JSON.parse gives back as they were.
    * Varints are LEB128 (7 bits a byte, low first). 100,000 directories with
    * 60-byte paths take about 1 MB.
    */
@@ -144,7 +149,7 @@ export class DirSnapshot {
     w.bytes(Buffer.from(`ndmpd-snapshot 1\n${JSON.stringify({ ...meta, dirs: this.paths.length })}\n`));
     let prev: Buffer = Buffer.alloc(0);
     for (let i = 0; i < this.paths.length; i++) {
-      const p = Buffer.from(this.paths[i]!, 'utf8');
+      const p = encodeName(this.paths[i]!);
       let shared = 0;
       const max = Math.min(p.length, prev.length);
       while (shared < max && p[shared] === prev[shared]) shared++;
@@ -179,7 +184,7 @@ export class DirSnapshot {
       const rest = Number(r.varint());
       if (shared > prev.length) throw new Error('snapshot: bad shared prefix');
       const p = Buffer.concat([prev.subarray(0, shared), r.take(rest)]);
-      snap.add(p.toString('utf8'), dev, ino);
+      snap.add(decodeName(p), dev, ino);
       prev = p;
     }
     if (!r.atEnd) throw new Error('snapshot: bytes after the last directory');
@@ -604,7 +609,7 @@ export function isoOf(ns: bigint): string {
 }
 
 function fsid(root: string): string {
-  return createHash('sha256').update(root).digest('hex').slice(0, 16);
+  return createHash('sha256').update(encodeName(root)).digest('hex').slice(0, 16);
 }
 
 function snapshotName(root: string, token: bigint): string {

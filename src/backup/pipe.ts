@@ -27,6 +27,7 @@ import type { HistoryChannel } from '../history/control.js';
 import type { FileId } from '../util/confine.js';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { CodedError } from '../util/coded-error.js';
+import { encodeName, isUtf8Name } from '../util/byte-name.js';
 
 /** BYTES: stream bytes (+ history record); FILE: a file to open and stream; HIST: a history record only. */
 export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4 } as const;
@@ -86,6 +87,18 @@ export class FilePipe {
   private scratch = new Uint8Array(16 * 1024);
   private view = new DataView(this.scratch.buffer);
   private readonly enc = new TextEncoder();
+
+  /**
+   * A name's exact bytes (docs/names.md) into the scratch at `at`; returns
+   * their count. Plain Unicode is encoded in place; a name holding escaped
+   * bytes goes through encodeName.
+   */
+  private putName(s: string, at: number): number {
+    if (isUtf8Name(s)) return this.enc.encodeInto(s, this.scratch.subarray(at)).written;
+    const b = encodeName(s);
+    this.scratch.set(b, at);
+    return b.length;
+  }
 
   constructor(job: PipeJob) {
     this.ring = new SpscRing(job.work);
@@ -182,7 +195,7 @@ export class FilePipe {
     fileId: FileId = NO_ID,
   ): Promise<void> | void {
     const recLen = record?.length ?? 0;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, then encode in place.
+    // UTF-8 takes at most 3 bytes per UTF-16 unit (an escaped byte takes 1): room for the worst case, then encode in place.
     const worst = PIPE_HEADER + header.length + 3 * (name.length + path.length + leaf.length) + recLen;
     if (worst > this.scratch.length) {
       this.scratch = new Uint8Array(worst * 2);
@@ -191,11 +204,11 @@ export class FilePipe {
     let at = PIPE_HEADER;
     this.scratch.set(header, at);
     at += header.length;
-    const nameLen = name === '' ? 0 : this.enc.encodeInto(name, this.scratch.subarray(at)).written;
+    const nameLen = name === '' ? 0 : this.putName(name, at);
     at += nameLen;
-    const pathLen = path === '' ? 0 : this.enc.encodeInto(path, this.scratch.subarray(at)).written;
+    const pathLen = path === '' ? 0 : this.putName(path, at);
     at += pathLen;
-    const leafLen = leaf === '' ? 0 : this.enc.encodeInto(leaf, this.scratch.subarray(at)).written;
+    const leafLen = leaf === '' ? 0 : this.putName(leaf, at);
     at += leafLen;
     if (record) this.scratch.set(record, at);
     const len = at + recLen;

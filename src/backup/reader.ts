@@ -15,6 +15,7 @@ import { RingProducer } from '../history/producer.js';
 import { OFF } from '../history/record.js';
 import { skipReason } from './engine.js';
 import { ConfinedDir, sameFile } from '../util/confine.js';
+import { decodeName, escapeName } from '../util/byte-name.js';
 import {
   C_BYTES_AT,
   C_DONE,
@@ -51,7 +52,6 @@ export class PipeReader {
   private readonly abortFlag: Int32Array;
   /** The history ring's producer while this job runs (the walker wrote its HELLO before). */
   private readonly history: RingProducer | null;
-  private readonly dec = new TextDecoder();
   private readonly probe = new Uint8Array(1);
   /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
   private region: Uint8Array = new Uint8Array(0);
@@ -144,10 +144,10 @@ export class PipeReader {
       if (kind === PipeKind.BYTES) {
         this.put(header);
       } else {
-        const name = this.dec.decode(rec.subarray(nameAt, nameAt + nameLen));
+        const name = decodeName(rec, nameAt, nameAt + nameLen);
         const pathAt = nameAt + nameLen;
-        const dirPath = this.dec.decode(rec.subarray(pathAt, pathAt + pathLen));
-        const leaf = this.dec.decode(rec.subarray(pathAt + pathLen, pathAt + pathLen + leafLen));
+        const dirPath = decodeName(rec, pathAt, pathAt + pathLen);
+        const leaf = decodeName(rec, pathAt + pathLen, pathAt + pathLen + leafLen);
         let fd: number;
         try {
           const dir = this.dirFor(dirPath, v.getBigUint64(P_DIR_DEV, true), v.getBigUint64(P_DIR_INO, true));
@@ -158,7 +158,7 @@ export class PipeReader {
         } catch (e) {
           // Gone, unreadable, or not the file the walker saw: left out, as if never listed.
           Atomics.add(this.words, C_SKIPPED, 1);
-          this.note(`${name}: ${skipReason(e)}; skipped`);
+          this.note(`${escapeName(name)}: ${skipReason(e)}; skipped`);
           continue;
         }
         const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
@@ -206,18 +206,20 @@ export class PipeReader {
         got = fs.readSync(fd, this.region, this.used, want, null);
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
-        this.note(`${name}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`);
+        this.note(
+          `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
+        );
         failed = true;
         continue;
       }
       if (got === 0) {
-        this.note(`${name}: shrank while being read; padded with zeros to its recorded size`);
+        this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
         failed = true;
         continue;
       }
       if (got > left) {
         this.used += left;
-        this.note(`${name}: changed while being read; backed up as first seen`);
+        this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
         return;
       }
       this.used += got;
@@ -225,7 +227,7 @@ export class PipeReader {
     }
     // Read to its recorded size with no room for the extra byte: ask once more.
     if (size > 0 && !failed && fs.readSync(fd, this.probe, 0, 1, null) > 0)
-      this.note(`${name}: changed while being read; backed up as first seen`);
+      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
   }
 
   private note(text: string): void {

@@ -20,6 +20,11 @@
 // - unless asked (RestoreOptions.special, RESTORE_SPECIAL=y), no device node or
 //   fifo is made and no mode keeps setuid/setgid: a tape of unknown origin
 //   cannot plant a root-owned setuid program or a raw disk device.
+// Names are bytes (docs/names.md): entry paths and link targets are lossless
+// strings, and every file, link and node is made with their exact bytes (Buffer
+// paths through ConfinedTree's descriptors, util/confine.ts); warnings name
+// entries by their printed form (escapeName).
+//
 // A refused or failed entry is reported and skipped; the rest is restored. A
 // stream that is not a valid archive stops the restore with a clear error
 // (PaxFormatError), never a crash.
@@ -29,6 +34,7 @@ import { PaxParser } from './pax.js';
 import type { ParsedEntry } from './pax.js';
 import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
 import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
+import { encodeName, escapeName } from '../util/byte-name.js';
 
 /** What happens to a file that already exists at a restore's target. */
 export type OverwritePolicy = 'always' | 'never' | 'older';
@@ -152,7 +158,7 @@ export class RestoreEngine {
     this.special = opts.special ?? false;
     // The destination path is trusted (the administrator's export, checked by
     // recover-plan); from its descriptor on, nothing is looked up by path.
-    fs.mkdirSync(opts.dest, { recursive: true });
+    fs.mkdirSync(encodeName(opts.dest), { recursive: true });
     this.tree = new ConfinedTree(ConfinedDir.openNoFollow(opts.dest), OPEN_DIRS);
   }
 
@@ -191,7 +197,7 @@ export class RestoreEngine {
         try {
           dir = this.tree.dir(d.rel);
         } catch (err) {
-          this.hooks.warn(`${d.entry.path}: attributes not restored (${errorText(err)})`);
+          this.hooks.warn(`${escapeName(d.entry.path)}: attributes not restored (${errorText(err)})`);
           continue;
         }
         this.attributesOf(dir.fd, d.entry);
@@ -267,7 +273,7 @@ export class RestoreEngine {
         }
         case 'symlink':
           if (!this.mayReplace(at, e)) return;
-          fs.symlinkSync(e.linkTarget ?? '', at.dir.at(at.name));
+          fs.symlinkSync(encodeName(e.linkTarget ?? ''), at.dir.at(at.name));
           this.linkAttributes(at, e);
           break;
         case 'hardlink': {
@@ -275,7 +281,11 @@ export class RestoreEngine {
           // Where this restore put the link's source: a source it did not select is not there.
           const fromRel = from === null ? null : this.opts.select ? this.opts.select(from) : from;
           if (fromRel !== null && this.withheldTargets.has(fromRel)) {
-            this.withhold(e.path, rel, `a hard link to ${JSON.stringify(e.linkTarget)}, which was withheld`);
+            this.withhold(
+              e.path,
+              rel,
+              `a hard link to "${escapeName(e.linkTarget ?? '')}", which was withheld`,
+            );
             return;
           }
           const source = fromRel === null || fromRel === '' ? null : splitRel(fromRel);
@@ -284,7 +294,7 @@ export class RestoreEngine {
             this.report(
               e.path,
               'refused',
-              `hard link to ${JSON.stringify(e.linkTarget)}: not a file restored from this archive`,
+              `hard link to "${escapeName(e.linkTarget ?? '')}": not a file restored from this archive`,
             );
             return;
           }
@@ -373,7 +383,7 @@ export class RestoreEngine {
     }
     const checked = this.checkedName(to);
     if (checked === null || checked === '') {
-      this.report(e.path, 'refused', `target ${JSON.stringify(to)} is not a path inside the destination`);
+      this.report(e.path, 'refused', `target "${escapeName(to)}" is not a path inside the destination`);
       return null;
     }
     return checked;
@@ -471,7 +481,7 @@ export class RestoreEngine {
       // Times to the nanosecond (Node's utimes keeps microseconds).
       setTimesNs(at, e.atime ?? e.mtime, e.mtime, { followSymlinks: true });
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
     }
   }
 
@@ -482,7 +492,7 @@ export class RestoreEngine {
       if (this.owners) fs.lchownSync(path, e.uid, e.gid);
       setTimesNs(path, e.atime ?? e.mtime, e.mtime, { followSymlinks: false });
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
     }
   }
 
@@ -497,7 +507,7 @@ export class RestoreEngine {
     try {
       node = at.dir.openPath(at.name);
     } catch (err) {
-      this.hooks.warn(`${e.path}: attributes not all restored (${errorText(err)})`);
+      this.hooks.warn(`${escapeName(e.path)}: attributes not all restored (${errorText(err)})`);
       return;
     }
     try {
@@ -505,7 +515,7 @@ export class RestoreEngine {
       const same =
         e.type === 'fifo' ? st.isFIFO() : e.type === 'chardev' ? st.isCharacterDevice() : st.isBlockDevice();
       if (!same) {
-        this.hooks.warn(`${e.path}: replaced while being restored; its attributes are not set`);
+        this.hooks.warn(`${escapeName(e.path)}: replaced while being restored; its attributes are not set`);
         return;
       }
       this.attributesOf(node.fd, e, { pathOnly: true });
@@ -519,7 +529,7 @@ export class RestoreEngine {
     const mode = e.mode & 0o7777;
     if (this.special || (mode & SET_ID_BITS) === 0) return mode;
     this.hooks.warn(
-      `${e.path}: restored without its setuid/setgid bits (mode ${(mode & ~SET_ID_BITS).toString(8)}, stored ${mode.toString(8)}); set RESTORE_SPECIAL=y to keep them`,
+      `${escapeName(e.path)}: restored without its setuid/setgid bits (mode ${(mode & ~SET_ID_BITS).toString(8)}, stored ${mode.toString(8)}); set RESTORE_SPECIAL=y to keep them`,
     );
     return mode & ~SET_ID_BITS;
   }
@@ -532,7 +542,7 @@ export class RestoreEngine {
 
   private report(path: string, status: RestoreStatus, why?: string): void {
     this.counts[status]++;
-    if (status !== 'restored') this.hooks.warn(`${path}: ${status}${why ? `: ${why}` : ''}`);
+    if (status !== 'restored') this.hooks.warn(`${escapeName(path)}: ${status}${why ? `: ${why}` : ''}`);
     this.hooks.entry?.(path, status, why);
   }
 
@@ -554,7 +564,9 @@ export class RestoreEngine {
     try {
       names = dir.list();
     } catch (err) {
-      this.hooks.warn(`${e.path}: cannot list the directory to remove what was deleted (${errorText(err)})`);
+      this.hooks.warn(
+        `${escapeName(e.path)}: cannot list the directory to remove what was deleted (${errorText(err)})`,
+      );
       return;
     }
     for (const name of names) {
@@ -578,7 +590,9 @@ export class RestoreEngine {
       try {
         this.removeTree(dir, name);
       } catch (err) {
-        this.hooks.warn(`${archPath}: deleted since the earlier backup, but not removed (${errorText(err)})`);
+        this.hooks.warn(
+          `${escapeName(archPath)}: deleted since the earlier backup, but not removed (${errorText(err)})`,
+        );
         continue;
       } finally {
         // Whatever of it is gone is no longer a directory this restore checked.

@@ -10,6 +10,7 @@
 //   kind DIRENT  dir/node model: one name in a directory (name, node, parent)
 
 import type { BigIntStats } from 'node:fs';
+import { encodeName, isUtf8Name, nameByteLength } from '../util/byte-name.js';
 import { FileType } from '../wire/index.js';
 
 export const RecordKind = { HELLO: 0, ENTRY: 1, DIRENT: 2 } as const;
@@ -143,10 +144,10 @@ export class RecordWriter {
   }
 
   private name(s: string): boolean {
-    // UTF-8 is at most 3 bytes per UTF-16 unit.
+    // UTF-8 is at most 3 bytes per UTF-16 unit (an escaped byte is 1).
     const worst = RECORD_HEADER_BYTES + s.length * 3;
+    if (s.length * 3 > MAX_NAME_BYTES && nameByteLength(s) > MAX_NAME_BYTES) return false;
     if (worst > this.buf.length) {
-      if (s.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(s) > MAX_NAME_BYTES) return false;
       this.buf = Buffer.allocUnsafe(Math.max(worst, this.buf.length * 2));
       this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
       this.u8 = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.buf.length);
@@ -215,15 +216,22 @@ export function historyModelOf(env: readonly { name: string; value: string }[]):
 }
 
 /**
- * The name's UTF-8 bytes at OFF.name. Most names are ASCII, and a plain loop
- * writes those several times faster than Buffer.write, whose call into C++
- * costs more than a short name's bytes; anything else takes that road.
+ * The name's exact bytes at OFF.name (docs/names.md: the lossless string's
+ * bytes, UTF-8 where they are). Most names are ASCII, and a plain loop writes
+ * those several times faster than Buffer.write, whose call into C++ costs more
+ * than a short name's bytes; other Unicode takes that road, and a name holding
+ * escaped bytes goes through encodeName.
  */
 function writeName(buf: Buffer, s: string): number {
   const n = s.length;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 0x80) return buf.write(s, OFF.name, 'utf8');
+    if (c >= 0x80) {
+      if (isUtf8Name(s)) return buf.write(s, OFF.name, 'utf8');
+      const b = encodeName(s);
+      buf.set(b, OFF.name);
+      return b.length;
+    }
     buf[OFF.name + i] = c;
   }
   return n;

@@ -19,9 +19,15 @@
 // - Mount points and bind mounts inside an export are part of the export: only
 //   root can make them, and the backup walk crosses file systems as GNU tar
 //   does. A mount point is a directory to lstat like any other.
+// - Names are bytes (docs/names.md): every name and path here is a lossless
+//   string, and reaches node's fs only as a Buffer of its exact bytes (a string
+//   path would turn a byte that is not UTF-8 into U+FFFD); listings and link
+//   targets come back as Buffers and are decoded losslessly. Messages name a
+//   file by its printed form (escapeName).
 
 import fs from 'node:fs';
 import { isAbsolute, resolve, sep } from 'node:path';
+import { decodeName, encodeName, escapeName } from './byte-name.js';
 import { CodedError } from './coded-error.js';
 
 /** Why a path was refused. */
@@ -96,6 +102,8 @@ function code(e: unknown): string | undefined {
  */
 export class ConfinedDir implements FileId {
   private closed = false;
+  /** `/proc/self/fd/<fd>/`, to which a name's bytes are appended (at()). */
+  private readonly prefix: Buffer;
 
   private constructor(
     readonly fd: number,
@@ -103,7 +111,9 @@ export class ConfinedDir implements FileId {
     readonly path: string,
     readonly dev: bigint,
     readonly ino: bigint,
-  ) {}
+  ) {
+    this.prefix = Buffer.from(`/proc/self/fd/${fd}/`, 'latin1');
+  }
 
   /**
    * Opens a trusted directory (an export root, or a backup root confineToExport
@@ -111,8 +121,13 @@ export class ConfinedDir implements FileId {
    * directory still, else ConfineError 'changed'.
    */
   static open(path: string, expect?: FileId): ConfinedDir {
-    const fd = fs.openSync(path, expect ? O_DIR : C.O_RDONLY | C.O_DIRECTORY);
-    return ConfinedDir.adopt(fd, path, expect, `${path}: changed since it was checked; try again`);
+    const fd = fs.openSync(encodeName(path), expect ? O_DIR : C.O_RDONLY | C.O_DIRECTORY);
+    return ConfinedDir.adopt(
+      fd,
+      path,
+      expect,
+      `${escapeName(path)}: changed since it was checked; try again`,
+    );
   }
 
   /**
@@ -122,8 +137,13 @@ export class ConfinedDir implements FileId {
    * 'changed').
    */
   static openNoFollow(path: string, expect?: FileId): ConfinedDir {
-    const fd = fs.openSync(path, O_DIR);
-    return ConfinedDir.adopt(fd, path, expect, `${path}: changed since it was checked; try again`);
+    const fd = fs.openSync(encodeName(path), O_DIR);
+    return ConfinedDir.adopt(
+      fd,
+      path,
+      expect,
+      `${escapeName(path)}: changed since it was checked; try again`,
+    );
   }
 
   /**
@@ -133,12 +153,12 @@ export class ConfinedDir implements FileId {
    * opened on the way, so no device can be opened by a swapped path.
    */
   static openVerified(path: string, expect: FileId): ConfinedDir {
-    const fd = fs.openSync(path, O_DIR);
+    const fd = fs.openSync(encodeName(path), O_DIR);
     return ConfinedDir.adopt(
       fd,
       path,
       expect,
-      `${path}: changed during the backup (not the directory listed)`,
+      `${escapeName(path)}: changed during the backup (not the directory listed)`,
     );
   }
 
@@ -162,14 +182,16 @@ export class ConfinedDir implements FileId {
   /**
    * The path of `name` in this directory, resolved from the descriptor: no
    * component above it is looked up again. Empty name: the directory itself.
+   * A Buffer holding the name's exact bytes, for node's fs and the addon.
    */
-  at(name = ''): string {
-    return name === '' ? `/proc/self/fd/${this.fd}` : `/proc/self/fd/${this.fd}/${name}`;
+  at(name = ''): Buffer {
+    if (name === '') return this.prefix.subarray(0, this.prefix.length - 1);
+    return Buffer.concat([this.prefix, encodeName(name)]);
   }
 
-  /** The names in it (unsorted). */
+  /** The names in it (unsorted), lossless strings of their bytes. */
   list(): string[] {
-    return fs.readdirSync(this.at());
+    return fs.readdirSync(this.at(), { encoding: 'buffer' }).map((b) => decodeName(b));
   }
 
   /** lstat of a name in it: a symbolic link is described, not followed. */
@@ -177,9 +199,9 @@ export class ConfinedDir implements FileId {
     return fs.lstatSync(this.at(name), { bigint: true });
   }
 
-  /** A symbolic link's target text. */
+  /** A symbolic link's target, the lossless string of its bytes. */
   readlink(name: string): string {
-    return fs.readlinkSync(this.at(name));
+    return decodeName(fs.readlinkSync(this.at(name), { encoding: 'buffer' }));
   }
 
   /**
@@ -188,7 +210,12 @@ export class ConfinedDir implements FileId {
    */
   openDir(name: string, expect: FileId): ConfinedDir {
     const fd = fs.openSync(this.at(name), O_DIR);
-    return ConfinedDir.adopt(fd, this.childPath(name), expect, `${name}: changed while being backed up`);
+    return ConfinedDir.adopt(
+      fd,
+      this.childPath(name),
+      expect,
+      `${escapeName(name)}: changed while being backed up`,
+    );
   }
 
   /**
@@ -200,7 +227,10 @@ export class ConfinedDir implements FileId {
     const fd = fs.openSync(this.at(name), O_FILE);
     try {
       if (!sameFile(fs.fstatSync(fd, { bigint: true }), expect))
-        throw new ConfineError(`${name}: replaced by another file while being backed up`, 'changed');
+        throw new ConfineError(
+          `${escapeName(name)}: replaced by another file while being backed up`,
+          'changed',
+        );
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -273,17 +303,20 @@ export function confineToExport(
 ): ConfinedPath {
   const { what } = opts;
   if (!isAbsolute(path))
-    throw new ConfineError(`${what} ${JSON.stringify(path)} is not an absolute path`, 'relative');
+    throw new ConfineError(`${what} "${escapeName(path)}" is not an absolute path`, 'relative');
   const parts = pathComponents(path);
   if (parts === null)
-    throw new ConfineError(`${what} ${path}: '..' is not allowed; name the directory itself`, 'dotdot');
+    throw new ConfineError(
+      `${what} ${escapeName(path)}: '..' is not allowed; name the directory itself`,
+      'dotdot',
+    );
   const clean = '/' + parts.join('/');
   // The export holding it, by its configured path or its real path; the deepest one if exports nest.
   let best: { exportPath: string; base: string; real: string } | null = null;
   for (const x of exports) {
     let real: string;
     try {
-      real = fs.realpathSync(x.path);
+      real = decodeName(fs.realpathSync(encodeName(x.path), { encoding: 'buffer' }));
     } catch {
       continue;
     }
@@ -293,8 +326,11 @@ export function confineToExport(
     }
   }
   if (!best) {
-    const names = exports.map((x) => x.path).join(', ') || 'none';
-    throw new ConfineError(`${what} ${path} is not inside an export (exports: ${names})`, 'outside');
+    const names = exports.map((x) => escapeName(x.path)).join(', ') || 'none';
+    throw new ConfineError(
+      `${what} ${escapeName(path)} is not inside an export (exports: ${names})`,
+      'outside',
+    );
   }
   const below = pathComponents(clean.slice(best.base.length))!;
   let dir = ConfinedDir.open(best.real);
@@ -313,19 +349,28 @@ export function confineToExport(
           break;
         }
         if (code(e) === 'ENOENT')
-          throw new ConfineError(`${what} ${path}: "${name}" does not exist`, 'missing');
-        throw new ConfineError(`${what} ${path}: "${name}": ${(e as Error).message}`, 'missing');
+          throw new ConfineError(
+            `${what} ${escapeName(path)}: "${escapeName(name)}" does not exist`,
+            'missing',
+          );
+        throw new ConfineError(
+          `${what} ${escapeName(path)}: "${escapeName(name)}": ${(e as Error).message}`,
+          'missing',
+        );
       }
       if (st.isSymbolicLink())
         throw new ConfineError(
-          `${what} ${path}: "${name}" is a symbolic link; name the directory itself`,
+          `${what} ${escapeName(path)}: "${escapeName(name)}" is a symbolic link; name the directory itself`,
           'symlink',
         );
       stat = st;
       if (last && !opts.directory && !st.isDirectory()) break;
       if (!st.isDirectory())
-        throw new ConfineError(`${what} ${path}: "${name}" is not a directory`, 'not-directory');
-      const next = openStep(dir, name, st, `${what} ${path}`);
+        throw new ConfineError(
+          `${what} ${escapeName(path)}: "${escapeName(name)}" is not a directory`,
+          'not-directory',
+        );
+      const next = openStep(dir, name, st, `${what} ${escapeName(path)}`);
       dir.close();
       dir = next;
     }
@@ -353,7 +398,7 @@ function openStep(dir: ConfinedDir, name: string, st: FileId, what: string): Con
   } catch (e) {
     if (e instanceof ConfineError || code(e) === 'ELOOP')
       throw new ConfineError(
-        `${what}: "${name}" changed while being checked (a symbolic link now?); try again`,
+        `${what}: "${escapeName(name)}" changed while being checked (a symbolic link now?); try again`,
         'changed',
       );
     throw e;
@@ -388,10 +433,7 @@ export interface ResolvedBelow {
 export function resolveBelow(start: ConfinedDir, p: string, what: string): ResolvedBelow {
   const parts = pathComponents(p);
   if (parts === null)
-    throw new ConfineError(
-      `${what} ${JSON.stringify(p)}: '..' is not allowed below the backup root`,
-      'dotdot',
-    );
+    throw new ConfineError(`${what} "${escapeName(p)}": '..' is not allowed below the backup root`, 'dotdot');
   if (parts.length === 0)
     return { rel: '.', stats: [], dirs: [start], name: '', stat: fs.fstatSync(start.fd, { bigint: true }) };
   const dirs: ConfinedDir[] = [start];
@@ -405,12 +447,15 @@ export function resolveBelow(start: ConfinedDir, p: string, what: string): Resol
       if (i === parts.length - 1) break;
       if (st.isSymbolicLink())
         throw new ConfineError(
-          `${what} ${JSON.stringify(p)}: "${name}" is a symbolic link; not followed`,
+          `${what} "${escapeName(p)}": "${escapeName(name)}" is a symbolic link; not followed`,
           'symlink',
         );
       if (!st.isDirectory())
-        throw new ConfineError(`${what} ${JSON.stringify(p)}: "${name}" is not a directory`, 'not-directory');
-      dirs.push(openStep(dir, name, st, `${what} ${JSON.stringify(p)}`));
+        throw new ConfineError(
+          `${what} "${escapeName(p)}": "${escapeName(name)}" is not a directory`,
+          'not-directory',
+        );
+      dirs.push(openStep(dir, name, st, `${what} "${escapeName(p)}"`));
     }
   } catch (e) {
     closeBelow({ dirs });
@@ -436,8 +481,8 @@ export function closeBelow(r: { readonly dirs: readonly ConfinedDir[] }): void {
  */
 function refuseStep(rel: string, st: fs.BigIntStats): ConfineError {
   return st.isSymbolicLink()
-    ? new ConfineError(`${rel} is a symbolic link; nothing is restored through it`, 'symlink')
-    : new ConfineError(`${rel} is not a directory; nothing is restored into it`, 'not-directory');
+    ? new ConfineError(`${escapeName(rel)} is a symbolic link; nothing is restored through it`, 'symlink')
+    : new ConfineError(`${escapeName(rel)} is not a directory; nothing is restored into it`, 'not-directory');
 }
 
 /**
@@ -510,7 +555,7 @@ export class ConfinedTree {
       const before = this.known.get(rel);
       if (before && !sameFile(before, st))
         throw new ConfineError(
-          `${rel} was replaced by another directory during the restore; nothing more is restored into it`,
+          `${escapeName(rel)} was replaced by another directory during the restore; nothing more is restored into it`,
           'changed',
         );
       let dir: ConfinedDir;
@@ -519,7 +564,7 @@ export class ConfinedTree {
       } catch (e) {
         if (e instanceof ConfineError || code(e) === 'ELOOP' || code(e) === 'ENOTDIR')
           throw new ConfineError(
-            `${rel} changed while being opened (a symbolic link now?); nothing is restored through it`,
+            `${escapeName(rel)} changed while being opened (a symbolic link now?); nothing is restored through it`,
             'changed',
           );
         throw e;

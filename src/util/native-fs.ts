@@ -5,6 +5,10 @@
 // it; this is its typed face. The addon is loaded at first use, not at import,
 // so code that never restores runs without it. It works in worker threads too.
 // It also holds the server's malloc settings (tuneMalloc, trimMalloc below).
+// And what backups of extended attributes, ACLs and sparse files need that
+// Node has none of: the xattr system calls (llistxattr, lgetxattr, lsetxattr
+// and their following forms) and lseek(SEEK_DATA/SEEK_HOLE), whose whence
+// values Node's fs does not offer (docs/metadata.md).
 
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,17 +23,28 @@ export interface TimeNs {
 
 interface Binding {
   setTimes(
-    path: string,
+    path: FsPath,
     atimeSec: bigint,
     atimeNsec: number,
     mtimeSec: bigint,
     mtimeNsec: number,
     followSymlinks: boolean,
   ): void;
-  mknod(path: string, mode: number, major: number, minor: number): void;
+  mknod(path: FsPath, mode: number, major: number, minor: number): void;
   mallocTune(arenaMax: number, mmapThreshold: number): boolean;
   mallocTrim(): boolean;
+  listXattr(path: FsPath, followSymlinks: boolean): Buffer;
+  getXattr(path: FsPath, name: FsPath, followSymlinks: boolean): Buffer;
+  setXattr(path: FsPath, name: FsPath, value: Uint8Array, followSymlinks: boolean): void;
+  dataRegions(fd: number, size: number, maxRegions: number): Float64Array;
 }
+
+/**
+ * A path for the addon: a Buffer holds the name's exact bytes (what a name
+ * that is not UTF-8 needs: `encodeName`, util/byte-name.ts); a string is
+ * taken as UTF-8.
+ */
+export type FsPath = string | Buffer;
 
 const ADDON = 'posixfs';
 
@@ -74,7 +89,7 @@ function addon(): Binding {
  * not its target's. Throws Node-style errors (`code`, `errno`, `syscall`, `path`).
  */
 export function setTimesNs(
-  path: string,
+  path: FsPath,
   atime: TimeNs,
   mtime: TimeNs,
   opts?: { followSymlinks?: boolean },
@@ -83,13 +98,13 @@ export function setTimesNs(
 }
 
 /** Creates a fifo (mknod(2) with S_IFIFO). The umask applies to `mode`, as for fs.mkdirSync. */
-export function mkfifo(path: string, mode: number): void {
+export function mkfifo(path: FsPath, mode: number): void {
   addon().mknod(path, fs.constants.S_IFIFO | permissionBits(mode), 0, 0);
 }
 
 /** Creates a character or block device node (mknod(2); needs root). The umask applies to `mode`. */
 export function mknod(
-  path: string,
+  path: FsPath,
   type: 'chardev' | 'blockdev',
   mode: number,
   major: number,
@@ -109,6 +124,75 @@ function permissionBits(mode: number): number {
     throw new RangeError(`The value of "mode" is out of range. It must be an integer >= 0; got ${mode}`);
   }
   return mode & 0o7777;
+}
+
+/** How the xattr calls treat a symbolic link: by default it is the link's own attributes (the l- calls). */
+export interface XattrOptions {
+  /**
+   * Follow a symbolic link at the path's end (listxattr, getxattr, setxattr):
+   * needed for /proc/self/fd/N, which is a link to the open file.
+   */
+  followSymlinks?: boolean;
+}
+
+/**
+ * The names of a path's extended attributes, each as its bytes (llistxattr(2);
+ * those the caller may not see, e.g. trusted.* when not root, are not listed).
+ * Empty when there are none. Throws Node-style errors (ENOENT, EOPNOTSUPP where
+ * the file system has no xattrs, ...).
+ */
+export function llistxattr(path: FsPath, opts?: XattrOptions): Buffer[] {
+  const raw = addon().listXattr(path, opts?.followSymlinks ?? false);
+  const names: Buffer[] = [];
+  for (let start = 0; start < raw.length;) {
+    let end = raw.indexOf(0, start);
+    if (end < 0) end = raw.length;
+    if (end > start) names.push(raw.subarray(start, end));
+    start = end + 1;
+  }
+  return names;
+}
+
+/** An extended attribute's value (lgetxattr(2)); ENODATA when it is not there (any more). */
+export function lgetxattr(path: FsPath, name: FsPath, opts?: XattrOptions): Buffer {
+  return addon().getXattr(path, name, opts?.followSymlinks ?? false);
+}
+
+/**
+ * Creates or replaces an extended attribute (lsetxattr(2)). A file system or
+ * namespace that takes none throws EOPNOTSUPP; a namespace the caller may not
+ * write (trusted.* when not root, user.* on a symbolic link) EPERM.
+ */
+export function lsetxattr(path: FsPath, name: FsPath, value: Uint8Array, opts?: XattrOptions): void {
+  addon().setXattr(path, name, value, opts?.followSymlinks ?? false);
+}
+
+/** One stretch of a sparse file that holds data (everything between two is a hole, read as zeros). */
+export interface DataRegion {
+  readonly offset: bigint;
+  readonly length: bigint;
+}
+
+/**
+ * Most regions dataRegions maps by default: beyond it the rest of the file is
+ * one region, read densely. A file with more data/hole alternations than this
+ * is unusual, and each region costs its line in the archive's sparse map.
+ */
+export const MAX_DATA_REGIONS = 4096;
+
+/**
+ * The data regions of an open regular file below `size`, in order, by
+ * lseek(SEEK_DATA/SEEK_HOLE), in one call. Empty for a file that is all hole.
+ * With more than `maxRegions`, the last region runs from its start to `size`
+ * (holes in it read as zeros): a bounded map, never a wrong one. A file system
+ * without SEEK_DATA gives one region, the whole file. Leaves the file offset at 0.
+ */
+export function dataRegions(fd: number, size: number | bigint, maxRegions = MAX_DATA_REGIONS): DataRegion[] {
+  const pairs = addon().dataRegions(fd, Number(size), maxRegions);
+  const out: DataRegion[] = [];
+  for (let i = 0; i < pairs.length; i += 2)
+    out.push({ offset: BigInt(pairs[i]!), length: BigInt(pairs[i + 1]!) });
+  return out;
 }
 
 /** What ndmpd asks of glibc's malloc (docs/memory.md has the measurements behind them). */

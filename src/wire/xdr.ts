@@ -1,6 +1,7 @@
 // XDR (RFC 4506) as NDMP uses it: big-endian, every item padded to 4 bytes,
 // NDMP's `u_long` is 32 bits and its `u_quad` a {high, low} pair (= BE uint64).
 
+import { decodeName, encodeName, NotAByteNameError } from '../util/byte-name.js';
 import { XdrDecodeError } from './errors.js';
 
 /**
@@ -10,6 +11,26 @@ import { XdrDecodeError } from './errors.js';
  */
 function padded4(n: number): number {
   return n + ((4 - (n % 4)) % 4);
+}
+
+/** No lone surrogate (String#isWellFormed, Node 20; TypeScript's lib here predates it). */
+function isWellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
+ * The bytes of a string holding escaped bytes. A lone surrogate that stands
+ * for no byte cannot come from a name (decodeName never makes one); such text
+ * (a message built from a broken string) is sent the way node writes it, with
+ * U+FFFD, rather than failing the whole reply.
+ */
+function stringBytes(v: string): Buffer {
+  try {
+    return encodeName(v);
+  } catch (e) {
+    if (e instanceof NotAByteNameError) return Buffer.from(v, 'utf8');
+    throw e;
+  }
 }
 
 /**
@@ -85,11 +106,16 @@ export class XdrReader {
     return this.fixedOpaque(n);
   }
 
+  /**
+   * XDR `string`: a byte string (RFC 4506 §4.11), which NDMP uses for file
+   * names, paths and env values. Decoded the lossless way (docs/names.md), so
+   * bytes that are not UTF-8 survive to the encoder unchanged.
+   */
   string(): string {
     const n = this.u32();
     const padded = padded4(n);
     this.need(padded, `string<${n}>`);
-    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    const s = decodeName(this.buf, this.pos, this.pos + n);
     this.pos += padded;
     return s;
   }
@@ -186,14 +212,22 @@ export class XdrWriter {
     return this.fixedOpaque(v, v.length);
   }
 
+  /**
+   * XDR `string` from the lossless form (docs/names.md): an escaped byte goes
+   * out as that byte. A string without escapes (nearly all) is written straight
+   * in UTF-8 with no copy.
+   */
   string(v: string): this {
-    const n = Buffer.byteLength(v, 'utf8');
-    this.u32(n);
-    this.room(n);
-    this.buf.write(v, this.pos, n, 'utf8');
-    this.pos += n;
-    this.pad(n);
-    return this;
+    if (isWellFormed(v)) {
+      const n = Buffer.byteLength(v, 'utf8');
+      this.u32(n);
+      this.room(n);
+      this.buf.write(v, this.pos, n, 'utf8');
+      this.pos += n;
+      this.pad(n);
+      return this;
+    }
+    return this.opaque(stringBytes(v));
   }
 
   /** Overwrites a u32 already written at `at` (used for lengths known late). */

@@ -14,9 +14,11 @@ import { after, before, describe, test } from 'node:test';
 import { BackupEngine } from '../../src/backup/engine.js';
 import type { StreamSink } from '../../src/backup/engine.js';
 import { PaxParser } from '../../src/backup/pax.js';
+import { decodeName, encodeName } from '../../src/util/byte-name.js';
 import {
   ConfineError,
   ConfinedDir,
+  ConfinedTree,
   closeBelow,
   confineToExport,
   isInside,
@@ -401,5 +403,98 @@ describe('mount points inside an export are part of it', () => {
     } finally {
       for (const m of mounted.reverse()) execFileSync('umount', [m]);
     }
+  });
+});
+
+describe('names that are not UTF-8 (docs/names.md)', () => {
+  // Latin-1 "café" and "ü", a lone 0xff and a newline: bytes node's string paths would turn into U+FFFD.
+  const latin = Buffer.from('caf\xe9', 'latin1');
+  const sub = Buffer.from('d\xfcr\xff', 'latin1');
+  const nl = Buffer.from('new\nline\xe9', 'latin1');
+  const j = (...parts: (string | Buffer)[]): Buffer =>
+    Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [Buffer.from(p)] : [Buffer.from('/'), Buffer.from(p)])));
+
+  test('list, lstat, readlink, openDir and openFile take and give the exact bytes', () => {
+    const d = fs.mkdtempSync(join(base, 'bytes-'));
+    fs.writeFileSync(j(d, latin), 'latin');
+    fs.mkdirSync(j(d, sub));
+    fs.writeFileSync(j(d, sub, nl), 'deep');
+    fs.symlinkSync(Buffer.concat([Buffer.from('../'), latin]), j(d, sub, 'ln'));
+    const root = ConfinedDir.open(d);
+    try {
+      const names = root.list().sort();
+      assert.deepEqual(names, [decodeName(latin), decodeName(sub)].sort());
+      assert.ok(
+        names.every((n) => !n.includes('\ufffd')),
+        'no U+FFFD',
+      );
+      assert.deepEqual(encodeName(decodeName(latin)), latin);
+      const st = root.lstat(decodeName(latin));
+      assert.ok(st.isFile());
+      const fd = root.openFile(decodeName(latin), st);
+      try {
+        assert.equal(fs.readFileSync(fd, 'utf8'), 'latin');
+      } finally {
+        fs.closeSync(fd);
+      }
+      const dst = root.lstat(decodeName(sub));
+      const dir = root.openDir(decodeName(sub), dst);
+      try {
+        assert.equal(dir.path, `${d}/${decodeName(sub)}`);
+        assert.deepEqual(dir.list().sort(), ['ln', decodeName(nl)].sort());
+        assert.deepEqual(encodeName(dir.readlink('ln')), Buffer.concat([Buffer.from('../'), latin]));
+        assert.deepEqual(
+          dir.at(decodeName(nl)),
+          Buffer.concat([Buffer.from(`/proc/self/fd/${dir.fd}/`), nl]),
+        );
+      } finally {
+        dir.close();
+      }
+      // Opened again by its path (the reader thread's way): the same directory.
+      ConfinedDir.openVerified(dir.path, dst).close();
+      // resolveBelow through a Latin-1 directory to a name with a newline.
+      const r = resolveBelow(root, `${decodeName(sub)}/${decodeName(nl)}`, 'FILES entry');
+      try {
+        assert.ok(r.stat.isFile());
+        assert.equal(r.name, decodeName(nl));
+      } finally {
+        closeBelow(r);
+      }
+    } finally {
+      root.close();
+    }
+  });
+
+  test('confineToExport finds a non-UTF-8 path in an export, and messages print it escaped', () => {
+    const d = fs.mkdtempSync(join(base, 'bytes-exp-'));
+    fs.mkdirSync(j(d, sub, latin), { recursive: true });
+    const c = confineToExport(`${d}/${decodeName(sub)}/${decodeName(latin)}`, [{ path: d }], {
+      what: 'FILESYSTEM',
+    });
+    assert.equal(c.rel, `${decodeName(sub)}/${decodeName(latin)}`);
+    assert.ok(c.stat.isDirectory());
+    fs.symlinkSync('/', j(d, sub, Buffer.from('l\xe9', 'latin1')));
+    assert.throws(
+      () => confineToExport(`${d}/${decodeName(sub)}/l\udce9/x`, [{ path: d }], { what: 'FILESYSTEM' }),
+      (e: unknown) =>
+        e instanceof ConfineError &&
+        e.reason === 'symlink' &&
+        e.message.includes('"l\\xe9" is a symbolic link') &&
+        e.message.includes('d\\xfcr\\xff'),
+    );
+  });
+
+  test('a ConfinedTree makes directories with the exact bytes', () => {
+    const d = fs.mkdtempSync(join(base, 'bytes-tree-'));
+    const tree = new ConfinedTree(ConfinedDir.open(d));
+    try {
+      const dir = tree.dir(`${decodeName(sub)}/${decodeName(nl)}`, 0o755);
+      fs.writeFileSync(dir.at(decodeName(latin)), 'x');
+    } finally {
+      tree.close();
+    }
+    assert.deepEqual(fs.readdirSync(d, { encoding: 'buffer' }), [sub]);
+    assert.deepEqual(fs.readdirSync(j(d, sub), { encoding: 'buffer' }), [nl]);
+    assert.deepEqual(fs.readdirSync(j(d, sub, nl), { encoding: 'buffer' }), [latin]);
   });
 });

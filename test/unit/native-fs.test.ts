@@ -2,7 +2,9 @@
 // set to the nanosecond on files, directories and symlinks themselves, before
 // 1970 and past 2038; fifos and device nodes; errors shaped like Node's; bad
 // arguments refused with a TypeError or RangeError, never a crash; and the addon
-// loaded and used from worker threads as well as the main thread.
+// loaded and used from worker threads as well as the main thread. Extended
+// attributes (binary values, byte names, symbolic links' own, the sizes past
+// the first try) and the data regions of sparse files.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -13,7 +15,15 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
-import { mkfifo, mknod, setTimesNs } from '../../src/util/native-fs.js';
+import {
+  dataRegions,
+  lgetxattr,
+  llistxattr,
+  lsetxattr,
+  mkfifo,
+  mknod,
+  setTimesNs,
+} from '../../src/util/native-fs.js';
 import type { TimeNs } from '../../src/util/native-fs.js';
 
 const NS = 1_000_000_000n;
@@ -293,4 +303,192 @@ test('the addon loads and works in worker threads', async () => {
   } finally {
     fs.rmSync(dir, { recursive: true });
   }
+});
+
+/** A directory on tmpfs when there is one: ext4 without ea_inode keeps at most a block of xattrs per file. */
+function xattrDir(): string {
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  return fs.mkdtempSync(join(base, 'native-xattr-'));
+}
+
+const names = (p: string | Buffer, follow = false): string[] =>
+  llistxattr(p, { followSymlinks: follow })
+    .map((n) => n.toString('latin1'))
+    .sort();
+
+test('xattrs: binary values (NUL, newline, 64 KiB) set, listed and read back exactly', () => {
+  const dir = xattrDir();
+  try {
+    const file = join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    assert.deepEqual(llistxattr(file), []);
+    const big = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7 + 3) & 0xff;
+    const values: [string, Buffer][] = [
+      ['user.nul', Buffer.from([0, 1, 0, 0xff])],
+      ['user.newline', Buffer.from('a\nb\n')],
+      ['user.empty', Buffer.alloc(0)],
+      ['user.big', big],
+      ['trusted.t', Buffer.from('root only')],
+    ];
+    for (const [n, v] of values) lsetxattr(file, n, v);
+    assert.deepEqual(names(file), values.map(([n]) => n).sort());
+    for (const [n, v] of values) assert.deepEqual(lgetxattr(file, n), v, n);
+    // Replaced, not appended.
+    lsetxattr(file, 'user.nul', Buffer.from('y'));
+    assert.deepEqual(lgetxattr(file, Buffer.from('user.nul')), Buffer.from('y'));
+
+    const err = thrown(() => lgetxattr(file, 'user.none'));
+    assert.equal(err.code, 'ENODATA');
+    assert.equal(err.syscall, 'lgetxattr');
+    assert.equal(err.path, file);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test('xattrs: a list longer than the first try, and names and paths as bytes', () => {
+  const dir = xattrDir();
+  try {
+    // A name that is not UTF-8 (Latin-1 é), reached only as a Buffer path.
+    const file = Buffer.concat([Buffer.from(dir + '/caf'), Buffer.from([0xe9])]);
+    fs.writeFileSync(file, '');
+    const many: string[] = [];
+    for (let i = 0; i < 40; i++) many.push(`user.${String(i).padStart(3, '0')}${'n'.repeat(150)}`);
+    for (const n of many) lsetxattr(file, n, Buffer.from(n.slice(5, 8)));
+    // An attribute name with a byte that is not UTF-8.
+    const odd = Buffer.concat([Buffer.from('user.x'), Buffer.from([0xff])]);
+    lsetxattr(file, odd, Buffer.from('odd'));
+    const listed = llistxattr(file);
+    assert.equal(listed.length, 41);
+    assert.ok(listed.some((n) => n.equals(odd)));
+    assert.deepEqual(lgetxattr(file, odd), Buffer.from('odd'));
+    assert.deepEqual(lgetxattr(file, many[17]!), Buffer.from('017'));
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test("xattrs: a symbolic link's own, or, followed, its target's (as /proc/self/fd/N needs)", () => {
+  const dir = xattrDir();
+  try {
+    const target = join(dir, 'target');
+    const link = join(dir, 'link');
+    fs.writeFileSync(target, '');
+    fs.symlinkSync('target', link);
+    lsetxattr(link, 'user.a', Buffer.from('via link'), { followSymlinks: true });
+    assert.deepEqual(lgetxattr(target, 'user.a'), Buffer.from('via link'));
+    assert.deepEqual(names(link, true), ['user.a']);
+    // The link itself has none; user.* cannot be set on a symbolic link (the kernel's rule).
+    assert.deepEqual(names(link), []);
+    assert.equal(thrown(() => lgetxattr(link, 'user.a')).code, 'ENODATA');
+    assert.equal(thrown(() => lsetxattr(link, 'user.b', Buffer.from('x'))).code, 'EPERM');
+    lsetxattr(link, 'trusted.l', Buffer.from('on the link'));
+    assert.deepEqual(lgetxattr(link, 'trusted.l'), Buffer.from('on the link'));
+
+    // Through an open descriptor's /proc/self/fd/N, which is a link to the file.
+    const fd = fs.openSync(target, 'r');
+    try {
+      const at = `/proc/self/fd/${fd}`;
+      lsetxattr(at, 'user.fd', Buffer.from('by fd'), { followSymlinks: true });
+      assert.deepEqual(lgetxattr(target, 'user.fd'), Buffer.from('by fd'));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test("xattrs: errors are shaped like Node's; a file system without them says EOPNOTSUPP", (t) => {
+  const dir = xattrDir();
+  try {
+    const missing = join(dir, 'missing');
+    const e1 = thrown(() => llistxattr(missing));
+    assert.equal(e1.code, 'ENOENT');
+    assert.equal(e1.syscall, 'llistxattr');
+    assert.equal(e1.errno, -os.constants.errno.ENOENT);
+    assert.equal(thrown(() => lsetxattr(missing, 'user.a', Buffer.from('x'))).code, 'ENOENT');
+    // An unknown namespace.
+    fs.writeFileSync(join(dir, 'f'), '');
+    const e2 = thrown(() => lsetxattr(join(dir, 'f'), 'nonsense.a', Buffer.from('x')));
+    assert.equal(e2.code, 'EOPNOTSUPP');
+    assert.equal(e2.syscall, 'lsetxattr');
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+  // /proc's files hold no user.* attributes.
+  const e3 = thrown(() => lsetxattr('/proc/self/status', 'user.a', Buffer.from('x')));
+  t.diagnostic(`/proc: ${e3.code ?? ''}`);
+  assert.ok(['EOPNOTSUPP', 'EPERM', 'EACCES'].includes(e3.code ?? ''), e3.code);
+});
+
+test('dataRegions: the data of a sparse file, one ending in a hole, all hole, dense, bounded', () => {
+  const dir = tmpDir();
+  try {
+    const file = join(dir, 'sparse');
+    const fd = fs.openSync(file, 'w+');
+    try {
+      const block = Buffer.alloc(4096, 0x61);
+      const size = 64 * 1024 * 1024;
+      fs.ftruncateSync(fd, size);
+      assert.deepEqual(dataRegions(fd, size), []);
+      fs.writeSync(fd, block, 0, block.length, 1024 * 1024);
+      fs.writeSync(fd, block, 0, block.length, 8 * 1024 * 1024);
+      fs.writeSync(fd, block, 0, block.length, 8 * 1024 * 1024 + 4096); // adjacent: one region
+      fs.writeSync(fd, block, 0, block.length, 32 * 1024 * 1024);
+      const MiB = 1024n * 1024n;
+      const want = [
+        { offset: MiB, length: 4096n },
+        { offset: 8n * MiB, length: 8192n },
+        { offset: 32n * MiB, length: 4096n },
+      ];
+      assert.deepEqual(dataRegions(fd, size), want);
+      // Below a smaller size (what was lstat'ed): cut there.
+      assert.deepEqual(dataRegions(fd, 8 * 1024 * 1024 + 100), [want[0], { offset: 8n * MiB, length: 100n }]);
+      // Bounded: past two regions, the second runs to the end.
+      assert.deepEqual(dataRegions(fd, size, 2), [
+        want[0],
+        { offset: 8n * MiB, length: BigInt(size) - 8n * MiB },
+      ]);
+      assert.deepEqual(dataRegions(fd, size, 1), [{ offset: MiB, length: BigInt(size) - MiB }]);
+      // The offset is back at 0 for the reads that follow.
+      const b = Buffer.alloc(1);
+      assert.equal(fs.readSync(fd, b, 0, 1, null), 1);
+      assert.equal(b[0], 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const dense = join(dir, 'dense');
+    fs.writeFileSync(dense, Buffer.alloc(10_000, 1));
+    const dfd = fs.openSync(dense, 'r');
+    try {
+      assert.deepEqual(dataRegions(dfd, 10_000), [{ offset: 0n, length: 10_000n }]);
+      assert.deepEqual(dataRegions(dfd, 0), []);
+    } finally {
+      fs.closeSync(dfd);
+    }
+    assert.equal(thrown(() => dataRegions(987_654, 10)).code, 'EBADF');
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test('xattr and dataRegions arguments: TypeError or RangeError, never a crash', () => {
+  const any = <T>(v: unknown): T => v as T;
+  assert.throws(() => llistxattr(any(42)), TypeError);
+  assert.throws(() => llistxattr(''), TypeError);
+  assert.throws(() => llistxattr(Buffer.from('/tmp\0x')), TypeError);
+  assert.throws(() => lgetxattr('/tmp', any(undefined)), TypeError);
+  assert.throws(() => lgetxattr('/tmp', ''), TypeError);
+  assert.throws(() => lsetxattr('/tmp', 'user.a', any('a string')), TypeError);
+  assert.throws(() => lsetxattr('/tmp', 'user.a', any(new Uint16Array(2))), TypeError);
+  assert.throws(
+    () => lsetxattr('/tmp', 'user.a', Buffer.alloc(1), { followSymlinks: any('yes') }),
+    TypeError,
+  );
+  assert.throws(() => dataRegions(any('3'), 10), TypeError);
+  assert.throws(() => dataRegions(0, -1), RangeError);
+  assert.throws(() => dataRegions(0, 1.5), RangeError);
+  assert.throws(() => dataRegions(0, 10, 0), RangeError);
 });

@@ -155,6 +155,23 @@ describe('XdrReader', () => {
     assert.equal(r.u32(), 42);
   });
 
+  test('a string is a byte string: bytes that are not UTF-8 decode losslessly and encode back', () => {
+    // Latin-1 "café", a lone continuation byte, a truncated sequence, a surrogate's
+    // CESU-8 form and a newline: every byte string round-trips exactly.
+    const cases = ['636166e9', '80', 'e282', 'eda080', '610a62', 'c3a9ff00', ''].map((h) => fromHex(h));
+    for (const bytes of cases) {
+      const wire = b().opaque(bytes).bytes(); // a string is an opaque on the wire
+      const s = new XdrReader(wire).string();
+      assert.equal(hex(new XdrWriter().string(s).finish()), hex(wire), `round trip of ${hex(bytes)}`);
+    }
+    assert.equal(new XdrReader(b().opaque(fromHex('636166e9')).bytes()).string(), 'caf\udce9');
+  });
+
+  test('a string with a lone surrogate that stands for no byte is written as U+FFFD, not refused', () => {
+    const w = new XdrWriter().string('a\ud800b');
+    assert.equal(hex(w.finish()), hex(b().opaque(fromHex('61efbfbd62')).bytes()));
+  });
+
   test('opaque and fixedOpaque return copies and skip the padding', () => {
     const buf = b()
       .opaque(Buffer.from([1, 2, 3]))

@@ -23,6 +23,7 @@ import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../his
 import { SpscRing } from '../../ring/spsc-ring.js';
 import { ConfineError, confineToExport } from '../../util/confine.js';
 import type { FileId } from '../../util/confine.js';
+import { escapeName } from '../../util/byte-name.js';
 import {
   IncrementalError,
   commitIncremental,
@@ -539,7 +540,7 @@ export class DataService {
       rootId = c.stat;
     } catch (e) {
       if (e instanceof ConfineError) throw NdmpError.illegalArgs(e.message);
-      throw NdmpError.illegalArgs(`FILESYSTEM ${fsName}: ${(e as Error).message}`);
+      throw NdmpError.illegalArgs(`FILESYSTEM ${escapeName(fsName)}: ${(e as Error).message}`);
     }
     const model = historyModelOf(env);
     if (model === null) {

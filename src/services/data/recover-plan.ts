@@ -2,10 +2,15 @@
 // backup, restored where, with which options. Checked before the reply, so a
 // request the server will not carry out is refused with the reason, and a
 // restore can only ever write inside an export.
+//
+// Names are bytes (docs/names.md): nlist paths arrive as lossless strings
+// (wire/xdr.ts), so comparing them with archive paths as strings compares
+// their bytes; messages print them with escapeName.
 
 import { normalizeArchivePath } from '../../backup/restore.js';
 import type { OverwritePolicy } from '../../backup/restore.js';
 import { ConfineError, confineToExport } from '../../util/confine.js';
+import { escapeName } from '../../util/byte-name.js';
 import { envFlag } from '../../util/env-flag.js';
 import { INVALID_U64, NdmpError } from '../../wire/index.js';
 import type { NdmpVersion, NlistName, Pval } from '../../wire/index.js';
@@ -77,9 +82,7 @@ export function planRecover(
   nlist.forEach((n, index) => {
     const original = normalizeArchivePath(n.originalPath);
     if (original === null)
-      throw NdmpError.illegalArgs(
-        `nlist[${index}]: original path ${JSON.stringify(n.originalPath)} has '..'`,
-      );
+      throw NdmpError.illegalArgs(`nlist[${index}]: original path "${escapeName(n.originalPath)}" has '..'`);
     wanted.push({
       index,
       name: n.originalPath,
@@ -122,7 +125,7 @@ export function planRecover(
     const { root, rel } = insideExport(w.dest!, exports, `nlist[${w.index}] destination`);
     if (destRoot !== null && root !== destRoot)
       throw NdmpError.illegalArgs(
-        `nlist destinations lie in different exports (${destRoot} and ${root}): recover into one at a time`,
+        `nlist destinations lie in different exports (${escapeName(destRoot)} and ${escapeName(root)}): recover into one at a time`,
       );
     destRoot = root;
     return { index: w.index, name: w.name, original: w.original, targetRel: rel, fhInfo: w.fhInfo };
@@ -160,13 +163,13 @@ function destinationOf(version: NdmpVersion, n: NlistName, original: string): st
   const dest = n.destinationPath;
   if (version === 3) {
     if (n.name === '') {
-      if (!dest) throw NdmpError.illegalArgs(`nlist ${JSON.stringify(n.originalPath)}: no destination_dir`);
+      if (!dest) throw NdmpError.illegalArgs(`nlist "${escapeName(n.originalPath)}": no destination_dir`);
       return original === '' ? dest : `${dest.replace(/\/+$/, '')}/${original}`;
     }
     if (dest === '') return n.name;
     return `${dest.replace(/\/+$/, '')}/${n.name}`;
   }
-  if (!dest) throw NdmpError.illegalArgs(`nlist ${JSON.stringify(n.originalPath)}: no destination_path`);
+  if (!dest) throw NdmpError.illegalArgs(`nlist "${escapeName(n.originalPath)}": no destination_path`);
   return n.name === '' ? dest : `${dest.replace(/\/+$/, '')}/${n.name}`;
 }
 
@@ -187,7 +190,7 @@ function insideExport(
     return { root: c.root, rel: c.rel };
   } catch (e) {
     if (e instanceof ConfineError) throw NdmpError.illegalArgs(e.message);
-    throw NdmpError.illegalArgs(`${what} ${path}: ${(e as Error).message}`);
+    throw NdmpError.illegalArgs(`${what} ${escapeName(path)}: ${(e as Error).message}`);
   }
 }
 

@@ -18,6 +18,7 @@ import { INVALID_U64, RecoveryStatus } from '../../wire/index.js';
 import { targetFor, targetPath } from './recover-plan.js';
 import type { RecoverPlan, RecoverTarget } from './recover-plan.js';
 import { CodedError } from '../../util/coded-error.js';
+import { escapeName, nameByteLength } from '../../util/byte-name.js';
 
 /** The stream as the data service reads it. */
 export interface RecoverSource {
@@ -211,7 +212,7 @@ export class Recovery {
       this.firstHeader = false;
       if (path !== t.original) {
         this.hooks.warn(
-          `${t.name}: the backup holds ${JSON.stringify(e.path)} at offset ${t.fhInfo}, not this path ` +
+          `${escapeName(t.name)}: the backup holds "${escapeName(e.path)}" at offset ${t.fhInfo}, not this path ` +
             '(an index of another backup?)',
         );
         this.fail(t, RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND);
@@ -279,7 +280,7 @@ export class Recovery {
       let status = o.status;
       if (status === null && o.restored === 0) {
         status = RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND;
-        this.hooks.warn(`${t.name}: not in this backup`);
+        this.hooks.warn(`${escapeName(t.name)}: not in this backup`);
       }
       if (status !== null && status !== RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL) this.failedTargets++;
       this.hooks.logFile(t.name, status ?? RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL);
@@ -352,7 +353,7 @@ export class HistoryReplay {
     }
     for (const t of this.plan.targets) {
       const ok = this.found.has(t);
-      if (!ok) this.hooks.warn(`${t.name}: not in this backup`);
+      if (!ok) this.hooks.warn(`${escapeName(t.name)}: not in this backup`);
       this.hooks.logFile(
         t.name,
         ok ? RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL : RecoveryStatus.NDMP_RECOVERY_FAILED_NOT_FOUND,
@@ -368,7 +369,7 @@ export class HistoryReplay {
   private onEntry(e: ParsedEntry): void {
     const path = normalizeArchivePath(e.path);
     if (path === null) {
-      this.hooks.warn(`${e.path}: not a path below the backup root; left out of the history`);
+      this.hooks.warn(`${escapeName(e.path)}: not a path below the backup root; left out of the history`);
       return;
     }
     if (this.plan.targets.length > 0) {
@@ -419,7 +420,7 @@ export class HistoryReplay {
 
   private put(rec: Uint8Array | null, name: string): void {
     if (rec) this.history.write(rec);
-    else this.hooks.warn(`${name}: name too long for file history; left out of it`);
+    else this.hooks.warn(`${escapeName(name)}: name too long for file history; left out of it`);
   }
 }
 
@@ -444,7 +445,7 @@ function statOf(e: ParsedEntry): HistoryStat {
     mtimeMs: ms(e.mtime),
     atimeMs: ms(e.atime ?? e.mtime),
     ctimeMs: ms(e.ctime ?? e.mtime),
-    size: e.type === 'symlink' ? BigInt(Buffer.byteLength(e.linkTarget ?? '')) : e.size,
+    size: e.type === 'symlink' ? BigInt(nameByteLength(e.linkTarget ?? '')) : e.size,
     isFile: is(['file', 'hardlink']),
     isDirectory: is(['dir']),
     isSymbolicLink: is(['symlink']),
