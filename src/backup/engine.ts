@@ -29,17 +29,10 @@ import { ExcludeList } from './glob.js';
 import { DirSnapshot } from './incremental.js';
 import type { IncrementalPlan } from './incremental.js';
 import { OwnerNames } from './owners.js';
-import {
-  BLOCK,
-  END_OF_ARCHIVE,
-  MAX_DUMPDIR_BYTES,
-  MAX_HEADER_BYTES,
-  dumpdirValueLength,
-  encodeHeaderInto,
-  paddingAfter,
-} from './pax.js';
+import { END_OF_ARCHIVE, MAX_DUMPDIR_BYTES, paddingAfter, PaxUnrepresentableError } from './pax-layout.js';
+import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax.js';
+import type { DumpdirEntry, PaxEntry, PaxTime, PaxType } from './pax-layout.js';
 import { escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
 
@@ -550,8 +543,6 @@ export class BackupEngine {
   ): Promise<void> {
     const entry = this.describeEntry(rel, st);
     if (dumpdir) entry.dumpdir = dumpdir;
-    // A directory's listing makes its header as long as it needs.
-    const bound = dumpdir ? MAX_HEADER_BYTES + dumpdirValueLength(dumpdir) + BLOCK : MAX_HEADER_BYTES;
     let fd = -1;
     if (entry.type === 'symlink') {
       try {
@@ -580,6 +571,17 @@ export class BackupEngine {
           return;
         }
       }
+    }
+    // The header's exact size (a directory's listing, xattrs make it long); an
+    // entry the format cannot hold is left out with a warning (docs/pax.md).
+    let bound: number;
+    try {
+      bound = headerBytes(entry);
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      if (!(e instanceof PaxUnrepresentableError)) throw e;
+      this.warn(`${escapeName(rel)}: ${e.reason}; skipped`);
+      return;
     }
     try {
       const headerOffset = this.offset;

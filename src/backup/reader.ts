@@ -10,7 +10,7 @@
 
 import fs from 'node:fs';
 import { SpscRing } from '../ring/spsc-ring.js';
-import { paddingAfter } from './pax.js';
+import { paddingAfter } from './pax-layout.js';
 import { RingProducer } from '../history/producer.js';
 import { OFF } from '../history/record.js';
 import { skipReason } from './engine.js';

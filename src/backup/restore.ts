@@ -30,8 +30,8 @@
 // (PaxFormatError), never a crash.
 
 import fs from 'node:fs';
-import { PaxParser } from './pax.js';
-import type { ParsedEntry } from './pax.js';
+import { PaxParser } from './pax-parser.js';
+import type { ParsedEntry } from './pax-parser.js';
 import { ConfineError, ConfinedDir, ConfinedTree, sameFile } from '../util/confine.js';
 import { mkfifo, mknod, setTimesNs } from '../util/native-fs.js';
 import { encodeName, escapeName } from '../util/byte-name.js';

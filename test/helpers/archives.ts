@@ -1,7 +1,8 @@
 // Hand-made pax archives for tests: honest and hostile entries alike.
 
-import { END_OF_ARCHIVE, encodeHeader, paddingAfter } from '../../src/backup/pax.js';
-import type { PaxEntry } from '../../src/backup/pax.js';
+import { END_OF_ARCHIVE, paddingAfter } from '../../src/backup/pax-layout.js';
+import { encodeHeader } from '../../src/backup/pax-encoder.js';
+import type { PaxEntry } from '../../src/backup/pax-layout.js';
 
 /** An entry with ordinary attributes (0644 files, 0755 directories, owner 0, a fixed mtime). */
 export function entry(path: string, type: PaxEntry['type'], extra: Partial<PaxEntry> = {}): PaxEntry {

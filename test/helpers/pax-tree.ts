@@ -1,6 +1,6 @@
 // A file tree with every kind of entry the pax encoder must handle, and a tiny
 // archiver that walks a tree with lstat/readFile and writes a pax stream with
-// src/backup/pax.ts (as the backup will, minus the NDMP plumbing).
+// src/backup/pax-encoder.ts (as the backup will, minus the NDMP plumbing).
 
 import { execFileSync } from 'node:child_process';
 import {
@@ -17,8 +17,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 
-import type { PaxEntry, PaxTime, PaxType } from '../../src/backup/pax.js';
-import { encodeHeaderInto, END_OF_ARCHIVE, MAX_HEADER_BYTES, paddingAfter } from '../../src/backup/pax.js';
+import type { PaxEntry, PaxTime, PaxType } from '../../src/backup/pax-layout.js';
+import { encodeHeader } from '../../src/backup/pax-encoder.js';
+import { END_OF_ARCHIVE, paddingAfter } from '../../src/backup/pax-layout.js';
 
 /** Deterministic, distinct content: `n` bytes from seed `seed`. */
 export function content(n: number, seed: number): Buffer {
@@ -168,10 +169,8 @@ export function walkTree(root: string): WalkedEntry[] {
 /** A pax archive of the walked entries: headers, data, padding, END_OF_ARCHIVE. */
 export function archive(walked: readonly WalkedEntry[]): Buffer {
   const parts: Buffer[] = [];
-  const hdr = Buffer.allocUnsafe(MAX_HEADER_BYTES);
   for (const { entry, abs } of walked) {
-    const n = encodeHeaderInto(entry, hdr, 0);
-    parts.push(Buffer.from(hdr.subarray(0, n)));
+    parts.push(encodeHeader(entry));
     if (entry.type === 'file' && entry.size > 0n) {
       parts.push(readFileSync(abs));
       parts.push(Buffer.alloc(paddingAfter(entry.size)));

@@ -11,8 +11,8 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { PaxParser } from '../../src/backup/pax.js';
-import type { ParsedEntry } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import { Library } from '../../src/devices/library.js';
 import {
   AddrType,

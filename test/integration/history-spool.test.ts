@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { after, before, describe, test } from 'node:test';
 
-import { PaxParser } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { Library } from '../../src/devices/library.js';
 import type { NdmpClient } from '../../src/dma/client.js';
 import { HistoryHub, historyDefaults } from '../../src/history/hub.js';

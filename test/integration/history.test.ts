@@ -11,7 +11,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { PaxParser } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { Library } from '../../src/devices/library.js';
 import { openTapeImage } from '../../src/devices/tape-image.js';
 import type { NdmpClient } from '../../src/dma/client.js';

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { PaxParser } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
 import { peers, requirePeers, runNdmjob } from '../helpers/peers.js';

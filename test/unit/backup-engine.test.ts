@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { BackupEngine, timeOfNs } from '../../src/backup/engine.js';
 import { setTimesNs } from '../../src/util/native-fs.js';
 import type { BackedUpEntry, StreamSink } from '../../src/backup/engine.js';
-import { PaxParser } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { withReaderThread } from '../helpers/reader-pipe.js';
 
 function makeTree(): string {

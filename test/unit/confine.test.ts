@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { BackupEngine } from '../../src/backup/engine.js';
 import type { StreamSink } from '../../src/backup/engine.js';
-import { PaxParser } from '../../src/backup/pax.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { decodeName, encodeName } from '../../src/util/byte-name.js';
 import {
   ConfineError,

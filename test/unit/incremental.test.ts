@@ -26,8 +26,11 @@ import {
   readTokens,
 } from '../../src/backup/incremental.js';
 import type { IncrementalPlan } from '../../src/backup/incremental.js';
-import { END_OF_ARCHIVE, PaxFormatError, PaxParser, encodeHeader } from '../../src/backup/pax.js';
-import type { DumpdirEntry, ParsedEntry, PaxEntry } from '../../src/backup/pax.js';
+import { END_OF_ARCHIVE, PaxFormatError, PaxUnrepresentableError } from '../../src/backup/pax-layout.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
+import { encodeHeader } from '../../src/backup/pax-encoder.js';
+import type { DumpdirEntry, PaxEntry } from '../../src/backup/pax-layout.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
 
 const S = 1_000_000_000n;
@@ -408,7 +411,7 @@ test('GNU.dumpdir: encoded as GNU tar writes it, parsed back; only on directorie
   for (const name of ['a/b', '.', '..', '', 'nul\0']) {
     assert.throws(
       () => encodeHeader({ ...DIR, dumpdir: [{ name, flag: 'Y' }] }),
-      TypeError,
+      PaxUnrepresentableError,
       JSON.stringify(name),
     );
   }
@@ -429,7 +432,6 @@ test('GNU.dumpdir: malformed values are a PaxFormatError', () => {
     ['an unknown flag', patched(two, 'Ncd', Buffer.from('Xcd'))],
     ['a rename record', patched(two, 'Ncd', Buffer.from('Rcd'))],
     ['a name twice', patched(two, 'cd', Buffer.from('ab'))],
-    ['bad UTF-8', patched(two, 'ab', Buffer.from([0xff, 0xfe]))],
     ['no end NUL', patched(two, 'cd\0\0', Buffer.from('cd\0Y'))],
     ['an empty name', patched(two, 'Ncd\0', Buffer.from('N\0\0\0'))],
   ];

@@ -1,4 +1,4 @@
-// The pax encoder and parser (src/backup/pax.ts): round trips through our own
+// The pax encoder and parser (src/backup/pax-encoder.ts, pax-parser.ts): round trips through our own
 // parser at every chunk boundary, GNU tar 1.34 extracting and listing what we
 // write (including a 9 GiB file through a pipe), our parser reading GNU tar's
 // --format=posix output, and hostile input.
@@ -18,17 +18,17 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import type { ParsedEntry, PaxEntry, PaxTime } from '../../src/backup/pax.js';
+import type { PaxEntry, PaxTime } from '../../src/backup/pax-layout.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import {
   BLOCK,
-  encodeHeader,
-  encodeHeaderInto,
   END_OF_ARCHIVE,
-  MAX_HEADER_BYTES,
   paddingAfter,
   PaxFormatError,
-  PaxParser,
-} from '../../src/backup/pax.js';
+  PaxUnrepresentableError,
+} from '../../src/backup/pax-layout.js';
+import { encodeHeader, encodeHeaderInto, headerBytes } from '../../src/backup/pax-encoder.js';
+import { PaxParser } from '../../src/backup/pax-parser.js';
 import { archive, buildTree, content, HIGH_UID, walkTree } from '../helpers/pax-tree.js';
 import type { WalkedEntry } from '../helpers/pax-tree.js';
 
@@ -292,7 +292,7 @@ describe('pax encoder', () => {
       assert.throws(() => encodeHeaderInto(e, new Uint8Array(len), 0), RangeError, `len ${len}`);
     }
     assert.throws(() => encodeHeaderInto(file('a', 0), new Uint8Array(1000), 600), RangeError);
-    // The documented bound holds for the worst case within its limits.
+    // headerBytes is exact, for the worst case too.
     const worst: PaxEntry = {
       ...BASE,
       path: 'ü'.repeat(2048), // 4096 bytes
@@ -307,23 +307,41 @@ describe('pax encoder', () => {
       atime: T(-(2n ** 63n), 999_999_999),
       ctime: T(-(2n ** 63n), 999_999_999),
     };
-    const n = encodeHeaderInto(worst, new Uint8Array(MAX_HEADER_BYTES), 0);
-    assert.ok(n <= MAX_HEADER_BYTES);
+    const n = encodeHeaderInto(worst, new Uint8Array(headerBytes(worst)), 0);
+    assert.equal(n, headerBytes(worst));
     assert.deepEqual(strip(parse(Buffer.concat([encodeHeader(worst), END_OF_ARCHIVE])).entries[0]!), worst);
   });
 
-  test('rejects entries it cannot represent', () => {
-    assert.throws(() => encodeHeader(file('a\0b', 0)), TypeError);
-    assert.throws(() => encodeHeader(file('ü\0', 0)), TypeError);
-    assert.throws(() => encodeHeader(file('', 0)), TypeError);
-    assert.throws(() => encodeHeader(file('a', -1)), TypeError);
-    assert.throws(() => encodeHeader(file('a', 0, { uid: -1 })), TypeError);
-    assert.throws(() => encodeHeader(file('a', 0, { mtime: T(0n, 1e9) })), TypeError);
-    assert.throws(() => encodeHeader({ ...BASE, path: 's', type: 'symlink' }), TypeError);
+  test('rejects entries it cannot represent, with a typed error', () => {
+    const U = PaxUnrepresentableError;
+    assert.throws(() => encodeHeader(file('a\0b', 0)), U);
+    assert.throws(() => encodeHeader(file('ü\0', 0)), U);
+    assert.throws(() => encodeHeader(file('', 0)), U);
+    assert.throws(() => encodeHeader(file('a', -1)), U);
+    assert.throws(() => encodeHeader(file('a', 0, { size: 2n ** 63n })), U);
+    assert.throws(() => encodeHeader(file('a', 0, { uid: -1 })), U);
+    assert.throws(() => encodeHeader(file('a', 0, { mtime: T(0n, 1e9) })), U);
+    assert.throws(() => encodeHeader(file('a', 0, { mtime: T(2n ** 63n) })), U);
+    assert.throws(() => encodeHeader(file('a', 0, { mtime: T(-(2n ** 63n) - 1n) })), U);
+    assert.throws(() => encodeHeader({ ...BASE, path: 's', type: 'symlink' }), U);
+    assert.throws(() => encodeHeader({ ...BASE, path: 'd', type: 'chardev', devMajor: 2 ** 32 }), U);
+    assert.throws(() => encodeHeader(file('\ud800x', 0)), U); // a surrogate that stands for no byte
     assert.throws(
-      () => encodeHeader({ ...BASE, path: 'd', type: 'chardev', devMajor: 0o10000000 }),
-      TypeError,
+      () => encodeHeader(file('x', 0, { xattrs: [{ name: 'user.a\0', value: Buffer.alloc(1) }] })),
+      U,
     );
+    assert.throws(() => encodeHeader(file('x', 0, { xattrs: [{ name: '', value: Buffer.alloc(1) }] })), U);
+    const err = (() => {
+      try {
+        encodeHeader(file('dir/caf\udce9\0', 0));
+      } catch (e) {
+        return e as PaxUnrepresentableError;
+      }
+      return assert.fail('no error');
+    })();
+    assert.equal(err.code, 'PAX_UNREPRESENTABLE');
+    assert.equal(err.reason, 'path contains a NUL byte');
+    assert.match(err.message, /dir\/caf\\xe9\\x00/); // the path in its printed form
   });
 
   test('paddingAfter and END_OF_ARCHIVE', () => {
@@ -603,7 +621,11 @@ describe('pax parser: hostile input', () => {
     const b = Buffer.from(good);
     b.write('a\0b', 0, 'latin1');
     assertFormatError(fixChecksum(b), 0, /NUL inside the name/);
-    assertFormatError(withRecords(Buffer.from('11 path=\xff\xfe\n', 'latin1')), 512, /not valid UTF-8/);
+    // Bytes that are not UTF-8 are the name's bytes (hdrcharset=BINARY or not).
+    const bin = parse(
+      Buffer.concat([withRecords(Buffer.from('11 path=\xff\xfe\n', 'latin1')), END_OF_ARCHIVE]),
+    );
+    assert.equal(bin.entries[0]!.path, '\udcff\udcfe');
   });
 
   test('other bad headers', () => {

@@ -13,7 +13,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import type { ParsedEntry } from '../../src/backup/pax.js';
+import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
 import { archive as paxStream, entry } from '../helpers/archives.js';
 

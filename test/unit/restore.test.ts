@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { BackupEngine } from '../../src/backup/engine.js';
-import { PaxFormatError } from '../../src/backup/pax.js';
+import { PaxFormatError } from '../../src/backup/pax-layout.js';
 import { RestoreEngine } from '../../src/backup/restore.js';
 import { archive as paxStream, entry } from '../helpers/archives.js';
 import { assertSameTree, makeSampleTree } from '../helpers/trees.js';

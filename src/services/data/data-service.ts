@@ -31,7 +31,7 @@ import {
   planIncremental,
 } from '../../backup/incremental.js';
 import type { IncrementalPlan } from '../../backup/incremental.js';
-import { PaxFormatError } from '../../backup/pax.js';
+import { PaxFormatError } from '../../backup/pax-layout.js';
 import { planRecover } from './recover-plan.js';
 import { HistoryReplay, Recovery, ringSource, socketSource } from './recovery.js';
 import type { RecoverHooks } from './recovery.js';

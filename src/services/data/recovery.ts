@@ -6,8 +6,10 @@
 // reading what lies between (docs/protocol.md §8.2, §9.2, draft §3.5.2.4).
 
 import type net from 'node:net';
-import { PaxParser, paddingAfter } from '../../backup/pax.js';
-import type { ParsedEntry, PaxTime } from '../../backup/pax.js';
+import { PaxParser } from '../../backup/pax-parser.js';
+import { paddingAfter } from '../../backup/pax-layout.js';
+import type { ParsedEntry } from '../../backup/pax-parser.js';
+import type { PaxTime } from '../../backup/pax-layout.js';
 import { RestoreEngine, normalizeArchivePath } from '../../backup/restore.js';
 import type { RestoreStatus } from '../../backup/restore.js';
 import type { HistoryProducer } from '../../history/producer.js';
