@@ -324,7 +324,10 @@ async function main(argv: string[]): Promise<void> {
       .description(
         "find files by name in the catalog's backups (shell pattern; with a '/', matched against the whole path)",
       )
-      .argument('<pattern>', "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'")
+      .argument(
+        '<pattern>',
+        "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'; names as ndmp ls prints them ('caf\\xe9*')",
+      )
       .option('--backup <id>', 'only in this backup')
       .option('--limit <n>', 'at most this many hits', '1000'),
   ).action(async (pattern: string, o: CatalogOpts & { backup?: string; limit: string }) => {
@@ -349,7 +352,10 @@ async function main(argv: string[]): Promise<void> {
           'restore files (or the whole backup) onto the server, under --to; by Direct Access Recovery when the server offers it',
         )
         .argument('<backup>', 'backup id (see ndmp backups)')
-        .argument('[paths...]', 'files or directories inside the backup (none: everything)')
+        .argument(
+          '[paths...]',
+          'files or directories inside the backup, as ndmp ls prints them (none: everything)',
+        )
         .requiredOption(
           '--to <dir>',
           'absolute directory on the server; the files keep their backup paths below it',
