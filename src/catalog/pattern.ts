@@ -8,6 +8,13 @@
 // Semantics are fnmatch(3) without flags: case-sensitive, `*` and `?` also
 // match '/', a leading '.' is not special, `?` is one character (a Unicode
 // code point, as both stores count them), an unclosed `[` is a literal.
+//
+// Patterns match the printed form the catalog stores (docs/names.md), and a
+// printed name pasted into a pattern matches itself: `\\` and `\xHH` in a
+// pattern are taken as the printed text they are (a backslash, a byte of the
+// name), not as escapes of the pattern; a backslash before anything else
+// makes that character literal, as in the shell. An escaped byte is four
+// characters of the printed form, so `?` is not one; `*` matches it.
 
 import { CatalogError } from './errors.js';
 
@@ -44,7 +51,17 @@ export function parsePattern(pattern: string): ParsedPattern {
       // `**` is `*`; one token keeps the translated pattern small.
       if (tokens.at(-1)?.kind !== 'any') tokens.push({ kind: 'any' });
     } else if (c === cp('?')) tokens.push({ kind: 'one' });
-    else if (c === BACKSLASH && i + 1 < chars.length) tokens.push({ kind: 'lit', cp: chars[++i]! });
+    else if (c === BACKSLASH && chars[i + 1] === BACKSLASH) {
+      // The printed form's backslash: `\\` stands for itself.
+      tokens.push({ kind: 'lit', cp: BACKSLASH }, { kind: 'lit', cp: BACKSLASH });
+      i++;
+    } else if (c === BACKSLASH && chars[i + 1] === cp('x') && isHex(chars[i + 2]) && isHex(chars[i + 3])) {
+      // The printed form's byte: `\xHH`, its hex in lower case as escapeName writes it.
+      for (const h of [BACKSLASH, cp('x'), lower(chars[i + 2]!), lower(chars[i + 3]!)]) {
+        tokens.push({ kind: 'lit', cp: h });
+      }
+      i += 3;
+    } else if (c === BACKSLASH && i + 1 < chars.length) tokens.push({ kind: 'lit', cp: chars[++i]! });
     else if (c === cp('[')) {
       const set = parseBracket(chars, i + 1);
       if (!set) tokens.push({ kind: 'lit', cp: c });
@@ -59,6 +76,14 @@ export function parsePattern(pattern: string): ParsedPattern {
     } else tokens.push({ kind: 'lit', cp: c });
   }
   return { path: pattern.includes('/'), never, tokens };
+}
+
+function isHex(c: number | undefined): boolean {
+  return c !== undefined && /^[0-9a-fA-F]$/.test(String.fromCodePoint(c));
+}
+
+function lower(c: number): number {
+  return c >= 0x41 && c <= 0x46 ? c + 0x20 : c;
 }
 
 /** The bracket expression starting after '[' at `start`, or null when it is not closed (then '[' is a literal). */

@@ -3,11 +3,26 @@
 // interface's records. Both stores hand rows back with the same column names
 // and with integers as JS numbers, so one mapping serves both.
 
+import { escapeName, isUtf8Name } from '../util/byte-name.js';
 import { CatalogError } from './errors.js';
 import type { BackupRecord, BackupStatus, FileRow, FileType, TapeSegment } from './types.js';
 
-/** Bumped by any change to the tables; a store refuses a catalog newer than it knows. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped by any change to the tables; a store refuses a catalog newer than it
+ * knows and migrates an older one. 2: names and dirs are stored in their
+ * printed form (docs/names.md), and PostgreSQL keys a directory by a hash of
+ * its path, so a path of any length fits its index.
+ */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * The longest name (one path component, printed form, in UTF-8 bytes) a row
+ * may hold. PostgreSQL keeps the name itself in its key (for listDir's name
+ * order), and a btree key must fit a third of a page (~2,700 bytes); a Linux
+ * name is at most 255 bytes, so 1,020 printed. Both stores refuse the same
+ * rows, so they behave alike.
+ */
+export const MAX_NAME_BYTES = 2048;
 
 /** The path of the entry named `name` in `dir`: the root is ("", ""), top-level entries have dir "/". */
 export function pathOf(dir: string, name: string): string {
@@ -65,6 +80,28 @@ export function checkRow(r: FileRow): void {
   if (pathOf(r.dir, r.name) !== r.path) {
     throw new CatalogError(`file row: path '${r.path}' is not dir '${r.dir}' + name '${r.name}'`);
   }
+  if (!printed(r.dir) || !printed(r.name)) {
+    // A raw name here is a bug of the caller: history ingest stores escapeName(path).
+    throw new CatalogError(
+      `file row: '${escapeName(r.path)}' is not in the printed form (docs/names.md): names are stored escaped`,
+    );
+  }
+  if (r.name.length > MAX_NAME_BYTES / 3 && Buffer.byteLength(r.name, 'utf8') > MAX_NAME_BYTES) {
+    throw new CatalogError(
+      `file row: the name of '${r.path.slice(0, 200)}...' is ${Buffer.byteLength(r.name, 'utf8')} bytes printed, over the catalog's ${MAX_NAME_BYTES}`,
+    );
+  }
+}
+
+// What the printed form never holds: control characters (escapeName writes
+// them as \xHH) and lone surrogates (escaped bytes). Valid surrogate pairs
+// (characters beyond the BMP) are fine.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
+
+/** Whether `s` can be a printed form: well-formed text without control characters. */
+export function printed(s: string): boolean {
+  return isUtf8Name(s) && !CONTROL.test(s);
 }
 
 /** The last row of each (dir, name): a server may send an entry twice, and the later one wins. */

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { escapeName } from '../util/byte-name.js';
 import { CatalogError, reason, wrap } from './errors.js';
 import { parsePattern, toSqliteGlob } from './pattern.js';
 import {
@@ -146,8 +147,36 @@ export class SqliteCatalog implements Catalog {
             `the catalog's schema version is ${value}, newer than this program's (${SCHEMA_VERSION}): upgrade ndmp`,
           );
         }
+        // In this transaction: a migration that fails leaves the catalog as it was.
+        if (Number(value) < 2) this.migrateFrom1();
+        if (Number(value) < SCHEMA_VERSION) {
+          this.db
+            .prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`)
+            .run(String(SCHEMA_VERSION));
+        }
       })
       .immediate();
+  }
+
+  /**
+   * Schema 1 stored names as they came (UTF-8 text; SQLite keeps any length
+   * in its key, so the tables stay as they are). Schema 2 stores them
+   * printed: the rows whose dir or name escapeName changes (a backslash or a
+   * control character) move out and come back escaped. Moving them rather
+   * than updating in place: an update row by row could meet a not yet
+   * escaped row that holds its new key.
+   */
+  private migrateFrom1(): void {
+    this.db.function('ndmp_escape_name', { deterministic: true }, (s: unknown) => escapeName(s as string));
+    const changed = `ndmp_escape_name(dir) <> dir OR ndmp_escape_name(name) <> name`;
+    const rest = FILE_COLUMNS.replace(/^dir, name, /, '');
+    this.db.exec(`
+      CREATE TEMP TABLE ndmp_moved AS SELECT backup_id, ${FILE_COLUMNS} FROM files WHERE ${changed};
+      DELETE FROM files WHERE ${changed};
+      INSERT INTO files (backup_id, ${FILE_COLUMNS})
+        SELECT backup_id, ndmp_escape_name(dir), ndmp_escape_name(name), ${rest} FROM ndmp_moved;
+      DROP TABLE ndmp_moved;
+    `);
   }
 
   private prepareAddRows(): (backupId: number, rows: readonly FileRow[]) => void {

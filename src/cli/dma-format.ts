@@ -1,5 +1,7 @@
 // How `ndmp` prints catalog things for people: backups, directory listings,
 // search hits, library contents. (`--json` prints the records themselves.)
+// Paths and names are printed as the catalog stores them, in their printed
+// form (docs/names.md): one line per entry whatever bytes its name holds.
 
 import type { BackupRecord, FileRow, FoundFile } from '../catalog/types.js';
 import type { Medium, TapeServerContents } from '../dma/media.js';
@@ -86,6 +88,15 @@ export function formatListing(rows: readonly FileRow[]): string {
       r.type === 'dir' ? `${r.name}/` : r.name,
     ]),
   );
+}
+
+/**
+ * Rows for `--json`: the records, each with `plain`, true when its path holds
+ * no escape (the text is the path's bytes in UTF-8); when false, the bytes
+ * are the path unescaped: `\\` a backslash, `\xHH` the byte HH (docs/names.md).
+ */
+export function jsonRows<T extends FileRow>(rows: readonly T[]): Array<T & { plain: boolean }> {
+  return rows.map((r) => ({ ...r, plain: !r.path.includes('\\') }));
 }
 
 export function formatFound(rows: readonly FoundFile[]): string {

@@ -20,15 +20,21 @@ import {
 import type { AgentAddress, Credentials } from '../dma/agent.js';
 import { runBackup } from '../dma/backup-job.js';
 import type { JobEvents } from '../dma/backup-job.js';
-import { normalizeHistoryPath } from '../dma/history-ingest.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
-import { runRestore } from '../dma/restore-job.js';
+import { runRestore, typedPath } from '../dma/restore-job.js';
 import { JobWaitError, WAITS, withBound } from '../dma/waits.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
 import { VERSION } from '../util/version.js';
-import { formatBackup, formatBackups, formatFound, formatListing, formatTapes } from './dma-format.js';
+import {
+  formatBackup,
+  formatBackups,
+  formatFound,
+  formatListing,
+  formatTapes,
+  jsonRows,
+} from './dma-format.js';
 import { progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
@@ -298,16 +304,17 @@ async function main(argv: string[]): Promise<void> {
   ).action(async (id: string, path: string, o: CatalogOpts) => {
     await withCatalog(o, async (catalog) => {
       const b = await getBackup(catalog, id);
-      const dir = normalizeHistoryPath(path);
+      // The printed form as `ls` shows it, or a path typed with plain backslashes (docs/names.md).
+      const dir = typedPath(path);
       const rows = await catalog.listDir(b.id, dir);
       if (rows.length === 0) {
         const [self] = await catalog.lookup(b.id, [dir]);
         if (!self) throw new DmaUsageError(`${dir} is not in backup ${b.id}`);
         // A file: list it alone, as ls does.
-        print(o, [self], () => formatListing([self]));
+        print(o, jsonRows([self]), () => formatListing([self]));
         return;
       }
-      print(o, rows, () => formatListing(rows));
+      print(o, jsonRows(rows), () => formatListing(rows));
     });
   });
 
@@ -317,7 +324,10 @@ async function main(argv: string[]): Promise<void> {
       .description(
         "find files by name in the catalog's backups (shell pattern; with a '/', matched against the whole path)",
       )
-      .argument('<pattern>', "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'")
+      .argument(
+        '<pattern>',
+        "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'; names as ndmp ls prints them ('caf\\xe9*')",
+      )
       .option('--backup <id>', 'only in this backup')
       .option('--limit <n>', 'at most this many hits', '1000'),
   ).action(async (pattern: string, o: CatalogOpts & { backup?: string; limit: string }) => {
@@ -329,7 +339,7 @@ async function main(argv: string[]): Promise<void> {
         backupId: o.backup === undefined ? undefined : backupId(o.backup),
         limit,
       });
-      print(o, hits, () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
+      print(o, jsonRows(hits), () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
       if (hits.length === 0) process.exitCode = EXIT_NDMP;
     });
   });
@@ -342,7 +352,10 @@ async function main(argv: string[]): Promise<void> {
           'restore files (or the whole backup) onto the server, under --to; by Direct Access Recovery when the server offers it',
         )
         .argument('<backup>', 'backup id (see ndmp backups)')
-        .argument('[paths...]', 'files or directories inside the backup (none: everything)')
+        .argument(
+          '[paths...]',
+          'files or directories inside the backup, as ndmp ls prints them (none: everything)',
+        )
         .requiredOption(
           '--to <dir>',
           'absolute directory on the server; the files keep their backup paths below it',

@@ -3,6 +3,7 @@
 
 import type { QueryResult } from '../dma/query.js';
 import { AddrType, AuthType, ButypeAttr, FsInfoUnsupported, nameOf } from '../wire/index.js';
+import { escapeName } from '../util/byte-name.js';
 
 function short(table: Readonly<Record<string, number>>, v: number, prefix: string): string {
   return nameOf(table, v).replace(prefix, '');
@@ -55,9 +56,10 @@ export function formatQuery(target: string, r: QueryResult): string {
   if (r.fileSystems) {
     if (r.fileSystems.length === 0) section('File systems: none exported');
     for (const f of r.fileSystems) {
-      section(`File system ${f.fsLogicalDevice}`);
+      // Paths are bytes (lossless strings): printed as docs/names.md says.
+      section(`File system ${escapeName(f.fsLogicalDevice)}`);
       line('type', f.fsType);
-      line('device', f.fsPhysicalDevice || '-');
+      line('device', escapeName(f.fsPhysicalDevice) || '-');
       line('status', f.fsStatus);
       const u = f.unsupported;
       if (!(u & FsInfoUnsupported.TOTAL_SIZE)) line('total', size(f.totalSize));
@@ -69,11 +71,11 @@ export function formatQuery(target: string, r: QueryResult): string {
   }
   if (r.tapes) {
     section(r.tapes.length ? 'Tape devices' : 'Tape devices: none');
-    for (const t of r.tapes) for (const c of t.caplist) line(t.model, c.device);
+    for (const t of r.tapes) for (const c of t.caplist) line(t.model, escapeName(c.device));
   }
   if (r.scsi) {
     section(r.scsi.length ? 'SCSI devices' : 'SCSI devices: none');
-    for (const t of r.scsi) for (const c of t.caplist) line(t.model, c.device);
+    for (const t of r.scsi) for (const c of t.caplist) line(t.model, escapeName(c.device));
   }
   const errs = Object.entries(r.errors);
   if (errs.length) {

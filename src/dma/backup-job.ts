@@ -264,6 +264,12 @@ class BackupJob {
         `${ingest.orphans} history entries named no place in the tree; they are not in the catalog`,
       );
     }
+    if (ingest.tooLong > 0) {
+      this.say(
+        'warning',
+        `${ingest.tooLong} history entries have names too long for the catalog; they are in the backup but not in the catalog`,
+      );
+    }
     const status = ok && drained && !ingest.error ? 'done' : 'failed';
     const text = [dataHalt?.text, moverHalt?.text].filter(Boolean).join('; ');
     // The reason on stderr too: stdout may be --json, or a pipe.

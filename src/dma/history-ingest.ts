@@ -2,10 +2,19 @@
 // batched into one transaction each; when the catalog falls behind, the
 // control connection stops being read, so TCP holds the server's history
 // thread back (which spools) instead of this process buffering without bound.
+//
+// Names arrive as lossless strings (docs/names.md) and are stored in their
+// printed form, escapeName(path), converted here and nowhere else: the
+// catalog then holds one kind of text in both stores, which their indexes,
+// GLOB and regular expressions work on as is, `ndmp ls`/`find` print as is,
+// and `ndmp restore` unescapes once to send the exact bytes back. (Converting
+// in each store's insert instead would mean two copies of the rule, and rows
+// read back in one form but searched in another.)
 
 import { M, FileType as NdmpFileType } from '../wire/index.js';
 import type { FhDir, FhFile, FhNode, FileStat } from '../wire/index.js';
-import { splitPath } from '../catalog/schema.js';
+import { MAX_NAME_BYTES, splitPath } from '../catalog/schema.js';
+import { escapeName } from '../util/byte-name.js';
 import type { Catalog, FileRow, FileType } from '../catalog/types.js';
 import type { NdmpClient } from './client.js';
 import { JobWaitError, seconds } from './waits.js';
@@ -53,6 +62,20 @@ export function normalizeHistoryPath(p: string): string {
   return `/${parts.join('/')}`;
 }
 
+/**
+ * The catalog's path for a path from the history (a lossless string): its
+ * printed form, normalized. escapeName leaves '/' and '.' as they are, so a
+ * path's printed form is its printed components joined by '/'.
+ */
+export function catalogPath(historyPath: string): string {
+  return escapeName(normalizeHistoryPath(historyPath));
+}
+
+/** Whether the catalog can hold this (printed) name: see MAX_NAME_BYTES. */
+function storable(printedName: string): boolean {
+  return printedName.length <= MAX_NAME_BYTES / 3 || Buffer.byteLength(printedName, 'utf8') <= MAX_NAME_BYTES;
+}
+
 function row(
   path: string,
   st: FileStat | undefined,
@@ -91,6 +114,8 @@ export class HistoryIngest {
   received = 0;
   /** Entries the catalog could not place (a node whose name never came). */
   orphans = 0;
+  /** Entries left out because their name is longer than the catalog holds (MAX_NAME_BYTES printed). */
+  tooLong = 0;
   model: 'path' | 'dirnode' | 'none' = 'none';
 
   private batch: FileRow[] = [];
@@ -130,9 +155,13 @@ export class HistoryIngest {
         this.orphans++;
         continue;
       }
-      const path = normalizeHistoryPath(name);
+      const path = catalogPath(name);
       const st = f.stats[0];
-      const { dir } = splitPath(path);
+      const { dir, name: last } = splitPath(path);
+      if (!storable(last)) {
+        this.tooLong++;
+        continue;
+      }
       const r = row(path, st, f.node, f.fhInfo, this.dirNodes.get(dir) ?? null);
       if (r.type === 'dir' && r.node !== null) this.dirNodes.set(path, r.node);
       this.push(r);
@@ -158,7 +187,13 @@ export class HistoryIngest {
         this.orphans++;
         continue;
       }
-      const path = parentPath === '/' ? `/${name}` : `${parentPath}/${name}`;
+      const printedName = escapeName(name);
+      if (!storable(printedName)) {
+        // Its children, if any, become orphans: they have no parent path.
+        this.tooLong++;
+        continue;
+      }
+      const path = parentPath === '/' ? `/${printedName}` : `${parentPath}/${printedName}`;
       if (!this.dirPaths.has(d.node)) this.dirPaths.set(d.node, path);
       const list = this.names.get(d.node);
       if (list) list.push({ parent: d.parent, path });

@@ -20,15 +20,19 @@ import { DmaUsageError, connectAgent, formatTarget, parseTarget } from './agent.
 import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
-import { normalizeHistoryPath } from './history-ingest.js';
+import { escapeName, unescapeName } from '../util/byte-name.js';
+import { catalogPath } from './history-ingest.js';
 import { JobLink, levelOfLog } from './job.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
 
 export interface RestoreJobOptions {
   backup: BackupRecord;
-  /** Paths inside the backup ("/a/b"); none: the whole backup. */
+  /**
+   * Paths inside the backup ("/a/b"), in the printed form `ndmp ls` shows
+   * (docs/names.md), or typed with plain backslashes; none: the whole backup.
+   */
   paths: string[];
-  /** Absolute directory on the data server the files go under (their backup paths kept below it). */
+  /** Absolute directory on the data server the files go under (their backup paths kept below it); printed form too. */
   to: string;
   /** The data server to restore onto; else the one backed up. */
   dataServer?: AgentAddress;
@@ -78,13 +82,22 @@ export interface RestoreOutcome {
  */
 const RECORD_GRANULAR_TAPE_AGENTS = ['NDMJOB'];
 
+/**
+ * The catalog's (printed) path of a path a person typed: unescapeName reads
+ * `\\` and `\xHH` and keeps any other backslash as it is, so both the printed
+ * form and a name typed with a plain backslash come to the same name.
+ */
+export function typedPath(p: string): string {
+  return catalogPath(unescapeName(p));
+}
+
 /** The rows of `paths` in a backup; every missing name is a usage error. */
 export async function resolvePaths(
   catalog: Catalog,
   backup: BackupRecord,
   paths: string[],
 ): Promise<FileRow[]> {
-  const wanted = paths.map(normalizeHistoryPath);
+  const wanted = paths.map(typedPath);
   const rows = await withBound(
     catalog.lookup(backup.id, wanted),
     WAITS.catalogCallMs,
@@ -164,14 +177,21 @@ class RestoreJob {
     }
   }
 
+  /** --to as the server gets it: the lossless string of what was typed. */
+  private get to(): string {
+    return unescapeName(this.o.to);
+  }
+
   private nlist(dar: boolean): NlistName[] {
-    const to = this.o.to.replace(/\/+$/, '');
+    const to = this.to.replace(/\/+$/, '');
     const v3 = this.link.data.version === 3;
     return this.rows.map((r) => {
-      const dest = r.path === '/' ? to || '/' : `${to}${r.path}`;
+      // The catalog holds the printed form; the server gets the exact bytes (as lossless strings).
+      const original = unescapeName(r.path);
+      const dest = original === '/' ? to || '/' : `${to}${original}`;
       const cut = dest.lastIndexOf('/');
       return {
-        originalPath: r.path,
+        originalPath: original,
         // v3's destination_dir + new_name; v4's destination_path (docs/protocol.md §9.2).
         destinationPath: v3 ? dest.slice(0, cut) || '/' : dest,
         name: v3 ? dest.slice(cut + 1) : '',
@@ -192,7 +212,7 @@ class RestoreJob {
     }
     env.push({ name: 'HIST', value: 'n' });
     env.push({ name: 'DIRECT', value: dar ? 'y' : 'n' });
-    if (this.rows.length === 0) env.push({ name: 'PREFIX', value: this.o.to });
+    if (this.rows.length === 0) env.push({ name: 'PREFIX', value: this.to });
     if (this.o.overwrite) env.push({ name: 'OVERWRITE', value: this.o.overwrite });
     if (this.o.special) env.push({ name: 'RESTORE_SPECIAL', value: 'y' });
     return [...env, ...this.o.env];
@@ -235,8 +255,10 @@ class RestoreJob {
     data.onPost(M.LOG_FILE, (p) => {
       const status = nameOf(RecoveryStatus, p.recoveryStatus).replace('NDMP_RECOVERY_', '');
       const ok = p.recoveryStatus === RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL;
-      this.files.set(p.name, { path: p.name, ok, status });
-      if (!ok) this.say('warning', `${p.name}: ${status}`);
+      // The server names the entry by the original_path it was sent: printed, that is the catalog's path.
+      const path = escapeName(p.name);
+      this.files.set(path, { path, ok, status });
+      if (!ok) this.say('warning', `${path}: ${status}`);
     });
     data.onPost(M.LOG_MESSAGE, (p) => this.say(levelOfLog(p.logType), p.entry));
     // Forwarded as they come: the data service says which bytes it needs next (docs/protocol.md §7.5).

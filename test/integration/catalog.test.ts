@@ -11,13 +11,29 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 
 import { CatalogError, openCatalog } from '../../src/catalog/open.js';
 import { PostgresCatalog } from '../../src/catalog/postgres.js';
 import { SqliteCatalog } from '../../src/catalog/sqlite.js';
 import { inSchema } from '../helpers/postgres.js';
-import type { BackupResult, Catalog, FileRow, FileType, NewBackup } from '../../src/catalog/types.js';
+import { makePostgresV1, makeSqliteV1 } from '../helpers/catalog-v1.js';
+import type { V1File } from '../helpers/catalog-v1.js';
+import { MAX_NAME_BYTES, SCHEMA_VERSION } from '../../src/catalog/schema.js';
+import type {
+  BackupRecord,
+  BackupResult,
+  Catalog,
+  FileRow,
+  FileType,
+  NewBackup,
+} from '../../src/catalog/types.js';
+import { HistoryIngest, catalogPath } from '../../src/dma/history-ingest.js';
+import type { NdmpClient } from '../../src/dma/client.js';
+import { resolvePaths } from '../../src/dma/restore-job.js';
+import { decodeName, encodeName, escapeName, unescapeName } from '../../src/util/byte-name.js';
+import { M } from '../../src/wire/index.js';
 
 const POSTGRES_URL = process.env.NDMP_TEST_POSTGRES;
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -30,6 +46,11 @@ after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 interface Store {
   /** A new, empty catalog; `reopen` opens another handle on the same one. */
   fresh(t: TestContext): Promise<{ catalog: Catalog; reopen: () => Promise<Catalog> } | null>;
+  /** A schema-1 catalog holding `files` (backup 1), opened by this program; and its schema version after. */
+  fromV1(
+    t: TestContext,
+    files: readonly V1File[],
+  ): Promise<{ catalog: Catalog; version: () => Promise<string> } | null>;
   done(): Promise<void>;
 }
 
@@ -38,6 +59,23 @@ const sqliteStore: Store = {
   async fresh() {
     const file = join(tmpRoot, `c${++sqliteCount}`, 'catalog.sqlite');
     return { catalog: new SqliteCatalog(file), reopen: async () => new SqliteCatalog(file) };
+  },
+  async fromV1(_t, files) {
+    const dir = join(tmpRoot, `c${++sqliteCount}`);
+    fs.mkdirSync(dir);
+    const file = join(dir, 'catalog.sqlite');
+    makeSqliteV1(file, files);
+    const catalog = new SqliteCatalog(file);
+    const version = async () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string })
+          .value;
+      } finally {
+        db.close();
+      }
+    };
+    return { catalog, version };
   },
   async done() {},
 };
@@ -88,6 +126,23 @@ const postgresStore: Store = {
     if (!requirePostgres(t)) return null;
     const url = await freshSchemaUrl();
     return { catalog: await PostgresCatalog.open(url), reopen: () => PostgresCatalog.open(url) };
+  },
+  async fromV1(t, files) {
+    if (!requirePostgres(t)) return null;
+    const url = await freshSchemaUrl();
+    await makePostgresV1(url, files);
+    const catalog = await PostgresCatalog.open(url);
+    const version = async () => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        return (await c.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'schema_version'`))
+          .rows[0]!.value;
+      } finally {
+        await c.end();
+      }
+    };
+    return { catalog, version };
   },
   done: dropSchemas,
 };
@@ -382,10 +437,12 @@ function suite(kind: string, store: Store): void {
         ']x',
         '^x',
         '-x',
-        'back\\slash',
+        // Names are stored printed (docs/names.md): a backslash is `\\`, a newline `\x0a`.
+        'back\\\\slash',
         'dollar$',
         'paren(1)',
-        'line\nbreak',
+        'line\\x0abreak',
+        'caf\\xe9',
       ];
       const tree = [
         '/',
@@ -422,7 +479,7 @@ function suite(kind: string, store: Store): void {
             '/d1/abc',
             '/d1/ac',
             '/d1/b.txt',
-            '/d1/back\\slash',
+            '/d1/back\\\\slash',
             '/d1/bcd',
             '/d1/bracket',
             '/d2/a.txt',
@@ -447,11 +504,19 @@ function suite(kind: string, store: Store): void {
         ['[\\^]x', ['/d1/^x']],
         ['[-]x', ['/d1/-x']],
         ['[!]^a-z[]x', ['/d1/-x']],
-        ['back\\\\slash', ['/d1/back\\slash']],
+        // A printed name pasted as a pattern matches itself; `\\x` hex in either case.
+        ['back\\\\slash', ['/d1/back\\\\slash']],
+        ['back\\slash', []],
+        ['*\\\\*', ['/d1/back\\\\slash']],
         ['dollar$', ['/d1/dollar$']],
         ['paren(1)', ['/d1/paren(1)']],
-        ['line?break', ['/d1/line\nbreak']],
-        ['line*', ['/d1/line\nbreak']],
+        ['line\\x0abreak', ['/d1/line\\x0abreak']],
+        ['line\\x0Abreak', ['/d1/line\\x0abreak']],
+        ['line????break', ['/d1/line\\x0abreak']],
+        ['line*', ['/d1/line\\x0abreak']],
+        ['caf\\xe9', ['/d1/caf\\xe9']],
+        // One stored backslash (any escaped byte) only in brackets: `\\` is the printed backslash.
+        ['*[\\\\]x*', ['/d1/caf\\xe9', '/d1/line\\x0abreak']],
         ['?本語.*', ['/d1/日本語.txt']],
         ['na[ï]ve.txt', ['/d1/naïve.txt']],
         ['with space*', ['/d1/with space.txt']],
@@ -676,6 +741,246 @@ function suite(kind: string, store: Store): void {
         }
       }),
     );
+
+    // ---- names are bytes (docs/names.md) ----------------------------------------
+
+    describe('byte names', () => {
+      /** The lossless string of `bytes` given as latin1 text ('caf\xe9' is c a f 0xE9). */
+      const bytes = (latin1: string) => decodeName(Buffer.from(latin1, 'latin1'));
+      /** A row as history ingest makes it: the lossless path stored in its printed form. */
+      const stored = (lossless: string, more: Partial<FileRow> = {}) => row(catalogPath(lossless), more);
+
+      const top = bytes('/Fran\xe7ais');
+      const tree = [
+        `${top}/caf\udce9.txt`, // Latin-1 é: not UTF-8
+        `${top}/two\nlines`,
+        `${top}/back\\slash`,
+        `${top}/tab\there`,
+        `${top}/é-utf8.txt`,
+        `${top}/mixed é\udce9\u0085`, // UTF-8 é, a Latin-1 byte, a C1 control (U+0085)
+      ];
+
+      test(
+        'Latin-1 names, a newline, a backslash: stored printed, listed, found, resolved to the exact bytes',
+        withCatalog(async (c) => {
+          const id = await c.beginBackup(newBackup());
+          await c.addFiles(id, [
+            dirRow('/'),
+            stored(top, { type: 'dir', size: 0 }),
+            ...tree.map((p) => stored(p)),
+          ]);
+          assert.equal(escapeName(top), '/Fran\\xe7ais');
+
+          const listed = await c.listDir(id, '/Fran\\xe7ais');
+          assert.deepEqual(
+            listed.map((r) => r.name),
+            [
+              'back\\\\slash',
+              'caf\\xe9.txt',
+              'mixed é\\xe9\\xc2\\x85',
+              'tab\\x09here',
+              'two\\x0alines',
+              'é-utf8.txt',
+            ],
+          );
+          assert.deepEqual(
+            listed.map((r) => unescapeName(r.path)).sort(),
+            [...tree].sort(),
+            'every printed path unescapes to the lossless name it was',
+          );
+          assert.deepEqual(
+            encodeName(unescapeName(listed[1]!.path)),
+            Buffer.from('/Fran\xe7ais/caf\xe9.txt', 'latin1'),
+          );
+
+          const found = async (pattern: string) => paths(await c.find(pattern));
+          assert.deepEqual(await found('caf\\xe9.txt'), ['/Fran\\xe7ais/caf\\xe9.txt']);
+          assert.deepEqual(await found('caf\\xE9.*'), ['/Fran\\xe7ais/caf\\xe9.txt']);
+          assert.deepEqual(await found('two\\x0alines'), ['/Fran\\xe7ais/two\\x0alines']);
+          assert.deepEqual(await found('back\\\\slash'), ['/Fran\\xe7ais/back\\\\slash']);
+          assert.deepEqual(await found('*é*'), [
+            '/Fran\\xe7ais/mixed é\\xe9\\xc2\\x85',
+            '/Fran\\xe7ais/é-utf8.txt',
+          ]);
+          assert.equal((await found('/Fran\\xe7ais/*')).length, 6);
+          assert.deepEqual(await found('Fran\\xe7ais'), ['/Fran\\xe7ais']);
+
+          // restore's look-up: the printed form, or a backslash typed plainly.
+          const backup = { id } as BackupRecord;
+          const got = await resolvePaths(c, backup, [
+            '/Fran\\xe7ais/caf\\xe9.txt',
+            '/Fran\\xe7ais/back\\\\slash',
+            '/Fran\\xe7ais/back\\slash',
+            '/Fran\\xe7ais/two\\x0alines',
+            '/Fran\\xe7ais/',
+          ]);
+          assert.deepEqual(
+            got.map((r) => unescapeName(r.path)),
+            [tree[0], tree[2], tree[2], tree[1], top],
+          );
+          await assert.rejects(resolvePaths(c, backup, ['/Fran\\xe7ais/caf\\xe8.txt']), /not in backup/);
+        }),
+      );
+
+      test(
+        'a row holding a raw name (an escaped byte, a control character) is refused: names are stored printed',
+        withCatalog(async (c) => {
+          const id = await c.beginBackup(newBackup());
+          await assert.rejects(c.addFiles(id, [row(`/caf\udce9`)]), /printed form/);
+          await assert.rejects(c.addFiles(id, [row('/two\nlines')]), /printed form/);
+          await assert.rejects(c.addFiles(id, [row('/a/b\u0085')]), /printed form/);
+          assert.equal((await c.getBackup(id))!.files, 0);
+          // Characters beyond the BMP (surrogate pairs) are plain text.
+          await c.addFiles(id, [row('/😀')]);
+          assert.equal((await c.lookup(id, ['/😀'])).length, 1);
+        }),
+      );
+
+      test(
+        'paths of 4,095 Latin-1 bytes (16 KB printed), many of them: stored, listed, looked up, found',
+        withCatalog(async (c) => {
+          // 15 directories of 255-byte names and a 254-byte file name: 15 * 256 + 255 = 4,095 bytes.
+          const component = (tag: string, n: number) =>
+            decodeName(Buffer.concat([Buffer.from(tag), Buffer.alloc(n - tag.length, 0xe9)]));
+          const chains = 8;
+          const perDir = 40;
+          const rows: FileRow[] = [dirRow('/')];
+          const deepDirs: string[] = [];
+          const seen = new Set<string>();
+          for (let k = 0; k < chains; k++) {
+            let dir = '';
+            for (let d = 0; d < 15; d++) {
+              // The chains share their first 14 levels and part at the last.
+              dir += `/${component(d === 14 ? `c${k}` : `d${d}`, 255)}`;
+              if (!seen.has(dir)) rows.push(stored(dir, { type: 'dir', size: 0 }));
+              seen.add(dir);
+            }
+            deepDirs.push(dir);
+            for (let f = 0; f < perDir; f++)
+              rows.push(stored(`${dir}/${component(`f${String(f).padStart(3, '0')}`, 254)}`));
+          }
+          const longest = unescapeName(rows.at(-1)!.path);
+          assert.equal(encodeName(longest).length, 4095);
+          assert.ok(rows.at(-1)!.path.length > 16_000, `${rows.at(-1)!.path.length} printed`);
+          const id = await c.beginBackup(newBackup());
+          for (let i = 0; i < rows.length; i += 100) await c.addFiles(id, rows.slice(i, i + 100));
+          assert.equal((await c.getBackup(id))!.files, rows.length);
+
+          const inDeep = await c.listDir(id, catalogPath(deepDirs[3]!));
+          assert.equal(inDeep.length, perDir);
+          assert.deepEqual(
+            inDeep.map((r) => unescapeName(r.path)),
+            Array.from(
+              { length: perDir },
+              (_, f) => `${deepDirs[3]}/${component(`f${String(f).padStart(3, '0')}`, 254)}`,
+            ),
+          );
+          const want = [rows.at(-1)!.path, catalogPath(deepDirs[0]!), rows[20]!.path];
+          assert.deepEqual(paths(await c.lookup(id, want)), want);
+          assert.deepEqual(paths(await resolvePaths(c, { id } as BackupRecord, want)), want);
+          // Sent again: the long rows are updated in place, not added.
+          await c.addFiles(id, [{ ...rows.at(-1)!, size: 7 }]);
+          assert.equal((await c.lookup(id, [rows.at(-1)!.path]))[0]!.size, 7);
+          assert.equal((await c.getBackup(id))!.files, rows.length);
+
+          assert.equal((await c.find('f007*')).length, chains);
+          assert.equal((await c.find('*/c5\\xe9*/f0*', { limit: 5000 })).length, perDir);
+          await c.deleteBackup(id);
+          assert.deepEqual(await c.listDir(id, catalogPath(deepDirs[3]!)), []);
+        }),
+      );
+
+      test(
+        `a name over ${MAX_NAME_BYTES} bytes printed is refused by both stores alike; one of 255 Latin-1 bytes is kept`,
+        withCatalog(async (c) => {
+          const id = await c.beginBackup(newBackup());
+          const name255 = escapeName(decodeName(Buffer.alloc(255, 0xff)));
+          await c.addFiles(id, [row(`/${name255}`)]);
+          assert.equal((await c.listDir(id, '/'))[0]!.name, name255);
+          await assert.rejects(
+            c.addFiles(id, [row(`/${'n'.repeat(MAX_NAME_BYTES + 1)}`)]),
+            /over the catalog/,
+          );
+        }),
+      );
+
+      test(
+        'history ingest stores the lossless names of FH_ADD_FILE printed; too-long names are left out and counted',
+        withCatalog(async (c) => {
+          const handlers = new Map<unknown, (body: unknown) => void>();
+          const client = {
+            onPost: (m: unknown, f: (body: unknown) => void) => handlers.set(m, f),
+            pauseReading: () => undefined,
+            resumeReading: () => undefined,
+          } as unknown as NdmpClient;
+          const id = await c.beginBackup(newBackup());
+          const ingest = new HistoryIngest(client, c, id);
+          const file = (unixName: string) => ({
+            names: [{ fsType: 0, unixName }],
+            stats: [],
+            node: 0xffffffffffffffffn,
+            fhInfo: 0xffffffffffffffffn,
+          });
+          handlers.get(M.FH_ADD_FILE)!({
+            files: [file('.'), file(top), ...tree.map(file), file(`/${'x'.repeat(MAX_NAME_BYTES + 1)}`)],
+          });
+          await ingest.drain(10_000);
+          assert.equal(ingest.tooLong, 1);
+          assert.equal(ingest.rows, tree.length + 2);
+          assert.deepEqual(
+            (await c.listDir(id, '/Fran\\xe7ais')).map((r) => unescapeName(r.path)).sort(),
+            [...tree].sort(),
+          );
+        }),
+      );
+
+      test(`a catalog of schema 1 is migrated to ${SCHEMA_VERSION}: names with backslashes and control characters escaped, the rest kept`, async (t) => {
+        const v1: V1File[] = [
+          { dir: '', name: '', type: 'dir' },
+          { dir: '/', name: 'plain', type: 'dir' },
+          { dir: '/plain', name: 'é.txt', type: 'file' },
+          { dir: '/', name: 'a\\b', type: 'dir' }, // a directory with a backslash: its children move too
+          { dir: '/a\\b', name: 'x', type: 'file' },
+          { dir: '/a\\b', name: 'a\\\\b', type: 'file' }, // two backslashes: escaped, it must not meet...
+          { dir: '/a\\b', name: 'a\\b', type: 'file' }, // ...this one's new name half-way
+          { dir: '/', name: 'two\nlines\t\u0085', type: 'file' },
+          { dir: '/', name: 'a\\\\b', type: 'file' },
+        ];
+        const made = await store.fromV1(t, v1);
+        if (!made) return;
+        const c = made.catalog;
+        try {
+          assert.equal(await made.version(), String(SCHEMA_VERSION));
+          const b = (await c.getBackup(1))!;
+          assert.equal(b.files, v1.length);
+          assert.deepEqual(paths(await c.listDir(1, '/')), [
+            '/a\\\\\\\\b',
+            '/a\\\\b',
+            '/plain',
+            '/two\\x0alines\\x09\\xc2\\x85',
+          ]);
+          assert.deepEqual(paths(await c.listDir(1, '/a\\\\b')), [
+            '/a\\\\b/a\\\\\\\\b',
+            '/a\\\\b/a\\\\b',
+            '/a\\\\b/x',
+          ]);
+          assert.deepEqual(paths(await c.lookup(1, ['/plain/é.txt', '/', '/a\\\\b/x'])), [
+            '/plain/é.txt',
+            '/',
+            '/a\\\\b/x',
+          ]);
+          assert.deepEqual(paths(await c.find('two\\x0a*')), ['/two\\x0alines\\x09\\xc2\\x85']);
+          // Every migrated name is what escapeName makes of the old one.
+          const all = await c.find('*', { limit: 100 });
+          assert.deepEqual(all.map((r) => r.name).sort(), v1.map((f) => escapeName(f.name)).sort());
+          // And the migrated catalog takes new rows.
+          await c.addFiles(1, [row('/a\\\\b/new')]);
+          assert.equal((await c.listDir(1, '/a\\\\b')).length, 4);
+        } finally {
+          await c.close();
+        }
+      });
+    });
   });
 }
 
