@@ -184,7 +184,7 @@ export function attributesOf(dir: string): { xattrs: Record<string, string>; acl
     }
     return out;
   };
-  const xattrs = execFileSync('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '.'], {
+  const xattrs = execFileSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], {
     cwd: dir,
     maxBuffer: 64 * 1024 * 1024,
   }).toString('latin1');
