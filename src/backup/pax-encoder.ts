@@ -65,6 +65,100 @@ const S_GNAME = new Scratch();
 /** A sparse file's stored name, `<dir>/GNUSparseFile.0/<base>`. */
 const S_SPARSE = new Scratch();
 
+/**
+ * The plan of the entry last planned and the parts of the time being written
+ * (one object, not module-level variables: V8 checks each `let` of a module
+ * for its temporal dead zone on every access).
+ */
+interface State {
+  // A time's parts as written, `[-]whole[.frac]` (set by timeParts); the whole
+  // seconds a number up to 2^53 (every real time), a string beyond.
+  tNeg: boolean;
+  tWhole: number;
+  tWholeBig: string | null;
+  tFrac: number;
+  tFracDigits: number;
+  tWholeDigits: number;
+  pTypeflag: number;
+  pIsLink: boolean;
+  /** The stored name: S_PATH, or S_SPARSE for a sparse file. */
+  pName: Scratch;
+  /** Bytes of the stored name, a directory's '/' included. */
+  pNameLen: number;
+  /** Index of the '/' between prefix and name; -1: name only. */
+  pSplit: number;
+  pPathX: boolean;
+  pLinkX: boolean;
+  pUnameX: boolean;
+  pGnameX: boolean;
+  pUidX: boolean;
+  pGidX: boolean;
+  pBinary: boolean;
+  /** Bytes after the ustar block in the archive: data, or a sparse file's map and regions. */
+  pArchived: bigint;
+  pSizeX: boolean;
+  pSizeUstar: number;
+  pMtimeX: boolean;
+  pMtimeUstar: number;
+  pDevMajor: number;
+  pDevMinor: number;
+  pDevMajorX: boolean;
+  pDevMinorX: boolean;
+  /** A sparse file's map as written after the ustar block (ASCII), or null. */
+  pSparseMap: string | null;
+  pSparseMapPadded: number;
+  pRealSize: bigint;
+  pAclAccess: Buffer | null;
+  pAclDefault: Buffer | null;
+  pDumpdirLen: number;
+  pRecLen: number;
+  pTotal: number;
+  pXattrKeys: Buffer[];
+  pXattrValues: Buffer[];
+}
+
+const S: State = {
+  tNeg: false,
+  tWhole: 0,
+  tWholeBig: null,
+  tFrac: 0,
+  tFracDigits: 0,
+  tWholeDigits: 0,
+  pTypeflag: 0,
+  pIsLink: false,
+  pName: S_PATH,
+  pNameLen: 0,
+  pSplit: -1,
+  pPathX: false,
+  pLinkX: false,
+  pUnameX: false,
+  pGnameX: false,
+  pUidX: false,
+  pGidX: false,
+  pBinary: false,
+  pArchived: 0n,
+  pSizeX: false,
+  pSizeUstar: 0,
+  pMtimeX: false,
+  pMtimeUstar: 0,
+  pDevMajor: 0,
+  pDevMinor: 0,
+  pDevMajorX: false,
+  pDevMinorX: false,
+  pSparseMap: null,
+  pSparseMapPadded: 0,
+  pRealSize: 0n,
+  pAclAccess: null,
+  pAclDefault: null,
+  pDumpdirLen: -1,
+  pRecLen: 0,
+  pTotal: 0,
+  pXattrKeys: [],
+  pXattrValues: [],
+};
+
+const MAX_OCTAL_11_N = BigInt(MAX_OCTAL_11);
+
 /** The entry being planned, for error messages. */
 let curPath = '';
 
@@ -243,51 +337,48 @@ function recordNumber(t: Uint8Array, p: number, key: Uint8Array, v: number | big
   return at + d + 1;
 }
 
-// A time's parts as written, `[-]whole[.frac]` (set by timeParts).
-let tNeg = false;
-let tWhole = 0n;
-let tFrac = 0;
-let tFracDigits = 0;
-let tWholeDigits = 0;
+const MIN_SAFE_N = -MAX_SAFE_N;
 
 /**
  * `sec.frac` as POSIX pax writes times: the real value, so sec −2 nsec 5e8 is
  * "-1.5", trailing zeros of the fraction dropped. Returns the value's length.
  */
 function timeParts(tm: PaxTime): number {
-  tNeg = tm.sec < 0n;
-  tFrac = tm.nsec;
-  tWhole = tNeg ? -tm.sec : tm.sec;
-  if (tNeg && tFrac > 0) {
-    tWhole -= 1n;
-    tFrac = 1e9 - tFrac;
+  const sec = tm.sec;
+  S.tNeg = sec < 0n;
+  S.tFrac = tm.nsec;
+  const borrow = S.tNeg && S.tFrac > 0; // -2 s + 0.5 s is -1.5: the whole part shrinks by one
+  if (borrow) S.tFrac = 1e9 - S.tFrac;
+  if (sec >= MIN_SAFE_N && sec <= MAX_SAFE_N) {
+    S.tWhole = S.tNeg ? -Number(sec) - (borrow ? 1 : 0) : Number(sec);
+    S.tWholeBig = null;
+    S.tWholeDigits = decimalDigits(S.tWhole);
+  } else {
+    S.tWholeBig = (S.tNeg ? -sec - (borrow ? 1n : 0n) : sec).toString(); // beyond 2^53 s: rare enough to allocate
+    S.tWholeDigits = S.tWholeBig.length;
   }
-  tFracDigits = 0;
-  if (tFrac > 0) {
-    tFracDigits = 9;
-    while (tFrac % 10 === 0) {
-      tFrac /= 10;
-      tFracDigits--;
+  S.tFracDigits = 0;
+  if (S.tFrac > 0) {
+    S.tFracDigits = 9;
+    while (S.tFrac % 10 === 0) {
+      S.tFrac /= 10;
+      S.tFracDigits--;
     }
   }
-  tWholeDigits = bigDigits(tWhole);
-  return (tNeg ? 1 : 0) + tWholeDigits + (tFracDigits > 0 ? 1 + tFracDigits : 0);
+  return (S.tNeg ? 1 : 0) + S.tWholeDigits + (S.tFracDigits > 0 ? 1 + S.tFracDigits : 0);
 }
 
 function recordTime(t: Uint8Array, p: number, key: Uint8Array, tm: PaxTime): number {
   const vlen = timeParts(tm);
   let at = recordHead(t, p, key, vlen);
-  if (tNeg) t[at++] = 0x2d; // '-'
-  if (tWhole <= MAX_SAFE_N) putDecimal(t, at, tWholeDigits, Number(tWhole));
-  else {
-    const s = tWhole.toString();
-    for (let i = 0; i < tWholeDigits; i++) t[at + i] = s.charCodeAt(i);
-  }
-  at += tWholeDigits;
-  if (tFracDigits > 0) {
+  if (S.tNeg) t[at++] = 0x2d; // '-'
+  if (S.tWholeBig === null) putDecimal(t, at, S.tWholeDigits, S.tWhole);
+  else for (let i = 0; i < S.tWholeDigits; i++) t[at + i] = S.tWholeBig.charCodeAt(i);
+  at += S.tWholeDigits;
+  if (S.tFracDigits > 0) {
     t[at++] = 0x2e; // '.'
-    putDecimal(t, at, tFracDigits, tFrac);
-    at += tFracDigits;
+    putDecimal(t, at, S.tFracDigits, S.tFrac);
+    at += S.tFracDigits;
   }
   t[at] = 0x0a;
   return at + 1;
@@ -425,63 +516,27 @@ function pad512(n: number): number {
 }
 
 // ---------------------------------------------------------------------------
-// The plan of the entry last planned (module state: no allocation per entry).
-
-let pTypeflag = 0;
-let pIsLink = false;
-/** The stored name: S_PATH, or S_SPARSE for a sparse file. */
-let pName: Scratch = S_PATH;
-/** Bytes of the stored name, a directory's '/' included. */
-let pNameLen = 0;
-let pSplit = -1; // index of the '/' between prefix and name; -1: name only
-let pPathX = false;
-let pLinkX = false;
-let pUnameX = false;
-let pGnameX = false;
-let pUidX = false;
-let pGidX = false;
-let pBinary = false;
-/** Bytes after the ustar block in the archive: data, or a sparse file's map and regions. */
-let pArchived = 0n;
-let pSizeX = false;
-let pSizeUstar = 0;
-let pMtimeX = false;
-let pMtimeUstar = 0;
-let pDevMajor = 0;
-let pDevMinor = 0;
-let pDevMajorX = false;
-let pDevMinorX = false;
-/** A sparse file's map as written after the ustar block (ASCII), or null. */
-let pSparseMap: string | null = null;
-let pSparseMapPadded = 0;
-let pRealSize = 0n;
-let pAclAccess: Buffer | null = null;
-let pAclDefault: Buffer | null = null;
-const pXattrKeys: Buffer[] = [];
-const pXattrValues: Buffer[] = [];
-let pDumpdirLen = -1;
-let pRecLen = 0;
-let pTotal = 0;
+// Planning and writing
 
 /** Plans `e` (see the header comment); returns the bytes its header takes. */
 function plan(e: PaxEntry): number {
   curPath = typeof e.path === 'string' ? e.path : String(e.path);
   const typeflag = TYPEFLAGS[e.type];
   if (typeflag === undefined) unrepresentable(`bad type ${String(e.type)}`);
-  pTypeflag = typeflag;
+  S.pTypeflag = typeflag;
   const isFile = e.type === 'file';
   const isDir = e.type === 'dir';
   const isLink = e.type === 'symlink' || e.type === 'hardlink';
   const isDev = e.type === 'chardev' || e.type === 'blockdev';
-  pIsLink = isLink;
+  S.pIsLink = isLink;
   let rec = 0; // records' bytes
 
   // --- names ----------------------------------------------------------------
   if (typeof e.path !== 'string' || e.path.length === 0) unrepresentable('empty path');
   encodeString(e.path, S_PATH, 'path');
   const sparse = isFile && e.sparse !== undefined ? e.sparse : undefined;
-  pBinary = S_PATH.binary;
-  pName = S_PATH;
+  S.pBinary = S_PATH.binary;
+  S.pName = S_PATH;
   if (sparse) {
     // GNU sparse 1.0: the ustar name is <dir>/GNUSparseFile.0/<base>, the real one a record.
     const pb = S_PATH.bytes;
@@ -502,64 +557,64 @@ function plan(e: PaxEntry): number {
     S_SPARSE.ascii = S_PATH.ascii;
     S_SPARSE.binary = S_PATH.binary;
     S_SPARSE.of = null;
-    pName = S_SPARSE;
+    S.pName = S_SPARSE;
     rec += recordLength(K_SPARSE_NAME.length, S_PATH.len);
   }
-  const nb = pName.bytes;
-  let plen = pName.len;
+  const nb = S.pName.bytes;
+  let plen = S.pName.len;
   if (isDir && nb[plen - 1] !== 0x2f) nb[plen++] = 0x2f; // directories carry a trailing '/' (after the string's bytes: `of` stays true)
-  pNameLen = plen;
-  pSplit = -1;
-  pPathX = false;
-  if (!pName.ascii || plen > PREFIX_LEN + 1 + NAME_LEN) pPathX = true;
+  S.pNameLen = plen;
+  S.pSplit = -1;
+  S.pPathX = false;
+  if (!S.pName.ascii || plen > PREFIX_LEN + 1 + NAME_LEN) S.pPathX = true;
   else if (plen > NAME_LEN) {
     // The longest name that fits: the first '/' with ≤ 100 bytes after it (and a
     // non-empty name, so not a dir's trailing '/') and ≤ 155 before it.
     const last = Math.min(PREFIX_LEN, plen - 2);
     for (let i = Math.max(1, plen - 1 - NAME_LEN); i <= last; i++) {
       if (nb[i] === 0x2f) {
-        pSplit = i;
+        S.pSplit = i;
         break;
       }
     }
-    if (pSplit < 0) pPathX = true;
+    if (S.pSplit < 0) S.pPathX = true;
   }
-  if (pPathX) rec += recordLength(K_PATH.length, plen);
+  if (S.pPathX) rec += recordLength(K_PATH.length, plen);
 
-  pLinkX = false;
+  S.pLinkX = false;
   if (isLink) {
     if (e.linkTarget === undefined || e.linkTarget.length === 0)
       unrepresentable(`${e.type} without a target`);
     encodeString(e.linkTarget, S_LINK, 'link target');
-    pLinkX = !S_LINK.ascii || S_LINK.len > LINKNAME_LEN;
-    if (pLinkX) rec += recordLength(K_LINKPATH.length, S_LINK.len);
-    if (S_LINK.binary) pBinary = true;
+    S.pLinkX = !S_LINK.ascii || S_LINK.len > LINKNAME_LEN;
+    if (S.pLinkX) rec += recordLength(K_LINKPATH.length, S_LINK.len);
+    if (S_LINK.binary) S.pBinary = true;
   }
 
   encodeString(e.uname, S_UNAME, 'uname');
   encodeString(e.gname, S_GNAME, 'gname');
-  pUnameX = !S_UNAME.ascii || S_UNAME.len >= OWNER_NAME_LEN; // the field needs its NUL
-  pGnameX = !S_GNAME.ascii || S_GNAME.len >= OWNER_NAME_LEN;
-  if (pUnameX) rec += recordLength(K_UNAME.length, S_UNAME.len);
-  if (pGnameX) rec += recordLength(K_GNAME.length, S_GNAME.len);
-  if (S_UNAME.binary || S_GNAME.binary) pBinary = true;
-  if (pBinary) rec += recordLength(K_HDRCHARSET.length, V_BINARY.length);
+  S.pUnameX = !S_UNAME.ascii || S_UNAME.len >= OWNER_NAME_LEN; // the field needs its NUL
+  S.pGnameX = !S_GNAME.ascii || S_GNAME.len >= OWNER_NAME_LEN;
+  if (S.pUnameX) rec += recordLength(K_UNAME.length, S_UNAME.len);
+  if (S.pGnameX) rec += recordLength(K_GNAME.length, S_GNAME.len);
+  if (S_UNAME.binary || S_GNAME.binary) S.pBinary = true;
+  if (S.pBinary) rec += recordLength(K_HDRCHARSET.length, V_BINARY.length);
 
   // --- numbers ----------------------------------------------------------------
   checkId(e.uid, 'uid');
   checkId(e.gid, 'gid');
-  pUidX = e.uid > MAX_OCTAL_7;
-  pGidX = e.gid > MAX_OCTAL_7;
-  if (pUidX) rec += recordLength(K_UID.length, decimalDigits(e.uid));
-  if (pGidX) rec += recordLength(K_GID.length, decimalDigits(e.gid));
+  S.pUidX = e.uid > MAX_OCTAL_7;
+  S.pGidX = e.gid > MAX_OCTAL_7;
+  if (S.pUidX) rec += recordLength(K_UID.length, decimalDigits(e.uid));
+  if (S.pGidX) rec += recordLength(K_GID.length, decimalDigits(e.gid));
 
-  pArchived = 0n;
-  pSparseMap = null;
-  pSparseMapPadded = 0;
+  S.pArchived = 0n;
+  S.pSparseMap = null;
+  S.pSparseMapPadded = 0;
   if (isFile) {
     if (typeof e.size !== 'bigint' || e.size < 0n || e.size > MAX_SIZE)
       unrepresentable(`bad size ${String(e.size)}`);
-    pArchived = e.size;
+    S.pArchived = e.size;
   }
   if (sparse) {
     const real = sparse.realSize;
@@ -591,40 +646,40 @@ function plan(e: PaxEntry): number {
       text += `${real}\n0\n`;
       count++;
     }
-    pSparseMap = `${count}\n${text}`;
-    pSparseMapPadded = pad512(pSparseMap.length);
-    pArchived = BigInt(pSparseMapPadded) + data;
-    pRealSize = real;
+    S.pSparseMap = `${count}\n${text}`;
+    S.pSparseMapPadded = pad512(S.pSparseMap.length);
+    S.pArchived = BigInt(S.pSparseMapPadded) + data;
+    S.pRealSize = real;
     rec += recordLength(K_SPARSE_MAJOR.length, 1) + recordLength(K_SPARSE_MINOR.length, 1);
     rec += recordLength(K_SPARSE_REALSIZE.length, bigDigits(real));
   }
-  pSizeX = pArchived > BigInt(MAX_OCTAL_11);
-  pSizeUstar = pSizeX ? MAX_OCTAL_11 : Number(pArchived);
-  if (pSizeX) rec += recordLength(K_SIZE.length, bigDigits(pArchived));
+  S.pSizeX = S.pArchived > MAX_OCTAL_11_N;
+  S.pSizeUstar = S.pSizeX ? MAX_OCTAL_11 : Number(S.pArchived);
+  if (S.pSizeX) rec += recordLength(K_SIZE.length, bigDigits(S.pArchived));
 
-  pDevMajor = 0;
-  pDevMinor = 0;
-  pDevMajorX = false;
-  pDevMinorX = false;
+  S.pDevMajor = 0;
+  S.pDevMinor = 0;
+  S.pDevMajorX = false;
+  S.pDevMinorX = false;
   if (isDev) {
-    pDevMajor = e.devMajor ?? 0;
-    pDevMinor = e.devMinor ?? 0;
-    if (!Number.isSafeInteger(pDevMajor) || pDevMajor < 0 || pDevMajor > MAX_DEV)
-      unrepresentable(`bad devMajor ${pDevMajor}`);
-    if (!Number.isSafeInteger(pDevMinor) || pDevMinor < 0 || pDevMinor > MAX_DEV)
-      unrepresentable(`bad devMinor ${pDevMinor}`);
-    pDevMajorX = pDevMajor > MAX_OCTAL_7;
-    pDevMinorX = pDevMinor > MAX_OCTAL_7;
-    if (pDevMajorX) rec += recordLength(K_DEVMAJOR.length, decimalDigits(pDevMajor));
-    if (pDevMinorX) rec += recordLength(K_DEVMINOR.length, decimalDigits(pDevMinor));
+    S.pDevMajor = e.devMajor ?? 0;
+    S.pDevMinor = e.devMinor ?? 0;
+    if (!Number.isSafeInteger(S.pDevMajor) || S.pDevMajor < 0 || S.pDevMajor > MAX_DEV)
+      unrepresentable(`bad devMajor ${S.pDevMajor}`);
+    if (!Number.isSafeInteger(S.pDevMinor) || S.pDevMinor < 0 || S.pDevMinor > MAX_DEV)
+      unrepresentable(`bad devMinor ${S.pDevMinor}`);
+    S.pDevMajorX = S.pDevMajor > MAX_OCTAL_7;
+    S.pDevMinorX = S.pDevMinor > MAX_OCTAL_7;
+    if (S.pDevMajorX) rec += recordLength(K_DEVMAJOR.length, decimalDigits(S.pDevMajor));
+    if (S.pDevMinorX) rec += recordLength(K_DEVMINOR.length, decimalDigits(S.pDevMinor));
   }
 
   // --- times --------------------------------------------------------------------
   checkTime(e.mtime, 'mtime');
   const msec = Number(e.mtime.sec); // exact up to 2^53, monotonic beyond: fine for range checks
-  pMtimeX = e.mtime.nsec !== 0 || msec < 0 || msec > MAX_OCTAL_11;
-  pMtimeUstar = msec < 0 ? 0 : msec > MAX_OCTAL_11 ? MAX_OCTAL_11 : msec;
-  if (pMtimeX) rec += recordLength(K_MTIME.length, timeParts(e.mtime));
+  S.pMtimeX = e.mtime.nsec !== 0 || msec < 0 || msec > MAX_OCTAL_11;
+  S.pMtimeUstar = msec < 0 ? 0 : msec > MAX_OCTAL_11 ? MAX_OCTAL_11 : msec;
+  if (S.pMtimeX) rec += recordLength(K_MTIME.length, timeParts(e.mtime));
   if (e.atime !== undefined) {
     checkTime(e.atime, 'atime');
     rec += recordLength(K_ATIME.length, timeParts(e.atime));
@@ -635,32 +690,32 @@ function plan(e: PaxEntry): number {
   }
 
   // --- ACLs, xattrs, dumpdir ------------------------------------------------------
-  pAclAccess = e.aclAccess !== undefined ? aclBytes(e.aclAccess, 'access ACL') : null;
-  pAclDefault = isDir && e.aclDefault !== undefined ? aclBytes(e.aclDefault, 'default ACL') : null;
-  if (pAclAccess) rec += recordLength(K_ACL_ACCESS.length, pAclAccess.length);
-  if (pAclDefault) rec += recordLength(K_ACL_DEFAULT.length, pAclDefault.length);
-  pXattrKeys.length = 0;
-  pXattrValues.length = 0;
+  S.pAclAccess = e.aclAccess !== undefined ? aclBytes(e.aclAccess, 'access ACL') : null;
+  S.pAclDefault = isDir && e.aclDefault !== undefined ? aclBytes(e.aclDefault, 'default ACL') : null;
+  if (S.pAclAccess) rec += recordLength(K_ACL_ACCESS.length, S.pAclAccess.length);
+  if (S.pAclDefault) rec += recordLength(K_ACL_DEFAULT.length, S.pAclDefault.length);
+  S.pXattrKeys.length = 0;
+  S.pXattrValues.length = 0;
   if (e.xattrs !== undefined) {
     for (const x of e.xattrs) {
       if (ACL_XATTRS.has(x.name)) continue; // the SCHILY.acl.* records carry them
       if (!Buffer.isBuffer(x.value))
         unrepresentable(`extended attribute ${JSON.stringify(x.name)} without a value`);
       const k = xattrKey(x.name);
-      pXattrKeys.push(k);
-      pXattrValues.push(x.value);
+      S.pXattrKeys.push(k);
+      S.pXattrValues.push(x.value);
       rec += recordLength(k.length, x.value.length);
     }
   }
-  pDumpdirLen = -1;
+  S.pDumpdirLen = -1;
   if (isDir && e.dumpdir !== undefined) {
-    pDumpdirLen = checkDumpdir(e.dumpdir);
-    rec += recordLength(K_DUMPDIR.length, pDumpdirLen);
+    S.pDumpdirLen = checkDumpdir(e.dumpdir);
+    rec += recordLength(K_DUMPDIR.length, S.pDumpdirLen);
   }
 
-  pRecLen = rec;
-  pTotal = (rec > 0 ? BLOCK + pad512(rec) : 0) + BLOCK + pSparseMapPadded;
-  return pTotal;
+  S.pRecLen = rec;
+  S.pTotal = (rec > 0 ? BLOCK + pad512(rec) : 0) + BLOCK + S.pSparseMapPadded;
+  return S.pTotal;
 }
 
 /**
@@ -685,44 +740,44 @@ export function encodeHeaderInto(e: PaxEntry, target: Uint8Array, offset: number
   const total = plan(e);
   if (offset + total > limit)
     throw new RangeError(`pax: target buffer too small (needs ${total} bytes, ${limit - offset} left)`);
-  const nb = pName.bytes;
-  const plen = pNameLen;
+  const nb = S.pName.bytes;
+  const plen = S.pNameLen;
 
   // --- extended header ----------------------------------------------------
   let h = offset; // where the ustar block goes
-  if (pRecLen > 0) {
+  if (S.pRecLen > 0) {
     const recStart = offset + BLOCK;
     let p = recStart;
     const t = target;
-    if (pBinary) p = recordBytes(t, p, K_HDRCHARSET, V_BINARY, V_BINARY.length);
-    if (pPathX) p = recordBytes(t, p, K_PATH, nb, plen);
-    if (pLinkX) p = recordBytes(t, p, K_LINKPATH, S_LINK.bytes, S_LINK.len);
-    if (pSizeX) p = recordNumber(t, p, K_SIZE, pArchived);
-    if (pUidX) p = recordNumber(t, p, K_UID, e.uid);
-    if (pGidX) p = recordNumber(t, p, K_GID, e.gid);
-    if (pUnameX) p = recordBytes(t, p, K_UNAME, S_UNAME.bytes, S_UNAME.len);
-    if (pGnameX) p = recordBytes(t, p, K_GNAME, S_GNAME.bytes, S_GNAME.len);
-    if (pDevMajorX) p = recordNumber(t, p, K_DEVMAJOR, pDevMajor);
-    if (pDevMinorX) p = recordNumber(t, p, K_DEVMINOR, pDevMinor);
-    if (pSparseMap !== null) {
+    if (S.pBinary) p = recordBytes(t, p, K_HDRCHARSET, V_BINARY, V_BINARY.length);
+    if (S.pPathX) p = recordBytes(t, p, K_PATH, nb, plen);
+    if (S.pLinkX) p = recordBytes(t, p, K_LINKPATH, S_LINK.bytes, S_LINK.len);
+    if (S.pSizeX) p = recordNumber(t, p, K_SIZE, S.pArchived);
+    if (S.pUidX) p = recordNumber(t, p, K_UID, e.uid);
+    if (S.pGidX) p = recordNumber(t, p, K_GID, e.gid);
+    if (S.pUnameX) p = recordBytes(t, p, K_UNAME, S_UNAME.bytes, S_UNAME.len);
+    if (S.pGnameX) p = recordBytes(t, p, K_GNAME, S_GNAME.bytes, S_GNAME.len);
+    if (S.pDevMajorX) p = recordNumber(t, p, K_DEVMAJOR, S.pDevMajor);
+    if (S.pDevMinorX) p = recordNumber(t, p, K_DEVMINOR, S.pDevMinor);
+    if (S.pSparseMap !== null) {
       p = recordNumber(t, p, K_SPARSE_MAJOR, 1);
       p = recordNumber(t, p, K_SPARSE_MINOR, 0);
       p = recordBytes(t, p, K_SPARSE_NAME, S_PATH.bytes, S_PATH.len);
-      p = recordNumber(t, p, K_SPARSE_REALSIZE, pRealSize);
+      p = recordNumber(t, p, K_SPARSE_REALSIZE, S.pRealSize);
     }
-    if (pMtimeX) p = recordTime(t, p, K_MTIME, e.mtime);
+    if (S.pMtimeX) p = recordTime(t, p, K_MTIME, e.mtime);
     if (e.atime !== undefined) p = recordTime(t, p, K_ATIME, e.atime);
     if (e.ctime !== undefined) p = recordTime(t, p, K_CTIME, e.ctime);
-    if (pAclAccess) p = recordBytes(t, p, K_ACL_ACCESS, pAclAccess, pAclAccess.length);
-    if (pAclDefault) p = recordBytes(t, p, K_ACL_DEFAULT, pAclDefault, pAclDefault.length);
-    for (let i = 0; i < pXattrKeys.length; i++) {
-      const v = pXattrValues[i]!;
-      p = recordBytes(t, p, pXattrKeys[i]!, v, v.length);
+    if (S.pAclAccess) p = recordBytes(t, p, K_ACL_ACCESS, S.pAclAccess, S.pAclAccess.length);
+    if (S.pAclDefault) p = recordBytes(t, p, K_ACL_DEFAULT, S.pAclDefault, S.pAclDefault.length);
+    for (let i = 0; i < S.pXattrKeys.length; i++) {
+      const v = S.pXattrValues[i]!;
+      p = recordBytes(t, p, S.pXattrKeys[i]!, v, v.length);
     }
-    if (pDumpdirLen >= 0) p = recordDumpdir(t, p, e.dumpdir!, pDumpdirLen);
-    if (p - recStart !== pRecLen)
-      throw new Error(`pax: internal error: records ${p - recStart} bytes, planned ${pRecLen}`);
-    const padded = recStart + pad512(pRecLen);
+    if (S.pDumpdirLen >= 0) p = recordDumpdir(t, p, e.dumpdir!, S.pDumpdirLen);
+    if (p - recStart !== S.pRecLen)
+      throw new Error(`pax: internal error: records ${p - recStart} bytes, planned ${S.pRecLen}`);
+    const padded = recStart + pad512(S.pRecLen);
     target.fill(0, p, padded);
 
     // The x block itself: name "PaxHeaders/<last component>" (ASCII, truncated),
@@ -745,8 +800,8 @@ export function encodeHeaderInto(e: PaxEntry, target: Uint8Array, offset: number
     sum += putOctal(target, offset + MODE, 8, 0o644);
     sum += putOctal(target, offset + UID, 8, 0);
     sum += putOctal(target, offset + GID, 8, 0);
-    sum += putOctal(target, offset + SIZE, 12, pRecLen);
-    sum += putOctal(target, offset + MTIME, 12, pMtimeUstar);
+    sum += putOctal(target, offset + SIZE, 12, S.pRecLen);
+    sum += putOctal(target, offset + MTIME, 12, S.pMtimeUstar);
     sum += putOctal(target, offset + DEVMAJOR, 8, 0);
     sum += putOctal(target, offset + DEVMINOR, 8, 0);
     finishBlock(target, offset, TF_EXTENDED, sum);
@@ -759,32 +814,32 @@ export function encodeHeaderInto(e: PaxEntry, target: Uint8Array, offset: number
   // reader must not make a file root-owned), empty owner names.
   target.fill(0, h, h + BLOCK);
   let sum = 0;
-  if (pSplit >= 0) {
-    sum += putBytes(nb, 0, pSplit, target, h + PREFIX);
-    sum += putBytes(nb, pSplit + 1, plen, target, h + NAME);
+  if (S.pSplit >= 0) {
+    sum += putBytes(nb, 0, S.pSplit, target, h + PREFIX);
+    sum += putBytes(nb, S.pSplit + 1, plen, target, h + NAME);
   } else sum += putBytes(nb, 0, utf8Cut(nb, plen, NAME_LEN), target, h + NAME);
   sum += putOctal(target, h + MODE, 8, e.mode & 0o7777);
-  sum += putOctal(target, h + UID, 8, pUidX ? MAX_OCTAL_7 : e.uid);
-  sum += putOctal(target, h + GID, 8, pGidX ? MAX_OCTAL_7 : e.gid);
-  sum += putOctal(target, h + SIZE, 12, pSizeUstar);
-  sum += putOctal(target, h + MTIME, 12, pMtimeUstar);
-  if (pIsLink) {
+  sum += putOctal(target, h + UID, 8, S.pUidX ? MAX_OCTAL_7 : e.uid);
+  sum += putOctal(target, h + GID, 8, S.pGidX ? MAX_OCTAL_7 : e.gid);
+  sum += putOctal(target, h + SIZE, 12, S.pSizeUstar);
+  sum += putOctal(target, h + MTIME, 12, S.pMtimeUstar);
+  if (S.pIsLink) {
     const ll = utf8Cut(S_LINK.bytes, S_LINK.len, LINKNAME_LEN);
     sum += putBytes(S_LINK.bytes, 0, ll, target, h + LINKNAME);
   }
-  if (!pUnameX) sum += putBytes(S_UNAME.bytes, 0, S_UNAME.len, target, h + UNAME);
-  if (!pGnameX) sum += putBytes(S_GNAME.bytes, 0, S_GNAME.len, target, h + GNAME);
-  sum += putOctal(target, h + DEVMAJOR, 8, pDevMajorX ? MAX_OCTAL_7 : pDevMajor);
-  sum += putOctal(target, h + DEVMINOR, 8, pDevMinorX ? MAX_OCTAL_7 : pDevMinor);
-  finishBlock(target, h, pTypeflag, sum);
+  if (!S.pUnameX) sum += putBytes(S_UNAME.bytes, 0, S_UNAME.len, target, h + UNAME);
+  if (!S.pGnameX) sum += putBytes(S_GNAME.bytes, 0, S_GNAME.len, target, h + GNAME);
+  sum += putOctal(target, h + DEVMAJOR, 8, S.pDevMajorX ? MAX_OCTAL_7 : S.pDevMajor);
+  sum += putOctal(target, h + DEVMINOR, 8, S.pDevMinorX ? MAX_OCTAL_7 : S.pDevMinor);
+  finishBlock(target, h, S.pTypeflag, sum);
   h += BLOCK;
 
   // --- a sparse file's map: decimal count, then offset and length per region, one a line
-  if (pSparseMap !== null) {
-    const m = pSparseMap;
+  if (S.pSparseMap !== null) {
+    const m = S.pSparseMap;
     for (let i = 0; i < m.length; i++) target[h + i] = m.charCodeAt(i);
-    target.fill(0, h + m.length, h + pSparseMapPadded);
-    h += pSparseMapPadded;
+    target.fill(0, h + m.length, h + S.pSparseMapPadded);
+    h += S.pSparseMapPadded;
   }
   return h - offset;
 }

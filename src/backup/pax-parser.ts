@@ -98,7 +98,7 @@ const enum State {
 const XATTR_PREFIX = 'SCHILY.xattr.';
 
 /** An ustar name's typical GNU sparse 1.0 form, for an archive without `GNU.sparse.name`. */
-const SPARSE_STORED_NAME = /^(.*)\/GNUSparseFile\.[0-9]+\/([^/]+)$/;
+const SPARSE_STORED_NAME = /^(?:(.*)\/)?GNUSparseFile\.[0-9]+\/([^/]+)$/;
 
 /** Length of a NUL-terminated field. */
 function fieldLen(b: Uint8Array, at: number, len: number): number {
@@ -377,7 +377,7 @@ export class PaxParser {
       if (x.sparseName !== undefined) path = x.sparseName;
       else {
         const m = SPARSE_STORED_NAME.exec(path);
-        if (m) path = `${m[1]}/${m[2]}`;
+        if (m) path = m[1] === undefined ? m[2]! : `${m[1]}/${m[2]}`;
       }
     }
     if (type === 'dir') while (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
