@@ -527,8 +527,9 @@ static napi_value set_xattr(napi_env env, napi_callback_info info) {
 /* ---- sparse files ---------------------------------------------------------- */
 
 /* dataRegions(fd, size, maxRegions): the data regions of an open file below
- * `size`, by lseek(SEEK_DATA) and lseek(SEEK_HOLE), as a Float64Array of
- * (offset, length) pairs in file order. At most maxRegions: the last one then
+ * `size`, by lseek(SEEK_DATA) and lseek(SEEK_HOLE), as a BigInt64Array of
+ * (offset, length) pairs in file order (a sparse file may be 8 EiB long: its
+ * size and offsets do not fit a double; `size` comes as a number or a bigint). At most maxRegions: the last one then
  * runs to `size` (the rest of the file is read densely, holes as zeros). A file
  * system without SEEK_DATA support (EINVAL) is one region, the whole file.
  * The file offset is left at 0. */
@@ -537,24 +538,33 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  double size_d;
+  int64_t size_i;
   uint32_t max_regions;
   napi_valuetype type;
   CHECK(env, napi_typeof(env, argv[0], &type));
   if (type != napi_number) return throw_arg_type(env, "fd", "number");
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
   CHECK(env, napi_typeof(env, argv[1], &type));
-  if (type != napi_number) return throw_arg_type(env, "size", "number");
-  CHECK(env, napi_get_value_double(env, argv[1], &size_d));
-  if (!(size_d >= 0 && size_d <= 9007199254740991.0) || size_d != (double)(int64_t)size_d)
-    return throw_out_of_range(env, "size", ">= 0 and <= 2**53 - 1");
+  if (type == napi_bigint) {
+    bool lossless;
+    CHECK(env, napi_get_value_bigint_int64(env, argv[1], &size_i, &lossless));
+    if (!lossless || size_i < 0) return throw_out_of_range(env, "size", ">= 0 and <= 2**63 - 1");
+  } else if (type == napi_number) {
+    double size_d;
+    CHECK(env, napi_get_value_double(env, argv[1], &size_d));
+    if (!(size_d >= 0 && size_d <= 9007199254740991.0) || size_d != (double)(int64_t)size_d)
+      return throw_out_of_range(env, "size", ">= 0 and <= 2**53 - 1 (a bigint beyond)");
+    size_i = (int64_t)size_d;
+  } else {
+    return throw_arg_type(env, "size", "number or bigint");
+  }
   if (!get_uint(env, argv[2], "maxRegions", 1048576, ">= 1 and <= 1048576", &max_regions))
     return NULL;
   if (max_regions == 0) return throw_out_of_range(env, "maxRegions", ">= 1 and <= 1048576");
-  off_t size = (off_t)size_d;
+  off_t size = (off_t)size_i;
 
   size_t cap = 16, count = 0;
-  double *pairs = malloc(cap * 2 * sizeof(double));
+  int64_t *pairs = malloc(cap * 2 * sizeof(int64_t));
   if (pairs == NULL) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
@@ -577,7 +587,7 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
     if (hole > size) hole = size;
     if (count + 1 == max_regions) hole = size; /* the bound: the rest in one region */
     if (count == cap) {
-      double *grown = realloc(pairs, cap * 4 * sizeof(double));
+      int64_t *grown = realloc(pairs, cap * 4 * sizeof(int64_t));
       if (grown == NULL) {
         err = ENOMEM;
         break;
@@ -585,8 +595,8 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
       pairs = grown;
       cap *= 2;
     }
-    pairs[2 * count] = (double)data;
-    pairs[2 * count + 1] = (double)(hole - data);
+    pairs[2 * count] = (int64_t)data;
+    pairs[2 * count + 1] = (int64_t)(hole - data);
     count++;
     pos = hole;
   }
@@ -596,7 +606,7 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
     count = 0;
     if (size > 0) {
       pairs[0] = 0;
-      pairs[1] = (double)size;
+      pairs[1] = (int64_t)size;
       count = 1;
     }
   }
@@ -607,10 +617,10 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
   }
   napi_value array_buffer, result;
   void *bytes;
-  napi_status st = napi_create_arraybuffer(env, count * 2 * sizeof(double), &bytes, &array_buffer);
+  napi_status st = napi_create_arraybuffer(env, count * 2 * sizeof(int64_t), &bytes, &array_buffer);
   if (st == napi_ok) {
-    if (count > 0) memcpy(bytes, pairs, count * 2 * sizeof(double));
-    st = napi_create_typedarray(env, napi_float64_array, count * 2, array_buffer, 0, &result);
+    if (count > 0) memcpy(bytes, pairs, count * 2 * sizeof(int64_t));
+    st = napi_create_typedarray(env, napi_bigint64_array, count * 2, array_buffer, 0, &result);
   }
   free(pairs);
   if (st != napi_ok) {

@@ -38,6 +38,7 @@ import {
   sparseDataBytes,
 } from './pax-layout.js';
 import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
+import { grewPast } from './file-read.js';
 import type { FilePipe } from './pipe.js';
 import type { DumpdirEntry, PaxEntry, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
 import { decodeName, escapeName } from '../util/byte-name.js';
@@ -855,7 +856,7 @@ export class BackupEngine {
     }
     if (!shrank) {
       const probe = Buffer.allocUnsafe(1);
-      if (fs.readSync(fd, probe, 0, 1, realSize) > 0)
+      if (grewPast(fd, probe, realSize))
         this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
     }
     await this.put(ZERO_BLOCK.subarray(0, paddingAfter(total)));
@@ -894,7 +895,7 @@ export class BackupEngine {
     // A file that grew: only the recorded size is in the backup (the header says so).
     if (!shrank) {
       const probe = Buffer.allocUnsafe(1);
-      if (fs.readSync(fd, probe, 0, 1, null) > 0)
+      if (grewPast(fd, probe, null))
         this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
     }
     await this.put(ZERO_BLOCK.subarray(0, paddingAfter(size)));

@@ -40,6 +40,13 @@ export interface ParsedEntry extends PaxEntry {
   headerOffset: bigint;
   /** Offset of its data (just after the ustar block; a sparse file's map starts there). */
   dataOffset: bigint;
+  /**
+   * Bytes of the archive after the ustar block, before the padding: `size`
+   * for a dense file, the map and the data regions for a sparse one (whose
+   * `size` is its real size). Where the entry ends on tape: a DAR read of a
+   * sparse file must not ask for its holes.
+   */
+  archivedSize: bigint;
 }
 
 export interface PaxHandlers {
@@ -410,6 +417,7 @@ export class PaxParser {
       mtime,
       headerOffset: BigInt(this.base + (this.pending ? this.pendingAt : at)),
       dataOffset: BigInt(this.base + at + BLOCK),
+      archivedSize: BigInt(size),
     };
     const atime = pick('atime');
     if (atime != null) e.atime = atime;

@@ -10,6 +10,7 @@
 // A sparse file (SPARSE items) is read region by region, where each lies.
 
 import fs from 'node:fs';
+import { grewPast } from './file-read.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import { paddingAfter } from './pax-layout.js';
 import { RingProducer } from '../history/producer.js';
@@ -167,13 +168,14 @@ export class PipeReader {
           this.put(header);
           if (kind === PipeKind.SPARSE) {
             const mapAt = recAt + recLen;
-            const regions: { offset: number; length: number }[] = [];
+            // Offsets stay bigints: a sparse file may be 8 EiB long, past a double's integers.
+            const regions: { offset: bigint; length: number }[] = [];
             for (let m = mapAt; m + 16 <= len; m += 16)
               regions.push({
-                offset: Number(v.getBigUint64(m, true)),
+                offset: v.getBigUint64(m, true),
                 length: Number(v.getBigUint64(m + 8, true)),
               });
-            const total = this.copyRegions(fd, regions, size, name);
+            const total = this.copyRegions(fd, regions, v.getBigUint64(8, true), name);
             this.zeros(paddingAfter(BigInt(total)));
           } else {
             this.copy(fd, size, name);
@@ -239,7 +241,7 @@ export class PipeReader {
       left -= got;
     }
     // Read to its recorded size with no room for the extra byte: ask once more.
-    if (size > 0 && !failed && fs.readSync(fd, this.probe, 0, 1, null) > 0)
+    if (size > 0 && !failed && grewPast(fd, this.probe, null))
       this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
   }
 
@@ -250,8 +252,8 @@ export class PipeReader {
    */
   private copyRegions(
     fd: number,
-    regions: readonly { offset: number; length: number }[],
-    realSize: number,
+    regions: readonly { offset: bigint; length: number }[],
+    realSize: bigint,
     name: string,
   ): number {
     let failed = false;
@@ -283,11 +285,11 @@ export class PipeReader {
           continue;
         }
         this.used += got;
-        pos += got;
+        pos += BigInt(got);
         left -= got;
       }
     }
-    if (!failed && fs.readSync(fd, this.probe, 0, 1, realSize) > 0)
+    if (!failed && grewPast(fd, this.probe, realSize))
       this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
     return total;
   }

@@ -36,7 +36,7 @@ interface Binding {
   listXattr(path: FsPath, followSymlinks: boolean): Buffer;
   getXattr(path: FsPath, name: FsPath, followSymlinks: boolean): Buffer;
   setXattr(path: FsPath, name: FsPath, value: Uint8Array, followSymlinks: boolean): void;
-  dataRegions(fd: number, size: number, maxRegions: number): Float64Array;
+  dataRegions(fd: number, size: number | bigint, maxRegions: number): BigInt64Array;
 }
 
 /**
@@ -188,10 +188,9 @@ export const MAX_DATA_REGIONS = 4096;
  * without SEEK_DATA gives one region, the whole file. Leaves the file offset at 0.
  */
 export function dataRegions(fd: number, size: number | bigint, maxRegions = MAX_DATA_REGIONS): DataRegion[] {
-  const pairs = addon().dataRegions(fd, Number(size), maxRegions);
+  const pairs = addon().dataRegions(fd, BigInt(size), maxRegions);
   const out: DataRegion[] = [];
-  for (let i = 0; i < pairs.length; i += 2)
-    out.push({ offset: BigInt(pairs[i]!), length: BigInt(pairs[i + 1]!) });
+  for (let i = 0; i < pairs.length; i += 2) out.push({ offset: pairs[i]!, length: pairs[i + 1]! });
   return out;
 }
 

@@ -26,7 +26,7 @@ export async function withReaderThread<T>(
     });
     const out = SpscRing.allocate(1 << 16);
     const ring = new SpscRing(out);
-    const { work, control } = FilePipe.allocate(1 << 16);
+    const { work, control } = FilePipe.allocate(); // the size the data service uses: a header with 256 KiB of xattrs fits;
     const job = { work, out, control, abortFlag: new SharedArrayBuffer(4), history: null };
     reader.postMessage({ job });
     const parts: Buffer[] = [];

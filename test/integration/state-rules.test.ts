@@ -5,7 +5,7 @@
 // so a rule added there is tested here without a new line.
 
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -101,8 +101,8 @@ function pausedBackup(addrType: typeof LOCAL | typeof TCP): Scenario {
     setup: async (c, tape, exportDir) => {
       const tree = join(exportDir, `paused-backup-${addrType}`);
       mkdirSync(tree, { recursive: true });
-      closeSync(openSync(join(tree, 'sparse'), 'w'));
-      truncateSync(join(tree, 'sparse'), 64 * 1024 * 1024);
+      // Data, not a hole: a sparse file is now stored by its (empty) data regions.
+      writeFileSync(join(tree, 'dense'), Buffer.alloc(64 * 1024 * 1024, 0x5a));
       const paused = new Promise<void>((resolve) => c.onPost(M.NOTIFY_MOVER_PAUSED, () => resolve()));
       await c.call(M.TAPE_OPEN, { device: tape, mode: RDWR });
       await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: 0n });

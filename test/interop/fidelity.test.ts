@@ -171,6 +171,25 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
     assertSameAsSource(tree, out, 'DAR of /');
   });
 
+  test('ndmjob -x -J INDEX /sparse.img: DAR of a 1 GiB sparse file reads its data, not its holes', async (t) => {
+    if (!requirePeers(t, ['ndmjob'])) return;
+    assert.ok(archive, 'the backup test ran first');
+    const out = freshDir(p!.exportDir, 'dar-sparse');
+    const r = await runNdmjob(
+      ['-x', '-D', agent, '-B', 'tar', '-C', out, '-f', 'drive0', '-J', index, '/sparse.img'],
+      240_000,
+    );
+    assert.match(r.output, /Operation ended OKAY/, r.output);
+    const all = [...p!.logs().matchAll(/recover completed[^:]*: (\d+) entries restored from (\d+) bytes/g)];
+    const last = all.at(-1);
+    assert.ok(last, 'the server logged a completed recover');
+    assert.equal(Number(last[1]), 1);
+    assert.ok(Number(last[2]) < 256 * 1024, `read ${last[2]} bytes for 12 KiB of data`);
+    const want = describeTree(tree).get(Buffer.from('sparse.img').toString('hex'));
+    const got = describeTree(out).get(Buffer.from('sparse.img').toString('hex'));
+    assert.deepEqual(got, want);
+  });
+
   for (const store of ['SQLite', 'PostgreSQL'] as const) {
     test(`ndmp backup / ls / find / restore with a ${store} catalog`, async (t) => {
       if (!requirePeers(t, ['ndmjob'])) return;

@@ -89,7 +89,8 @@ describe('byte names', () => {
     assert.equal(escapeName('\u0085'), '\\xc2\\x85');
     assert.equal(escapeName('\x7f'), '\\x7f');
     assert.equal(escapeName('plain 🎉 é'), 'plain 🎉 é');
-    for (const s of ['a\\b', 'line\nbreak', '\u0085x', 'x\\x41']) assert.equal(unescapeName(escapeName(s)), s);
+    for (const s of ['a\\b', 'line\nbreak', '\u0085x', 'x\\x41'])
+      assert.equal(unescapeName(escapeName(s)), s);
   });
 
   test('a backslash before anything else stands for itself when typed', () => {

@@ -297,7 +297,7 @@ export class Recovery {
       }
       // A file's region ends with its data; a directory's when something outside it starts.
       if (e.type !== 'dir' || !this.plan.recursive)
-        this.regionEnd = e.dataOffset + e.size + BigInt(paddingAfter(e.size));
+        this.regionEnd = e.dataOffset + e.archivedSize + BigInt(paddingAfter(e.archivedSize));
       else this.subtree = true;
       return;
     }
