@@ -387,8 +387,11 @@ describe('a DMA that takes no history for history.stall-timeout', { timeout: 60_
     try {
       await startLocalBackup(c, lib, histEnv(tree, 'y'));
       c.pauseReading();
-      await waitFor(() => /accepted no file history for 1.5 s/.test(srv.logText()), 20_000);
-      assert.match(srv.logText(), /"reason":"CONNECT_ERROR"[^\n]*accepted no file history/);
+      // The history thread logs its failure first, then the data service its halt: wait for the halt.
+      await waitFor(
+        () => /"reason":"CONNECT_ERROR"[^\n]*accepted no file history/.test(srv.logText()),
+        20_000,
+      ).catch(() => assert.fail(`no CONNECT_ERROR halt for the stalled history:\n${srv.logText()}`));
     } finally {
       c.destroy();
       await srv.close();

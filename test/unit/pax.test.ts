@@ -149,7 +149,7 @@ function parse(buf: Uint8Array, chunks: number[] = [], opts?: { maxExtendedHeade
 
 const strip = (e: ParsedEntry): PaxEntry => {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { headerOffset, dataOffset, ...rest } = e;
+  const { headerOffset, dataOffset, archivedSize, ...rest } = e;
   return rest;
 };
 
