@@ -21,6 +21,7 @@ import type { PaxEntry, PaxSparse, PaxTime } from '../../src/backup/pax-layout.j
 import { PaxParser } from '../../src/backup/pax-parser.js';
 import type { ParsedEntry } from '../../src/backup/pax-parser.js';
 import { content } from '../helpers/pax-tree.js';
+import { strip, xRecords } from '../helpers/pax-inspect.js';
 
 const T = (sec: bigint, nsec = 0): PaxTime => ({ sec, nsec });
 const BASE = {
@@ -97,29 +98,7 @@ function parse(buf: Uint8Array, step = buf.length): Got[] {
   return out;
 }
 
-const strip = (e: ParsedEntry): PaxEntry => {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { headerOffset, dataOffset, archivedSize, ...rest } = e;
-  return rest;
-};
-
-/** The records of the x header at the start of `h`, raw. */
-function records(h: Uint8Array): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  if (h[156] !== 0x78) return m;
-  const size = parseInt(Buffer.from(h.subarray(124, 135)).toString('latin1'), 8);
-  const body = Buffer.from(h.subarray(BLOCK, BLOCK + size));
-  let p = 0;
-  while (p < body.length) {
-    const sp = body.indexOf(0x20, p);
-    const len = Number(body.toString('latin1', p, sp));
-    const rec = body.subarray(sp + 1, p + len - 1);
-    const eq = rec.indexOf(0x3d);
-    m.set(rec.toString('latin1', 0, eq), Buffer.from(rec.subarray(eq + 1)));
-    p += len;
-  }
-  return m;
-}
+const records = xRecords;
 
 describe('pax: byte names', () => {
   test('a name that is not UTF-8: its bytes in path/linkpath, hdrcharset=BINARY; the parser gives the same string', () => {

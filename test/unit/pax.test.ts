@@ -31,6 +31,7 @@ import { encodeHeader, encodeHeaderInto, headerBytes } from '../../src/backup/pa
 import { PaxParser } from '../../src/backup/pax-parser.js';
 import { archive, buildTree, content, HIGH_UID, walkTree } from '../helpers/pax-tree.js';
 import type { WalkedEntry } from '../helpers/pax-tree.js';
+import { strip, xRecords } from '../helpers/pax-inspect.js';
 
 const T = (sec: bigint, nsec = 0): PaxTime => ({ sec, nsec });
 const BASE = {
@@ -147,29 +148,11 @@ function parse(buf: Uint8Array, chunks: number[] = [], opts?: { maxExtendedHeade
   return out;
 }
 
-const strip = (e: ParsedEntry): PaxEntry => {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { headerOffset, dataOffset, archivedSize, ...rest } = e;
-  return rest;
-};
-
-/** Keys of the x header at the start of `h`, read independently of the parser. */
+/** Keys of the x header at the start of `h` (UTF-8 text), read independently of the parser. */
 function xKeys(h: Uint8Array): Map<string, string> {
-  const m = new Map<string, string>();
-  if (h[156] !== 0x78) return m;
-  const size = parseInt(Buffer.from(h.subarray(124, 135)).toString('latin1'), 8);
-  const body = Buffer.from(h.subarray(BLOCK, BLOCK + size));
-  let p = 0;
-  while (p < body.length) {
-    const sp = body.indexOf(0x20, p);
-    const len = Number(body.toString('latin1', p, sp));
-    const rec = body.subarray(sp + 1, p + len - 1);
-    const eq = rec.indexOf(0x3d);
-    assert.equal(body[p + len - 1], 0x0a);
-    m.set(rec.toString('utf8', 0, eq), rec.toString('utf8', eq + 1));
-    p += len;
-  }
-  return m;
+  return new Map(
+    [...xRecords(h)].map(([k, v]) => [Buffer.from(k, 'latin1').toString('utf8'), v.toString('utf8')]),
+  );
 }
 
 describe('pax encoder', () => {
