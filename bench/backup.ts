@@ -86,6 +86,8 @@ interface Options {
   budgetMs: number;
   timeoutMs: number;
   freshFiles: boolean;
+  /** XATTRS and ACLS of every backup (docs/metadata.md): n measures what capturing them costs. */
+  xattrs: 'y' | 'n';
 }
 
 function parseOptions(argv: string[], strict: boolean): Options {
@@ -113,6 +115,7 @@ function parseOptions(argv: string[], strict: boolean): Options {
       'budget-s': { type: 'string', default: '120' },
       'timeout-s': { type: 'string', default: '900' },
       'in-place': { type: 'boolean', default: false },
+      xattrs: { type: 'string', default: 'y' },
     },
   });
   const str = (k: string) => String((values as Record<string, unknown>)[k]);
@@ -131,6 +134,8 @@ function parseOptions(argv: string[], strict: boolean): Options {
     }
     return xs as T[];
   };
+  const xattrs = str('xattrs');
+  if (xattrs !== 'y' && xattrs !== 'n') throw new Error(`--xattrs must be y or n, not '${xattrs}'`);
   const hist = str('concurrent-hist');
   if (hist !== 'y' && hist !== 'n') throw new Error(`--concurrent-hist must be y or n, not '${hist}'`);
   return {
@@ -148,6 +153,7 @@ function parseOptions(argv: string[], strict: boolean): Options {
     budgetMs: num('budget-s', 0) * 1000,
     timeoutMs: num('timeout-s', 1) * 1000,
     freshFiles: values['in-place'] !== true,
+    xattrs,
   };
 }
 
@@ -487,12 +493,13 @@ class BackupJob {
   static async prepare(
     server: Ndmpd,
     drive: string,
-    opts: { recordSize: number; freshFiles: boolean },
+    opts: { recordSize: number; freshFiles: boolean; xattrs: 'y' | 'n' },
     gated: boolean,
   ): Promise<BackupJob> {
     if (opts.freshFiles) server.freshTape(drive);
     const c = await NdmpClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
     const job = new BackupJob(c, server, drive);
+    job.xattrs = opts.xattrs;
     try {
       if (gated) job.gate = new ControlGate(c);
       await c.open(4);
@@ -514,6 +521,9 @@ class BackupJob {
     }
   }
 
+  /** XATTRS and ACLS of the backup. */
+  xattrs: 'y' | 'n' = 'y';
+
   async start(root: string, hist: 'y' | 'n'): Promise<void> {
     this.cpu0 = process.cpuUsage();
     await this.c.call(M.DATA_START_BACKUP, {
@@ -522,6 +532,8 @@ class BackupJob {
         { name: 'FILESYSTEM', value: root },
         { name: 'HIST', value: hist },
         { name: 'TYPE', value: 'tar' },
+        { name: 'XATTRS', value: this.xattrs },
+        { name: 'ACLS', value: this.xattrs },
       ],
     });
     this.tStart = performance.now();
@@ -719,7 +731,8 @@ function printCorpusTable(
   console.log(
     `backup, ${corpus.name} corpus ×${opts.scale}: ${int(corpus.files)} files + ${int(corpus.dirs)} dirs, ` +
       `${(corpus.bytes / 1e6).toFixed(1)} MB (${gen}); LOCAL to a VTL drive, ${opts.recordSize}-byte records, ` +
-      `median of ${opts.runs}${opts.freshFiles ? ', fresh files' : ', files rewritten in place'}; ` +
+      `median of ${opts.runs}${opts.freshFiles ? ', fresh files' : ', files rewritten in place'}` +
+      `${opts.xattrs === 'n' ? ', XATTRS=n ACLS=n' : ''}; ` +
       `slow DMA: ${opts.slowDelayMs} ms per FH post`,
   );
   console.log(
