@@ -678,8 +678,9 @@ export class BackupEngine {
           await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
         }
         this.entries++;
-        if (fd >= 0 && regions) await this.copyRegions(rel, fd, regions, entry.size);
-        else if (fd >= 0) await this.copyFile(rel, fd, entry.size);
+        // A dense file is one region: exactly its recorded size goes into the stream.
+        if (fd >= 0)
+          await this.copyRegions(rel, fd, regions ?? [{ offset: 0n, length: entry.size }], entry.size);
       }
       this.hooks.entry?.({
         path: rel,
@@ -811,9 +812,10 @@ export class BackupEngine {
   }
 
   /**
-   * A sparse file's regions into the stream, each read where it lies; the
-   * stream holds exactly their lengths whatever happens to the file meanwhile
-   * (shrank: zeros, with a warning; grew: cut, with a warning).
+   * A file's data regions (a dense file's one) into the stream, each read
+   * where it lies; the stream holds exactly their lengths whatever happens to
+   * the file meanwhile (shrank: zeros, with a warning; grew: cut, with a
+   * warning).
    */
   private async copyRegions(
     rel: string,
@@ -860,45 +862,6 @@ export class BackupEngine {
         this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
     }
     await this.put(ZERO_BLOCK.subarray(0, paddingAfter(total)));
-  }
-
-  /** Exactly `size` bytes of the file go into the stream, whatever happens to it meanwhile. */
-  private async copyFile(rel: string, fd: number, size: bigint): Promise<void> {
-    let left = size;
-    let shrank = false;
-    while (left > 0n) {
-      if (this.fill === this.buf.length) await this.flush();
-      const want = Number(
-        left < BigInt(this.buf.length - this.fill) ? left : BigInt(this.buf.length - this.fill),
-      );
-      let got = 0;
-      if (!shrank) {
-        try {
-          got = fs.readSync(fd, this.buf, this.fill, want, null);
-        } catch (e) {
-          this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
-          shrank = true;
-        }
-        if (got === 0 && !shrank) {
-          this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
-          shrank = true;
-        }
-      }
-      if (shrank) {
-        this.buf.fill(0, this.fill, this.fill + want);
-        got = want;
-      }
-      this.fill += got;
-      this.offset += BigInt(got);
-      left -= BigInt(got);
-    }
-    // A file that grew: only the recorded size is in the backup (the header says so).
-    if (!shrank) {
-      const probe = Buffer.allocUnsafe(1);
-      if (grewPast(fd, probe, null))
-        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
-    }
-    await this.put(ZERO_BLOCK.subarray(0, paddingAfter(size)));
   }
 
   /** Appends a few bytes (padding, the end marker: at most a few blocks). */
