@@ -31,6 +31,7 @@ import type { FhFile, HaltedPost, NlistName, Pval } from '../../src/wire/index.j
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 import { tapeFileBytes } from '../helpers/tapes.js';
+import { startLocalBackup } from '../helpers/local-backup.js';
 import { byteTree, scanBytes, sameBytesTree, L } from '../helpers/byte-trees.js';
 
 /** The lossless string of a path given as Latin-1 text (each char one byte). */
@@ -70,16 +71,7 @@ describe('byte names through a backup and a restore', { timeout: 120_000 }, () =
     c.onPost(M.LOG_MESSAGE, (b) => messages.push(b.entry));
     const data = new Promise<HaltedPost>((r) => c.onPost(M.NOTIFY_DATA_HALTED, r));
     const mover = new Promise<HaltedPost>((r) => c.onPost(M.NOTIFY_MOVER_HALTED, r));
-    const [barcode] = lib.createTapes({ count: 1 });
-    const tape = lib.tapePath(barcode!);
-    await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-    await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-    await c.call(M.MOVER_LISTEN, {
-      mode: MoverMode.NDMP_MOVER_MODE_READ,
-      addrType: AddrType.NDMP_ADDR_LOCAL,
-    });
-    await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-    await c.call(M.DATA_START_BACKUP, { butypeName: 'tar', env: [...env, { name: 'HIST', value: 'f' }] });
+    const tape = await startLocalBackup(c, lib, [...env, { name: 'HIST', value: 'f' }]);
     const halted = await data;
     await mover;
     await c.call(M.DATA_STOP, {});

@@ -28,6 +28,7 @@ import type { HaltedPost, Pval } from '../../src/wire/index.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 import { tapeFileBytes } from '../helpers/tapes.js';
+import { startLocalBackup } from '../helpers/local-backup.js';
 
 const SECRET = 'confine-e2e-secret-bytes-0123456789';
 
@@ -61,16 +62,7 @@ describe('exports confine: a link to / inside the export', { timeout: 60_000 }, 
       c.onPost(M.LOG_MESSAGE, (b) => messages.push(b.entry));
       const halted = new Promise<HaltedPost>((r) => c.onPost(M.NOTIFY_DATA_HALTED, r));
       const moverHalted = new Promise<HaltedPost>((r) => c.onPost(M.NOTIFY_MOVER_HALTED, r));
-      const [barcode] = lib.createTapes({ count: 1 });
-      const tape = lib.tapePath(barcode!);
-      await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-      await c.call(M.DATA_START_BACKUP, { butypeName: 'tar', env });
+      const tape = await startLocalBackup(c, lib, env);
       const h = await halted;
       await moverHalted;
       await c.call(M.DATA_STOP, {});

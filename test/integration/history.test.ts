@@ -18,7 +18,6 @@ import type { NdmpClient } from '../../src/dma/client.js';
 import { HistoryHub, historyDefaults } from '../../src/history/hub.js';
 import type { HistoryOptions } from '../../src/history/hub.js';
 import {
-  AddrType,
   DataHaltReason,
   DataState,
   DataStateUnsupported,
@@ -26,8 +25,6 @@ import {
   INVALID_U64,
   M,
   MoverHaltReason,
-  MoverMode,
-  TapeOpenMode,
 } from '../../src/wire/index.js';
 import type { FhDir, FhFile, FhNode, HaltedPost, Pval } from '../../src/wire/index.js';
 import { createLogger } from '../../src/util/log.js';
@@ -35,6 +32,7 @@ import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
 import { tapeFileBytes } from '../helpers/tapes.js';
 import { makeSampleTree } from '../helpers/trees.js';
+import { startLocalBackup } from '../helpers/local-backup.js';
 
 interface Received {
   files: FhFile[];
@@ -102,29 +100,6 @@ function makeWideTree(root: string, files: number): void {
 function historyServer(lib: Library, spoolDir: string, opts: Partial<HistoryOptions>): Promise<TestServer> {
   const hub = new HistoryHub({ ...historyDefaults(spoolDir), ...opts }, createLogger({ level: 'silent' }));
   return startServer({}, { library: lib, history: hub });
-}
-
-/**
- * A LOCAL backup with `env` on a fresh tape of `lib`, the mover's window
- * `windowLength` long; returns the tape once the backup has started.
- */
-async function startLocalBackup(
-  c: NdmpClient,
-  lib: Library,
-  env: Pval[],
-  windowLength = INVALID_U64,
-): Promise<string> {
-  const [barcode] = lib.createTapes({ count: 1 });
-  const tape = lib.tapePath(barcode!);
-  await c.call(M.TAPE_OPEN, { device: tape, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-  await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: windowLength });
-  await c.call(M.MOVER_LISTEN, {
-    mode: MoverMode.NDMP_MOVER_MODE_READ,
-    addrType: AddrType.NDMP_ADDR_LOCAL,
-  });
-  await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-  await c.call(M.DATA_START_BACKUP, { butypeName: 'tar', env });
-  return tape;
 }
 
 /** After a halted backup: data, mover and tape back to where they started. */
