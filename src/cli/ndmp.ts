@@ -27,6 +27,7 @@ import { JobWaitError, WAITS, withBound } from '../dma/waits.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
 import { VERSION } from '../util/version.js';
+import { escapeName } from '../util/byte-name.js';
 import {
   formatBackup,
   formatBackups,
@@ -256,7 +257,7 @@ async function main(argv: string[]): Promise<void> {
     const cred = credentials(o, data);
     const tapeServer = o.tapeServer ? parseTarget(o.tapeServer as string) : undefined;
     const tapeCred = tapeServer ? tapeCredentials(o, tapeServer) : cred;
-    const view = progressView(`backup ${formatTarget(data)}:${data.path}`);
+    const view = progressView(`backup ${formatTarget(data)}:${escapeName(data.path)}`);
     const ac = interruptible();
     await withCatalog(o, async (catalog) => {
       let outcome;

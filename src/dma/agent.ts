@@ -6,6 +6,7 @@ import { NdmpClient } from './client.js';
 import { parseAuthLines } from '../services/credentials.js';
 import type { NdmpVersion } from '../wire/index.js';
 import { CodedError } from '../util/coded-error.js';
+import { unescapeName } from '../util/byte-name.js';
 
 /**
  * Trouble on our side of the job, before or around NDMP: a bad argument, a
@@ -45,10 +46,11 @@ export function parseTarget(s: string): AgentAddress {
 }
 
 /** `HOST[:PORT]:/path` (the path is the server's, absolute). */
+/** SERVER:/path, the path in the printed form `ndmp ls` shows (docs/names.md), so any bytes can be named. */
 export function parseServerPath(s: string): AgentAddress & { path: string } {
   const i = s.indexOf(':/');
   if (i <= 0) throw new DmaUsageError(`'${s}' is not SERVER:/path (for example 127.0.0.1:/srv/data)`);
-  return { ...parseTarget(s.slice(0, i)), path: s.slice(i + 1) };
+  return { ...parseTarget(s.slice(0, i)), path: unescapeName(s.slice(i + 1)) };
 }
 
 export function formatTarget(a: AgentAddress): string {

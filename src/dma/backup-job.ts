@@ -23,6 +23,7 @@ import { JobLink, levelOfLog } from './job.js';
 import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
 import type { Medium } from './media.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
+import { escapeName } from '../util/byte-name.js';
 
 export interface Progress {
   /** Stream bytes so far (DATA_GET_STATE bytes_processed). */
@@ -206,7 +207,7 @@ class BackupJob {
     const id = await this.catalogCall(
       catalog.beginBackup({
         server: this.server,
-        path: this.o.data.path,
+        path: escapeName(this.o.data.path), // the catalog holds printed forms only (docs/names.md)
         tapeServer: this.tapeServer,
         butype: 'tar',
         level: this.o.level,

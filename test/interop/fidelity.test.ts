@@ -83,6 +83,16 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
     work = fs.mkdtempSync(join(os.tmpdir(), 'fidelity-'));
     p = await startNdmpd({ logLevel: 'info' });
     agent = `127.0.0.1:${p.port}/4,${p.user},${p.password}`;
+    // Every ndmp backup takes a blank tape (pools are issue 16's): enough for the ones below.
+    execFileSync(process.execPath, [
+      NDMPD_BIN,
+      'tape',
+      'create',
+      '--count',
+      '4',
+      '--library',
+      join(p.dir, 'state', 'library'),
+    ]);
     tree = freshDir(p.exportDir, 'tree');
     makeFidelityTree(tree);
     index = join(work, 'index');
@@ -217,6 +227,18 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
       const found = await dma.call(['find', '*na*ve.txt', '--backup', String(backup.id)]);
       const printedFile = `na\\x${LATIN1_FILE[2]!.toString(16)}ve.txt`;
       assert.ok(found.out.includes(`/${printedDir}/${printedFile}`), found.out);
+
+      // A backup of the Latin-1 directory itself, named by its printed form.
+      const sub = await dma.json<{ id: number; status: string; path: string }>([
+        'backup',
+        `${dma.server}:${tree}/${printedDir}`,
+        ...dma.creds,
+        '-q',
+      ]);
+      assert.equal(sub.status, 'done', JSON.stringify(sub));
+      assert.equal(sub.path, `${tree}/${printedDir}`, 'the catalog holds the printed form');
+      const subLs = await dma.call(['ls', String(sub.id), '/']);
+      assert.ok(subLs.out.includes(printedFile), subLs.out);
 
       // The whole backup, then one Latin-1 directory by its printed name.
       const all = freshDir(p!.exportDir, `ndmp-${store}`);
