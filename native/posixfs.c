@@ -34,6 +34,8 @@
 
 #include <node_api.h>
 
+#include "batch.h"
+
 /* Evaluates a Node-API call; on failure makes sure an exception is pending and
  * returns NULL from the calling function. */
 #define CHECK(env, call)                                                       \
@@ -635,6 +637,10 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
  * global state. */
 NAPI_MODULE_INIT() {
   napi_value fn;
+  if (!register_batch(env, exports)) {
+    throw_napi_failure(env);
+    return NULL;
+  }
   CHECK(env, napi_create_function(env, "setTimes", NAPI_AUTO_LENGTH, set_times, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "setTimes", fn));
   CHECK(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));

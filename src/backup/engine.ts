@@ -38,7 +38,8 @@ import {
   sparseDataBytes,
 } from './pax-layout.js';
 import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
-import { grewPast } from './file-read.js';
+import { FileCopier, describe, listDirectory, skipReason } from './file-source.js';
+import type { FileStat, ListedEntry } from './file-source.js';
 import type { FilePipe } from './pipe.js';
 import type { DumpdirEntry, PaxEntry, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
 import { decodeName, escapeName } from '../util/byte-name.js';
@@ -88,7 +89,7 @@ export interface BackedUpEntry {
   /** Relative to the root, '/'-separated; '.' is the root itself. */
   readonly path: string;
   readonly type: PaxType;
-  readonly stat: fs.BigIntStats;
+  readonly stat: FileStat;
   /** Node number (dir/node history): unique per backup, shared by hard links; the root is 2. */
   readonly node: bigint;
   /** Stream offset of the entry's first header byte (its fh_info); null: not in the stream. */
@@ -183,7 +184,7 @@ export class BackupEngine {
   private readonly links = new Map<string, string>();
   private rootDev = -1n;
   private rootIno = -1n;
-  private rootSt: fs.BigIntStats | null = null;
+  private rootSt: FileStat | null = null;
   private readonly foreignNodes = new Map<string, bigint>();
   /** FILES backups with dir/node history: directories (and names in them) already announced. */
   private readonly announced = new Set<string>();
@@ -291,7 +292,7 @@ export class BackupEngine {
   }
 
   /** The node number of a file: its inode on the root's file system, else one of our own. */
-  nodeOf(st: fs.BigIntStats): bigint {
+  nodeOf(st: FileStat): bigint {
     if (st.dev === this.rootDev) {
       if (st.ino === this.rootIno) return ROOT_NODE;
       if (st.ino !== ROOT_NODE && st.ino !== ALL_ONES) return st.ino;
@@ -374,22 +375,23 @@ export class BackupEngine {
     rel: string,
     at: ConfinedDir,
     name: string,
-    st: fs.BigIntStats,
+    st: FileStat,
     parent: bigint,
     depth = 0,
     whole = false,
+    xattrNames: XattrNames = null,
   ): Promise<void> {
     if (this.hooks.aborted()) throw new BackupAborted();
     const node = this.nodeOf(st);
     const start = this.offset;
     if (!st.isDirectory()) {
-      await this.emit(rel, at, name, st, node);
+      await this.emit(rel, at, name, st, node, xattrNames);
       this.done(depth, start);
       return;
     }
     const dir = name === '' ? at : this.openDir(rel, at, name, st);
     try {
-      await this.visitDir(rel, dir, at, name, st, node, parent, depth, whole);
+      await this.visitDir(rel, dir, at, name, st, node, parent, depth, whole, xattrNames);
     } finally {
       if (dir && dir !== at) dir.close();
     }
@@ -401,7 +403,7 @@ export class BackupEngine {
    * when it cannot be opened: it is backed up without its contents, as one
    * that cannot be listed.
    */
-  private openDir(rel: string, at: ConfinedDir, name: string, st: fs.BigIntStats): ConfinedDir | null {
+  private openDir(rel: string, at: ConfinedDir, name: string, st: FileStat): ConfinedDir | null {
     try {
       return at.openDir(name, st);
     } catch (e) {
@@ -420,11 +422,12 @@ export class BackupEngine {
     dir: ConfinedDir | null,
     at: ConfinedDir,
     name: string,
-    st: fs.BigIntStats,
+    st: FileStat,
     node: bigint,
     parent: bigint,
     depth: number,
     whole: boolean,
+    xattrNames: XattrNames,
   ): Promise<void> {
     const listing = dir ? this.list(rel, dir) : { children: [], others: [], listed: false };
     let children = listing.children;
@@ -453,12 +456,12 @@ export class BackupEngine {
       );
       if (told) await told;
     }
-    await this.emit(rel, at, name, st, node, dumpdir);
+    await this.emit(rel, at, name, st, node, xattrNames, dumpdir);
     const frame = { depth, left: children.length };
     this.walking.push(frame);
     for (const c of children) {
       frame.left--;
-      await this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole);
+      await this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
     }
     this.walking.pop();
   }
@@ -497,37 +500,36 @@ export class BackupEngine {
    * directory could not be read.
    */
   private list(rel: string, dir: ConfinedDir): Listing {
-    let names: string[];
+    let listed: ListedEntry[];
     try {
-      names = dir.list().sort();
+      // One call: every name with its lstat and, when they are backed up, its xattr names (file-source.ts).
+      listed = listDirectory(dir, this.wantXattrs || this.wantAcls);
     } catch (e) {
       this.warn(
         `${escapeName(rel)}: cannot list the directory (${describe(e)}); its contents are not backed up`,
       );
       return { children: [], others: [], listed: false };
     }
+    listed.sort(byName);
     const out: Child[] = [];
     const others: string[] = [];
-    for (const name of names) {
+    for (const { name, stat, xattrNames } of listed) {
       const childRel = rel === '.' ? name : `${rel}/${name}`;
       if (!this.excludes.empty && this.excludes.excludes(childRel, name)) {
         others.push(name);
         continue;
       }
-      let st: fs.BigIntStats;
-      try {
-        st = dir.lstat(name);
-      } catch (e) {
-        this.warn(`${escapeName(childRel)}: ${describe(e)}; skipped`);
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') others.push(name);
+      if (stat instanceof Error) {
+        this.warn(`${escapeName(childRel)}: ${describe(stat)}; skipped`);
+        if (stat.code !== 'ENOENT') others.push(name);
         continue;
       }
-      if (st.isSocket()) {
+      if (stat.isSocket()) {
         this.warn(`${escapeName(childRel)}: a socket; not backed up`);
         others.push(name);
         continue;
       }
-      out.push({ name, rel: childRel, st });
+      out.push({ name, rel: childRel, st: stat, xattrNames });
     }
     return { children: out, others, listed: true };
   }
@@ -568,8 +570,9 @@ export class BackupEngine {
     rel: string,
     at: ConfinedDir,
     name: string,
-    st: fs.BigIntStats,
+    st: FileStat,
     node: bigint,
+    xattrNames: XattrNames,
     dumpdir?: DumpdirEntry[],
   ): Promise<void> {
     const entry = this.describeEntry(rel, st);
@@ -605,7 +608,7 @@ export class BackupEngine {
       }
     }
     // A hard link's attributes are its first name's, stored with that one.
-    if (entry.type !== 'hardlink') this.captureAttributes(rel, at, name, entry);
+    if (entry.type !== 'hardlink') this.captureAttributes(rel, at, name, entry, xattrNames);
     let regions: readonly DataRegion[] | null = null;
     try {
       if (fd >= 0 && mayBeSparse(st)) {
@@ -695,7 +698,7 @@ export class BackupEngine {
     }
   }
 
-  private describeEntry(rel: string, st: fs.BigIntStats): PaxEntry {
+  private describeEntry(rel: string, st: FileStat): PaxEntry {
     const uid = Number(st.uid);
     const gid = Number(st.gid);
     const entry: PaxEntry = {
@@ -721,19 +724,29 @@ export class BackupEngine {
 
   /**
    * The entry's extended attributes and ACLs (SCHILY.xattr.*, SCHILY.acl.*),
-   * as the backup asks for them. One llistxattr per entry (none when both are
-   * off); an attribute that vanishes or cannot be read is a warning naming the
-   * file, which is backed up all the same. Other system.* attributes are the
-   * kernel's views of something else (or of the ACLs) and are not stored.
+   * as the backup asks for them. The names come with the directory's listing
+   * (file-source.ts; listed here only for the root and FILES paths), the
+   * values one lgetxattr each; none at all when both are off. An attribute
+   * that vanishes or cannot be read is a warning naming the file, which is
+   * backed up all the same. Other system.* attributes are the kernel's views
+   * of something else (or of the ACLs) and are not stored.
    */
-  private captureAttributes(rel: string, at: ConfinedDir, name: string, entry: PaxEntry): void {
+  private captureAttributes(
+    rel: string,
+    at: ConfinedDir,
+    name: string,
+    entry: PaxEntry,
+    listed: XattrNames,
+  ): void {
     if (!this.wantXattrs && !this.wantAcls) return;
+    if (listed !== null && !(listed instanceof Error) && listed.length === 0) return;
     // The root is the directory `at` itself: its /proc/self/fd/N is a link to it, to follow.
     const path = at.at(name);
     const follow = name === '';
     let names: Buffer[];
     try {
-      names = llistxattr(path, { followSymlinks: follow });
+      if (listed instanceof Error) throw listed;
+      names = listed ?? llistxattr(path, { followSymlinks: follow });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // No xattrs on this file system; or the file is gone, which its data read reports.
@@ -812,10 +825,9 @@ export class BackupEngine {
   }
 
   /**
-   * A file's data regions (a dense file's one) into the stream, each read
-   * where it lies; the stream holds exactly their lengths whatever happens to
-   * the file meanwhile (shrank: zeros, with a warning; grew: cut, with a
-   * warning).
+   * A file's data regions (a dense file's one) into the stream through the
+   * one copy loop (file-source.ts FileCopier): exactly their lengths whatever
+   * happens to the file meanwhile, then the padding.
    */
   private async copyRegions(
     rel: string,
@@ -823,45 +835,16 @@ export class BackupEngine {
     regions: readonly DataRegion[],
     realSize: bigint,
   ): Promise<void> {
-    let shrank = false;
-    let total = 0n;
-    for (const r of regions) {
-      let pos = r.offset;
-      let left = r.length;
-      total += r.length;
-      while (left > 0n) {
-        if (this.fill === this.buf.length) await this.flush();
-        const room = BigInt(this.buf.length - this.fill);
-        const want = Number(left < room ? left : room);
-        let got = 0;
-        if (!shrank) {
-          try {
-            got = fs.readSync(fd, this.buf, this.fill, want, pos);
-          } catch (e) {
-            this.warn(`${escapeName(rel)}: read failed (${describe(e)}); the rest is zeros in the backup`);
-            shrank = true;
-          }
-          if (got === 0 && !shrank) {
-            this.warn(`${escapeName(rel)}: shrank while being read; padded with zeros to its recorded size`);
-            shrank = true;
-          }
-        }
-        if (shrank) {
-          this.buf.fill(0, this.fill, this.fill + want);
-          got = want;
-        }
-        this.fill += got;
-        this.offset += BigInt(got);
-        pos += BigInt(got);
-        left -= BigInt(got);
-      }
+    const copier = new FileCopier(fd, regions, realSize);
+    while (!copier.done) {
+      if (this.fill === this.buf.length) await this.flush();
+      const n = copier.step(this.buf, this.fill, this.buf.length - this.fill);
+      this.fill += n;
+      this.offset += BigInt(n);
     }
-    if (!shrank) {
-      const probe = Buffer.allocUnsafe(1);
-      if (grewPast(fd, probe, realSize))
-        this.warn(`${escapeName(rel)}: changed while being read; backed up as first seen`);
-    }
-    await this.put(ZERO_BLOCK.subarray(0, paddingAfter(total)));
+    const trouble = copier.finish(rel);
+    if (trouble) this.warn(trouble);
+    await this.put(ZERO_BLOCK.subarray(0, paddingAfter(copier.total)));
   }
 
   /** Appends a few bytes (padding, the end marker: at most a few blocks). */
@@ -912,7 +895,16 @@ export class BackupEngine {
 interface Child {
   readonly name: string;
   readonly rel: string;
-  readonly st: fs.BigIntStats;
+  readonly st: FileStat;
+  readonly xattrNames: XattrNames;
+}
+
+/** Extended attribute names as the listing found them; null: not listed (ask the file). */
+type XattrNames = ListedEntry['xattrNames'];
+
+/** Names in the order the walk takes them (code units of the lossless strings, as ever). */
+function byName(a: ListedEntry, b: ListedEntry): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 interface Listing {
@@ -922,11 +914,11 @@ interface Listing {
 }
 
 /** Fewer 512-byte blocks allocated than the size needs: holes, maybe (or compression, or inline data). */
-function mayBeSparse(st: fs.BigIntStats): boolean {
+function mayBeSparse(st: FileStat): boolean {
   return st.isFile() && st.size > 0n && st.blocks * 512n < st.size;
 }
 
-function typeOf(st: fs.BigIntStats): PaxType {
+function typeOf(st: FileStat): PaxType {
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
   if (st.isFIFO()) return 'fifo';
@@ -957,29 +949,4 @@ export function normalizeRelative(p: string): string | null {
   const parts = pathComponents(p);
   if (parts === null) return null;
   return parts.length === 0 ? '.' : parts.join('/');
-}
-
-/**
- * Why a listed file is not read: a symbolic link or another file in its
- * place is the file having changed under the backup, never something to follow.
- */
-export function skipReason(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (e instanceof ConfineError || code === 'ELOOP' || code === 'ENOTDIR')
-    return 'changed while being backed up (not the file that was listed)';
-  return describe(e);
-}
-
-/** A file-system error as the DMA's log says it: vanished, permission denied, or its code. */
-export function describe(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  switch (err.code) {
-    case 'ENOENT':
-      return 'vanished';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    default:
-      return err.code ?? err.message;
-  }
 }

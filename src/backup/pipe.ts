@@ -30,22 +30,28 @@ import { CodedError } from '../util/coded-error.js';
 import { encodeName, isUtf8Name } from '../util/byte-name.js';
 
 /**
- * BYTES: stream bytes (+ history record); FILE: a file to open and stream;
- * HIST: a history record only; SPARSE: a file of which only the data regions
- * the walker mapped (they follow the record) are streamed.
+ * BYTES: stream bytes (+ history record); DIR: the directory the FILE and
+ * SPARSE items after it are in; FILE: a file to open and stream; HIST: a
+ * history record only; SPARSE: a file of which only the data regions the
+ * walker mapped (they follow the record) are streamed.
  */
-export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4, SPARSE: 5 } as const;
+export const PipeKind = { BYTES: 1, FILE: 2, END: 3, HIST: 4, SPARSE: 5, DIR: 6 } as const;
 
 /**
  * Item: kind u8, 3 pad, history record length u32, size lo u32, size hi u32,
  * header length u32, name length u32, path length u32, leaf length u32, the
- * directory's dev and ino u64, the file's dev and ino u64; then header, name
- * (relative, for messages), path (the directory holding the file, absolute),
- * leaf (the file's name in it), history record; for SPARSE the regions,
- * each its offset and length as u64 (the size field is the real size). The reader opens the
- * directory, checks it is the one the walker listed (dev, ino), and opens the
- * file in it by name, checked the same way (util/confine.ts): nothing swapped
- * in meanwhile is followed or read.
+ * directory's dev and ino u64, the file's dev and ino u64; then header, name,
+ * path, leaf, history record; for SPARSE the regions, each its offset and
+ * length as u64 (the size field is the real size).
+ *
+ * A DIR item names a directory once for the files that follow in it: path
+ * (absolute) and its (dev, ino); name is the prefix of its files' relative
+ * paths ('' at the root, else 'a/b/'). A FILE item then carries its leaf (the
+ * name in that directory), its own (dev, ino), and a name only when its
+ * relative path is not prefix + leaf. The reader opens the directory, checks
+ * it is the one the walker listed (dev, ino), and opens each file in it by
+ * name, checked the same way (util/confine.ts): nothing swapped in meanwhile
+ * is followed or read.
  */
 export const PIPE_HEADER = 64;
 export const P_DIR_DEV = 32;
@@ -92,6 +98,11 @@ export class FilePipe {
   private scratch = new Uint8Array(16 * 1024);
   private view = new DataView(this.scratch.buffer);
   private readonly enc = new TextEncoder();
+  /** The directory the last DIR item named (its path and identity), and its files' relative prefix. */
+  private dirPath = '';
+  private dirDev = -1n;
+  private dirIno = -1n;
+  private dirPrefix = '';
 
   /**
    * A name's exact bytes (docs/names.md) into the scratch at `at`; returns
@@ -153,7 +164,34 @@ export class FilePipe {
     regions: readonly { readonly offset: bigint; readonly length: bigint }[] | null = null,
   ): Promise<void> | void {
     const kind = regions ? PipeKind.SPARSE : PipeKind.FILE;
-    return this.put(kind, header, size, name, dir.path, record, leaf, dir, file, regions);
+    if (dir.path !== this.dirPath || dir.dev !== this.dirDev || dir.ino !== this.dirIno) {
+      this.dirPath = dir.path;
+      this.dirDev = dir.dev;
+      this.dirIno = dir.ino;
+      this.dirPrefix = name.endsWith(leaf) ? name.slice(0, name.length - leaf.length) : '';
+      const named = this.put(PipeKind.DIR, EMPTY, 0n, this.dirPrefix, dir.path, null, '', dir);
+      if (named)
+        return named.then(() => this.fileItem(kind, header, size, name, leaf, file, record, regions));
+    }
+    return this.fileItem(kind, header, size, name, leaf, file, record, regions);
+  }
+
+  private fileItem(
+    kind: number,
+    header: Uint8Array,
+    size: bigint,
+    name: string,
+    leaf: string,
+    file: FileId,
+    record: Uint8Array | null,
+    regions: readonly { readonly offset: bigint; readonly length: bigint }[] | null,
+  ): Promise<void> | void {
+    // The name only when the reader cannot make it from the directory's prefix and the leaf.
+    const named =
+      name.length === this.dirPrefix.length + leaf.length &&
+      name.endsWith(leaf) &&
+      name.startsWith(this.dirPrefix);
+    return this.put(kind, header, size, named ? '' : name, '', record, leaf, NO_ID, file, regions);
   }
 
   /** A history record with no stream bytes (a directory's names, dir/node model). */
@@ -216,6 +254,7 @@ export class FilePipe {
     let at = PIPE_HEADER;
     this.scratch.set(header, at);
     at += header.length;
+    // A DIR item's prefix may be '' (the root's files): lengths say what is there.
     const nameLen = name === '' ? 0 : this.putName(name, at);
     at += nameLen;
     const pathLen = path === '' ? 0 : this.putName(path, at);

@@ -1,23 +1,37 @@
 // The reader's side of a pipelined backup (see pipe.ts): takes the walker's
-// records in order and writes the stream into the mover's byte ring: headers
-// as they are, each file's recorded size read from its fd straight into the
+// items in order and writes the stream into the mover's byte ring: headers
+// as they are, each file's recorded size read from the file straight into the
 // ring's memory, zero padding to the next 512-byte block. Synchronous, on a
 // thread of its own, so it may block on the rings.
+//
+// Small files go in batches (file-source.ts ReadBatch, one native call for up
+// to BATCH_FILES of them): their headers are laid out in the ring with room
+// for each file's data after its header, then one call opens, checks, reads
+// and closes them all. A file that could not be opened (gone, or not the file
+// listed) is then taken out of the batch again, header, history and all, so
+// the stream is as if it had never been listed. Big and sparse files, and a
+// file that would not fit the ring's contiguous room, go piece by piece
+// through the one copy loop (FileCopier).
 //
 // A file that shrank is padded with zeros to its recorded size, one that grew
 // is cut at it, one whose read fails gets zeros for the rest: the stream
 // always holds exactly what its header says, so every later offset stays true.
-// A sparse file (SPARSE items) is read region by region, where each lies.
 
 import fs from 'node:fs';
-import { grewPast } from './file-read.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import { paddingAfter } from './pax-layout.js';
 import { RingProducer } from '../history/producer.js';
 import { OFF } from '../history/record.js';
-import { skipReason } from './engine.js';
-import { ConfinedDir, sameFile } from '../util/confine.js';
-import { decodeName, escapeName } from '../util/byte-name.js';
+import {
+  BATCH_FILE_MAX,
+  FileCopier,
+  ReadBatch,
+  ReadOutcome,
+  readWarning,
+  skipWarning,
+} from './file-source.js';
+import { ConfinedDir } from '../util/confine.js';
+import { decodeName } from '../util/byte-name.js';
 import {
   C_BYTES_AT,
   C_DONE,
@@ -46,6 +60,29 @@ class Stopped extends CodedError {
   readonly code = 'READER_STOPPED';
 }
 
+/** The directory DIR items name: where its files are, and their relative paths' prefix (messages). */
+interface DirItem {
+  readonly path: string;
+  readonly prefix: string;
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+/** What a batch holds, in stream order: header bytes, a file (header + data + padding), a history record. */
+interface Laid {
+  /** Offset in the region of its first byte, and of the byte after it (equal for a record alone). */
+  start: number;
+  end: number;
+  /** The ReadBatch index of a file, else -1. */
+  file: number;
+  name: string;
+  /** Its history record's bytes in `records` (length 0: none). */
+  recAt: number;
+  recLen: number;
+  /** The record only (HIST): no position to fill in. */
+  histOnly: boolean;
+}
+
 export class PipeReader {
   private readonly work: SpscRing;
   private readonly out: SpscRing;
@@ -54,16 +91,22 @@ export class PipeReader {
   private readonly abortFlag: Int32Array;
   /** The history ring's producer while this job runs (the walker wrote its HELLO before). */
   private readonly history: RingProducer | null;
-  private readonly probe = new Uint8Array(1);
   /** Part of the out ring reserved for us; `used` bytes of it written and not yet published. */
   private region: Uint8Array = new Uint8Array(0);
   private used = 0;
+  /** The directory of the files that follow (the last DIR item). */
+  private dirItem: DirItem | null = null;
   /**
-   * The directory the last file was opened in, opened again here and checked
-   * to be the one the walker listed: consecutive files of one directory share
-   * it (one open per directory visited, not per file).
+   * That directory, opened here and checked to be the one the walker listed;
+   * or why it could not be (its files are then skipped, each with the reason).
    */
-  private dir: ConfinedDir | null = null;
+  private dir: ConfinedDir | Error | null = null;
+
+  private readonly batch = new ReadBatch();
+  private readonly laid: Laid[] = [];
+  private laidCount = 0;
+  private records = new Uint8Array(64 * 1024);
+  private recordsLen = 0;
 
   constructor(
     job: PipeJob,
@@ -91,8 +134,7 @@ export class PipeReader {
           : ReaderStop.ERROR;
       Atomics.store(this.words, C_FAILED, why);
     } finally {
-      this.dir?.close();
-      this.dir = null;
+      this.closeDir();
       Atomics.store(this.words, C_DONE, 1);
       Atomics.notify(this.words, C_DONE);
     }
@@ -108,23 +150,24 @@ export class PipeReader {
   }
 
   private loop(): void {
-    const scratch = { rec: new Uint8Array(0) };
+    let rec = new Uint8Array(16 * 1024);
     for (;;) {
       if (this.stopped()) throw new Stopped();
       const len = this.work.nextRecordLength();
       if (len < 0) {
         // Nothing to do until the walker sends more: the mover gets what we have.
+        this.finishBatch();
         this.publish();
         if (this.work.ended) throw new Stopped();
         this.work.waitData(WAIT_MS);
         continue;
       }
-      if (scratch.rec.length < len) scratch.rec = new Uint8Array(Math.max(len, 16 * 1024));
-      this.work.readRecordInto(scratch.rec);
-      const rec = scratch.rec;
+      if (rec.length < len) rec = new Uint8Array(Math.max(len, 2 * rec.length));
+      this.work.readRecordInto(rec);
       const v = new DataView(rec.buffer, rec.byteOffset, len);
       const kind = v.getUint8(0);
       if (kind === PipeKind.END) {
+        this.finishBatch();
         this.publish();
         return;
       }
@@ -137,161 +180,229 @@ export class PipeReader {
       const nameAt = PIPE_HEADER + headerLen;
       const recAt = nameAt + nameLen + pathLen + leafLen;
       const record = recLen > 0 ? rec.subarray(recAt, recAt + recLen) : null;
-      if (kind === PipeKind.HIST) {
-        this.history?.write(record!);
-        continue;
-      }
-      // This entry's first header byte: its fh_info.
-      const at = this.position;
-      if (kind === PipeKind.BYTES) {
-        this.put(header);
-      } else {
-        const name = decodeName(rec, nameAt, nameAt + nameLen);
-        const pathAt = nameAt + nameLen;
-        const dirPath = decodeName(rec, pathAt, pathAt + pathLen);
-        const leaf = decodeName(rec, pathAt + pathLen, pathAt + pathLen + leafLen);
-        let fd: number;
-        try {
-          const dir = this.dirFor(dirPath, v.getBigUint64(P_DIR_DEV, true), v.getBigUint64(P_DIR_INO, true));
-          fd = dir.openFile(leaf, {
-            dev: v.getBigUint64(P_FILE_DEV, true),
-            ino: v.getBigUint64(P_FILE_INO, true),
-          });
-        } catch (e) {
-          // Gone, unreadable, or not the file the walker saw: left out, as if never listed.
-          Atomics.add(this.words, C_SKIPPED, 1);
-          this.note(`${escapeName(name)}: ${skipReason(e)}; skipped`);
+      switch (kind) {
+        case PipeKind.DIR: {
+          this.finishBatch();
+          this.closeDir();
+          this.dirItem = {
+            prefix: decodeName(rec, nameAt, nameAt + nameLen),
+            path: decodeName(rec, nameAt + nameLen, nameAt + nameLen + pathLen),
+            dev: v.getBigUint64(P_DIR_DEV, true),
+            ino: v.getBigUint64(P_DIR_INO, true),
+          };
           continue;
         }
-        const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
-        try {
-          this.put(header);
-          if (kind === PipeKind.SPARSE) {
-            const mapAt = recAt + recLen;
-            // Offsets stay bigints: a sparse file may be 8 EiB long, past a double's integers.
-            const regions: { offset: bigint; length: number }[] = [];
-            for (let m = mapAt; m + 16 <= len; m += 16)
-              regions.push({
-                offset: v.getBigUint64(m, true),
-                length: Number(v.getBigUint64(m + 8, true)),
-              });
-            const total = this.copyRegions(fd, regions, v.getBigUint64(8, true), name);
-            this.zeros(paddingAfter(BigInt(total)));
+        case PipeKind.HIST:
+          if (this.laidCount > 0) this.lay(this.used, this.used, -1, '', record, true);
+          else this.history?.write(record!);
+          continue;
+        case PipeKind.BYTES:
+          if (this.laidCount > 0 && this.fits(header.length)) {
+            this.region.set(header, this.used);
+            this.lay(this.used, this.used + header.length, -1, '', record, false);
+            this.used += header.length;
           } else {
-            this.copy(fd, size, name);
-            this.zeros(paddingAfter(BigInt(size)));
+            this.finishBatch();
+            const at = this.position;
+            this.put(header);
+            this.recordAt(record, at);
           }
-        } finally {
-          fs.closeSync(fd);
+          continue;
+      }
+      // FILE or SPARSE.
+      const leafAt = nameAt + nameLen + pathLen;
+      const leaf = decodeName(rec, leafAt, leafAt + leafLen);
+      const name = nameLen > 0 ? decodeName(rec, nameAt, nameAt + nameLen) : this.dirItem!.prefix + leaf;
+      const fileId = { dev: v.getBigUint64(P_FILE_DEV, true), ino: v.getBigUint64(P_FILE_INO, true) };
+      if (kind === PipeKind.FILE) {
+        const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
+        const need = headerLen + size + paddingAfter(BigInt(size));
+        if (size <= BATCH_FILE_MAX && this.roomFor(need)) {
+          const dir = this.openDir();
+          if (dir instanceof Error) {
+            this.skip(name, dir);
+            continue;
+          }
+          this.region.set(header, this.used);
+          const i = this.batch.add(leaf, fileId.dev, fileId.ino, size, this.used + headerLen);
+          this.lay(this.used, this.used + need, i, name, record, false);
+          this.used += need;
+          if (this.batch.full || this.used >= PUBLISH_BYTES) {
+            this.finishBatch();
+            if (this.used >= PUBLISH_BYTES) this.publish();
+          }
+          continue;
         }
       }
-      if (record && this.history) {
-        const rv = new DataView(record.buffer, record.byteOffset, record.length);
-        rv.setUint32(OFF.fhInfo, at % 2 ** 32, true);
-        rv.setUint32(OFF.fhInfo + 4, Math.floor(at / 2 ** 32), true);
-        this.history.write(record);
+      this.finishBatch();
+      const dir = this.openDir();
+      let fd: number;
+      try {
+        if (dir instanceof Error) throw dir;
+        fd = dir.openFile(leaf, fileId);
+      } catch (e) {
+        // Gone, unreadable, or not the file the walker saw: left out, as if never listed.
+        this.skip(name, e);
+        continue;
+      }
+      try {
+        const at = this.position;
+        this.put(header);
+        let regions: { offset: bigint; length: bigint }[];
+        if (kind === PipeKind.SPARSE) {
+          // Offsets stay bigints: a sparse file may be 8 EiB long, past a double's integers.
+          regions = [];
+          for (let m = recAt + recLen; m + 16 <= len; m += 16)
+            regions.push({ offset: v.getBigUint64(m, true), length: v.getBigUint64(m + 8, true) });
+        } else {
+          regions = [{ offset: 0n, length: v.getBigUint64(8, true) }];
+        }
+        const copier = new FileCopier(fd, regions, v.getBigUint64(8, true));
+        while (!copier.done) {
+          const room = this.room();
+          this.used += copier.step(this.region, this.used, room);
+        }
+        const trouble = copier.finish(name);
+        if (trouble) this.note(trouble);
+        this.zeros(paddingAfter(copier.total));
+        this.recordAt(record, at);
+      } finally {
+        fs.closeSync(fd);
       }
     }
   }
 
-  /** The directory `path` as the walker listed it ((dev, ino)), kept open for the files that follow in it. */
-  private dirFor(path: string, dev: bigint, ino: bigint): ConfinedDir {
-    const id = { dev, ino };
-    if (this.dir && this.dir.path === path && sameFile(this.dir, id)) return this.dir;
-    this.dir?.close();
-    this.dir = null;
-    this.dir = ConfinedDir.openVerified(path, id);
+  /** A file left out: counted, and said why. */
+  private skip(name: string, e: unknown): void {
+    Atomics.add(this.words, C_SKIPPED, 1);
+    this.note(skipWarning(name, e));
+  }
+
+  /** The current directory, opened on its first file and checked to be the one the walker listed. */
+  private openDir(): ConfinedDir | Error {
+    if (this.dir) return this.dir;
+    const d = this.dirItem!;
+    try {
+      this.dir = ConfinedDir.openVerified(d.path, { dev: d.dev, ino: d.ino });
+    } catch (e) {
+      this.dir = e as Error;
+    }
     return this.dir;
   }
 
-  /** Exactly `size` bytes of the file into the stream. */
-  private copy(fd: number, size: number, name: string): void {
-    let left = size;
-    let failed = false;
-    while (left > 0) {
-      if (failed) {
-        this.zeros(left);
-        return;
-      }
-      const room = this.room();
-      // One byte more than is left, when there is room: a file that grew says so without another read.
-      const want = Math.min(room, left + 1);
-      let got: number;
-      try {
-        got = fs.readSync(fd, this.region, this.used, want, null);
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        this.note(
-          `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
-        );
-        failed = true;
-        continue;
-      }
-      if (got === 0) {
-        this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
-        failed = true;
-        continue;
-      }
-      if (got > left) {
-        this.used += left;
-        this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
-        return;
-      }
-      this.used += got;
-      left -= got;
-    }
-    // Read to its recorded size with no room for the extra byte: ask once more.
-    if (size > 0 && !failed && grewPast(fd, this.probe, null))
-      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
+  private closeDir(): void {
+    if (this.dir instanceof ConfinedDir) this.dir.close();
+    this.dir = null;
+  }
+
+  /** Whether `need` more bytes fit the reserved region as it is. */
+  private fits(need: number): boolean {
+    return this.region.length - this.used >= need;
   }
 
   /**
-   * A sparse file's regions into the stream, each read where it lies (the
-   * stream holds exactly their lengths: zeros for what shrank away, a warning
-   * for a file that grew past its real size). Returns their total.
+   * Contiguous room for `need` bytes at `used` in the out ring, for a file of
+   * the batch: the batch so far is finished first when the region is short,
+   * and the mover waited for (up to PUBLISH_BYTES more free) when the ring is
+   * full. False when it cannot be contiguous (the ring wraps there): that file
+   * goes piece by piece.
    */
-  private copyRegions(
-    fd: number,
-    regions: readonly { offset: bigint; length: number }[],
-    realSize: bigint,
+  private roomFor(need: number): boolean {
+    if (this.fits(need)) return true;
+    this.finishBatch();
+    this.publish();
+    if (need > this.out.capacity) return false;
+    const want = Math.min(Math.max(need, PUBLISH_BYTES), this.out.capacity);
+    for (;;) {
+      if (this.stopped()) throw new Stopped();
+      this.region = this.out.reserve().first;
+      this.used = 0;
+      if (this.fits(need)) return true;
+      const free = this.out.free;
+      // The free space wraps at the ring's end: what is left before it cannot hold the file whole.
+      if (free >= want && this.region.length < free) return false;
+      this.out.waitSpace(WAIT_MS, want);
+    }
+  }
+
+  /** Notes an item of the batch in stream order, its history record copied (the work item's memory is reused). */
+  private lay(
+    start: number,
+    end: number,
+    file: number,
     name: string,
-  ): number {
-    let failed = false;
-    let total = 0;
-    for (const r of regions) {
-      total += r.length;
-      let pos = r.offset;
-      let left = r.length;
-      while (left > 0) {
-        if (failed) {
-          this.zeros(left);
-          break;
-        }
-        const want = Math.min(this.room(), left);
-        let got: number;
-        try {
-          got = fs.readSync(fd, this.region, this.used, want, pos);
-        } catch (e) {
-          const err = e as NodeJS.ErrnoException;
-          this.note(
-            `${escapeName(name)}: read failed (${err.code ?? err.message}); the rest is zeros in the backup`,
-          );
-          failed = true;
+    record: Uint8Array | null,
+    histOnly: boolean,
+  ): void {
+    let recAt = 0;
+    const recLen = record?.length ?? 0;
+    if (record) {
+      if (this.records.length - this.recordsLen < recLen) {
+        const grown = new Uint8Array(Math.max(2 * this.records.length, this.recordsLen + recLen));
+        grown.set(this.records.subarray(0, this.recordsLen));
+        this.records = grown;
+      }
+      recAt = this.recordsLen;
+      this.records.set(record, recAt);
+      this.recordsLen += recLen;
+    }
+    const l = this.laid[this.laidCount];
+    if (l) {
+      l.start = start;
+      l.end = end;
+      l.file = file;
+      l.name = name;
+      l.recAt = recAt;
+      l.recLen = recLen;
+      l.histOnly = histOnly;
+    } else this.laid.push({ start, end, file, name, recAt, recLen, histOnly });
+    this.laidCount++;
+  }
+
+  /**
+   * Reads the batch's files (one native call), then goes through what it
+   * laid out in order: a file that could not be opened is cut out (what
+   * follows moves down), every other item's history record gets its position.
+   */
+  private finishBatch(): void {
+    if (this.laidCount === 0) return;
+    if (this.batch.count > 0) this.batch.run(this.dir as ConfinedDir, this.region);
+    const base = this.bytes[0]!;
+    let cut = 0;
+    for (let k = 0; k < this.laidCount; k++) {
+      const l = this.laid[k]!;
+      if (l.file >= 0) {
+        const outcome = this.batch.outcome(l.file);
+        if (outcome === ReadOutcome.OPEN_FAILED || outcome === ReadOutcome.CHANGED) {
+          this.skip(l.name, this.batch.error(l.file));
+          cut += l.end - l.start;
           continue;
         }
-        if (got === 0) {
-          this.note(`${escapeName(name)}: shrank while being read; padded with zeros to its recorded size`);
-          failed = true;
-          continue;
-        }
-        this.used += got;
-        pos += BigInt(got);
-        left -= got;
+        const trouble = readWarning(
+          l.name,
+          outcome,
+          outcome === ReadOutcome.READ_FAILED ? this.batch.error(l.file) : undefined,
+        );
+        if (trouble) this.note(trouble);
+      }
+      if (cut > 0 && l.end > l.start) this.region.copyWithin(l.start - cut, l.start, l.end);
+      if (l.recLen > 0 && this.history) {
+        const record = this.records.subarray(l.recAt, l.recAt + l.recLen);
+        if (!l.histOnly) setFhInfo(record, base + l.start - cut);
+        this.history.write(record);
       }
     }
-    if (!failed && grewPast(fd, this.probe, realSize))
-      this.note(`${escapeName(name)}: changed while being read; backed up as first seen`);
-    return total;
+    this.used -= cut;
+    this.laidCount = 0;
+    this.recordsLen = 0;
+    this.batch.clear();
+  }
+
+  /** The entry's history record, its fh_info the stream offset `at` of its first header byte. */
+  private recordAt(record: Uint8Array | null, at: number): void {
+    if (!record || !this.history) return;
+    setFhInfo(record, at);
+    this.history.write(record);
   }
 
   private note(text: string): void {
@@ -347,4 +458,10 @@ export class PipeReader {
       left -= n;
     }
   }
+}
+
+function setFhInfo(record: Uint8Array, at: number): void {
+  const rv = new DataView(record.buffer, record.byteOffset, record.length);
+  rv.setUint32(OFF.fhInfo, at % 2 ** 32, true);
+  rv.setUint32(OFF.fhInfo + 4, Math.floor(at / 2 ** 32), true);
 }

@@ -84,6 +84,14 @@ function addon(): Binding {
 }
 
 /**
+ * The addon itself, typed by the caller: for the backup's batched calls
+ * (src/backup/file-source.ts, native/batch.c), whose typed face lives with them.
+ */
+export function nativeAddon<T>(): T {
+  return addon() as unknown as T;
+}
+
+/**
  * Sets a path's access and modification times exactly, to the nanosecond
  * (utimensat(2)). With `followSymlinks: false` a symlink's own times are set,
  * not its target's. Throws Node-style errors (`code`, `errno`, `syscall`, `path`).
