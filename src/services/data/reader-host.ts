@@ -1,7 +1,8 @@
 // The data thread's side of the reader thread that streams a LOCAL backup's
 // file data into the ring to the mover while the engine walks (backup/pipe.ts,
 // backup/reader-thread.ts). One per session: started by its first pipelined
-// backup, kept for the next, stopped when the session ends.
+// backup, kept for the next, stopped when the session ends (DataService.shutdown
+// in ./data-service.ts calls stop()).
 
 import { Worker } from 'node:worker_threads';
 import { C_DONE, C_FAILED, FilePipe, ReaderStop } from '../../backup/pipe.js';
