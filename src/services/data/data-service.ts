@@ -1,6 +1,9 @@
 // The NDMP data service of one session, run on its data thread (docs/protocol.md
-// §7.1, draft §3.5). This is its state machine and data connection; the
-// backup and recover engines that run in ACTIVE come with the backup work.
+// §7.1, draft §3.5): its state machine, its data connection, and the dispatch
+// of the operations that run in ACTIVE, each in its own module beside this
+// one: a backup (./backup-plan.ts, ./backup-operation.ts), a recover or a
+// history replay (./recover-plan.ts, ./recovery.ts). Which request each state
+// allows is ./state-rules.ts.
 //
 //   IDLE ─LISTEN─► LISTEN ─mover connects─► CONNECTED ─START_*─► ACTIVE
 //     └───CONNECT──────────────────────────► CONNECTED            │
@@ -10,32 +13,20 @@
 // connection and posts NOTIFY_DATA_HALTED, even after DATA_ABORT.
 
 import type net from 'node:net';
-import { Worker } from 'node:worker_threads';
-import { BackupEngine } from '../../backup/engine.js';
-import type { BackedUpEntry, ListedName } from '../../backup/engine.js';
-import { C_DONE, C_FAILED, FilePipe, ReaderStop, StreamBroken } from '../../backup/pipe.js';
-import type { FromReader, ToReader } from '../../backup/reader-thread.js';
+import type { BackupResult } from '../../backup/engine.js';
 import { HistoryControl, HistoryStatus, failureText } from '../../history/control.js';
 import type { HistoryChannel } from '../../history/control.js';
 import { LockstepProducer, RingProducer } from '../../history/producer.js';
 import type { HistoryProducer } from '../../history/producer.js';
-import { FLAG_NODE, HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
+import { HistoryModel, RecordWriter, historyModelOf } from '../../history/record.js';
 import { SpscRing } from '../../ring/spsc-ring.js';
-import { ConfineError, confineToExport } from '../../util/confine.js';
-import type { FileId } from '../../util/confine.js';
-import { escapeName } from '../../util/byte-name.js';
-import {
-  IncrementalError,
-  commitIncremental,
-  parseLevel,
-  planIncremental,
-} from '../../backup/incremental.js';
-import type { IncrementalPlan } from '../../backup/incremental.js';
 import { PaxFormatError } from '../../backup/pax-layout.js';
+import { BackupOperation, completedText, failedHalt, ringSink, socketSink } from './backup-operation.js';
+import { backupEnv, planBackup, planBackupLevel, setEnv } from './backup-plan.js';
+import { ReaderHost } from './reader-host.js';
 import { planRecover } from './recover-plan.js';
 import { HistoryReplay, Recovery, ringSource, socketSource } from './recovery.js';
 import type { RecoverHooks } from './recovery.js';
-import type { StreamSink } from '../../backup/engine.js';
 import {
   AddrType,
   DataHaltReason,
@@ -52,11 +43,6 @@ import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
-import { CodedError } from '../../util/coded-error.js';
-import { envFlag } from '../../util/env-flag.js';
-
-/** How long shutdown waits for a reader thread that is still starting (see STARTUP_BOUND_MS in worker-rpc.ts). */
-const READER_STARTUP_BOUND_MS = 60_000;
 
 export interface DataHooks {
   halted(reason: number, text: string): void;
@@ -81,18 +67,15 @@ export class DataService {
   private env: Pval[] = [];
   private server: net.Server | null = null;
   private socket: net.Socket | null = null;
-  private engine: BackupEngine | null = null;
+  /** The running (or last) backup. */
+  private backup: BackupOperation | null = null;
   /** The running (or last) recover or history replay. */
   private recovery: Recovery | HistoryReplay | null = null;
   /** LOCAL: the byte ring to this session's mover (backup: we produce into it). */
   private ring: SpscRing | null = null;
   private ringSab: SharedArrayBuffer | null = null;
-  /** LOCAL backups: the thread that reads files into the ring while this one walks (see backup/pipe.ts). */
-  private reader: Worker | null = null;
-  /** Settles once the reader thread has loaded its modules (or ended). */
-  private readerReady: Promise<unknown> = Promise.resolve();
-  /** The control block of the reader's current job (pipe.ts). */
-  private pipeControl: SharedArrayBuffer | null = null;
+  /** LOCAL backups: the thread that reads files into the ring while the engine walks (see backup/pipe.ts). */
+  private readonly reader: ReaderHost;
   /** The running backup, until it has halted. */
   private running: Promise<void> | null = null;
   private aborting = false;
@@ -115,6 +98,10 @@ export class DataService {
     this.abortFlag = new Int32Array(opts.abortFlag);
     this.words = new Int32Array(opts.stateWords);
     this.state = S.NDMP_DATA_STATE_IDLE;
+    this.reader = new ReaderHost(opts.abortFlag, {
+      warn: (text) => this.warn(text),
+      failed: (e) => this.hooks.log('error', 'reader thread failed', { err: e.message }),
+    });
   }
 
   /** The NDMP data state; every transition is stored where the dispatcher sees it. */
@@ -135,11 +122,11 @@ export class DataService {
 
   getState(): DataState {
     const bytesProcessed =
-      this.engine?.bytesProcessed ?? this.recovery?.bytesProcessed ?? this.bytesProcessed;
+      this.backup?.bytesProcessed ?? this.recovery?.bytesProcessed ?? this.bytesProcessed;
     // Estimates only while a backup runs and has one; otherwise say so rather
     // than send zeros that look like facts.
     const remain =
-      this.state === S.NDMP_DATA_STATE_ACTIVE ? (this.engine?.estimateRemaining() ?? null) : null;
+      this.state === S.NDMP_DATA_STATE_ACTIVE ? (this.backup?.estimateRemaining() ?? null) : null;
     const elapsed = (performance.now() - this.startedAt) / 1000;
     const rate = elapsed > 0.5 ? Number(bytesProcessed) / elapsed : 0;
     return {
@@ -206,28 +193,23 @@ export class DataService {
 
   /**
    * DATA_START_BACKUP (docs/protocol.md §9.1): checks the request against the
-   * environment, answers, and runs the backup; its end is NOTIFY_DATA_HALTED.
+   * environment (./backup-plan.ts), answers, and runs the backup
+   * (./backup-operation.ts); its end is NOTIFY_DATA_HALTED.
    */
   startBackup(butypeName: string, env: Pval[], channel: HistoryChannel | null): void {
     this.admit(M.DATA_START_BACKUP);
     if (butypeName !== 'tar')
       throw NdmpError.illegalArgs(`backup type ${JSON.stringify(butypeName)}: only tar is offered`);
-    const plan = this.planBackup(env);
+    const plan = planBackup(env, this.opts.exports, (p) =>
+      this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value }),
+    );
     if (plan.model !== HistoryModel.NONE && !channel)
       throw NdmpError.illegalArgs('file history is not available on this server; back up with HIST=n');
-    const incremental = this.planIncremental(env, plan.root);
+    const incremental = planBackupLevel(env, plan.root, this.opts.stateDir);
     const aborted = (): boolean => this.aborting || Atomics.load(this.abortFlag, 0) !== 0;
     const sink = this.socket ? socketSink(this.socket) : this.ring ? ringSink(this.ring, aborted) : null;
     if (!sink) throw NdmpError.illegalState('no data connection');
-    // The DMA's environment, in its order, plus what the server decided (§9.1).
-    this.env = [...env];
-    if (!env.some((p) => p.name === 'PATHNAME_SEPARATOR'))
-      this.env.push({ name: 'PATHNAME_SEPARATOR', value: '/' });
-    if (!env.some((p) => p.name === 'TYPE')) this.env.push({ name: 'TYPE', value: 'tar' });
-    // Every entry's history carries its header offset: the DMA may recover it
-    // directly. Saved with the backup's environment, DIRECT=y comes back at
-    // recover time (ndmjob -J does that), which is what enables DAR there.
-    if (!env.some((p) => p.name === 'DIRECT')) this.env.push({ name: 'DIRECT', value: 'y' });
+    this.env = backupEnv(env);
     this.state = S.NDMP_DATA_STATE_ACTIVE;
     this.operation = DataOperation.NDMP_DATA_OP_BACKUP;
     this.aborting = false;
@@ -235,97 +217,53 @@ export class DataService {
     this.startedAt = performance.now();
     const history = this.startHistory(plan.model, channel);
     this.history = history;
-    const writer = new RecordWriter();
-    // LOCAL backups stream through a reader thread (backup/pipe.ts), which then
-    // also appends the history; lockstep history stays on this thread, like the classic servers.
-    const pipe =
-      this.ringSab && channel?.mode !== 'lockstep'
-        ? this.startReader(this.ringSab, history ? channel : null)
-        : null;
-    const tooLong = (name: string): void =>
-      this.hooks.log('warn', 'name too long for file history; left out of it', { name });
-    /** A directory's names: into the history ring, or through the reader to keep their order. */
-    const dirent = (rec: Uint8Array | null, name: string): void | Promise<void> => {
-      if (!rec) tooLong(name);
-      else if (pipe) return pipe.history(rec);
-      else history!.write(rec);
-    };
-    const entryRecord = (e: BackedUpEntry): Uint8Array | null => {
-      const rec = writer.entry(e.path, e.stat, e.node, e.headerOffset, e.type === 'hardlink' ? 0 : FLAG_NODE);
-      if (!rec) tooLong(e.path);
-      return rec;
-    };
-    const engine = new BackupEngine(
-      incremental ? { ...plan, incremental } : plan,
-      sink,
+    const backup = new BackupOperation(
       {
-        aborted: () => aborted() || (history !== null && history.failure() !== 0),
-        warn: (text) => {
-          this.hooks.log('warn', text);
-          this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
-        },
-        ...(history &&
-          (pipe
-            ? { record: entryRecord }
-            : {
-                entry: (e: BackedUpEntry) => {
-                  const rec = entryRecord(e);
-                  if (rec) history.write(rec);
-                },
-              })),
-        ...(history &&
-          plan.model === HistoryModel.DIRNODE && {
-            directory: async (node: bigint, parent: bigint, names: readonly ListedName[], dots: boolean) => {
-              if (dots) {
-                await dirent(writer.dirent('.', node, node), '.');
-                await dirent(writer.dirent('..', parent, node), '..');
-              }
-              for (const n of names) await dirent(writer.dirent(n.name, n.node, node), n.name);
-            },
-          }),
+        plan,
+        incremental,
+        stateDir: this.opts.stateDir,
+        sink,
+        ring: this.ringSab,
+        reader: this.reader,
+        history,
+        channel,
       },
-      pipe,
+      {
+        aborted,
+        warn: (text) => this.warn(text),
+        log: (level, msg, fields) => this.hooks.log(level, msg, fields),
+      },
     );
-    this.engine = engine;
-    if (incremental?.warning) {
-      this.hooks.log('warn', incremental.warning);
-      this.hooks.logMessage(LogType.NDMP_LOG_WARNING, incremental.warning);
-    }
-    this.hooks.log('info', 'backup started', {
-      root: plan.root,
-      level: incremental?.level ?? 0,
-      since: incremental?.since != null ? String(incremental.since) : undefined,
-      files: plan.files,
-      excludes: plan.excludes,
-      history: ['none', 'path', 'dir/node'][plan.model],
-      historyMode: channel?.mode,
-    });
-    this.running = engine
-      .run()
-      .then(async (r) => {
-        this.bytesProcessed = engine.bytesProcessed;
-        // Aborted: abort() has halted already.
-        if (history ? !(await this.historyDelivered(history, channel!, r.aborted)) : r.aborted) return;
-        if (incremental) this.recordBackup(incremental, engine);
-        const what = `${r.entries} entries, ${r.bytes} bytes`;
-        this.halt(
-          DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL,
-          r.warnings === 0
-            ? `backup completed: ${what}`
-            : `backup completed with warnings (${r.warnings}): ${what}`,
-        );
+    this.backup = backup;
+    this.running = this.backUp(backup, history, channel)
+      .then((text) => {
+        // Null: abort() or a history failure has halted already.
+        if (text !== null) this.halt(DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL, text);
       })
       .catch((e: unknown) => {
-        this.bytesProcessed = engine.bytesProcessed;
-        const err = e as NodeJS.ErrnoException;
-        // A failed write to the data connection is the mover's side going away.
-        const reason =
-          err instanceof SinkError || err instanceof StreamBroken
-            ? DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR
-            : DataHaltReason.NDMP_DATA_HALT_INTERNAL_ERROR;
-        this.hooks.logMessage(LogType.NDMP_LOG_ERROR, `backup failed: ${err.message}`);
-        this.halt(reason, `backup failed: ${err.message}`);
+        const { reason, text } = failedHalt(e);
+        this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
+        this.halt(reason, text);
       });
+  }
+
+  /** Runs a backup; resolves with its halt text, or null when it was aborted or its history did not deliver. */
+  private async backUp(
+    backup: BackupOperation,
+    history: HistoryProducer | null,
+    channel: HistoryChannel | null,
+  ): Promise<string | null> {
+    let r: BackupResult;
+    try {
+      r = await backup.run();
+    } finally {
+      this.bytesProcessed = backup.bytesProcessed;
+    }
+    // Aborted: abort() has halted already.
+    if (history ? !(await this.historyDelivered(history, channel!, r.aborted)) : r.aborted) return null;
+    // A completed backup goes into the dumpdates; DATA_GET_ENV then says DUMP_DATE.
+    setEnv(this.env, backup.record());
+    return completedText(r);
   }
 
   /**
@@ -383,10 +321,7 @@ export class DataService {
         this.hooks.dataRead(offset, length);
       },
       logFile: (name, status) => this.hooks.logFile(name, status),
-      warn: (text) => {
-        this.hooks.log('warn', text);
-        this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
-      },
+      warn: (text) => this.warn(text),
     };
     const history = fileHistory ? this.startHistory(model, channel) : null;
     this.history = history;
@@ -466,42 +401,6 @@ export class DataService {
     return true;
   }
 
-  /** Hands a pipelined backup to the reader thread (started on first use). */
-  private startReader(out: SharedArrayBuffer, history: HistoryChannel | null): FilePipe {
-    if (!this.reader) {
-      const reader = new Worker(new URL('../../backup/reader-thread.js', import.meta.url));
-      this.readerReady = new Promise((r) => {
-        reader.on('message', (m: FromReader) => 'ready' in m && r(undefined));
-        reader.once('exit', r);
-      });
-      reader.on('message', (m: FromReader) => {
-        if ('warn' in m) {
-          this.hooks.log('warn', m.warn);
-          this.hooks.logMessage(LogType.NDMP_LOG_WARNING, m.warn);
-        }
-      });
-      reader.on('error', (e) => this.hooks.log('error', 'reader thread failed', { err: e.message }));
-      reader.on('exit', () => {
-        if (this.reader === reader) this.reader = null;
-        // A backup it was streaming must not wait for it for ever: its walker sees it failed.
-        if (this.pipeControl) {
-          const words = new Int32Array(this.pipeControl);
-          if (Atomics.load(words, C_DONE) === 0) {
-            Atomics.store(words, C_FAILED, ReaderStop.ERROR);
-            Atomics.store(words, C_DONE, 1);
-            Atomics.notify(words, C_DONE);
-          }
-        }
-      });
-      this.reader = reader;
-    }
-    const { work, control } = FilePipe.allocate();
-    const job = { work, out, control, abortFlag: this.opts.abortFlag, history };
-    this.pipeControl = control;
-    this.reader.postMessage({ job } satisfies ToReader);
-    return new FilePipe(job);
-  }
-
   private startHistory(model: HistoryModel, channel: HistoryChannel | null): HistoryProducer | null {
     if (model === HistoryModel.NONE || !channel) return null;
     const producer =
@@ -518,110 +417,6 @@ export class DataService {
     const text = `backup stopped: ${failureText(reason, channel.stallTimeoutMs, detail)}`;
     this.hooks.logMessage(LogType.NDMP_LOG_ERROR, text);
     this.halt(DataHaltReason.NDMP_DATA_HALT_CONNECT_ERROR, text);
-  }
-
-  /** The backup the environment asks for, or ILLEGAL_ARGS naming what is wrong. */
-  private planBackup(env: Pval[]): {
-    root: string;
-    rootId: FileId;
-    files: string[];
-    excludes: string[];
-    model: HistoryModel;
-    xattrs: boolean;
-    acls: boolean;
-  } {
-    const all = (name: string) => env.filter((p) => p.name === name).map((p) => p.value);
-    const one = (name: string) => all(name)[0];
-    const fsName = one('FILESYSTEM') ?? one('PREFIX');
-    if (!fsName) throw NdmpError.illegalArgs('FILESYSTEM is not set: name the directory to back up');
-    // Inside an export, and no symbolic link followed below its root (util/confine.ts).
-    let root: string;
-    let rootId: FileId;
-    try {
-      const c = confineToExport(fsName, this.opts.exports, { what: 'FILESYSTEM', directory: true });
-      root = c.path;
-      rootId = c.stat;
-    } catch (e) {
-      if (e instanceof ConfineError) throw NdmpError.illegalArgs(e.message);
-      throw NdmpError.illegalArgs(`FILESYSTEM ${escapeName(fsName)}: ${(e as Error).message}`);
-    }
-    const model = historyModelOf(env);
-    if (model === null) {
-      throw NdmpError.illegalArgs(
-        `HIST=${one('HIST')}: say y (the server's choice), f (paths), d (directories and nodes) or n (none)`,
-      );
-    }
-    const known = new Set([
-      'BASE_DATE',
-      'DIRECT',
-      'FILESYSTEM',
-      'PREFIX',
-      'HIST',
-      'TYPE',
-      'LEVEL',
-      'EXCLUDE',
-      'FILES',
-      'UPDATE',
-      'USER',
-      'XATTRS',
-      'ACLS',
-    ]);
-    for (const p of env) {
-      if (!known.has(p.name))
-        this.hooks.log('info', 'environment variable ignored', { name: p.name, value: p.value });
-    }
-    // Extended attributes and ACLs are backed up unless these say n (docs/metadata.md).
-    const flag = (name: string): boolean => {
-      const v = one(name);
-      const f = envFlag(v);
-      if (v !== undefined && f === null)
-        throw NdmpError.illegalArgs(`${name}=${v}: say y (the default: back them up) or n (leave them out)`);
-      return f ?? true;
-    };
-    const xattrs = flag('XATTRS');
-    const acls = flag('ACLS');
-    return { root, rootId, files: all('FILES'), excludes: all('EXCLUDE'), model, xattrs, acls };
-  }
-
-  /**
-   * LEVEL / BASE_DATE / UPDATE (docs/protocol.md §9.3): the incremental this
-   * backup is, against the dumpdates in the state dir. Null without a state
-   * dir (then only full backups, not recorded).
-   */
-  private planIncremental(env: Pval[], root: string): IncrementalPlan | null {
-    const stateDir = this.opts.stateDir;
-    try {
-      if (!stateDir) {
-        if (
-          parseLevel(env.find((p) => p.name === 'LEVEL')?.value) !== 0 ||
-          env.some((p) => p.name === 'BASE_DATE')
-        )
-          throw new IncrementalError('incremental backups need a state dir; this server has none');
-        return null;
-      }
-      // Full backups are recorded too (UPDATE defaults to y): they are the base of the next level 1.
-      return planIncremental(env, root, stateDir);
-    } catch (e) {
-      if (e instanceof IncrementalError) throw NdmpError.illegalArgs(e.message);
-      throw e;
-    }
-  }
-
-  /** A completed backup goes into the dumpdates; DATA_GET_ENV then says DUMP_DATE. */
-  private recordBackup(plan: IncrementalPlan, engine: BackupEngine): void {
-    const snapshot = engine.snapshot();
-    if (!snapshot) return;
-    try {
-      for (const p of commitIncremental(plan, snapshot, this.opts.stateDir!)) {
-        const i = this.env.findIndex((q) => q.name === p.name);
-        if (i >= 0) this.env.splice(i, 1);
-        this.env.push(p);
-      }
-    } catch (e) {
-      const text = `the backup completed but was not recorded for incrementals: ${(e as Error).message}`;
-      this.hooks.log('warn', text);
-      this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
-    }
   }
 
   /** LOCAL connection to this session's mover through a shared byte ring (docs/protocol.md §7.6). */
@@ -664,7 +459,7 @@ export class DataService {
     this.readOffset = 0n;
     this.readLength = 0n;
     this.env = [];
-    this.engine = null;
+    this.backup = null;
     this.recovery = null;
   }
 
@@ -684,15 +479,7 @@ export class DataService {
     this.dropConnection();
     // A running backup stops at its next record (its reader closes the files it holds); then the reader goes.
     if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, 2000))]);
-    // Stopped while loading its modules, a thread leaks descriptors (worker-rpc.ts, STARTUP_BOUND_MS).
-    let startup: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.readerReady,
-      new Promise((r) => (startup = setTimeout(r, READER_STARTUP_BOUND_MS))),
-    ]);
-    clearTimeout(startup);
-    await this.reader?.terminate();
-    this.reader = null;
+    await this.reader.stop();
   }
 
   private onAccept(sock: net.Socket): void {
@@ -725,6 +512,12 @@ export class DataService {
       }
     });
     sock.resume();
+  }
+
+  /** A warning of the running operation: to the log, and to the DMA as LOG_MESSAGE. */
+  private warn(text: string): void {
+    this.hooks.log('warn', text);
+    this.hooks.logMessage(LogType.NDMP_LOG_WARNING, text);
   }
 
   private halt(reason: number, text: string): void {
@@ -762,61 +555,6 @@ export class DataService {
     this.ring = null;
     this.ringSab = null;
   }
-}
-
-/** The data connection failed while the backup wrote to it. */
-class SinkError extends CodedError {
-  readonly code = 'DATA_CONNECTION_FAILED';
-}
-
-/** The stream onto a TCP data connection: one write in flight; its callback frees the buffer. */
-function socketSink(sock: net.Socket): StreamSink {
-  return {
-    write: (chunk) =>
-      new Promise<void>((resolve, reject) => {
-        if (sock.destroyed) {
-          reject(new SinkError('the data connection is closed'));
-          return;
-        }
-        sock.write(chunk, (err) => (err ? reject(new SinkError(err.message)) : resolve()));
-      }),
-    end: () => new Promise<void>((resolve) => sock.end(() => resolve())),
-  };
-}
-
-/** Slices of a buffer put into the ring between two looks at the abort flag: about a tape record. */
-const RING_SLICE = 16 * 1024;
-
-/**
- * The stream into the byte ring to this session's mover; waits for space
- * without blocking the thread. A DATA_ABORT stops it within one slice.
- */
-function ringSink(ring: SpscRing, aborted: () => boolean): StreamSink {
-  return {
-    write: async (chunk) => {
-      for (let off = 0; off < chunk.length;) {
-        if (ring.aborted) throw new SinkError('the mover closed the data connection');
-        if (aborted()) return;
-        const n = ring.writeSome(chunk.subarray(off, off + RING_SLICE));
-        off += n;
-        if (off < chunk.length && n === 0) await ring.waitSpaceAsync(1000);
-      }
-    },
-    end: async () => {
-      ring.close();
-      // Done once the mover has taken everything (or gone away). A LOCAL backup's
-      // reader thread, not this one, wrote the ring: this side's producer view is
-      // stale, so waitSpaceAsync may return at once. A timer between looks keeps
-      // the thread's event loop turning (DATA_GET_STATE and DATA_ABORT answered)
-      // while a paused mover (end of tape) waits for its next tape.
-      while (ring.used > 0 && !ring.aborted) {
-        await ring.waitSpaceAsync(1000, ring.capacity);
-        if (ring.used > 0) await new Promise((r) => setTimeout(r, 20));
-      }
-      // Bytes left in the ring never reached the tape: the backup is not whole.
-      if (ring.aborted && ring.used > 0) throw new SinkError('the mover closed the data connection');
-    },
-  };
 }
 
 function haltName(r: number): string {

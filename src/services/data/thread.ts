@@ -1,6 +1,6 @@
 // Entry point of a session's data thread (a worker thread): the data service's
-// state machine and its data connection live here, and so will the backup and
-// recover engines, so the stream never crosses the main thread.
+// state machine and its data connection live here (./data-service.ts), and the
+// backup and recover engines it runs, so the stream never crosses the main thread.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { serveRequests, workerLog } from '../worker-rpc.js';
