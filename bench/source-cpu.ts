@@ -6,12 +6,29 @@
 //
 //   node dist/bench/source-cpu.js [--runs N] [--xattrs n] DIR
 
+import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { BackupEngine } from '../src/backup/engine.js';
 import { FilePipe } from '../src/backup/pipe.js';
 import { SpscRing } from '../src/ring/spsc-ring.js';
+
+/** CPU ms of each thread of this process (utime + stime from /proc, in clock ticks of 10 ms). */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${tid} ${comm}`, (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return out;
+}
 
 async function once(
   root: string,
@@ -33,6 +50,7 @@ async function once(
         else await ring.waitDataAsync(20);
       }
     })();
+    const t0s = threadCpu();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const r = await new BackupEngine(
@@ -43,6 +61,12 @@ async function once(
     ).run();
     await drain;
     const c = process.cpuUsage(c0);
+    const busy: string[] = [];
+    for (const [k, v] of threadCpu()) {
+      const d = v - (t0s.get(k) ?? 0);
+      if (d >= 30) busy.push(`${k.split(' ').slice(1).join(' ')} ${d} ms`);
+    }
+    console.log(`  threads: ${busy.join(', ')}`);
     return {
       wallMs: performance.now() - t0,
       cpuMs: (c.user + c.system) / 1000,

@@ -279,13 +279,14 @@ static napi_value list_directory(napi_env env, napi_callback_info info) {
   return ab;
 }
 
-/* Reads up to `len` bytes at the file's current offset into p; returns the
- * count (less than len: end of file, or a read error, whose errno is then in
- * *err; 0 otherwise). */
-static size_t read_full(int fd, uint8_t *p, size_t len, int *err) {
+/* Reads from the file's current offset into p until `enough` bytes are in
+ * (asking for up to `len`, which may be one more, to see a file that grew),
+ * or the end of the file, or a read error, whose errno is then in *err (0
+ * otherwise). Returns the count. A file of the size recorded takes one read. */
+static size_t read_some(int fd, uint8_t *p, size_t enough, size_t len, int *err) {
   size_t got = 0;
   *err = 0;
-  while (got < len) {
+  while (got < enough) {
     ssize_t n = read(fd, p + got, len - got);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -370,7 +371,7 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
      * that grew says so without another system call. */
     size_t ask = pad > 0 ? size + 1 : size;
     int err;
-    size_t got = read_full(fd, p, ask, &err);
+    size_t got = read_some(fd, p, size, ask, &err);
     int outcome = OUT_OK;
     if (err != 0 && got < size) {
       s[R_ERRNO].d = err;

@@ -202,6 +202,8 @@ export class FilePipe {
   /** No more: resolves once the reader has put everything into the stream. */
   async end(): Promise<void> {
     await this.put(PipeKind.END, EMPTY, 0n, '', '', null);
+    // Closing wakes the reader at once, however little work is left (it sleeps until WORK_WAKE_BYTES come).
+    this.ring.close();
     await this.readerDone();
     const broken = this.broken();
     if (broken) throw broken;

@@ -55,6 +55,13 @@ const ZEROS = new Uint8Array(64 * 1024);
 const PUBLISH_BYTES = 256 * 1024;
 /** How long one wait for ring space or work lasts before the stop flags are looked at again. */
 const WAIT_MS = 50;
+/**
+ * An idle reader sleeps until this much work has come (or the walker ended
+ * the work ring, or WAIT_MS passed): woken for every item, the two threads
+ * spent more time in futex calls than on a small file, and a batch of one
+ * file is no batch.
+ */
+const WORK_WAKE_BYTES = 64 * 1024;
 
 class Stopped extends CodedError {
   readonly code = 'READER_STOPPED';
@@ -159,7 +166,7 @@ export class PipeReader {
         this.finishBatch();
         this.publish();
         if (this.work.ended) throw new Stopped();
-        this.work.waitData(WAIT_MS);
+        this.work.waitData(WAIT_MS, Math.min(WORK_WAKE_BYTES, this.work.capacity >>> 2));
         continue;
       }
       if (rec.length < len) rec = new Uint8Array(Math.max(len, 2 * rec.length));
