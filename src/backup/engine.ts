@@ -38,10 +38,10 @@ import {
   sparseDataBytes,
 } from './pax-layout.js';
 import { dumpdirValueLength, encodeHeaderInto, headerBytes } from './pax-encoder.js';
-import { FileCopier, describe, listDirectory, skipReason } from './file-source.js';
+import { FileCopier, describe, idsOf, listDirectory, skipReason, timeOfNs, timesOf } from './file-source.js';
 import type { FileStat, ListedEntry } from './file-source.js';
 import type { FilePipe } from './pipe.js';
-import type { DumpdirEntry, PaxEntry, PaxTime, PaxType, PaxXattr } from './pax-layout.js';
+import type { DumpdirEntry, PaxEntry, PaxType, PaxXattr } from './pax-layout.js';
 import { decodeName, escapeName } from '../util/byte-name.js';
 import { CodedError } from '../util/coded-error.js';
 import { dataRegions, lgetxattr, llistxattr } from '../util/native-fs.js';
@@ -699,19 +699,19 @@ export class BackupEngine {
   }
 
   private describeEntry(rel: string, st: FileStat): PaxEntry {
-    const uid = Number(st.uid);
-    const gid = Number(st.gid);
+    const { mode, uid, gid } = idsOf(st);
+    const { mtime, atime } = timesOf(st);
     const entry: PaxEntry = {
       path: rel,
       type: typeOf(st),
       size: st.isFile() ? st.size : 0n,
-      mode: Number(st.mode & 0o7777n),
+      mode,
       uid,
       gid,
       uname: this.owners.user(uid),
       gname: this.owners.group(gid),
-      mtime: timeOfNs(st.mtimeNs),
-      atime: timeOfNs(st.atimeNs),
+      mtime,
+      atime,
     };
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       const rdev = st.rdev;
@@ -927,22 +927,7 @@ function typeOf(st: FileStat): PaxType {
   return 'file';
 }
 
-/**
- * A time in ns since the epoch as pax keeps it: whole seconds rounded down, so
- * `nsec` is never negative. Before 1970 BigInt division rounds toward zero
- * (-1.5 s would read -1 s and -5e8 ns), which the pax writer rightly refuses.
- */
-export function timeOfNs(ns: bigint): PaxTime {
-  let sec = ns / NS_PER_S;
-  let nsec = ns % NS_PER_S;
-  if (nsec < 0n) {
-    sec -= 1n;
-    nsec += NS_PER_S;
-  }
-  return { sec, nsec: Number(nsec) };
-}
-
-const NS_PER_S = 1_000_000_000n;
+export { timeOfNs };
 
 /** A FILES entry as a clean relative path, or null if it would leave the root. */
 export function normalizeRelative(p: string): string | null {

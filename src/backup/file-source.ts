@@ -69,35 +69,56 @@ const S_IFSOCK = 0o140000;
 const NS_PER_S = 1_000_000_000n;
 const NS_PER_MS = 1_000_000n;
 
-/** An lstat from a directory listing: the fields of fs.BigIntStats a backup uses, exact (64-bit) where they need to be. */
+/**
+ * An lstat from a directory listing: the fields of fs.BigIntStats a backup
+ * uses, exact (64-bit) where they need to be. The small numbers and the times'
+ * parts are kept as the listing gave them (the walk reads them per entry: see
+ * timeOf, modeOf); the BigIntStats forms are made when asked for.
+ */
 export class ListedStat implements FileStat {
-  readonly mode: bigint;
-  readonly nlink: bigint;
-  readonly uid: bigint;
-  readonly gid: bigint;
   private readonly fmt: number;
 
   constructor(
     readonly dev: bigint,
     readonly ino: bigint,
-    mode: number,
-    nlink: number,
-    uid: number,
-    gid: number,
+    readonly modeNumber: number,
+    readonly nlinkNumber: number,
+    readonly uidNumber: number,
+    readonly gidNumber: number,
     readonly rdev: bigint,
     readonly size: bigint,
     readonly blocks: bigint,
-    readonly atimeNs: bigint,
-    readonly mtimeNs: bigint,
-    readonly ctimeNs: bigint,
+    readonly atimeSec: bigint,
+    readonly atimeNsec: number,
+    readonly mtimeSec: bigint,
+    readonly mtimeNsec: number,
+    readonly ctimeSec: bigint,
+    readonly ctimeNsec: number,
   ) {
-    this.fmt = mode & S_IFMT;
-    this.mode = BigInt(mode);
-    this.nlink = BigInt(nlink);
-    this.uid = BigInt(uid);
-    this.gid = BigInt(gid);
+    this.fmt = modeNumber & S_IFMT;
   }
 
+  get mode(): bigint {
+    return BigInt(this.modeNumber);
+  }
+  get nlink(): bigint {
+    return BigInt(this.nlinkNumber);
+  }
+  get uid(): bigint {
+    return BigInt(this.uidNumber);
+  }
+  get gid(): bigint {
+    return BigInt(this.gidNumber);
+  }
+  get atimeNs(): bigint {
+    return this.atimeSec * NS_PER_S + BigInt(this.atimeNsec);
+  }
+  get mtimeNs(): bigint {
+    return this.mtimeSec * NS_PER_S + BigInt(this.mtimeNsec);
+  }
+  get ctimeNs(): bigint {
+    return this.ctimeSec * NS_PER_S + BigInt(this.ctimeNsec);
+  }
   get atimeMs(): bigint {
     return floorDiv(this.atimeNs, NS_PER_MS);
   }
@@ -128,6 +149,43 @@ export class ListedStat implements FileStat {
   isSocket(): boolean {
     return this.fmt === S_IFSOCK;
   }
+}
+
+/** A time as pax keeps it (whole seconds rounded down, 0..999999999 ns). */
+export interface TimeParts {
+  sec: bigint;
+  nsec: number;
+}
+
+/** The entry's mtime and atime as pax keeps them: straight from a listing, else from the ns. */
+export function timesOf(st: FileStat): { mtime: TimeParts; atime: TimeParts } {
+  if (st instanceof ListedStat)
+    return {
+      mtime: { sec: st.mtimeSec, nsec: st.mtimeNsec },
+      atime: { sec: st.atimeSec, nsec: st.atimeNsec },
+    };
+  return { mtime: timeOfNs(st.mtimeNs), atime: timeOfNs(st.atimeNs) };
+}
+
+/** Permission bits, uid and gid as numbers, without BigInt arithmetic for a listed entry. */
+export function idsOf(st: FileStat): { mode: number; uid: number; gid: number } {
+  if (st instanceof ListedStat) return { mode: st.modeNumber & 0o7777, uid: st.uidNumber, gid: st.gidNumber };
+  return { mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid) };
+}
+
+/**
+ * A time in ns since the epoch as pax keeps it: whole seconds rounded down, so
+ * `nsec` is never negative. Before 1970 BigInt division rounds toward zero
+ * (-1.5 s would read -1 s and -5e8 ns), which the pax writer rightly refuses.
+ */
+export function timeOfNs(ns: bigint): TimeParts {
+  let sec = ns / NS_PER_S;
+  let nsec = ns % NS_PER_S;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS_PER_S;
+  }
+  return { sec, nsec: Number(nsec) };
 }
 
 /** As fs.BigIntStats rounds its *Ms fields: down, also before 1970. */
@@ -223,9 +281,12 @@ export function listDirectory(dir: ConfinedDir, xattrNames: boolean): ListedEntr
       u64[s + L_RDEV]!,
       i64[s + L_SIZE]!,
       i64[s + L_BLOCKS]!,
-      i64[s + L_ATIME_S]! * NS_PER_S + BigInt(f[s + L_ATIME_NS]!),
-      i64[s + L_MTIME_S]! * NS_PER_S + BigInt(f[s + L_MTIME_NS]!),
-      i64[s + L_CTIME_S]! * NS_PER_S + BigInt(f[s + L_CTIME_NS]!),
+      i64[s + L_ATIME_S]!,
+      f[s + L_ATIME_NS]!,
+      i64[s + L_MTIME_S]!,
+      f[s + L_MTIME_NS]!,
+      i64[s + L_CTIME_S]!,
+      f[s + L_CTIME_NS]!,
     );
     let xattrs: ListedEntry['xattrNames'] = null;
     if (xattrNames) {
