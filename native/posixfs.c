@@ -734,16 +734,6 @@ static napi_value drop_cached_pages(napi_env env, napi_callback_info info) {
   return range_result(env, err, err, "posix_fadvise");
 }
 
-/* prefetch(fd, offset, length): posix_fadvise(POSIX_FADV_WILLNEED); the kernel
- * starts reading the range into the page cache and returns without waiting. */
-static napi_value prefetch(napi_env env, napi_callback_info info) {
-  int fd;
-  off_t offset, length;
-  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
-  int err = posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED); /* returns the error */
-  return range_result(env, err, err, "posix_fadvise");
-}
-
 /* preallocate(fd, offset, length): allocates blocks for the range without
  * changing the file's size (fallocate FALLOC_FL_KEEP_SIZE). */
 static napi_value preallocate(napi_env env, napi_callback_info info) {
@@ -785,8 +775,6 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "awaitWriteback", fn));
   CHECK(env, napi_create_function(env, "dropCachedPages", NAPI_AUTO_LENGTH, drop_cached_pages, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "dropCachedPages", fn));
-  CHECK(env, napi_create_function(env, "prefetch", NAPI_AUTO_LENGTH, prefetch, NULL, &fn));
-  CHECK(env, napi_set_named_property(env, exports, "prefetch", fn));
   CHECK(env, napi_create_function(env, "preallocate", NAPI_AUTO_LENGTH, preallocate, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "preallocate", fn));
   return exports;
