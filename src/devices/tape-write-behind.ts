@@ -62,10 +62,6 @@ export class WriteBehind {
     this.queued = floorChunk(dataEnd);
   }
 
-  get active(): TapeCachePolicy {
-    return this.policy;
-  }
-
   /**
    * Data now ends at `end` (a write just went there). Queues every chunk
    * completed below it and, for drop-behind, drops the chunk LAG_CHUNKS
