@@ -33,7 +33,6 @@ import { Library } from '../src/devices/library.js';
 import { createTapeImage, openTapeImage } from '../src/devices/tape-image.js';
 import type { TapeCachePolicy } from '../src/devices/tape-image.js';
 import { TAPE_CACHE_POLICIES } from '../src/devices/tape-write-behind.js';
-import { preallocate } from '../src/util/native-fs.js';
 import { NdmpClient } from '../src/dma/client.js';
 import { DEFAULT_LISTENER_OPTIONS, NdmpServer } from '../src/server/listener.js';
 import { Credentials } from '../src/services/credentials.js';
@@ -214,10 +213,8 @@ function cachedBytes(path: string): number {
   return r.status === 0 ? Number(r.stdout.trim()) : NaN;
 }
 
-/** keep, write-behind, drop-behind, and keep with the file allocated ahead (fallocate, 64 MiB at a time). */
-type Pattern = TapeCachePolicy | 'preallocate';
-const PATTERNS: readonly Pattern[] = [...TAPE_CACHE_POLICIES, 'preallocate'];
-const PREALLOCATE_STEP = 64 * 1024 * 1024;
+type Pattern = TapeCachePolicy;
+const PATTERNS: readonly Pattern[] = TAPE_CACHE_POLICIES;
 
 interface PatternRun {
   writeMs: number;
@@ -235,20 +232,14 @@ function patternRun(dir: string, pattern: Pattern, total: number): PatternRun {
   for (let o = 0; o + 4 <= batch.length; o += 4) batch.writeUInt32LE((o * 2654435761) >>> 0, o);
   const path = join(dir, `pattern-${pattern}`);
   createTapeImage(path, { capacity: BigInt(total) * 2n });
-  const cache: TapeCachePolicy = pattern === 'preallocate' ? 'keep' : pattern;
+  const cache = pattern;
   try {
     const tape = openTapeImage(path, { readOnly: false, cache });
-    let allocated = 0;
     let maxWriteMs = 0;
     const cpu0 = threadCpuMs();
     const t0 = performance.now();
     for (let done = 0; done < total; done += batch.length) {
       const a = performance.now();
-      if (pattern === 'preallocate' && done + batch.length > allocated) {
-        // Private fd: the bench reaches past the class, as the device itself would.
-        preallocate((tape as unknown as { dataFd: number }).dataFd, allocated, PREALLOCATE_STEP);
-        allocated += PREALLOCATE_STEP;
-      }
       tape.writeRecords(batch, rs);
       maxWriteMs = Math.max(maxWriteMs, performance.now() - a);
     }

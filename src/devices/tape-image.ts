@@ -752,9 +752,15 @@ export class VirtualTape implements TapeDevice {
       this.indexFd = indexFd;
       const cache = opts.cache ?? DEFAULT_CACHE_POLICY;
       this.behind =
-        cache === 'keep'
+        cache === 'keep' || (cache === 'preallocate' && opts.readOnly)
           ? null
-          : new WriteBehind(dataFd, cache, dataPath, Math.min(dataSize, this.index.dataEnd));
+          : new WriteBehind(
+              dataFd,
+              cache,
+              dataPath,
+              Math.min(dataSize, this.index.dataEnd),
+              Number(header.capacity),
+            );
     } catch (err) {
       fs.closeSync(dataFd);
       if (indexFd !== null) fs.closeSync(indexFd);
@@ -1037,6 +1043,16 @@ export class VirtualTape implements TapeDevice {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.behind?.preallocated) {
+      // Gives back the blocks allocated past the end (a same-size truncate frees
+      // them); the size and every byte stay as they are. Best effort: a tape that
+      // keeps them reads the same.
+      try {
+        fs.ftruncateSync(this.dataFd, fs.fstatSync(this.dataFd).size);
+      } catch {
+        /* the blocks stay allocated; nothing the format reads changes */
+      }
+    }
     fs.closeSync(this.dataFd);
     if (this.indexFd !== null) fs.closeSync(this.indexFd);
   }

@@ -13,7 +13,7 @@
 // before its entry (crash safety, docs/tape-image.md) and a hint never cuts,
 // grows or reorders anything.
 
-import { awaitWriteback, dropCachedPages, startWriteback } from '../util/native-fs.js';
+import { awaitWriteback, dropCachedPages, preallocate, startWriteback } from '../util/native-fs.js';
 import { TapeError } from './tape.js';
 
 /**
@@ -21,10 +21,20 @@ import { TapeError } from './tape.js';
  *   keep          leave them to the kernel (its flusher writes them back in its own time)
  *   write-behind  start the writeback of each completed chunk at once; the pages stay cached
  *   drop-behind   as write-behind, and drop a chunk's pages once it is on the device
+ *   preallocate   as keep, with the file's blocks allocated PREALLOCATE_STEP ahead of the
+ *                 writes (fallocate KEEP_SIZE: the size, which the format reads, is unchanged)
  */
-export type TapeCachePolicy = 'keep' | 'write-behind' | 'drop-behind';
+export type TapeCachePolicy = 'keep' | 'write-behind' | 'drop-behind' | 'preallocate';
 
-export const TAPE_CACHE_POLICIES: readonly TapeCachePolicy[] = ['keep', 'write-behind', 'drop-behind'];
+export const TAPE_CACHE_POLICIES: readonly TapeCachePolicy[] = [
+  'keep',
+  'write-behind',
+  'drop-behind',
+  'preallocate',
+];
+
+/** Bytes allocated ahead of the writes at a time (preallocate). */
+export const PREALLOCATE_STEP = 64 * 1024 * 1024;
 
 /** Bytes per chunk: large enough that the calls cost nothing next to the writes (one per 8 MiB). */
 export const WRITE_BEHIND_CHUNK = 8 * 1024 * 1024;
@@ -50,6 +60,10 @@ export class WriteBehind {
   /** Where the last read ended. */
   private readEnd = 0;
   private policy: TapeCachePolicy;
+  /** preallocate: blocks are allocated below this offset. */
+  private allocated = 0;
+  /** preallocate: blocks may lie past the file's end, to be given back at close. */
+  preallocated = false;
 
   constructor(
     private readonly fd: number,
@@ -57,9 +71,12 @@ export class WriteBehind {
     private readonly path: string,
     /** Where the data ends when the tape is opened: writes start there or before. */
     dataEnd: number,
+    /** No block is allocated past the tape's capacity. */
+    private readonly capacity: number,
   ) {
     this.policy = policy;
     this.queued = floorChunk(dataEnd);
+    this.allocated = dataEnd;
   }
 
   /**
@@ -69,6 +86,25 @@ export class WriteBehind {
    */
   wrote(end: number): void {
     if (this.policy === 'keep') return;
+    if (this.policy === 'preallocate') {
+      if (end + WRITE_BEHIND_CHUNK <= this.allocated || end >= this.capacity) return;
+      const from = Math.max(end, this.allocated);
+      const length = Math.min(PREALLOCATE_STEP, this.capacity - from);
+      // ENOSPC too stops it: a full disk is the writes' to report, not the hint's.
+      try {
+        preallocate(this.fd, from, length);
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code !== undefined && !UNSUPPORTED.has(code) && code !== 'ENOSPC') {
+          throw new TapeError('io', `allocating ${this.path}: ${(err as Error).message}`);
+        }
+        this.policy = 'keep';
+        return;
+      }
+      this.allocated = from + length;
+      this.preallocated = true;
+      return;
+    }
     while (end - this.queued >= WRITE_BEHIND_CHUNK) {
       const chunk = this.queued;
       if (!this.hint(() => startWriteback(this.fd, chunk, WRITE_BEHIND_CHUNK))) return;
@@ -114,6 +150,8 @@ export class WriteBehind {
   /** The data was cut to `end` (or a write starts there): chunks from there on are queued again. */
   cut(end: number): void {
     if (end < this.queued) this.queued = floorChunk(end);
+    // The cut freed the blocks past `end`, the preallocated ones with them.
+    if (end < this.allocated) this.allocated = end;
   }
 
   /** Runs a hint; a file that cannot take hints turns them off. The addon missing does too. */

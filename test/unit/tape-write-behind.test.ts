@@ -71,6 +71,12 @@ for (const policy of TAPE_CACHE_POLICIES) {
       assert.equal(info.filemarks, 1);
       assert.equal(info.usedBytes, BigInt((keep + 2 * BATCH) * RS));
       assert.equal(fs.statSync(path).size, (keep + 2 * BATCH) * RS, 'no byte past the last entry');
+      // Closed, the tape keeps no block allocated past its end (preallocate gives them back).
+      const st = fs.statSync(path);
+      assert.ok(
+        st.blocks * 512 <= st.size + 1024 * 1024,
+        `${st.blocks * 512} bytes allocated for ${st.size}`,
+      );
 
       t = openTapeImage(path, { readOnly: true, cache: policy });
       const buf = Buffer.alloc(RS);
