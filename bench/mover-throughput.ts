@@ -5,8 +5,23 @@
 // worker (the least a TCP-fed mover must do).
 //
 //   npm run bench -- --mover-mib 1024 --record-kib 256
+//
+// Then the tape image's write patterns (docs/tape-image.md, "The write
+// pattern"): the mover's writes (64 records of 10 KiB per write, as it takes
+// them from the ring) straight into a virtual tape under each cache policy,
+// and the restore right after (record by record, as the mover reads), with the
+// CPU time of the writing thread (/proc/thread-self/schedstat, ns), wall time,
+// and the tape's pages left in the page cache. Each run writes a new tape;
+// "warm" runs start right after the last one freed its pages, "rested" runs
+// --pattern-rest-s later (on a VM that reports free pages to its host, such
+// as this one, memory that lay free that long costs a host fault per page
+// when it is touched again).
+//
+//   node dist/bench/mover-throughput.js --pattern-mib 1024 --pattern-runs 3 --pattern-rest-s 6
 
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +30,9 @@ import { Worker } from 'node:worker_threads';
 import { Writable } from 'node:stream';
 
 import { Library } from '../src/devices/library.js';
-import { createTapeImage } from '../src/devices/tape-image.js';
+import { createTapeImage, openTapeImage } from '../src/devices/tape-image.js';
+import type { TapeCachePolicy } from '../src/devices/tape-image.js';
+import { TAPE_CACHE_POLICIES } from '../src/devices/tape-write-behind.js';
 import { NdmpClient } from '../src/dma/client.js';
 import { DEFAULT_LISTENER_OPTIONS, NdmpServer } from '../src/server/listener.js';
 import { Credentials } from '../src/services/credentials.js';
@@ -180,4 +197,113 @@ export async function benchMoverThroughput(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  await benchTapeWritePatterns();
+}
+
+// ---- the tape image's write patterns ----------------------------------------
+
+/** CPU time of the calling thread, in ms (schedstat's first field is ns on the CPU). */
+function threadCpuMs(): number {
+  return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+}
+
+/** Bytes of `path` in the page cache (util-linux fincore), or NaN. */
+function cachedBytes(path: string): number {
+  const r = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' });
+  return r.status === 0 ? Number(r.stdout.trim()) : NaN;
+}
+
+type Pattern = TapeCachePolicy;
+const PATTERNS: readonly Pattern[] = TAPE_CACHE_POLICIES;
+
+interface PatternRun {
+  writeMs: number;
+  writeCpuMs: number;
+  /** The longest single write call. */
+  maxWriteMs: number;
+  readMs: number;
+  readCpuMs: number;
+  cachedMiB: number;
+}
+
+function patternRun(dir: string, pattern: Pattern, total: number): PatternRun {
+  const rs = 10240;
+  const batch = Buffer.alloc(64 * rs);
+  for (let o = 0; o + 4 <= batch.length; o += 4) batch.writeUInt32LE((o * 2654435761) >>> 0, o);
+  const path = join(dir, `pattern-${pattern}`);
+  createTapeImage(path, { capacity: BigInt(total) * 2n });
+  const cache = pattern;
+  try {
+    const tape = openTapeImage(path, { readOnly: false, cache });
+    let maxWriteMs = 0;
+    const cpu0 = threadCpuMs();
+    const t0 = performance.now();
+    for (let done = 0; done < total; done += batch.length) {
+      const a = performance.now();
+      tape.writeRecords(batch, rs);
+      maxWriteMs = Math.max(maxWriteMs, performance.now() - a);
+    }
+    tape.close();
+    const writeMs = performance.now() - t0;
+    const writeCpuMs = threadCpuMs() - cpu0;
+    const cachedMiB = cachedBytes(path) / 2 ** 20;
+    // The restore right after: every record, front to back, as the mover serves them.
+    const back = openTapeImage(path, { readOnly: true, cache });
+    const rec = Buffer.alloc(rs);
+    const cpu1 = threadCpuMs();
+    const t1 = performance.now();
+    while (back.readRecord(rec, { crossFilemark: false }).kind === 'record');
+    const readMs = performance.now() - t1;
+    const readCpuMs = threadCpuMs() - cpu1;
+    back.close();
+    return { writeMs, writeCpuMs, maxWriteMs, readMs, readCpuMs, cachedMiB };
+  } finally {
+    rmSync(path, { force: true });
+    rmSync(`${path}.idx`, { force: true });
+  }
+}
+
+export async function benchTapeWritePatterns(): Promise<void> {
+  const mib = arg('pattern-mib', 512);
+  const runs = arg('pattern-runs', 3);
+  const restS = arg('pattern-rest-s', 6);
+  const total = mib * 1024 * 1024;
+  const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-bench-pattern-'));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  try {
+    for (const [label, rest] of [
+      ['warm', 0],
+      [`rested ${restS} s`, restS],
+    ] as const) {
+      if (label !== 'warm' && rest <= 0) continue;
+      const results = new Map<Pattern, PatternRun[]>(PATTERNS.map((p) => [p, []]));
+      for (let i = 0; i < runs; i++) {
+        for (const p of PATTERNS) {
+          if (rest > 0) await new Promise((r) => setTimeout(r, rest * 1000));
+          results.get(p)!.push(patternRun(dir, p, total));
+        }
+      }
+      console.log(
+        `tape write patterns (${mib} MiB in 640 KiB writes of 10 KiB records, then read back; ${label}; median of ${runs})`,
+      );
+      console.log(
+        '  pattern        write ms  write CPU ms  longest write ms  cached MiB  restore ms  restore CPU ms',
+      );
+      for (const [p, rs] of results) {
+        const m = (k: keyof PatternRun) => median(rs.map((r) => r[k]));
+        console.log(
+          `  ${p.padEnd(13)} ${m('writeMs').toFixed(0).padStart(9)} ${m('writeCpuMs').toFixed(0).padStart(13)} ` +
+            `${m('maxWriteMs').toFixed(1).padStart(17)} ${m('cachedMiB').toFixed(0).padStart(11)} ` +
+            `${m('readMs').toFixed(0).padStart(11)} ${m('readCpuMs').toFixed(0).padStart(15)}`,
+        );
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv.includes('--patterns-only')) await benchTapeWritePatterns();
+  else await benchMoverThroughput();
 }

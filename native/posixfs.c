@@ -632,6 +632,124 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- write-behind for the virtual tape's data file (docs/tape-image.md) ----
+ * A backup streams hundreds of MiB into one file. Left to the page cache, its
+ * dirty pages pile up until the kernel's dirty-page throttle makes the writer
+ * itself wait inside pwrite; Node offers no sync_file_range, posix_fadvise or
+ * fallocate to start the writeback of what was just written, to drop pages
+ * once they are clean, or to allocate ahead, so the tape's writer reaches
+ * them here. Offsets and lengths are Numbers (tape offsets stay below 2^53). */
+
+static bool get_fd_range(napi_env env, napi_callback_info info, int *fd, off_t *offset,
+                         off_t *length) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, argv[0], &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_number) {
+    throw_arg_type(env, "fd", "number");
+    return false;
+  }
+  int32_t fd_i;
+  if (napi_get_value_int32(env, argv[0], &fd_i) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  const char *names[2] = {"offset", "length"};
+  off_t *outs[2] = {offset, length};
+  for (int i = 0; i < 2; i++) {
+    if (napi_typeof(env, argv[i + 1], &type) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+    if (type != napi_number) {
+      throw_arg_type(env, names[i], "number");
+      return false;
+    }
+    double d;
+    if (napi_get_value_double(env, argv[i + 1], &d) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+    if (!(d >= 0 && d <= 9007199254740991.0) || d != (double)(int64_t)d) {
+      throw_out_of_range(env, names[i], ">= 0 and <= 2**53 - 1");
+      return false;
+    }
+    *outs[i] = (off_t)d;
+  }
+  *fd = fd_i;
+  return true;
+}
+
+static napi_value range_result(napi_env env, int rc, int err, const char *syscall) {
+  if (rc != 0) return throw_errno(env, err, syscall, "(open file)");
+  napi_value undefined;
+  CHECK(env, napi_get_undefined(env, &undefined));
+  return undefined;
+}
+
+/* startWriteback(fd, offset, length): queues the range's dirty pages for
+ * writing and returns without waiting for them (SYNC_FILE_RANGE_WRITE). */
+static napi_value start_writeback(napi_env env, napi_callback_info info) {
+  int fd;
+  off_t offset, length;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+#ifdef __linux__
+  int rc = sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+  return range_result(env, rc, errno, "sync_file_range");
+#else
+  return range_result(env, 0, 0, "sync_file_range");
+#endif
+}
+
+/* awaitWriteback(fd, offset, length): writes the range's dirty pages and waits
+ * until they are on the device (all three SYNC_FILE_RANGE flags); no metadata,
+ * no device cache flush: not an fsync. */
+static napi_value await_writeback(napi_env env, napi_callback_info info) {
+  int fd;
+  off_t offset, length;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+#ifdef __linux__
+  int rc = sync_file_range(fd, offset, length,
+                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                               SYNC_FILE_RANGE_WAIT_AFTER);
+  return range_result(env, rc, errno, "sync_file_range");
+#else
+  return range_result(env, fdatasync(fd), errno, "fdatasync");
+#endif
+}
+
+/* dropCachedPages(fd, offset, length): posix_fadvise(POSIX_FADV_DONTNEED); the
+ * kernel drops the range's clean pages (dirty ones stay). */
+static napi_value drop_cached_pages(napi_env env, napi_callback_info info) {
+  int fd;
+  off_t offset, length;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+  int err = posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED); /* returns the error */
+  return range_result(env, err, err, "posix_fadvise");
+}
+
+/* preallocate(fd, offset, length): allocates blocks for the range without
+ * changing the file's size (fallocate FALLOC_FL_KEEP_SIZE). */
+static napi_value preallocate(napi_env env, napi_callback_info info) {
+  int fd;
+  off_t offset, length;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+#ifdef __linux__
+  int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length);
+  return range_result(env, rc, errno, "fallocate");
+#else
+  return range_result(env, -1, EOPNOTSUPP, "fallocate");
+#endif
+}
+
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -657,5 +775,13 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "setXattr", fn));
   CHECK(env, napi_create_function(env, "dataRegions", NAPI_AUTO_LENGTH, data_regions, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "dataRegions", fn));
+  CHECK(env, napi_create_function(env, "startWriteback", NAPI_AUTO_LENGTH, start_writeback, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "startWriteback", fn));
+  CHECK(env, napi_create_function(env, "awaitWriteback", NAPI_AUTO_LENGTH, await_writeback, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "awaitWriteback", fn));
+  CHECK(env, napi_create_function(env, "dropCachedPages", NAPI_AUTO_LENGTH, drop_cached_pages, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "dropCachedPages", fn));
+  CHECK(env, napi_create_function(env, "preallocate", NAPI_AUTO_LENGTH, preallocate, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "preallocate", fn));
   return exports;
 }

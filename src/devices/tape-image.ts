@@ -19,6 +19,8 @@ import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 import { MAX_RECORD_SIZE, TapeError } from './tape.js';
+import { WriteBehind } from './tape-write-behind.js';
+import type { TapeCachePolicy } from './tape-write-behind.js';
 import type {
   BatchWriteResult,
   TapeDevice,
@@ -51,6 +53,20 @@ export interface TapeImageOptions {
   label?: string;
   writeProtected?: boolean;
 }
+
+/** How a tape is opened (openTapeImage, `new VirtualTape`). */
+export interface TapeOpenOptions {
+  readOnly: boolean;
+  /** For a blank tape without an index (an empty data file): the header it gets. */
+  blankDefaults?: TapeImageOptions;
+  /** What writes do with the page cache (default DEFAULT_CACHE_POLICY; docs/tape-image.md, "The write pattern"). */
+  cache?: TapeCachePolicy;
+}
+
+export type { TapeCachePolicy } from './tape-write-behind.js';
+
+/** The write pattern a tape opened without one gets (docs/tape-image.md, "The write pattern"). */
+export const DEFAULT_CACHE_POLICY: TapeCachePolicy = 'keep';
 
 export interface TapeImageInfo {
   path: string;
@@ -556,10 +572,7 @@ export function updateTapeImage(
  * with `blankDefaults` (read-only: nothing is created). A write-protected tape
  * opened with readOnly=false throws TapeError('write-protected').
  */
-export function openTapeImage(
-  dataPath: string,
-  opts: { readOnly: boolean; blankDefaults?: TapeImageOptions },
-): VirtualTape {
+export function openTapeImage(dataPath: string, opts: TapeOpenOptions): VirtualTape {
   return new VirtualTape(dataPath, opts);
 }
 
@@ -677,8 +690,10 @@ export class VirtualTape implements TapeDevice {
   /** The files hold bytes past the last good entry (a crash, a failed write): cut them before writing. */
   private untrimmed: boolean;
   private closed = false;
+  /** What the writes do with the page cache (docs/tape-image.md, "The write pattern"). */
+  private readonly behind: WriteBehind | null;
 
-  constructor(dataPath: string, opts: { readOnly: boolean; blankDefaults?: TapeImageOptions }) {
+  constructor(dataPath: string, opts: TapeOpenOptions) {
     const indexPath = indexPathOf(dataPath);
     // The data file may be reached through a path the library checked; its
     // index is never followed through a symlink (it could lead out of the library).
@@ -735,6 +750,17 @@ export class VirtualTape implements TapeDevice {
       this.earlyWarning = header.earlyWarning;
       this.dataFd = dataFd;
       this.indexFd = indexFd;
+      const cache = opts.cache ?? DEFAULT_CACHE_POLICY;
+      this.behind =
+        cache === 'keep' || (cache === 'preallocate' && opts.readOnly)
+          ? null
+          : new WriteBehind(
+              dataFd,
+              cache,
+              dataPath,
+              Math.min(dataSize, this.index.dataEnd),
+              Number(header.capacity),
+            );
     } catch (err) {
       fs.closeSync(dataFd);
       if (indexFd !== null) fs.closeSync(indexFd);
@@ -802,6 +828,7 @@ export class VirtualTape implements TapeDevice {
     this.untrimmed = true;
     this.index.truncate(p);
     io(`truncating ${this.path}`, () => fs.ftruncateSync(this.dataFd, offset));
+    this.behind?.cut(offset);
     this.untrimmed = false;
   }
 
@@ -837,6 +864,7 @@ export class VirtualTape implements TapeDevice {
       throw err;
     }
     this.pos = this.index.count;
+    this.behind?.wrote(end);
     return { earlyWarning: this.inEarlyWarning(end) };
   }
 
@@ -869,6 +897,7 @@ export class VirtualTape implements TapeDevice {
         throw err;
       }
       this.pos = this.index.count;
+      this.behind?.wrote(end);
       return { written: n, earlyWarning: false, full: false };
     }
     // Near the end of the tape: one by one, so EOM lands on the right record.
@@ -928,6 +957,7 @@ export class VirtualTape implements TapeDevice {
     const copied = Math.min(e.length, target.length);
     const got = io(`reading ${this.path}`, () => readFully(this.dataFd, target, copied, e.offset));
     if (got < copied) throw badImage(`${this.path}: record ${this.pos} lies past the end of the data file`);
+    this.behind?.read(e.offset, e.offset + copied);
     this.pos++;
     return { kind: 'record', length: e.length, copied };
   }
@@ -1013,6 +1043,16 @@ export class VirtualTape implements TapeDevice {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.behind?.preallocated) {
+      // Gives back the blocks allocated past the end (a same-size truncate frees
+      // them); the size and every byte stay as they are. Best effort: a tape that
+      // keeps them reads the same.
+      try {
+        fs.ftruncateSync(this.dataFd, fs.fstatSync(this.dataFd).size);
+      } catch {
+        /* the blocks stay allocated; nothing the format reads changes */
+      }
+    }
     fs.closeSync(this.dataFd);
     if (this.indexFd !== null) fs.closeSync(this.indexFd);
   }

@@ -236,3 +236,42 @@ export function trimMalloc(): boolean {
     return false;
   }
 }
+
+// ---- write-behind for the virtual tape's data file (docs/tape-image.md, "The write pattern") ----
+// Node has no sync_file_range, posix_fadvise or fallocate; the tape image's
+// writer uses them to keep its dirty pages few and, when asked, its clean ones too.
+
+interface WriteBehindBinding {
+  startWriteback(fd: number, offset: number, length: number): void;
+  awaitWriteback(fd: number, offset: number, length: number): void;
+  dropCachedPages(fd: number, offset: number, length: number): void;
+  preallocate(fd: number, offset: number, length: number): void;
+}
+
+function writeBehindAddon(): WriteBehindBinding {
+  return addon() as unknown as WriteBehindBinding;
+}
+
+/** Queues the range's dirty pages for writing, without waiting (sync_file_range SYNC_FILE_RANGE_WRITE). */
+export function startWriteback(fd: number, offset: number, length: number): void {
+  writeBehindAddon().startWriteback(fd, offset, length);
+}
+
+/**
+ * Writes the range's dirty pages and waits until the device has them (all
+ * three sync_file_range flags). Not an fsync: no metadata, no cache flush.
+ * A failed writeback of the range shows here as EIO (or ENOSPC).
+ */
+export function awaitWriteback(fd: number, offset: number, length: number): void {
+  writeBehindAddon().awaitWriteback(fd, offset, length);
+}
+
+/** Drops the range's clean cached pages (posix_fadvise POSIX_FADV_DONTNEED); dirty ones stay. */
+export function dropCachedPages(fd: number, offset: number, length: number): void {
+  writeBehindAddon().dropCachedPages(fd, offset, length);
+}
+
+/** Allocates blocks for the range without changing the file's size (fallocate FALLOC_FL_KEEP_SIZE). */
+export function preallocate(fd: number, offset: number, length: number): void {
+  writeBehindAddon().preallocate(fd, offset, length);
+}
