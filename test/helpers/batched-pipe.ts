@@ -67,7 +67,17 @@ function drainHistory(ring: SpscRing, into: Completed[]): void {
  */
 export async function backupWithReader(
   root: string,
-  opts: { outBytes?: number; spec?: Partial<BackupSpec>; hooks?: Extra } = {},
+  opts: {
+    outBytes?: number;
+    spec?: Partial<BackupSpec>;
+    hooks?: Extra;
+    /**
+     * The reader gets its job this much later: the walker queues items
+     * meanwhile (as far as the work ring holds), so that the reader finds
+     * many waiting and lays big batches (files, directories, links mixed).
+     */
+    holdReaderMs?: number;
+  } = {},
 ): Promise<Run> {
   const reader = new Worker(new URL('../../src/backup/reader-thread.js', import.meta.url));
   const warnings: string[] = [];
@@ -90,7 +100,8 @@ export async function backupWithReader(
     } as unknown as HistoryChannel;
     const { work, control } = FilePipe.allocate();
     const job = { work, out, control, abortFlag: new SharedArrayBuffer(4), history };
-    reader.postMessage({ job });
+    if (opts.holdReaderMs) setTimeout(() => reader.postMessage({ job }), opts.holdReaderMs);
+    else reader.postMessage({ job });
     const parts: Buffer[] = [];
     let draining = true;
     const drain = (async () => {

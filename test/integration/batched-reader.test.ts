@@ -27,8 +27,11 @@ import { backupOneThread, backupWithReader } from '../helpers/batched-pipe.js';
 import type { Run } from '../helpers/batched-pipe.js';
 
 const RINGS = [
-  { name: '64 KiB ring', outBytes: 1 << 16 },
-  { name: '8 MiB ring', outBytes: 8 << 20 },
+  { name: '64 KiB ring', outBytes: 1 << 16, holdReaderMs: 0 },
+  { name: '8 MiB ring', outBytes: 8 << 20, holdReaderMs: 0 },
+  // The reader starts late, the walker's items waiting: big batches, the trouble in their middle.
+  { name: '64 KiB ring, reader late', outBytes: 1 << 16, holdReaderMs: 300 },
+  { name: '8 MiB ring, reader late', outBytes: 8 << 20, holdReaderMs: 300 },
 ];
 
 const pattern = (n: number, seed: number): Buffer => {
@@ -147,7 +150,10 @@ describe('the batched reader', { timeout: 300_000 }, () => {
 
     for (const ring of RINGS) {
       test(`${ring.name}: byte-identical archive, same history`, async () => {
-        const two = await backupWithReader(root, { outBytes: ring.outBytes });
+        const two = await backupWithReader(root, {
+          outBytes: ring.outBytes,
+          holdReaderMs: ring.holdReaderMs,
+        });
         assert.equal(two.result.warnings, 0, two.warnings.join('\n'));
         assert.equal(two.archive.length, one.archive.length, 'same length');
         assert.ok(two.archive.equals(one.archive), 'same bytes');
@@ -163,7 +169,7 @@ describe('the batched reader', { timeout: 300_000 }, () => {
   describe('files that change after their header, before their read', () => {
     for (const ring of RINGS) {
       test(`${ring.name}: skipped or cut, with warnings; archive, contents and fh_info right`, async () => {
-        const root = tree(`changing-${ring.outBytes}`);
+        const root = tree(`changing-${ring.outBytes}-${ring.holdReaderMs}`);
         const d = join(root, 'd');
         fs.mkdirSync(d);
         const want = new Map<string, Buffer>();
@@ -217,6 +223,7 @@ describe('the batched reader', { timeout: 300_000 }, () => {
         };
         const run = await backupWithReader(root, {
           outBytes: ring.outBytes,
+          holdReaderMs: ring.holdReaderMs,
           hooks: { record: (e: BackedUpEntry) => change[e.path]?.() },
         });
         const entries = parse(run.archive);
