@@ -144,6 +144,11 @@ describe('the batched reader', { timeout: 300_000 }, () => {
       mkfifo(join(root, 'mixed/a3f'), 0o644);
       lsetxattr(join(root, 'mixed/a4'), 'user.note', Buffer.from('kept'));
       fs.writeFileSync(Buffer.from(`${root}/mixed/\xff-latin1`, 'latin1'), 'bytes');
+      // A directory whose name is not UTF-8, with files: the reader opens it by its bytes.
+      const odd = Buffer.from(`${root}/\xfe-dir`, 'latin1');
+      fs.mkdirSync(odd);
+      for (let i = 0; i < 5; i++)
+        fs.writeFileSync(Buffer.concat([odd, Buffer.from(`/g${i}`)]), pattern(600 * i, i));
       one = await backupOneThread(root);
       assert.equal(one.result.warnings, 0, one.warnings.join('\n'));
     });
@@ -163,6 +168,25 @@ describe('the batched reader', { timeout: 300_000 }, () => {
         assert.deepEqual(two.records, one.records, 'the reader gives the history the one thread gives');
         assert.ok(tarLists(two.archive, scratch).length >= entries.size);
       });
+    }
+  });
+
+  test('FILES paths (files named one by one, in several directories): the same archive as one thread', async () => {
+    const root = tree('files-spec');
+    fs.mkdirSync(join(root, 'x/y'), { recursive: true });
+    for (let i = 0; i < 30; i++) fs.writeFileSync(join(root, 'x/y', `f${i}`), pattern(i * 300, i));
+    fs.writeFileSync(join(root, 'top'), 'top');
+    const files = ['x/y/f3', 'top', 'x/y/f10', 'x/y/f1', 'x/y'];
+    const one = await backupOneThread(root, { spec: { files } });
+    for (const ring of RINGS) {
+      const two = await backupWithReader(root, {
+        outBytes: ring.outBytes,
+        holdReaderMs: ring.holdReaderMs,
+        spec: { files },
+      });
+      assert.deepEqual(two.warnings, one.warnings, ring.name);
+      assert.ok(two.archive.equals(one.archive), `${ring.name}: same bytes`);
+      assert.deepEqual(two.records, one.records, `${ring.name}: same history`);
     }
   });
 
