@@ -381,7 +381,8 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     } else if (got > size) {
       outcome = OUT_GREW;
       got = size;
-    } else if (pad == 0 && size > 0) {
+    } else if (pad == 0) {
+      /* No padding to read the extra byte into (a multiple of 512 bytes, or empty): ask once more. */
       ssize_t more = read(fd, &probe, 1);
       if (more > 0) outcome = OUT_GREW;
     }

@@ -587,6 +587,7 @@ export class BackupEngine {
       }
     } else if (entry.type === 'file') {
       // Hard links after the first are stored as links to it (tar's rule).
+      let firstLink: string | null = null;
       if (st.nlink > 1n) {
         const key = `${st.dev}:${st.ino}`;
         const first = this.links.get(key);
@@ -594,11 +595,14 @@ export class BackupEngine {
           entry.type = 'hardlink';
           entry.size = 0n;
           entry.linkTarget = first;
-        } else this.links.set(key, rel);
+        } else firstLink = key;
       }
       // With a reader thread, it opens the file (see pipe.ts); a sparse one we
-      // open too, for its map, which is part of the header.
-      if (entry.type === 'file' && (!this.pipe || mayBeSparse(st))) {
+      // open too, for its map, which is part of the header; and the first name
+      // of a hard-linked file, so that its other names are links only to a
+      // name that is in the stream (one that cannot be opened is left out, and
+      // the next name takes its place). The reader opens it again, moments later.
+      if (entry.type === 'file' && (!this.pipe || mayBeSparse(st) || firstLink !== null)) {
         try {
           fd = at.openFile(name, st);
         } catch (e) {
@@ -606,17 +610,16 @@ export class BackupEngine {
           return;
         }
       }
+      if (firstLink !== null) this.links.set(firstLink, rel);
     }
     // A hard link's attributes are its first name's, stored with that one.
     if (entry.type !== 'hardlink') this.captureAttributes(rel, at, name, entry, xattrNames);
     let regions: readonly DataRegion[] | null = null;
     try {
-      if (fd >= 0 && mayBeSparse(st)) {
-        regions = this.sparseMap(rel, fd, entry);
-        if (this.pipe) {
-          fs.closeSync(fd);
-          fd = -1;
-        }
+      if (fd >= 0 && mayBeSparse(st)) regions = this.sparseMap(rel, fd, entry);
+      if (fd >= 0 && this.pipe) {
+        fs.closeSync(fd);
+        fd = -1;
       }
     } catch (e) {
       if (fd >= 0) fs.closeSync(fd);

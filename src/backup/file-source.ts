@@ -120,13 +120,13 @@ export class ListedStat implements FileStat {
     return this.ctimeSec * NS_PER_S + BigInt(this.ctimeNsec);
   }
   get atimeMs(): bigint {
-    return floorDiv(this.atimeNs, NS_PER_MS);
+    return msOf(this.atimeNs, NS_PER_MS);
   }
   get mtimeMs(): bigint {
-    return floorDiv(this.mtimeNs, NS_PER_MS);
+    return msOf(this.mtimeNs, NS_PER_MS);
   }
   get ctimeMs(): bigint {
-    return floorDiv(this.ctimeNs, NS_PER_MS);
+    return msOf(this.ctimeNs, NS_PER_MS);
   }
   isFile(): boolean {
     return this.fmt === S_IFREG;
@@ -188,10 +188,9 @@ export function timeOfNs(ns: bigint): TimeParts {
   return { sec, nsec: Number(nsec) };
 }
 
-/** As fs.BigIntStats rounds its *Ms fields: down, also before 1970. */
-function floorDiv(a: bigint, b: bigint): bigint {
-  const q = a / b;
-  return a % b < 0n ? q - 1n : q;
+/** As fs.BigIntStats makes its *Ms fields from the ns: BigInt division, toward zero (also before 1970). */
+function msOf(a: bigint, b: bigint): bigint {
+  return a / b;
 }
 
 /** A Node-style error for an errno a batched call returned, so describe() words it as for any fs call. */

@@ -66,7 +66,7 @@ export interface TapeOpenOptions {
 export type { TapeCachePolicy } from './tape-write-behind.js';
 
 /** The write pattern a tape opened without one gets (docs/tape-image.md, "The write pattern"). */
-export const DEFAULT_CACHE_POLICY: TapeCachePolicy = 'keep';
+export const DEFAULT_CACHE_POLICY: TapeCachePolicy = 'preallocate';
 
 export interface TapeImageInfo {
   path: string;
