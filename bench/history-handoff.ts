@@ -152,7 +152,9 @@ async function benchHandoff(count: number, rate: number): Promise<void> {
   console.log(
     `  ${count.toLocaleString('en')} entries${rate > 0 ? ` at ${rate.toLocaleString('en')}/s` : ', as fast as they come'}: ` +
       `${(r.ms / 1000).toFixed(2)} s, ${c.posts} messages, ${(received / 2 ** 20).toFixed(1)} MiB; per 100k entries: ` +
-      `history thread ${(histMs * per).toFixed(0)} ms CPU, main thread ${(mainMs * per).toFixed(0)} ms CPU ` +
+      `history thread ${(histMs * per).toFixed(0)} ms CPU` +
+      ('historyThreadCpuMs' in c ? ` (its own clock: ${(c.historyThreadCpuMs * per).toFixed(0)} ms)` : '') +
+      `, main thread ${(mainMs * per).toFixed(0)} ms CPU ` +
       `(${writes} writes; ring-full waits ${r.ringWaits})`,
   );
   sock.destroy();

@@ -193,10 +193,12 @@ class SessionHistory {
     return n >= DRAIN_LIMIT;
   }
 
-  credit(bytes: number, failed: boolean): void {
+  /** Credit came back; true when that calls for a round now (messages wait for it, or the history may be done). */
+  credit(bytes: number, failed: boolean): boolean {
     this.inFlight -= bytes;
     this.lastCredit = Date.now();
     if (failed) this.fail(HistoryFailure.CONNECTION);
+    return this.blockedSince !== 0 || (this.inFlight === 0 && this.ring.ended);
   }
 
   fail(reason: number, detail?: string): void {
@@ -422,8 +424,15 @@ let scheduled = false;
 /** Rings when a session's ring is half full or closed (see RingProducer), so an idle wait ends early. */
 const doorbell = new Int32Array(config.doorbell);
 let idleRounds = 0;
-/** The longest idle wait: records then wait at most this long (and the ring is 2 MiB: ample). */
-const MAX_IDLE_MS = 16;
+/**
+ * The longest wait between rounds: history.max-delay (50 ms by default; at
+ * most 64), so a batch waits about that long at most. Each wake-up of this
+ * thread costs more than encoding a few hundred records (bench/history-handoff.ts:
+ * at 60k records/s, 16 ms waits cost 60 ms of CPU per 100k entries, 50 ms waits 35),
+ * and the ring holds ample: 50 ms of 100k records/s is 500 KiB of its 2 MiB;
+ * the producer rings the doorbell when it is half full.
+ */
+const MAX_IDLE_MS = Math.max(1, Math.min(64, config.maxDelayMs));
 
 /**
  * Polls every session, then hands the round's messages over in one go; again
@@ -488,10 +497,14 @@ port.on('message', (m: ToHistoryThread) => {
       sessions.set(m.id, new SessionHistory(m.id, m.ring, m.control));
       wake();
       return;
-    case 'credit':
-      for (let i = 0; i < m.ids.length; i++) sessions.get(m.ids[i]!)?.credit(m.bytes[i]!, m.failed[i]!);
-      wake();
+    case 'credit': {
+      // Only credit that something waits for wakes the thread: each wake-up costs (see MAX_IDLE_MS).
+      let needed = false;
+      for (let i = 0; i < m.ids.length; i++)
+        if (sessions.get(m.ids[i]!)?.credit(m.bytes[i]!, m.failed[i]!)) needed = true;
+      if (needed) wake();
       return;
+    }
     case 'closed':
       sessions.get(m.id)?.fail(HistoryFailure.CONNECTION);
       return;
