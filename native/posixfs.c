@@ -642,7 +642,9 @@ static napi_value data_regions(napi_env env, napi_callback_info info) {
 #include <sys/socket.h>
 #ifdef __linux__
 /* The kernel's own header: glibc's struct tcp_info stops before tcpi_notsent_bytes. */
+#include <linux/sockios.h>
 #include <linux/tcp.h>
+#include <sys/ioctl.h>
 #endif
 
 /* threadCpuNs(): CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in
@@ -678,10 +680,12 @@ static napi_value set_notsent_lowat(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* tcpSendState(fd, out: Uint32Array(2)): out[0] = bytes the kernel holds unsent
+/* tcpSendState(fd, out: Uint32Array(3)): out[0] = bytes the kernel holds unsent
  * (tcpi_notsent_bytes), out[1] = the peer's advertised window (tcpi_snd_wnd,
- * Linux 5.4 on; 0xffffffff when the kernel does not say). One getsockopt, no
- * allocation. False (out untouched) where TCP_INFO cannot be read. */
+ * Linux 5.4 on; 0xffffffff when the kernel does not say), out[2] = bytes
+ * written and not yet acknowledged, unsent ones included (SIOCOUTQ). A
+ * getsockopt and an ioctl, no allocation. False (out untouched) where TCP_INFO
+ * cannot be read. */
 static napi_value tcp_send_state(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -694,7 +698,7 @@ static napi_value tcp_send_state(napi_env env, napi_callback_info info) {
   size_t length = 0;
   void *data = NULL;
   if (is_typed) CHECK(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
-  if (!is_typed || type != napi_uint32_array || length < 2) return throw_arg_type(env, "out", "Uint32Array(2)");
+  if (!is_typed || type != napi_uint32_array || length < 3) return throw_arg_type(env, "out", "Uint32Array(3)");
   bool ok = false;
 #if defined(__linux__) && defined(TCP_INFO)
   struct tcp_info ti;
@@ -705,6 +709,8 @@ static napi_value tcp_send_state(napi_env env, napi_callback_info info) {
     uint32_t *out = data;
     out[0] = ti.tcpi_notsent_bytes;
     out[1] = len >= offsetof(struct tcp_info, tcpi_snd_wnd) + sizeof ti.tcpi_snd_wnd ? ti.tcpi_snd_wnd : 0xffffffffu;
+    int outq = 0;
+    out[2] = ioctl((int)fd, SIOCOUTQ, &outq) == 0 && outq >= 0 ? (uint32_t)outq : ti.tcpi_notsent_bytes;
     ok = true;
   }
 #endif

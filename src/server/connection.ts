@@ -18,7 +18,7 @@ import { holdsDevice } from '../services/activity.js';
 import type { ExtNegotiation, Handler, ServerContext, Session } from '../services/session.js';
 import { stateRefusal } from '../services/session.js';
 import { normalizeAddress, peerKey } from '../util/address.js';
-import { setTcpNotsentLowat } from '../util/native-fs.js';
+import { setTcpNotsentLowat, tcpSendState } from '../util/native-fs.js';
 import { HistoryOutput } from './history-output.js';
 import {
   ConnectionStatusReason,
@@ -117,6 +117,8 @@ export class Connection implements Session {
   private readonly framer: RecordFramer;
   /** File history not yet handed to the socket (see the top of this file). */
   private readonly history: HistoryOutput;
+  /** The socket's descriptor, for TCP_INFO and TCP_NOTSENT_LOWAT (-1: not known, no pacing by the kernel). */
+  private fd = -1;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private draining = false;
@@ -149,7 +151,11 @@ export class Connection implements Session {
     this.trace = this.log.isLevelEnabled('debug');
     // Small records only until the DMA has shown who it is.
     this.framer = new RecordFramer(Math.min(PRE_AUTH_MAX_RECORD_SIZE, opts.maxRecordSize));
-    this.history = new HistoryOutput(socket, (m) => this.stampEncoded(m));
+    this.history = new HistoryOutput(
+      socket,
+      (m) => this.stampEncoded(m),
+      () => (this.fd >= 0 ? tcpSendState(this.fd) : null),
+    );
   }
 
   /** Greets the DMA with the highest version we speak and starts reading. */
@@ -158,7 +164,7 @@ export class Connection implements Session {
     this.socket.setKeepAlive(true, 60_000);
     // Without it (no addon, not TCP) the kernel may hold MiBs of history ahead of a reply: slower, not wrong.
     const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-    if (typeof fd === 'number' && fd >= 0) setTcpNotsentLowat(fd, CONTROL_NOTSENT_BYTES);
+    if (typeof fd === 'number' && fd >= 0 && setTcpNotsentLowat(fd, CONTROL_NOTSENT_BYTES)) this.fd = fd;
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('end', () => this.onPeerEnd());
     this.socket.on('error', (e: NodeJS.ErrnoException) =>
@@ -563,7 +569,8 @@ export class Connection implements Session {
         'message',
       );
     }
-    // While history waits, this output's completion lets it go on.
+    // A history message begun goes out whole first; while history waits, this output's completion lets it go on.
+    this.history.beforeOutput();
     if (this.history.waiting) this.socket.write(bytes, this.history.kick);
     else this.socket.write(bytes);
   }

@@ -261,16 +261,18 @@ export interface TcpSendState {
   notsentBytes: number;
   /** The peer's advertised receive window (0xffffffff when the kernel does not say). */
   peerWindow: number;
+  /** Bytes written and not yet acknowledged by the peer, the unsent ones included. */
+  unackedBytes: number;
 }
 
-const sendState = new Uint32Array(2);
+const sendState = new Uint32Array(3);
 
-/** TCP_INFO's notsent bytes and send window of a TCP socket's fd; null where it cannot be read. */
+/** TCP_INFO's notsent bytes and send window, and SIOCOUTQ, of a TCP socket's fd; null where they cannot be read. */
 export function tcpSendState(fd: number): TcpSendState | null {
   try {
     if (!addon().tcpSendState(fd, sendState)) return null;
   } catch {
     return null;
   }
-  return { notsentBytes: sendState[0]!, peerWindow: sendState[1]! };
+  return { notsentBytes: sendState[0]!, peerWindow: sendState[1]!, unackedBytes: sendState[2]! };
 }
