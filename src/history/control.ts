@@ -45,7 +45,7 @@ export const COUNTER_NAMES = [
   'waitedMs',
   /**
    * CPU time of the session's history thread (all of its work, for every
-   * session it serves) from this session's open on (docs/history.md, "Counters").
+   * session it serves) from this session's open on (docs/history.md, "The history thread").
    */
   'historyThreadCpuMs',
 ] as const;

@@ -19,11 +19,13 @@
 // A message begun is finished before any other output (records do not
 // interleave): `beforeOutput`. Its sequence number is given as its first bytes
 // are written. The queue is bounded by the history credit (docs/history.md,
-// "Credit"): the history thread hands over no more than that before writes complete.
+// "The history thread"): the history thread hands over no more than that
+// before writes complete.
 //
-// The one ordering rule, kept here: a post given to `after` (NOTIFY_DATA_HALTED)
-// goes only once every history message queued before it has been handed to the
-// socket, so no FH post follows it (docs/protocol.md §8.6).
+// `after` is how a post waits behind history: it goes only once every history
+// message queued before it has been handed to the socket. Which posts do so is
+// decided in one place, connection.ts's AFTER_HISTORY (NOTIFY_DATA_HALTED: no
+// FH post may follow it, docs/protocol.md §8.6).
 
 import type { TcpSendState } from '../util/native-fs.js';
 
