@@ -750,6 +750,95 @@ static napi_value preallocate(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* ---- history hand-off: thread CPU time and the control socket's send state ---
+ * docs/history.md, "Measured" and "What the kernel holds". Node has no
+ * per-thread CPU clock before v23 (process.threadCpuUsage), no TCP_INFO and no
+ * TCP_NOTSENT_LOWAT: the history thread's own CPU is what the benchmark
+ * compares, and a control connection bounds the file history the kernel holds
+ * unsent, so a reply or a notification does not queue behind megabytes of it. */
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#ifdef __linux__
+/* The kernel's own header: glibc's struct tcp_info stops before tcpi_notsent_bytes. */
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <sys/ioctl.h>
+#endif
+
+/* threadCpuNs(): CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in
+ * ns, as a Number (exact up to 104 days of CPU). -1 where the clock is missing. */
+static napi_value thread_cpu_ns(napi_env env, napi_callback_info info) {
+  (void)info;
+  double ns = -1;
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) ns = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+  napi_value result;
+  CHECK(env, napi_create_double(env, ns, &result));
+  return result;
+}
+
+/* setNotsentLowat(fd, bytes): setsockopt(TCP_NOTSENT_LOWAT): the kernel then
+ * takes no more writes while more than `bytes` of what it holds are unsent.
+ * False where the option does not exist or the fd is not a TCP socket. */
+static napi_value set_notsent_lowat(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t fd, bytes;
+  if (!get_uint(env, argv[0], "fd", 2147483647, ">= 0 and <= 2147483647", &fd) ||
+      !get_uint(env, argv[1], "bytes", 2147483647, ">= 0 and <= 2147483647", &bytes))
+    return NULL;
+  bool ok = false;
+#ifdef TCP_NOTSENT_LOWAT
+  int v = (int)bytes;
+  ok = setsockopt((int)fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v) == 0;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, ok, &result));
+  return result;
+}
+
+/* tcpSendState(fd, out: Uint32Array(3)): out[0] = bytes the kernel holds unsent
+ * (tcpi_notsent_bytes), out[1] = the peer's advertised window (tcpi_snd_wnd,
+ * Linux 5.4 on; 0xffffffff when the kernel does not say), out[2] = bytes
+ * written and not yet acknowledged, unsent ones included (SIOCOUTQ). A
+ * getsockopt and an ioctl, no allocation. False (out untouched) where TCP_INFO
+ * cannot be read. */
+static napi_value tcp_send_state(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t fd;
+  if (!get_uint(env, argv[0], "fd", 2147483647, ">= 0 and <= 2147483647", &fd)) return NULL;
+  bool is_typed = false;
+  CHECK(env, napi_is_typedarray(env, argv[1], &is_typed));
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (is_typed) CHECK(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
+  if (!is_typed || type != napi_uint32_array || length < 3) return throw_arg_type(env, "out", "Uint32Array(3)");
+  bool ok = false;
+#if defined(__linux__) && defined(TCP_INFO)
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt((int)fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+      len >= offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof ti.tcpi_notsent_bytes) {
+    uint32_t *out = data;
+    out[0] = ti.tcpi_notsent_bytes;
+    out[1] = len >= offsetof(struct tcp_info, tcpi_snd_wnd) + sizeof ti.tcpi_snd_wnd ? ti.tcpi_snd_wnd : 0xffffffffu;
+    int outq = 0;
+    out[2] = ioctl((int)fd, SIOCOUTQ, &outq) == 0 && outq >= 0 ? (uint32_t)outq : ti.tcpi_notsent_bytes;
+    ok = true;
+  }
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, ok, &result));
+  return result;
+}
+
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -783,5 +872,11 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "dropCachedPages", fn));
   CHECK(env, napi_create_function(env, "preallocate", NAPI_AUTO_LENGTH, preallocate, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "preallocate", fn));
+  CHECK(env, napi_create_function(env, "threadCpuNs", NAPI_AUTO_LENGTH, thread_cpu_ns, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "threadCpuNs", fn));
+  CHECK(env, napi_create_function(env, "setNotsentLowat", NAPI_AUTO_LENGTH, set_notsent_lowat, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "setNotsentLowat", fn));
+  CHECK(env, napi_create_function(env, "tcpSendState", NAPI_AUTO_LENGTH, tcp_send_state, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "tcpSendState", fn));
   return exports;
 }

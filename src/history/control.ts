@@ -43,6 +43,11 @@ export const COUNTER_NAMES = [
   'spoolWaits',
   /** Milliseconds the history thread left the session's ring undrained for that. */
   'waitedMs',
+  /**
+   * CPU time of the session's history thread (all of its work, for every
+   * session it serves) from this session's open on (docs/history.md, "The history thread").
+   */
+  'historyThreadCpuMs',
 ] as const;
 export type HistoryCounters = Record<(typeof COUNTER_NAMES)[number], number>;
 

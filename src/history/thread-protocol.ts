@@ -28,8 +28,17 @@ export type ToHistoryThread =
       readonly ring: SharedArrayBuffer;
       readonly control: SharedArrayBuffer;
     }
-  /** `bytes` of the session's messages were written (or failed to be: `failed`). */
-  | { readonly op: 'credit'; readonly id: number; readonly bytes: number; readonly failed: boolean }
+  /**
+   * Credit back, for several sessions at once: `bytes[i]` of session `ids[i]`'s
+   * messages were written (or failed to be: `failed[i]`). The main thread
+   * returns it in batches (hub.ts), not per write.
+   */
+  | {
+      readonly op: 'credit';
+      readonly ids: readonly number[];
+      readonly bytes: readonly number[];
+      readonly failed: readonly boolean[];
+    }
   /** The session's control connection closed. */
   | { readonly op: 'closed'; readonly id: number }
   | { readonly op: 'shutdown' };
@@ -52,8 +61,12 @@ export type FromHistoryThread =
       readonly text: string;
       readonly fields: Record<string, unknown>;
     }
-  /** One complete FH_ADD_* message for the session's connection (sequence and time stamp zero). */
-  | { readonly event: 'fh'; readonly id: number; readonly message: ArrayBuffer }
+  /**
+   * Complete FH_ADD_* messages (sequence and time stamp zero), `messages[i]` for
+   * session `ids[i]`'s connection, in order: all that one round of the history
+   * thread sealed, in one hand-off.
+   */
+  | { readonly event: 'fh'; readonly ids: readonly number[]; readonly messages: readonly ArrayBuffer[] }
   | {
       readonly event: 'end';
       readonly id: number;

@@ -24,14 +24,34 @@ import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure } from './control.js';
 import { FhEncoder } from './encoder.js';
 import { Spool, SpoolDisk, SpoolReadError } from './spool.js';
+import { threadCpuNs } from '../util/native-fs.js';
 import type { HistoryThreadConfig, ToHistoryThread, FromHistoryThread } from './thread-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the history thread must run as a worker thread');
 const config = workerData as HistoryThreadConfig;
 
-function send(m: FromHistoryThread, transfer?: ArrayBuffer[]): void {
-  port!.postMessage(m, transfer);
+/** Messages sealed this round, for every session, handed to the main thread in one postMessage. */
+const outIds: number[] = [];
+const outMessages: ArrayBuffer[] = [];
+
+function sendMessage(id: number, message: ArrayBuffer): void {
+  outIds.push(id);
+  outMessages.push(message);
+}
+
+/** Hands this round's messages over (transferred, not copied). */
+function flushMessages(): void {
+  if (outMessages.length === 0) return;
+  const ids = outIds.splice(0);
+  const messages = outMessages.splice(0);
+  port!.postMessage({ event: 'fh', ids, messages } satisfies FromHistoryThread, messages);
+}
+
+/** Any other event; messages sealed before it go first, so the main thread sees them in order. */
+function send(m: FromHistoryThread): void {
+  flushMessages();
+  port!.postMessage(m);
 }
 
 /** Why a session's spool takes no more (docs/history.md, "When the spool is full"). */
@@ -50,6 +70,10 @@ const DISK_MARGIN = 16 * 2 ** 20;
 const WAITS = 'the backup now waits for the DMA to take file history';
 /** An episode of waiting ends (and is logged as ended) after this long without a refusal. */
 const QUIET_MS = 10_000;
+/** Records one round drains from a session's ring at most (then it comes back at once for more). */
+const DRAIN_LIMIT = 16384;
+/** How often a session's historyThreadCpuMs counter is brought up to date while it runs. */
+const CPU_COUNT_MS = 1000;
 
 /** 4.0 GiB, 64.0 KiB: sizes for people. */
 export function sizeText(n: number): string {
@@ -97,6 +121,10 @@ class SessionHistory {
   private counted = 0;
   /** The poll's time, for enqueue (called from inside the encoder). */
   private now = Date.now();
+  /** This thread's CPU clock (ns) when the session opened, and what the counter holds of it so far. */
+  private readonly cpuAtOpen = threadCpuNs();
+  private cpuCounted = 0;
+  private cpuCountedAt = 0;
 
   constructor(
     readonly id: number,
@@ -108,7 +136,7 @@ class SessionHistory {
     this.encoder = new FhEncoder(config.limits, (m) => this.enqueue(m));
   }
 
-  /** One round of work; true if anything moved. */
+  /** One round of work; true when there is more to do at once (a full drain, or the session ended). */
   poll(now: number): boolean {
     if (this.ended) return false;
     this.now = now;
@@ -121,9 +149,10 @@ class SessionHistory {
       return true;
     }
     this.control.max('maxRingDepth', this.ring.used);
-    let moved = this.unhold();
+    this.unhold();
     // Back-pressure: with messages held, the ring waits (and so, once it is full, the session).
-    const n = this.held.length === 0 ? this.ring.drainRecords((rec) => this.encoder.push(rec), 16384) : 0;
+    const n =
+      this.held.length === 0 ? this.ring.drainRecords((rec) => this.encoder.push(rec), DRAIN_LIMIT) : 0;
     if (this.encoder.pending > 0 && this.batchSince === 0) this.batchSince = now;
     const closed = n === 0 && this.ring.ended;
     if (this.encoder.pending > 0 && (closed || now - this.batchSince >= config.maxDelayMs))
@@ -132,7 +161,8 @@ class SessionHistory {
       this.control.add('entries', this.encoder.entries - this.counted);
       this.counted = this.encoder.entries;
     }
-    if (this.pump(now)) moved = true;
+    if (now - this.cpuCountedAt >= CPU_COUNT_MS) this.countCpu(now);
+    this.pump(now);
     // The DMA has caught up: whatever stopped the spool, the backup no longer waits.
     if (
       this.waiting &&
@@ -159,13 +189,16 @@ class SessionHistory {
       return true;
     }
     this.checkStall(now);
-    return n > 0 || moved;
+    // A drain that stopped at its limit left records behind; anything less can wait for the next round.
+    return n >= DRAIN_LIMIT;
   }
 
-  credit(bytes: number, failed: boolean): void {
+  /** Credit came back; true when that calls for a round now (messages wait for it, or the history may be done). */
+  credit(bytes: number, failed: boolean): boolean {
     this.inFlight -= bytes;
     this.lastCredit = Date.now();
     if (failed) this.fail(HistoryFailure.CONNECTION);
+    return this.blockedSince !== 0 || (this.inFlight === 0 && this.ring.ended);
   }
 
   fail(reason: number, detail?: string): void {
@@ -335,7 +368,7 @@ class SessionHistory {
       this.inFlight += next;
       this.control.add('posts', 1);
       this.control.add('bytes', next);
-      send({ event: 'fh', id: this.id, message: m }, [m]);
+      sendMessage(this.id, m);
       sent = true;
     }
     if (this.blockedSince !== 0) {
@@ -350,10 +383,20 @@ class SessionHistory {
     if (this.inFlight > 0 && now - this.lastCredit > config.stallTimeoutMs) this.fail(HistoryFailure.STALLED);
   }
 
+  /** Brings the historyThreadCpuMs counter up to date (a clock read: done now and then, and at the end). */
+  private countCpu(now: number): void {
+    this.cpuCountedAt = now;
+    if (this.cpuAtOpen < 0) return;
+    const ms = (threadCpuNs() - this.cpuAtOpen) / 1e6;
+    this.control.add('historyThreadCpuMs', ms - this.cpuCounted);
+    this.cpuCounted = ms;
+  }
+
   private finish(how: 'delivered' | 'failed' | 'discarded'): void {
     if (this.ended) return;
     this.ended = true;
     const now = Date.now();
+    this.countCpu(now);
     if (this.blockedSince !== 0) this.control.add('notAcceptingMs', now - this.blockedSince);
     if (this.waiting) this.control.add('waitedMs', now - this.waiting.since);
     this.waiting = null;
@@ -381,12 +424,23 @@ let scheduled = false;
 /** Rings when a session's ring is half full or closed (see RingProducer), so an idle wait ends early. */
 const doorbell = new Int32Array(config.doorbell);
 let idleRounds = 0;
-/** The longest idle wait: records then wait at most this long (and the ring is 2 MiB: ample). */
-const MAX_IDLE_MS = 16;
+/**
+ * The longest wait between rounds: history.max-delay (50 ms by default; at
+ * most 64), so a batch waits about that long at most. Each wake-up of this
+ * thread costs more than encoding a few hundred records (bench/history-handoff.ts:
+ * at 60k records/s, 16 ms waits cost 60 ms of CPU per 100k entries, 50 ms waits 35),
+ * and the ring holds ample: 50 ms of 100k records/s is 500 KiB of its 2 MiB;
+ * the producer rings the doorbell when it is half full.
+ */
+const MAX_IDLE_MS = Math.max(1, Math.min(64, config.maxDelayMs));
 
 /**
- * Polls every session; again at once while there is work, else after an
- * idle wait that doubles from 1 ms up to MAX_IDLE_MS, cut short by the doorbell.
+ * Polls every session, then hands the round's messages over in one go; again
+ * at once while a ring had more than a round takes, else after a wait that
+ * doubles from 1 ms up to MAX_IDLE_MS, cut short by the doorbell (a ring half
+ * full or closed) or by credit coming back. So a backup's steady flow of
+ * records is taken in batches of milliseconds, not a round per record or two
+ * (docs/history.md, "The history thread").
  */
 function loop(): void {
   scheduled = false;
@@ -411,6 +465,7 @@ function loop(): void {
       );
     }
   }
+  flushMessages();
   if (sessions.size > 0) schedule(worked);
 }
 
@@ -442,10 +497,14 @@ port.on('message', (m: ToHistoryThread) => {
       sessions.set(m.id, new SessionHistory(m.id, m.ring, m.control));
       wake();
       return;
-    case 'credit':
-      sessions.get(m.id)?.credit(m.bytes, m.failed);
-      wake();
+    case 'credit': {
+      // Only credit that something waits for wakes the thread: each wake-up costs (see MAX_IDLE_MS).
+      let needed = false;
+      for (let i = 0; i < m.ids.length; i++)
+        if (sessions.get(m.ids[i]!)?.credit(m.bytes[i]!, m.failed[i]!)) needed = true;
+      if (needed) wake();
       return;
+    }
     case 'closed':
       sessions.get(m.id)?.fail(HistoryFailure.CONNECTION);
       return;

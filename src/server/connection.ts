@@ -4,7 +4,13 @@
 // at worst and never reaches another one.
 //
 //   socket ──► RecordFramer ──► queue (bounded; the socket pauses) ──► dispatch ──► reply
-//                  │ FramingError: log + close               ▲ posts (NOTIFY/LOG/FH) ──┘ single writer
+//                  │ FramingError: log + close               ▲ posts (NOTIFY/LOG) ─────┤ single writer
+//                                                               FH ──► HistoryOutput ──┘ (when the socket is idle)
+//
+// Replies and posts are written at once; file history waits in HistoryOutput
+// until the socket holds nothing else, so they overtake history not yet
+// written (docs/history.md, "On the DMA's socket"). Sequence numbers are given
+// as each message is written, so they rise on the wire.
 
 import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
@@ -12,6 +18,8 @@ import { holdsDevice } from '../services/activity.js';
 import type { ExtNegotiation, Handler, ServerContext, Session } from '../services/session.js';
 import { stateRefusal } from '../services/session.js';
 import { normalizeAddress, peerKey } from '../util/address.js';
+import { setTcpNotsentLowat, tcpSendState } from '../util/native-fs.js';
+import { HistoryOutput } from './history-output.js';
 import {
   ConnectionStatusReason,
   ErrorCode,
@@ -56,6 +64,19 @@ const MAX_QUEUED_BYTES = 256 * 1024;
 export const PRE_AUTH_MAX_RECORD_SIZE = 64 * 1024;
 /** Refusals logged at warn per connection; the rest go to debug, so a flood cannot flood the log. */
 const LOUD_REFUSALS = 5;
+/**
+ * Unsent bytes the kernel holds for a control connection before it takes no
+ * more (TCP_NOTSENT_LOWAT): what may sit ahead of a reply besides one history
+ * message. Bytes in flight do not count, so a distant DMA's throughput is not
+ * capped by it (docs/history.md, "On the DMA's socket").
+ */
+export const CONTROL_NOTSENT_BYTES = 32 * 1024;
+/**
+ * Posts that must not overtake file history (docs/protocol.md §8.6): they
+ * wait behind every history message queued before them. This is the one
+ * place the rule lives; every other post and reply goes ahead of history.
+ */
+const AFTER_HISTORY: ReadonlySet<number> = new Set([M.NOTIFY_DATA_HALTED.code]);
 
 export interface ConnectionStats {
   id: number;
@@ -68,6 +89,8 @@ export interface ConnectionStats {
   queuedBytes: number;
   /** Reply bytes written but not yet taken by the DMA. */
   outputBytes: number;
+  /** File history waiting for the socket (bounded by the history credit). */
+  historyBytes: number;
   slot: SlotState;
 }
 
@@ -92,6 +115,10 @@ export class Connection implements Session {
   private lastActivity = Date.now();
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly framer: RecordFramer;
+  /** File history not yet handed to the socket (see the top of this file). */
+  private readonly history: HistoryOutput;
+  /** The socket's descriptor, for TCP_INFO and TCP_NOTSENT_LOWAT (-1: not known, no pacing by the kernel). */
+  private fd = -1;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private draining = false;
@@ -124,12 +151,20 @@ export class Connection implements Session {
     this.trace = this.log.isLevelEnabled('debug');
     // Small records only until the DMA has shown who it is.
     this.framer = new RecordFramer(Math.min(PRE_AUTH_MAX_RECORD_SIZE, opts.maxRecordSize));
+    this.history = new HistoryOutput(
+      socket,
+      (m) => this.stampEncoded(m),
+      () => (this.fd >= 0 ? tcpSendState(this.fd) : null),
+    );
   }
 
   /** Greets the DMA with the highest version we speak and starts reading. */
   start(): void {
     this.socket.setNoDelay(true);
     this.socket.setKeepAlive(true, 60_000);
+    // Without it (no addon, not TCP) the kernel may hold MiBs of history ahead of a reply: slower, not wrong.
+    const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0 && setTcpNotsentLowat(fd, CONTROL_NOTSENT_BYTES)) this.fd = fd;
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('end', () => this.onPeerEnd());
     this.socket.on('error', (e: NodeJS.ErrnoException) =>
@@ -170,6 +205,10 @@ export class Connection implements Session {
   }
 
   post<Body>(def: MessageDef<Body, never>, body: Body): void {
+    if (AFTER_HISTORY.has(def.code) && this.history.waiting) {
+      this.history.after(() => this.post(def, body));
+      return;
+    }
     const msg = compiled(this.version, def);
     this.write(
       msg,
@@ -213,6 +252,7 @@ export class Connection implements Session {
       requests: this.requests,
       queuedBytes: this.queuedBytes,
       outputBytes: this.socket.writableLength,
+      historyBytes: this.history.heldBytes,
       slot: this.slot,
     };
   }
@@ -529,18 +569,27 @@ export class Connection implements Session {
         'message',
       );
     }
-    this.socket.write(bytes);
+    // A history message begun goes out whole first; while history waits, this output's completion lets it go on.
+    this.history.beforeOutput();
+    if (this.history.waiting) this.socket.write(bytes, this.history.kick);
+    else this.socket.write(bytes);
   }
 
   get closeReason(): string | null {
     return this.closing;
   }
 
+  /** File history: queued behind nothing but other history; written when the socket is idle. */
   writeEncoded(message: Uint8Array, done: (err?: Error) => void): void {
     if (this.closed || !this.socket.writable) {
       done(new Error('the connection is closed'));
       return;
     }
+    this.history.add(message, done);
+  }
+
+  /** Gives a history message its sequence number and time stamp as it goes to the socket. */
+  private stampEncoded(message: Uint8Array): void {
     const sequence = (this.sequence + 1) >>> 0 || 1;
     this.sequence = sequence;
     // After the 4-byte record mark: sequence, then time stamp (docs/protocol.md §2.1).
@@ -553,7 +602,6 @@ export class Connection implements Session {
         'file history message',
       );
     }
-    this.socket.write(message, (err) => done(err ?? undefined));
   }
 
   // ---- end -----------------------------------------------------------------
@@ -585,6 +633,7 @@ export class Connection implements Session {
   private onSocketClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.history.close();
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     // A closed socket needs no destroying; the timer would keep the session reachable 2 s more.
     if (this.destroyTimer) clearTimeout(this.destroyTimer);

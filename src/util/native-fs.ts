@@ -37,6 +37,9 @@ interface Binding {
   getXattr(path: FsPath, name: FsPath, followSymlinks: boolean): Buffer;
   setXattr(path: FsPath, name: FsPath, value: Uint8Array, followSymlinks: boolean): void;
   dataRegions(fd: number, size: number | bigint, maxRegions: number): BigInt64Array;
+  threadCpuNs(): number;
+  setNotsentLowat(fd: number, bytes: number): boolean;
+  tcpSendState(fd: number, out: Uint32Array): boolean;
 }
 
 /**
@@ -274,4 +277,49 @@ export function dropCachedPages(fd: number, offset: number, length: number): voi
 /** Allocates blocks for the range without changing the file's size (fallocate FALLOC_FL_KEEP_SIZE). */
 export function preallocate(fd: number, offset: number, length: number): void {
   writeBehindAddon().preallocate(fd, offset, length);
+}
+
+// ---- file history's hand-off (docs/history.md): thread CPU, the control socket's send state
+
+/** CPU time of the calling thread in ns (CLOCK_THREAD_CPUTIME_ID); -1 where it cannot be read. */
+export function threadCpuNs(): number {
+  try {
+    return addon().threadCpuNs();
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * TCP_NOTSENT_LOWAT on a connected TCP socket's fd: the kernel takes no more
+ * writes while more than `bytes` are unsent. False where it cannot be set
+ * (no such option, not TCP, or the addon is not built): the caller goes on without.
+ */
+export function setTcpNotsentLowat(fd: number, bytes: number): boolean {
+  try {
+    return addon().setNotsentLowat(fd, bytes);
+  } catch {
+    return false;
+  }
+}
+
+/** What the kernel holds for a TCP socket's peer: bytes written and not yet sent, the peer's window. */
+export interface TcpSendState {
+  notsentBytes: number;
+  /** The peer's advertised receive window (0xffffffff when the kernel does not say). */
+  peerWindow: number;
+  /** Bytes written and not yet acknowledged by the peer, the unsent ones included. */
+  unackedBytes: number;
+}
+
+const sendState = new Uint32Array(3);
+
+/** TCP_INFO's notsent bytes and send window, and SIOCOUTQ, of a TCP socket's fd; null where they cannot be read. */
+export function tcpSendState(fd: number): TcpSendState | null {
+  try {
+    if (!addon().tcpSendState(fd, sendState)) return null;
+  } catch {
+    return null;
+  }
+  return { notsentBytes: sendState[0]!, peerWindow: sendState[1]!, unackedBytes: sendState[2]! };
 }
