@@ -359,8 +359,14 @@ function printCorpusTable(
       `  history on (worker, fast DMA) costs ${((fast.jobMs / off.jobMs - 1) * 100).toFixed(1)}% of job time vs history off`,
     );
   }
-  // The slow-DMA targets are about a DMA slower than the backup; say when this one was not.
   const slow = rows.find((r) => r.cfg.mode === 'worker' && r.cfg.speed === 'slow')?.m;
+  if (off && slow) {
+    console.log(
+      `  worker, slow DMA: the tape's last write at ${secs(slow.tapeMs)} s, ${times(slow.tapeMs / off.tapeMs)} history off's ` +
+        `(${secs(off.tapeMs)} s); NOTIFY_MOVER_HALTED read ${msec(slow.haltLatencyMs)} after it (history off: ${msec(off.haltLatencyMs)})`,
+    );
+  }
+  // The slow-DMA targets are about a DMA slower than the backup; say when this one was not.
   if (slow && slow.posts > 0 && slow.histMs < slow.dataMs) {
     console.log(
       `  note: the slow DMA took history faster than the backup made it (${secs(slow.histMs)} s < ${secs(slow.dataMs)} s);` +

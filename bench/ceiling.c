@@ -10,8 +10,8 @@
  * Depth first, as GNU tar walks: every directory is read (getdents through
  * readdir) and every entry lstat'ed (fstatat with AT_SYMLINK_NOFOLLOW against
  * the directory's descriptor, the cheaper form of lstat GNU tar uses too);
- * every regular file is opened, read to its end and closed; symlinks are
- * read. Each entry is a 512-byte header block, and a file's data follows,
+ * every regular file is opened, read (its lstat size) and closed; symlinks
+ * are read. Each entry is a 512-byte header block, and a file's data follows,
  * padded to 512 bytes, as in a tar stream; the stream goes to OUT in 1 MiB
  * writes (ndmpd's mover writes in large chunks too, bench/mover-throughput.ts),
  * and file data is read straight into that buffer, so no byte is copied in
@@ -87,19 +87,27 @@ static void header(const char *path, const struct stat *st, char type, const cha
   used += BLOCK;
 }
 
-/* A regular file's bytes, read straight into the output buffer, padded to a block. */
-static void data(int dirfd, const char *name, const char *path) {
+/*
+ * A regular file's bytes, read straight into the output buffer, padded to a
+ * block. It reads the size lstat gave, as tar does (a file that grew is cut
+ * there, one that shrank ends early), so a small file costs one read, not a
+ * second one to see the end.
+ */
+static void data(int dirfd, const char *name, const char *path, off_t size) {
   int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) die("open", path);
-  for (;;) {
+  for (off_t done = 0; done < size;) {
     room(BLOCK * 2);
-    ssize_t n = read(fd, out + used, OUTBUF - used);
+    size_t want = OUTBUF - used;
+    if ((off_t)want > size - done) want = (size_t)(size - done);
+    ssize_t n = read(fd, out + used, want);
     if (n < 0) {
       if (errno == EINTR) continue;
       die("read", path);
     }
     if (n == 0) break;
     used += (size_t)n;
+    done += n;
   }
   close(fd);
   /* The stream's own offset decides the padding: the buffer is flushed at any byte. */
@@ -124,7 +132,7 @@ static void walk(int dirfd, char *path, size_t len) {
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) die("lstat", path);
     if (S_ISREG(st.st_mode)) {
       header(path, &st, '0', NULL);
-      data(dirfd, name, path);
+      data(dirfd, name, path, st.st_size);
       files++;
     } else if (S_ISDIR(st.st_mode)) {
       header(path, &st, '5', NULL);
