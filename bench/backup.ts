@@ -35,6 +35,7 @@
 //   node dist/bench/backup.js --corpus small --scale 0.1
 //   npm run bench -- --corpus small,mixed,large --runs 3 --slow-delay-ms 2
 //   node dist/bench/backup.js --corpus small --rss      (adds the 1 M / 5 M-file RSS runs)
+//   node dist/bench/backup.js --corpus '' --no-concurrent --rss      (the RSS runs alone)
 //
 // Options: --corpus LIST, --scale F, --runs N (5), --warmup N (1), --slow-delay-ms MS (auto),
 // --no-concurrent, --no-keep (remove the corpora afterwards; kept by default),
