@@ -1,70 +1,71 @@
-// Backup throughput (issue 4, "Benchmark" and "Targets"): LOCAL backups of
-// the deterministic corpora (bench/corpus.ts) by a real `ndmpd` child process
-// to its virtual tape library, against GNU tar `-cf` on the same tree in the
-// same run, with file history off, from the history worker (the default) and
-// in lockstep mode, each against a DMA that takes history as fast as it comes
-// and one that stops reading its control socket for a while after every FH
-// post. Then 4 concurrent sessions, with and without one stalled DMA.
+// Backup throughput (issue 4, "Benchmark"; issue 14, item 6 and its Targets):
+// LOCAL backups of the deterministic corpora (bench/corpus.ts) by a real
+// `ndmpd` child process to its virtual tape library, against GNU tar `-cf` and
+// the bench's own C ceiling (bench/ceiling.c) on the same tree in the same run,
+// with file history off, from the history worker (the default) and in lockstep
+// mode, each against a DMA that takes history as fast as it comes and one that
+// stops reading its control socket for a while after every FH post. Then a DAR
+// restore of one file from the mixed corpus's backup (bench/dar.ts), 4
+// concurrent sessions with and without one stalled DMA, with --rss the peak
+// memory of 1 M- and 5 M-file backups (bench/rss.ts), and last one table of
+// issue 14's targets (bench/summary.ts).
 //
 // What is measured, per run (medians of --runs):
 //   data-stream time  DATA_START_BACKUP's reply → NOTIFY_MOVER_HALTED: the tape is busy that long
 //   job time          DATA_START_BACKUP's reply → NOTIFY_DATA_HALTED: the DMA has the whole history
+//   tape time         DATA_START_BACKUP's reply → the tape image's last write (its mtime, read as
+//                     the DMA gets NOTIFY_MOVER_HALTED, before it sends anything; "now" and the
+//                     start on the same file clock: bench/ndmpd-child.ts, FileClock)
+//   halt latency      the tape's last write → the DMA reading NOTIFY_MOVER_HALTED, same clock
 //   history time      how long the slow DMA was not reading, summed (≈ posts × --slow-delay-ms)
+//   history CPU       historyThreadCpuMs of the server's "file history ended" log line, per 100k
+//                     entries ("n/a" while the server does not log it)
 //   peak RSS          the server's VmHWM; the server is restarted per configuration so it is that
 //                     configuration's
-// GNU tar writes its own file and ndmpd its own tape, with the page cache warm
-// (one untimed tar first) and one untimed backup per server (JIT, first walk).
-// Each run writes a new file: tar's output is removed and the drive's tape
-// swapped for a blank one before the run, untimed. The prototype rewrote both
-// in place (docs/design.md, "Measured in a prototype"), but here (ext4 mounted with
-// `discard`, a VM disk) freeing the old blocks inside the timed write cost GNU
-// tar ~0.8 s per GiB and ndmpd's REW-and-overwrite ~0.3 s: it made the baseline
-// 2× slower and the ratio to it flattering. --in-place measures that way.
+// GNU tar and the C ceiling write their own files and ndmpd its own tape, with
+// the page cache warm (one untimed run first) and one untimed backup per server
+// (JIT, first walk). Each run writes a new file: the output is removed and the
+// drive's tape swapped for a blank one before the run, untimed. The prototype
+// rewrote both in place (docs/design.md, "Measured in a prototype"), but here
+// (ext4 mounted with `discard`, a VM disk) freeing the old blocks inside the
+// timed write cost GNU tar ~0.8 s per GiB and ndmpd's REW-and-overwrite ~0.3 s:
+// it made the baseline 2× slower and the ratio to it flattering. --in-place
+// measures that way.
 //
 //   node dist/bench/backup.js --corpus small --scale 0.1
 //   npm run bench -- --corpus small,mixed,large --runs 3 --slow-delay-ms 2
+//   node dist/bench/backup.js --corpus small --rss      (adds the 1 M / 5 M-file RSS runs)
+//   node dist/bench/backup.js --corpus '' --no-concurrent --rss      (the RSS runs alone)
 //
-// Options: --corpus LIST, --scale F, --runs N (5), --warmup N (1), --slow-delay-ms MS (2),
+// Options: --corpus LIST, --scale F, --runs N (5), --warmup N (1), --slow-delay-ms MS (auto),
 // --no-concurrent, --no-keep (remove the corpora afterwards; kept by default),
 // --only-modes off,worker,lockstep, --record-size BYTES (10240),
 // --budget-s S (no further runs of a configuration once its runs took this
 // long: lockstep against a slow DMA is slow by design), --timeout-s S (one
 // backup), --concurrent-hist y|n (n runs the concurrency scenario without
-// history, to check it while history is not offered), --in-place. BENCH_DIR: where the
-// corpora and the server's state live (default <tmpdir>/ndmpd-bench).
+// history, to check it while history is not offered), --in-place, --no-dar,
+// --rss (1 M and 5 M files × --scale; off by default, and so in CI).
+// BENCH_DIR: where the corpora, the compiled C programs and the server's state
+// live (default <tmpdir>/ndmpd-bench).
 
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { Library } from '../src/devices/library.js';
-import { NdmpClient } from '../src/dma/client.js';
-import {
-  AddrType,
-  DataHaltReason,
-  INVALID_U64,
-  M,
-  MessageType,
-  MoverHaltReason,
-  MoverMode,
-  TapeMtioOp,
-  TapeOpenMode,
-} from '../src/wire/index.js';
-import type { HaltedPost } from '../src/wire/index.js';
+import { M } from '../src/wire/index.js';
+import type { Baseline } from './baselines.js';
+import { ceilingBaseline, tarBaseline } from './baselines.js';
 import type { Corpus, CorpusName } from './corpus.js';
 import { benchDir, CORPUS_NAMES, ensureCorpus, removeCorpus } from './corpus.js';
-
-const NDMPD_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ndmpd.js');
-const USER = 'bench';
-const PASSWORD = 'bench-Pass-4';
-/** Every server gets 4 drives: the library is made on the first start and reused by the others. */
-const DRIVES = 4;
+import type { DarFigures } from './dar.js';
+import { benchDar } from './dar.js';
+import type { Figures } from './ndmpd-child.js';
+import { BackupJob, DRIVES, Ndmpd, PASSWORD, USER, historyCpuPer100k, killChildren } from './ndmpd-child.js';
+import { benchRss } from './rss.js';
+import { Summary } from './summary.js';
 
 const MODES = ['off', 'worker', 'lockstep'] as const;
 type Mode = (typeof MODES)[number];
@@ -88,6 +89,10 @@ interface Options {
   freshFiles: boolean;
   /** XATTRS and ACLS of every backup (docs/metadata.md): n measures what capturing them costs. */
   xattrs: 'y' | 'n';
+  /** The DAR figure (bench/dar.ts), from the mixed corpus. */
+  dar: boolean;
+  /** The peak-RSS backups of 1 M and 5 M tiny files (bench/rss.ts); never by default. */
+  rss: boolean;
 }
 
 function parseOptions(argv: string[], strict: boolean): Options {
@@ -116,6 +121,9 @@ function parseOptions(argv: string[], strict: boolean): Options {
       'timeout-s': { type: 'string', default: '900' },
       'in-place': { type: 'boolean', default: false },
       xattrs: { type: 'string', default: 'y' },
+      dar: { type: 'boolean', default: true },
+      'no-dar': { type: 'boolean', default: false },
+      rss: { type: 'boolean', default: false },
     },
   });
   const str = (k: string) => String((values as Record<string, unknown>)[k]);
@@ -154,440 +162,9 @@ function parseOptions(argv: string[], strict: boolean): Options {
     timeoutMs: num('timeout-s', 1) * 1000,
     freshFiles: values['in-place'] !== true,
     xattrs,
+    dar: values.dar !== false && values['no-dar'] !== true,
+    rss: values.rss === true,
   };
-}
-
-// ---- the server as a child process ------------------------------------------
-
-/** Every ndmpd this process started and has not seen exit: killed on any way out. */
-const children = new Set<ChildProcess>();
-function killChildren(): void {
-  for (const c of children) c.kill('SIGKILL');
-}
-process.on('exit', killChildren);
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/**
- * `ndmpd` as an operator starts it, at log level warn. Not the tests' helper
- * (test/helpers/ndmpd-process.ts): that one waits for an info-level log line
- * and makes its own state dir and export, where this one must reuse the
- * library and export the corpus; readiness here is a DMA's greeting.
- */
-class Ndmpd {
-  private out = '';
-
-  private constructor(
-    readonly child: ChildProcess,
-    readonly port: number,
-    readonly stateDir: string,
-  ) {
-    const keep = (d: Buffer) => {
-      this.out += d.toString();
-      if (this.out.length > 256 * 1024) this.out = this.out.slice(-128 * 1024);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-  }
-
-  static async start(o: {
-    stateDir: string;
-    authFile: string;
-    root: string;
-    extra: string[];
-  }): Promise<Ndmpd> {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [
-        NDMPD_BIN,
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--state-dir',
-        o.stateDir,
-        '--auth-file',
-        o.authFile,
-        '--export',
-        `bench=${o.root}`,
-        '--drives',
-        String(DRIVES),
-        '--log-level',
-        'warn',
-        '--log-format',
-        'json',
-        ...o.extra,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    const server = new Ndmpd(child, port, o.stateDir);
-    const deadline = performance.now() + 20_000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(
-          `ndmpd did not start (exit ${child.exitCode ?? child.signalCode}): ${server.firstError()}`,
-        );
-      }
-      try {
-        const c = await NdmpClient.connect({ host: '127.0.0.1', port, timeoutMs: 2000 });
-        c.destroy();
-        return server;
-      } catch {
-        if (performance.now() > deadline) {
-          await server.stop();
-          throw new Error(`ndmpd did not answer on port ${port} within 20 s: ${server.firstError()}`);
-        }
-        await sleep(50);
-      }
-    }
-  }
-
-  /** The first line of the server's output that says what went wrong, else the first line. */
-  firstError(): string {
-    const lines = this.out
-      .split('\n')
-      .map((l) => l.trim())
-      .filter(Boolean);
-    const line = lines.find((l) => /error|refus|cannot|unknown/i.test(l)) ?? lines[0] ?? 'no output';
-    return line.length > 200 ? `${line.slice(0, 200)}…` : line;
-  }
-
-  /** Where the server's output is now; `messagesSince` reads what came after. */
-  mark(): number {
-    return this.out.length;
-  }
-
-  /** The `msg` (and `err`) of each JSON log line (warn and above at our log level) since `mark`. */
-  messagesSince(mark: number): string[] {
-    return this.out
-      .slice(mark)
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => {
-        try {
-          const o = JSON.parse(l) as { msg?: string; err?: { message?: string } | string };
-          const err = typeof o.err === 'string' ? o.err : o.err?.message;
-          return o.msg ? (err ? `${o.msg}: ${err}` : o.msg) : l;
-        } catch {
-          return l;
-        }
-      });
-  }
-
-  /** VmHWM: the most resident memory this process has had, in KiB. */
-  peakRssKiB(): number | null {
-    try {
-      const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
-      return m ? Number(m[1]) : null;
-    } catch {
-      return null;
-    }
-  }
-
-  tapePath(drive: string): string {
-    return join(this.stateDir, 'library', 'drives', drive);
-  }
-
-  /**
-   * A blank tape in `drive` instead of the one there, whose files are removed
-   * (unless --in-place). Done as `ndmpd tape unload/create/load` would, on the
-   * library folder, while no DMA uses the drive.
-   */
-  freshTape(drive: string): void {
-    const lib = Library.open(join(this.stateDir, 'library'), { drives: DRIVES });
-    const old = lib.unload(drive);
-    const [blank] = lib.createTapes({ count: 1, prefix: 'BEN' });
-    lib.load(blank!, drive);
-    if (old) {
-      rmSync(lib.tapePath(old), { force: true });
-      rmSync(`${lib.tapePath(old)}.idx`, { force: true });
-    }
-  }
-
-  async stop(): Promise<void> {
-    const c = this.child;
-    if (c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), 8000);
-    await exited;
-    clearTimeout(t);
-  }
-}
-
-// ---- a DMA that reads its control socket slowly, or not at all ------------
-
-const FH_CODES = new Set([M.FH_ADD_FILE.code, M.FH_ADD_DIR.code, M.FH_ADD_NODE.code]);
-
-/**
- * Stands between a client's socket and the client's own parser and hands it
- * whole records one at a time. After each FH post it stops reading the socket
- * for `delayMs`: the socket is paused, so once Node's small read buffer is
- * full the kernel's buffers fill and TCP backpressure reaches the server,
- * as with a DMA busy writing its index. `stallAfterReply` stops reading
- * entirely after a given reply until `release`.
- *
- * NdmpClient does not expose its socket and must not change for a benchmark;
- * the field is reached by name here, and its absence is reported.
- */
-class ControlGate {
-  delayMs = 0;
-  /** Time spent not reading because of the delay, summed. */
-  heldMs = 0;
-  private readonly socket: net.Socket;
-  private readonly deliver: (b: Buffer) => void;
-  private partial: Buffer = Buffer.alloc(0);
-  private readonly queue: { bytes: Buffer; type: number; code: number }[] = [];
-  private held = false;
-  private stalled = false;
-  private stallCode: number | null = null;
-
-  constructor(client: NdmpClient) {
-    const socket = (client as unknown as { socket?: unknown }).socket;
-    if (!(socket instanceof net.Socket)) {
-      throw new Error('NdmpClient keeps no `socket` field any more: the slow DMA cannot hold its reads back');
-    }
-    this.socket = socket;
-    const parsers = socket.listeners('data') as ((b: Buffer) => void)[];
-    socket.removeAllListeners('data');
-    this.deliver = (b) => {
-      for (const p of parsers) p(b);
-    };
-    socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
-  }
-
-  stallAfterReply(code: number): void {
-    this.stallCode = code;
-  }
-
-  release(): void {
-    this.stalled = false;
-    this.pump();
-  }
-
-  private onChunk(chunk: Buffer): void {
-    const buf = this.partial.length ? Buffer.concat([this.partial, chunk]) : chunk;
-    let at = 0;
-    // Whole records (one or more fragments, RFC 5531 record marking).
-    for (;;) {
-      let pos = at;
-      let done = false;
-      while (buf.length - pos >= 4) {
-        const mark = buf.readUInt32BE(pos);
-        const len = mark & 0x7fffffff;
-        if (buf.length - pos - 4 < len) break;
-        pos += 4 + len;
-        if (mark & 0x80000000) {
-          done = true;
-          break;
-        }
-      }
-      if (!done) break;
-      const first = buf.readUInt32BE(at) & 0x7fffffff;
-      const type = first >= 16 ? buf.readUInt32BE(at + 4 + 8) : -1;
-      const code = first >= 16 ? buf.readUInt32BE(at + 4 + 12) : -1;
-      this.queue.push({ bytes: buf.subarray(at, pos), type, code });
-      at = pos;
-    }
-    this.partial = at < buf.length ? Buffer.from(buf.subarray(at)) : Buffer.alloc(0);
-    this.pump();
-  }
-
-  private pump(): void {
-    while (this.queue.length > 0 && !this.held && !this.stalled) {
-      const r = this.queue.shift()!;
-      this.deliver(r.bytes);
-      if (r.type === MessageType.NDMP_MESSAGE_REPLY && r.code === this.stallCode) {
-        this.stallCode = null;
-        this.stalled = true;
-      } else if (r.type === MessageType.NDMP_MESSAGE_REQUEST && FH_CODES.has(r.code) && this.delayMs > 0) {
-        this.held = true;
-        const from = performance.now();
-        setTimeout(() => {
-          this.heldMs += performance.now() - from;
-          this.held = false;
-          this.pump();
-        }, this.delayMs);
-      }
-    }
-    if (this.queue.length > 0 || this.held || this.stalled) this.socket.pause();
-    else this.socket.resume();
-  }
-}
-
-// ---- one backup -------------------------------------------------------------
-
-interface Figures {
-  dataMs: number;
-  jobMs: number;
-  /** FH entries received (history on), else the corpus's files + directories. */
-  entries: number;
-  posts: number;
-  bytes: number;
-  /** How long the DMA was not reading because of its delay (0 for a fast DMA). */
-  histMs: number;
-  /** CPU time of this process (the DMA) during the backup. */
-  dmaCpuMs: number;
-  /** Start → the tape image's last write (its mtime), as the file system saw it. */
-  tapeMs: number;
-}
-
-const nameOf = (table: Record<string, number>, v: number) =>
-  Object.entries(table).find(([, n]) => n === v)?.[0] ?? String(v);
-
-/** A LOCAL backup from one DMA connection: prepared, started, finished. */
-class BackupJob {
-  gate: ControlGate | null = null;
-  entries = 0;
-  posts = 0;
-  private tStart = 0;
-  private tMover: number | null = null;
-  private tData: number | null = null;
-  private cpu0: NodeJS.CpuUsage = process.cpuUsage();
-  private dataHalt: HaltedPost | null = null;
-  private moverHalt: HaltedPost | null = null;
-  private readonly halted: Promise<void>;
-
-  private constructor(
-    readonly c: NdmpClient,
-    readonly server: Ndmpd,
-    readonly drive: string,
-  ) {
-    c.onPost(M.FH_ADD_FILE, (b) => {
-      this.entries += b.files.length;
-      this.posts++;
-    });
-    // HIST=y is the path model; should a server answer with dir/node posts, they count as posts.
-    c.onPost(M.FH_ADD_DIR, () => this.posts++);
-    c.onPost(M.FH_ADD_NODE, () => this.posts++);
-    const mover = new Promise<void>((r) =>
-      c.onPost(M.NOTIFY_MOVER_HALTED, (b) => {
-        this.tMover = performance.now();
-        this.moverHalt = b;
-        r();
-      }),
-    );
-    const data = new Promise<void>((r) =>
-      c.onPost(M.NOTIFY_DATA_HALTED, (b) => {
-        this.tData = performance.now();
-        this.dataHalt = b;
-        r();
-      }),
-    );
-    this.halted = Promise.all([mover, data]).then(() => undefined);
-  }
-
-  /** Connected, logged in, tape rewound, mover listening LOCAL, data service connected to it. */
-  static async prepare(
-    server: Ndmpd,
-    drive: string,
-    opts: { recordSize: number; freshFiles: boolean; xattrs: 'y' | 'n' },
-    gated: boolean,
-  ): Promise<BackupJob> {
-    if (opts.freshFiles) server.freshTape(drive);
-    const c = await NdmpClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
-    const job = new BackupJob(c, server, drive);
-    job.xattrs = opts.xattrs;
-    try {
-      if (gated) job.gate = new ControlGate(c);
-      await c.open(4);
-      await c.authText(USER, PASSWORD);
-      await c.call(M.TAPE_OPEN, { device: drive, mode: TapeOpenMode.NDMP_TAPE_RDWR_MODE });
-      // From BOT: a blank tape, or (--in-place) the same tape rewritten.
-      await c.call(M.TAPE_MTIO, { tapeOp: TapeMtioOp.NDMP_MTIO_REW, count: 1 });
-      await c.call(M.MOVER_SET_RECORD_SIZE, { len: opts.recordSize });
-      await c.call(M.MOVER_SET_WINDOW, { offset: 0n, length: INVALID_U64 });
-      await c.call(M.MOVER_LISTEN, {
-        mode: MoverMode.NDMP_MOVER_MODE_READ,
-        addrType: AddrType.NDMP_ADDR_LOCAL,
-      });
-      await c.call(M.DATA_CONNECT, { addr: { addrType: AddrType.NDMP_ADDR_LOCAL } });
-      return job;
-    } catch (e) {
-      c.destroy();
-      throw e;
-    }
-  }
-
-  /** XATTRS and ACLS of the backup. */
-  xattrs: 'y' | 'n' = 'y';
-
-  async start(root: string, hist: 'y' | 'n'): Promise<void> {
-    this.cpu0 = process.cpuUsage();
-    await this.c.call(M.DATA_START_BACKUP, {
-      butypeName: 'tar',
-      env: [
-        { name: 'FILESYSTEM', value: root },
-        { name: 'HIST', value: hist },
-        { name: 'TYPE', value: 'tar' },
-        { name: 'XATTRS', value: this.xattrs },
-        { name: 'ACLS', value: this.xattrs },
-      ],
-    });
-    this.tStart = performance.now();
-  }
-
-  /** Waits for both halts, checks them, reads the byte counts, and ends the session cleanly. */
-  async finish(timeoutMs: number, corpusEntries: number, hist: 'y' | 'n'): Promise<Figures> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), timeoutMs)));
-    const r = await Promise.race([this.halted, late]);
-    clearTimeout(timer);
-    if (r === 'late') {
-      const seen =
-        this.tMover === null ? 'no NOTIFY_MOVER_HALTED' : 'NOTIFY_MOVER_HALTED but no NOTIFY_DATA_HALTED';
-      throw new Error(`${seen} after ${(timeoutMs / 1000).toFixed(0)} s (${this.entries} FH entries so far)`);
-    }
-    const cpu = process.cpuUsage(this.cpu0);
-    const data = this.dataHalt!;
-    const mover = this.moverHalt!;
-    if (data.reason !== DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL) {
-      throw new Error(`data halted ${nameOf(DataHaltReason, data.reason)} ${data.textReason ?? ''}`.trim());
-    }
-    if (mover.reason !== MoverHaltReason.NDMP_MOVER_HALT_CONNECT_CLOSED) {
-      throw new Error(
-        `mover halted ${nameOf(MoverHaltReason, mover.reason)} ${mover.textReason ?? ''}`.trim(),
-      );
-    }
-    const moved = Number((await this.c.call(M.MOVER_GET_STATE, {})).bytesMoved);
-    const processed = Number((await this.c.call(M.DATA_GET_STATE, {})).bytesProcessed);
-    await this.c.call(M.DATA_STOP, {});
-    await this.c.call(M.MOVER_STOP, {});
-    await this.c.call(M.TAPE_CLOSE, {});
-    let tapeMs = NaN;
-    try {
-      tapeMs = statSync(this.server.tapePath(this.drive)).mtimeMs - (performance.timeOrigin + this.tStart);
-    } catch {
-      /* no tape image where expected: leave it out */
-    }
-    await this.c.close();
-    return {
-      dataMs: this.tMover! - this.tStart,
-      jobMs: this.tData! - this.tStart,
-      entries: hist === 'y' ? this.entries : corpusEntries,
-      posts: this.posts,
-      bytes: moved || processed,
-      histMs: this.gate?.heldMs ?? 0,
-      dmaCpuMs: (cpu.user + cpu.system) / 1000,
-      tapeMs,
-    };
-  }
-
-  destroy(): void {
-    this.c.destroy();
-  }
 }
 
 // ---- configurations ----------------------------------------------------------
@@ -622,9 +199,10 @@ interface Env {
   authFile: string;
 }
 
+/** The median of the finite values (a figure a run could not take is NaN); NaN if none. */
 const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 };
 
 function medians(runs: Figures[]): Figures {
@@ -638,6 +216,9 @@ function medians(runs: Figures[]): Figures {
     histMs: pick('histMs'),
     dmaCpuMs: pick('dmaCpuMs'),
     tapeMs: pick('tapeMs'),
+    haltLatencyMs: pick('haltLatencyMs'),
+    historyCpuMs: pick('historyCpuMs'),
+    historyEntries: pick('historyEntries'),
   };
 }
 
@@ -690,39 +271,21 @@ async function runConfig(env: Env, corpus: Corpus, cfg: Config): Promise<Row> {
   return row;
 }
 
-/** GNU tar writing its own file (removed first unless --in-place); the first run (untimed) warms the page cache. */
-function tarBaseline(env: Env, corpus: Corpus): { ms: number; bytes: number } {
-  const out = join(env.runDir, 'gnutar.tar');
-  const once = () => {
-    if (env.opts.freshFiles) rmSync(out, { force: true });
-    const t0 = performance.now();
-    const r = spawnSync('tar', ['-cf', out, '-C', corpus.root, '.'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const ms = performance.now() - t0;
-    if (r.error) throw r.error;
-    if (r.status !== 0) throw new Error(`tar exited with ${r.status}: ${r.stderr.toString().trim()}`);
-    return ms;
-  };
-  once();
-  const times: number[] = [];
-  for (let i = 0; i < env.opts.runs; i++) times.push(once());
-  const bytes = statSync(out).size;
-  rmSync(out, { force: true });
-  return { ms: median(times), bytes };
-}
-
 // ---- printing ------------------------------------------------------------------
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
-const secs = (ms: number) => (ms / 1000).toFixed(3);
+const secs = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(3) : 'n/a');
 const mbps = (bytes: number, ms: number) => (bytes / 1e6 / (ms / 1000)).toFixed(0);
-const times = (x: number) => `${x.toFixed(2)}×`;
+const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
 const mib = (kib: number | null) => (kib === null ? '—' : `${(kib / 1024).toFixed(0)} MiB`);
+const msec = (ms: number) => (Number.isFinite(ms) ? `${ms.toFixed(1)} ms` : 'n/a');
 const pad = (s: string, n: number) => s.padStart(n);
 
 function printCorpusTable(
   corpus: Corpus,
   opts: Options,
-  tar: { ms: number; bytes: number },
+  tar: Baseline,
+  ceiling: Baseline | null,
   rows: Row[],
 ): void {
   const entries = corpus.files + corpus.dirs;
@@ -737,12 +300,19 @@ function printCorpusTable(
   );
   console.log(
     `  ${'configuration'.padEnd(22)}${pad('files/s', 10)}${pad('MB/s', 7)}${pad('data s', 9)}${pad('job s', 9)}` +
-      `${pad('×tar', 7)}${pad('×off', 7)}${pad('FH posts', 10)}${pad('hist s', 8)}${pad('peak RSS', 10)}`,
+      `${pad('tape s', 9)}${pad('×tar', 7)}${pad('×C', 7)}${pad('×off', 7)}${pad('FH posts', 10)}${pad('hist s', 8)}` +
+      `${pad('halt', 10)}${pad('peak RSS', 10)}`,
   );
-  console.log(
-    `  ${'GNU tar -cf'.padEnd(22)}${pad(int(entries / (tar.ms / 1000)), 10)}${pad(mbps(tar.bytes, tar.ms), 7)}` +
-      `${pad(secs(tar.ms), 9)}${pad(secs(tar.ms), 9)}${pad(times(1), 7)}${pad('', 7)}${pad('', 10)}${pad('', 8)}${pad('—', 10)}`,
-  );
+  const cMs = ceiling?.ms ?? NaN;
+  const base = (label: string, b: Baseline) =>
+    console.log(
+      `  ${label.padEnd(22)}${pad(int(entries / (b.ms / 1000)), 10)}${pad(mbps(b.bytes, b.ms), 7)}` +
+        `${pad(secs(b.ms), 9)}${pad(secs(b.ms), 9)}${pad('', 9)}${pad(times(tar.ms / b.ms), 7)}` +
+        `${pad(times(cMs / b.ms), 7)}${pad('', 7)}${pad('', 10)}${pad('', 8)}${pad('', 10)}${pad('—', 10)}`,
+    );
+  base('GNU tar -cf', tar);
+  if (ceiling) base('C ceiling (1 thread)', ceiling);
+  else console.log(`  ${'C ceiling (1 thread)'.padEnd(22)}n/a (no C compiler: cc)`);
   const off = rows.find((r) => r.cfg.mode === 'off')?.m ?? null;
   for (const r of rows) {
     const label = (
@@ -755,14 +325,17 @@ function printCorpusTable(
     const m = r.m;
     console.log(
       `  ${label}${pad(int(m.entries / (m.jobMs / 1000)), 10)}${pad(mbps(m.bytes, m.dataMs), 7)}` +
-        `${pad(secs(m.dataMs), 9)}${pad(secs(m.jobMs), 9)}${pad(times(tar.ms / m.jobMs), 7)}` +
+        `${pad(secs(m.dataMs), 9)}${pad(secs(m.jobMs), 9)}${pad(secs(m.tapeMs), 9)}${pad(times(tar.ms / m.jobMs), 7)}` +
+        `${pad(times(cMs / m.jobMs), 7)}` +
         `${pad(off ? times(off.dataMs / m.dataMs) : '—', 7)}${pad(r.cfg.mode === 'off' ? '' : int(m.posts), 10)}` +
-        `${pad(r.cfg.speed === 'slow' ? secs(m.histMs) : '', 8)}${pad(mib(r.peakRssKiB), 10)}`,
+        `${pad(r.cfg.speed === 'slow' ? secs(m.histMs) : '', 8)}${pad(msec(m.haltLatencyMs), 10)}${pad(mib(r.peakRssKiB), 10)}`,
     );
   }
   console.log(
-    '  files/s: files + dirs over the job time; MB/s: stream bytes over the data-stream time; ×tar: GNU tar’s time' +
-      ' / the job time; ×off: history off’s data-stream time / this one’s; hist s: time the slow DMA was not reading',
+    '  files/s: files + dirs over the job time; MB/s: stream bytes over the data-stream time; tape s: to the tape’s' +
+      ' last write; ×tar, ×C: GNU tar’s, the C ceiling’s time / the job time; ×off: history off’s data-stream time /' +
+      ' this one’s; hist s: time the slow DMA was not reading; halt: the tape’s last write → NOTIFY_MOVER_HALTED read' +
+      ' by the DMA (file clock, ±4 ms)',
   );
   for (const r of rows) {
     if (!r.m || r.cfg.mode === 'off') continue;
@@ -773,20 +346,28 @@ function printCorpusTable(
         : `HISTORY INCOMPLETE: ${int(m.entries)} entries for ${int(entries)} files + dirs`;
     const perPost = m.posts ? int(m.entries / m.posts) : '—';
     const posts = `${int(m.posts)} post${m.posts === 1 ? '' : 's'}`;
-    const tapeLag =
-      Number.isFinite(m.tapeMs) && m.dataMs - m.tapeMs > Math.max(20, 0.05 * m.dataMs)
-        ? `; the tape's last write was at ${secs(m.tapeMs)} s, NOTIFY_MOVER_HALTED reached the DMA ${secs(m.dataMs - m.tapeMs)} s later`
-        : '';
     console.log(
       `  ${r.cfg.label}: ${int(m.entries)} entries in ${posts} (${perPost}/post), ${complete}; DMA cpu ${secs(m.dmaCpuMs)} s` +
+        `; history thread cpu ${historyCpuPer100k(m)} per 100k entries` +
         (r.cfg.speed === 'slow'
           ? `; not reading ${secs(m.histMs)} s (nominal ${int(m.posts)} × ${opts.slowDelayMs} ms = ${secs(m.posts * opts.slowDelayMs)} s)`
-          : '') +
-        tapeLag,
+          : ''),
+    );
+  }
+  const fast = rows.find((r) => r.cfg.mode === 'worker' && r.cfg.speed === 'fast')?.m;
+  if (off && fast) {
+    console.log(
+      `  history on (worker, fast DMA) costs ${((fast.jobMs / off.jobMs - 1) * 100).toFixed(1)}% of job time vs history off`,
+    );
+  }
+  const slow = rows.find((r) => r.cfg.mode === 'worker' && r.cfg.speed === 'slow')?.m;
+  if (off && slow) {
+    console.log(
+      `  worker, slow DMA: the tape's last write at ${secs(slow.tapeMs)} s, ${times(slow.tapeMs / off.tapeMs)} history off's ` +
+        `(${secs(off.tapeMs)} s); NOTIFY_MOVER_HALTED read ${msec(slow.haltLatencyMs)} after it (history off: ${msec(off.haltLatencyMs)})`,
     );
   }
   // The slow-DMA targets are about a DMA slower than the backup; say when this one was not.
-  const slow = rows.find((r) => r.cfg.mode === 'worker' && r.cfg.speed === 'slow')?.m;
   if (slow && slow.posts > 0 && slow.histMs < slow.dataMs) {
     console.log(
       `  note: the slow DMA took history faster than the backup made it (${secs(slow.histMs)} s < ${secs(slow.dataMs)} s);` +
@@ -807,16 +388,12 @@ function printTargets(tar: { ms: number }, rows: Row[]): void {
     console.log(
       `    ${text.padEnd(48)}${ratio === null ? 'n/a' : `${times(ratio)}  (${ok(ratio) ? 'met' : 'missed'}${more})`}`,
     );
-  console.log('  targets (issue 4):');
+  console.log('  targets of issue 4 (issue 14’s are in the table at the end):');
   line('worker fast ≥ 1.0× GNU tar', wf ? tar.ms / wf.jobMs : null, (x) => x >= 1.0);
   line(
     'slow DMA: data stream ≤ 1.05× history off',
     ws && off ? ws.dataMs / off.dataMs : null,
     (x) => x <= 1.05,
-    // NOTIFY_MOVER_HALTED can reach a slow DMA behind queued history: the tape's own view too.
-    ws && off && Number.isFinite(ws.tapeMs) && Number.isFinite(off.tapeMs)
-      ? `; by the tapes' last writes ${times(ws.tapeMs / off.tapeMs)}`
-      : '',
   );
   line(
     'slow DMA: job ≤ 1.05× max(data, history)',
@@ -827,6 +404,30 @@ function printTargets(tar: { ms: number }, rows: Row[]): void {
     'lockstep slow ≥ data + history',
     ls && off ? ls.jobMs / (off.dataMs + ls.histMs) : null,
     (x) => x >= 1.0,
+  );
+}
+
+function printDar(d: DarFigures, opts: Options): void {
+  const gib = d.streamBytes / 2 ** 30;
+  console.log(
+    `DAR, mixed corpus ×${opts.scale}: one file of a ${gib.toFixed(2)} GiB backup (${int(d.streamBytes)} stream bytes` +
+      `${gib >= 2 ? '' : '; the issue asks for ≥ 2 GiB: run at --scale 1'}): ${d.path}, ${int(d.size)} bytes, fh_info ${d.fhInfo}`,
+  );
+  console.log(
+    `  ${'restore'.padEnd(26)}${pad('mover bytes', 16)}${pad('data bytes', 16)}${pad('time s', 9)}${pad('reads', 7)}`,
+  );
+  for (const [label, r] of [
+    ['DAR (DIRECT=y, fh_info)', d.dar],
+    ['whole stream (DIRECT=n)', d.scan],
+  ] as const) {
+    console.log(
+      `  ${label.padEnd(26)}${pad(int(r.moverBytes), 16)}${pad(int(r.dataBytes), 16)}${pad(secs(r.ms), 9)}${pad(int(r.reads), 7)}`,
+    );
+  }
+  console.log(
+    `  DAR read ${((d.dar.moverBytes / Math.max(1, d.scan.moverBytes)) * 100).toFixed(3)}% of the whole stream's bytes in ` +
+      `${((d.dar.ms / d.scan.ms) * 100).toFixed(1)}% of its time (mover bytes: MOVER_GET_STATE bytes_moved; time: ` +
+      `DATA_START_RECOVER's reply → NOTIFY_DATA_HALTED)`,
   );
 }
 
@@ -950,8 +551,33 @@ async function benchConcurrent(env: Env, corpus: Corpus): Promise<void> {
 
 // ---- entry -------------------------------------------------------------------
 
-/** `strict`: refuse unknown options (run alone); from bench/run.ts the other benchmarks' options pass. */
-export async function benchBackup(argv: string[], { strict = false } = {}): Promise<void> {
+/** The DAR figure: a server of its own that also exports a folder to restore into. */
+async function runDar(env: Env, corpus: Corpus): Promise<DarFigures> {
+  const restoreDir = join(env.runDir, 'restore');
+  mkdirSync(restoreDir, { recursive: true });
+  const server = await Ndmpd.start({
+    ...env,
+    root: corpus.root,
+    extra: [],
+    exports: [`restore=${restoreDir}`],
+  });
+  const mark = server.mark();
+  try {
+    return await benchDar(server, corpus, restoreDir, env.opts);
+  } catch (e) {
+    const logged = server.messagesSince(mark);
+    throw new Error(errorText(e) + (logged.length ? ` [ndmpd: ${logged.slice(0, 3).join(' | ')}]` : ''));
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * `strict`: refuse unknown options (run alone); from bench/run.ts the other
+ * benchmarks' options pass. Returns the issue-14 summary, for the caller to
+ * print last.
+ */
+export async function benchBackup(argv: string[], { strict = false } = {}): Promise<Summary> {
   const opts = parseOptions(argv, strict);
   const base = benchDir();
   mkdirSync(base, { recursive: true });
@@ -969,11 +595,18 @@ export async function benchBackup(argv: string[], { strict = false } = {}): Prom
   process.once('SIGTERM', onSignal);
   const say = (line: string) => console.log(`  ${line}`);
   const used = new Set<CorpusName>();
+  const summary = new Summary(opts.scale);
   try {
     for (const name of opts.corpora) {
       const corpus = ensureCorpus(name, opts.scale, say);
       used.add(name);
-      const tar = tarBaseline(env, corpus);
+      const tar = tarBaseline(corpus.root, runDir, opts);
+      let ceiling: Baseline | null = null;
+      try {
+        ceiling = ceilingBaseline(base, corpus.root, runDir, opts);
+      } catch (e) {
+        say(`the C ceiling: ${errorText(e)}`);
+      }
       const rows: Row[] = [];
       for (const cfg of CONFIGS) {
         if (!opts.modes.has(cfg.mode)) continue;
@@ -985,13 +618,32 @@ export async function benchBackup(argv: string[], { strict = false } = {}): Prom
         }
         rows.push(await runConfig(env, corpus, cfg));
       }
-      printCorpusTable(corpus, opts, tar, rows);
+      printCorpusTable(corpus, opts, tar, ceiling, rows);
+      const pick = (mode: Mode, speed: Speed) =>
+        rows.find((r) => r.cfg.mode === mode && r.cfg.speed === speed)?.m ?? null;
+      summary.corpora.push({
+        name,
+        tarMs: tar.ms,
+        ceilingMs: ceiling?.ms ?? NaN,
+        off: pick('off', 'fast'),
+        fast: pick('worker', 'fast'),
+        slow: pick('worker', 'slow'),
+      });
+      if (name === 'mixed' && opts.dar) {
+        try {
+          summary.dar = await runDar(env, corpus);
+          printDar(summary.dar, opts);
+        } catch (e) {
+          console.log(`DAR, mixed corpus ×${opts.scale}: n/a (${errorText(e)})`);
+        }
+      }
     }
     if (opts.concurrent) {
       const small = ensureCorpus('small', opts.scale, say);
       used.add('small');
       await benchConcurrent(env, small);
     }
+    if (opts.rss) summary.rss = await benchRss(env, opts.scale, opts);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -999,6 +651,7 @@ export async function benchBackup(argv: string[], { strict = false } = {}): Prom
     rmSync(runDir, { recursive: true, force: true });
     if (!opts.keep) for (const name of used) removeCorpus(name, opts.scale);
   }
+  return summary;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
@@ -1006,7 +659,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
   );
   try {
-    await benchBackup(process.argv.slice(2), { strict: true });
+    const summary = await benchBackup(process.argv.slice(2), { strict: true });
+    summary.print();
   } catch (e) {
     console.error(`bench/backup: ${errorText(e)}`);
     process.exitCode = 2;

@@ -20,5 +20,7 @@ await benchRing();
 await benchPax();
 await benchHistory();
 await benchCatalog(process.argv.slice(2));
-await benchBackup(process.argv.slice(2));
+const summary = await benchBackup(process.argv.slice(2));
 await benchSoak(process.argv.slice(2));
+// Last, so one run ends with issue 14's targets and their verdicts.
+summary.print();
