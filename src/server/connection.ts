@@ -205,10 +205,11 @@ export class Connection implements Session {
   }
 
   post<Body>(def: MessageDef<Body, never>, body: Body): void {
-    if (AFTER_HISTORY.has(def.code) && this.history.waiting) {
-      this.history.after(() => this.post(def, body));
-      return;
-    }
+    if (AFTER_HISTORY.has(def.code)) this.history.after(() => this.writePost(def, body));
+    else this.writePost(def, body);
+  }
+
+  private writePost<Body>(def: MessageDef<Body, never>, body: Body): void {
     const msg = compiled(this.version, def);
     this.write(
       msg,

@@ -7,8 +7,9 @@
 //   holds unsent small;
 // - in the DMA's kernel: the DMA's advertised window (TCP_INFO) shrinks by
 //   what sits unread in its receive buffer. History is written while that
-//   backlog, as the window shows it, stays under PEER_BYTES; beyond it a
-//   message goes in slices as the window opens. A window that did not change
+//   backlog, as the window shows it, plus the bytes not yet acknowledged, stays
+//   under PEER_BYTES; a DMA that shows a backlog gets a message in slices as
+//   the window opens, one that keeps up gets it whole. A window that did not change
 //   may be stale (a receiver announces reading only when its window doubles),
 //   so while held back a small slice goes every PROBE_MS: its acknowledgement
 //   carries the window as it is now.
@@ -35,13 +36,19 @@ export interface HistorySocket {
   write(chunk: Uint8Array, cb: (err?: Error | null) => void): boolean;
 }
 
-/** History the DMA's receive buffer may hold unread (by its window) before more waits. */
-export const PEER_BYTES = 64 * 1024;
+/**
+ * History the DMA's receive buffer may hold unread (by its window) before more
+ * waits: more than a message (128 KiB), so a DMA that takes one post at a time
+ * has the next one whole while it works; little enough that a post behind it
+ * waits for about two (bench/history-handoff.ts: 97–120 ms at 36 ms per post;
+ * 256 KiB gave 90–160 ms and no shorter job).
+ */
+export const PEER_BYTES = 160 * 1024;
 /** Less room than this is no room: history goes in slices worth a system call. */
 const MIN_SLICE = 32 * 1024;
 /** While history is held back, a slice this big goes every PROBE_MS, for a fresh window. */
 const PROBE_BYTES = 256;
-const PROBE_MS = 20;
+const PROBE_MS = 10;
 /**
  * Held back this long with the window exactly as it was (the DMA takes what
  * the probes send, yet its window stays below the largest seen), the largest
@@ -51,6 +58,8 @@ const PROBE_MS = 20;
  * slowly, a window that moves.
  */
 const RESET_MS = 1000;
+/** How soon the queue looks again when only acknowledgements hold history back. */
+const ACK_MS = 1;
 /** How soon the queue looks again when the socket's buffer holds output it was not told of. */
 const RETRY_MS = 2;
 
@@ -81,6 +90,8 @@ export class HistoryOutput {
   /** The window at the last look, and whether it had moved since the one before: then no probe is needed. */
   private lastWindow = -1;
   private moved = false;
+  /** At the last look the DMA's window was at its largest: it reads as fast as history comes. */
+  private keepingUp = true;
   /** Bytes of history waiting here. */
   heldBytes = 0;
   /** Times a slice went to learn the DMA's window (for the counters of a test or a benchmark). */
@@ -159,10 +170,14 @@ export class HistoryOutput {
       }
       const room = this.room();
       if (room <= 0) {
-        this.later(PROBE_MS, true);
+        // Only acknowledgements outstanding (a DMA that keeps up): they come within a moment.
+        if (this.keepingUp) this.later(ACK_MS, false);
+        else this.later(PROBE_MS, true);
         return;
       }
-      this.writeSlice(room);
+      // A DMA that shows no backlog gets the message whole: a lone slice of one segment waits for
+      // the receiver's delayed acknowledgement (40 ms) before the next could go.
+      this.writeSlice(this.keepingUp ? Infinity : room);
     }
   }
 
@@ -195,12 +210,16 @@ export class HistoryOutput {
   /** Bytes of history the DMA may be given now (Infinity when the kernel does not say). */
   private room(): number {
     const st = this.sendState();
-    if (!st || st.peerWindow === 0xffffffff) return Infinity;
+    if (!st || st.peerWindow === 0xffffffff) {
+      this.keepingUp = true;
+      return Infinity;
+    }
     const w = st.peerWindow;
     if (w > this.windowRef) this.windowRef = w;
     this.moved = w !== this.lastWindow;
     this.lastWindow = w;
     // Unread in the DMA's buffer (its window below the largest), plus what is on its way (or unacknowledged).
+    this.keepingUp = this.windowRef - w < MIN_SLICE;
     const room = PEER_BYTES - (this.windowRef - w) - st.unackedBytes;
     if (room >= MIN_SLICE) {
       this.heldSince = 0;

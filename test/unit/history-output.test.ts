@@ -94,36 +94,34 @@ test('a post given to `after` follows every message queued before it; with none 
 
 test("history waits for the DMA's window; a message begun goes out whole before other output", () => {
   const sock = new FakeSocket();
-  // The DMA's window: 1 MiB empty; it shrinks by what the test says is unread.
+  // The DMA's window: 1 MiB when empty, less what the test says it has not read.
   let unread = 0;
   const state = (): TcpSendState => ({ notsentBytes: 0, peerWindow: 1024 * 1024 - unread, unackedBytes: 0 });
   const { out, add, done } = output(sock, state);
+  const sent = (tag: number) => sock.wire.filter((w) => w.tag === tag).reduce((n, w) => n + w.bytes, 0);
+  // A DMA that keeps up gets each message whole.
   add(1, 200 * 1024);
-  // The window allows PEER_BYTES: the message goes in part.
-  const first = sock.wire.reduce((n, w) => n + w.bytes, 0);
-  assert.ok(first > 0 && first <= PEER_BYTES, `${first} bytes of the message, at most the DMA's share`);
-  unread = first;
+  assert.equal(sent(1), 200 * 1024);
   sock.flush();
-  assert.equal(
-    sock.wire.reduce((n, w) => n + w.bytes, 0),
-    first,
-    'nothing more while the DMA has not read what it got',
-  );
+  // One that has half its share unread gets the other half, a slice of the next message.
+  unread = PEER_BYTES / 2;
+  add(2, 200 * 1024);
+  const first = sent(2);
+  assert.ok(first > 0 && first <= PEER_BYTES / 2, `${first} bytes of the message, at most the DMA's share`);
+  unread += first;
+  sock.flush();
+  assert.equal(sent(2), first, 'nothing more while the DMA has not read what it got');
   // A reply now: the message's rest goes first (records do not interleave), then the reply.
   out.beforeOutput();
   sock.other(9);
-  assert.deepEqual(sock.tags(), [1, 9]);
-  assert.equal(
-    sock.wire.filter((w) => w.tag === 1).reduce((n, w) => n + w.bytes, 0),
-    200 * 1024,
-    'the whole message, once',
-  );
+  assert.deepEqual(sock.tags(), [1, 2, 9]);
+  assert.equal(sent(2), 200 * 1024, 'the whole message, once');
   sock.flush();
-  assert.deepEqual(done, [1]);
+  assert.deepEqual(done, [1, 2]);
   // The DMA reads it all: the next message goes whole.
   unread = 0;
-  add(2, 100 * 1024);
-  assert.deepEqual(sock.tags(), [1, 9, 2]);
+  add(3, 100 * 1024);
+  assert.deepEqual(sock.tags(), [1, 2, 9, 3]);
   sock.flush();
   out.close();
 });
