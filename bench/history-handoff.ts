@@ -65,6 +65,7 @@ import {
   TapeOpenMode,
 } from '../src/wire/index.js';
 import { ensureCorpus } from './corpus.js';
+import { freePort } from './ndmpd-child.js';
 
 let ndmpdBin = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ndmpd.js');
 const USER = 'bench';
@@ -163,17 +164,6 @@ async function benchHandoff(count: number, rate: number): Promise<void> {
 }
 
 // ---- 2. a real server and a slow DMA ---------------------------------------------
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => res(p));
-    });
-  });
-}
 
 class Server {
   out = '';

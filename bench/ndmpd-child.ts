@@ -41,7 +41,8 @@ export function killChildren(): void {
 }
 process.on('exit', killChildren);
 
-async function freePort(): Promise<number> {
+/** A TCP port on loopback that nothing listens on now. */
+export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = net.createServer();
     s.once('error', rej);
