@@ -63,7 +63,16 @@ import { benchDir, CORPUS_NAMES, ensureCorpus, removeCorpus } from './corpus.js'
 import type { DarFigures } from './dar.js';
 import { benchDar } from './dar.js';
 import type { Figures } from './ndmpd-child.js';
-import { BackupJob, DRIVES, Ndmpd, PASSWORD, USER, historyCpuPer100k, killChildren } from './ndmpd-child.js';
+import {
+  BackupJob,
+  DRIVES,
+  Ndmpd,
+  PASSWORD,
+  SERVER_THREADS,
+  USER,
+  historyCpuPer100k,
+  killChildren,
+} from './ndmpd-child.js';
 import { benchRss } from './rss.js';
 import { Summary } from './summary.js';
 
@@ -206,7 +215,7 @@ const median = (xs: number[]) => {
 };
 
 function medians(runs: Figures[]): Figures {
-  const pick = (k: keyof Figures) => median(runs.map((r) => r[k]));
+  const pick = (k: Exclude<keyof Figures, 'serverCpuMs'>) => median(runs.map((r) => r[k]));
   return {
     dataMs: pick('dataMs'),
     jobMs: pick('jobMs'),
@@ -219,6 +228,9 @@ function medians(runs: Figures[]): Figures {
     haltLatencyMs: pick('haltLatencyMs'),
     historyCpuMs: pick('historyCpuMs'),
     historyEntries: pick('historyEntries'),
+    serverCpuMs: Object.fromEntries(
+      SERVER_THREADS.map((n) => [n, median(runs.map((r) => r.serverCpuMs[n]))]),
+    ) as Figures['serverCpuMs'],
   };
 }
 
@@ -337,6 +349,16 @@ function printCorpusTable(
       ' this one’s; hist s: time the slow DMA was not reading; halt: the tape’s last write → NOTIFY_MOVER_HALTED read' +
       ' by the DMA (file clock, ±4 ms)',
   );
+  // Where the server's CPU went: on 2 cores a backup that saturates both is as fast as its total allows.
+  for (const r of rows) {
+    if (!r.m) continue;
+    const c = r.m.serverCpuMs;
+    const total = SERVER_THREADS.reduce((s, n) => s + c[n], 0);
+    console.log(
+      `  ${r.cfg.label}: server cpu ${int(total)} ms = ` +
+        SERVER_THREADS.map((n) => `${n.replace('ndmp-', '')} ${int(c[n])}`).join(', '),
+    );
+  }
   for (const r of rows) {
     if (!r.m || r.cfg.mode === 'off') continue;
     const m = r.m;

@@ -5,7 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -115,6 +115,9 @@ export class Ndmpd {
     const child = spawn(
       process.execPath,
       [
+        // To profile the server: BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/p'
+        // (node refuses --cpu-prof in NODE_OPTIONS).
+        ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
         NDMPD_BIN,
         '--listen',
         `127.0.0.1:${port}`,
@@ -376,6 +379,42 @@ export class FileClock {
   }
 }
 
+/** The server's threads by the names ndmpd gives them (src/util/native-fs.ts nameThread); the rest are node's. */
+export const SERVER_THREADS = ['main', 'ndmp-data', 'ndmp-reader', 'ndmp-drive', 'ndmp-history', 'other'] as const;
+export type ServerThread = (typeof SERVER_THREADS)[number];
+type ThreadSample = Map<number, { name: ServerThread; ns: number }>;
+
+/** Run time of each thread of `pid` (schedstat, ns), named; threads that end between samples are lost. */
+function sampleThreads(pid: number | undefined): ThreadSample {
+  const out: ThreadSample = new Map();
+  if (pid === undefined) return out;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tids) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${t}/comm`, 'latin1').trim();
+      const ns = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'latin1').split(' ')[0]);
+      const tid = Number(t);
+      const name = tid === pid ? 'main' : ((SERVER_THREADS as readonly string[]).includes(comm) ? comm : 'other');
+      out.set(tid, { name: name as ServerThread, ns });
+    } catch {
+      // The thread ended.
+    }
+  }
+  return out;
+}
+
+/** CPU ms per named thread between two samples (a thread born in between counts from 0). */
+function threadCpuMs(before: ThreadSample, after: ThreadSample): Record<ServerThread, number> {
+  const ms = Object.fromEntries(SERVER_THREADS.map((n) => [n, 0])) as Record<ServerThread, number>;
+  for (const [tid, a] of after) ms[a.name] += (a.ns - (before.get(tid)?.ns ?? 0)) / 1e6;
+  return ms;
+}
+
 export interface Figures {
   dataMs: number;
   jobMs: number;
@@ -395,6 +434,8 @@ export interface Figures {
   historyCpuMs: number;
   /** The entries that line counts (its history.entries), else NaN. */
   historyEntries: number;
+  /** The server's CPU during the backup, per thread (see SERVER_THREADS). */
+  serverCpuMs: Record<ServerThread, number>;
 }
 
 export const nameOf = (table: Record<string, number>, v: number) =>
@@ -433,6 +474,8 @@ export class BackupJob {
   private tapeNs: bigint | null = null;
   private haltNs = 0n;
   private cpu0: NodeJS.CpuUsage = process.cpuUsage();
+  private threads0: ThreadSample = new Map();
+  private serverCpuMs: Record<ServerThread, number> | null = null;
   private dataHalt: HaltedPost | null = null;
   private moverHalt: HaltedPost | null = null;
   private readonly halted: Promise<void>;
@@ -469,6 +512,8 @@ export class BackupJob {
       c.onPost(M.NOTIFY_DATA_HALTED, (b) => {
         this.tData = performance.now();
         this.dataHalt = b;
+        // Now, while the session's threads still run (they end with it).
+        this.serverCpuMs = threadCpuMs(this.threads0, sampleThreads(this.server.child.pid));
         r();
       }),
     );
@@ -512,6 +557,7 @@ export class BackupJob {
 
   async start(root: string, hist: 'y' | 'n'): Promise<void> {
     this.cpu0 = process.cpuUsage();
+    this.threads0 = sampleThreads(this.server.child.pid);
     await this.c.call(M.DATA_START_BACKUP, {
       butypeName: 'tar',
       env: [
@@ -579,6 +625,7 @@ export class BackupJob {
       haltLatencyMs: this.tapeNs === null ? NaN : ms(this.haltNs - this.tapeNs),
       historyCpuMs,
       historyEntries,
+      serverCpuMs: this.serverCpuMs ?? threadCpuMs(new Map(), new Map()),
     };
   }
 

@@ -765,6 +765,7 @@ static napi_value preallocate(napi_env env, napi_callback_info info) {
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #endif
 
 /* threadCpuNs(): CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in
@@ -776,6 +777,29 @@ static napi_value thread_cpu_ns(napi_env env, napi_callback_info info) {
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) ns = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
   napi_value result;
   CHECK(env, napi_create_double(env, ns, &result));
+  return result;
+}
+
+/* setThreadName(name): names the calling thread (prctl PR_SET_NAME, 15 bytes
+ * kept), so `top -H`, `ps -L` and /proc/PID/task/TID/comm tell a session's
+ * reader from its data thread; Node 20 names no worker thread. False where it
+ * cannot be set. */
+static napi_value set_thread_name(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[16];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setThreadName(name): name must be a string");
+    return NULL;
+  }
+  bool ok = false;
+#ifdef __linux__
+  ok = prctl(PR_SET_NAME, name, 0, 0, 0) == 0;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, ok, &result));
   return result;
 }
 
@@ -874,6 +898,8 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "preallocate", fn));
   CHECK(env, napi_create_function(env, "threadCpuNs", NAPI_AUTO_LENGTH, thread_cpu_ns, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "threadCpuNs", fn));
+  CHECK(env, napi_create_function(env, "setThreadName", NAPI_AUTO_LENGTH, set_thread_name, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "setThreadName", fn));
   CHECK(env, napi_create_function(env, "setNotsentLowat", NAPI_AUTO_LENGTH, set_notsent_lowat, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "setNotsentLowat", fn));
   CHECK(env, napi_create_function(env, "tcpSendState", NAPI_AUTO_LENGTH, tcp_send_state, NULL, &fn));

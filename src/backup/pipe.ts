@@ -293,7 +293,10 @@ export class FilePipe {
     while (!this.ring.tryWriteRecord(rec)) {
       if (this.ring.aborted || Atomics.load(this.words, C_DONE) !== 0)
         throw this.broken() ?? new StreamBroken('the reader thread stopped');
-      await this.ring.waitSpaceAsync(1000, need);
+      // Wait for a quarter of the ring, not for this record's room: the reader
+      // frees a record at a time, and woken for each one the walker paid a
+      // wake-up per item (docs/design.md, "Small files").
+      await this.ring.waitSpaceAsync(1000, Math.max(need, this.ring.capacity >>> 2));
     }
   }
 }

@@ -5,12 +5,14 @@
 import { parentPort } from 'node:worker_threads';
 import type { PipeJob } from './pipe.js';
 import { PipeReader } from './reader.js';
+import { nameThread } from '../util/native-fs.js';
 
 export type ToReader = { readonly job: PipeJob };
 export type FromReader = { readonly warn: string } | { readonly done: true } | { readonly ready: true };
 
 const port = parentPort;
 if (!port) throw new Error('the reader thread must run as a worker thread');
+nameThread('ndmp-reader');
 
 port.on('message', (m: ToReader) => {
   new PipeReader(m.job, (warn) => port.postMessage({ warn } satisfies FromReader)).run();

@@ -24,11 +24,12 @@ import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure } from './control.js';
 import { FhEncoder } from './encoder.js';
 import { Spool, SpoolDisk, SpoolReadError } from './spool.js';
-import { threadCpuNs } from '../util/native-fs.js';
+import { nameThread, threadCpuNs } from '../util/native-fs.js';
 import type { HistoryThreadConfig, ToHistoryThread, FromHistoryThread } from './thread-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the history thread must run as a worker thread');
+nameThread('ndmp-history');
 const config = workerData as HistoryThreadConfig;
 
 /** Messages sealed this round, for every session, handed to the main thread in one postMessage. */

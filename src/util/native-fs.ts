@@ -38,6 +38,7 @@ interface Binding {
   setXattr(path: FsPath, name: FsPath, value: Uint8Array, followSymlinks: boolean): void;
   dataRegions(fd: number, size: number | bigint, maxRegions: number): BigInt64Array;
   threadCpuNs(): number;
+  setThreadName(name: string): boolean;
   setNotsentLowat(fd: number, bytes: number): boolean;
   tcpSendState(fd: number, out: Uint32Array): boolean;
 }
@@ -287,6 +288,19 @@ export function threadCpuNs(): number {
     return addon().threadCpuNs();
   } catch {
     return -1;
+  }
+}
+
+/**
+ * Names the calling thread for `top -H`, `ps -L` and /proc (15 bytes kept):
+ * an operator sees which of a session's threads burns the CPU
+ * (docs/design.md, "Threads and where bytes go"). Best effort: nothing happens where it cannot be set.
+ */
+export function nameThread(name: string): void {
+  try {
+    addon().setThreadName(name);
+  } catch {
+    // No addon, or no such call on this system: the thread keeps node's name.
   }
 }
 

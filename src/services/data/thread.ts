@@ -6,10 +6,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { serveRequests, workerLog } from '../worker-rpc.js';
 import type { RpcHandlers } from '../worker-rpc.js';
 import { DataService } from './data-service.js';
+import { nameThread } from '../../util/native-fs.js';
 import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the data thread must run as a worker thread');
+nameThread('ndmp-data');
 const config = workerData as DataThreadConfig;
 
 const data = new DataService(config, {

@@ -517,7 +517,12 @@ export class Mover {
             if (!this.endOfStream()) return;
             continue;
           }
-          await ring.waitDataAsync(1000);
+          // Wake for a full batch, not for each publish: a wake-up costs the
+          // producer a notify and this thread a turn of its loop, and one per
+          // record was a quarter of a small-file backup's CPU (docs/design.md,
+          // "Small files"). The end of the stream wakes us anyway; a stream that
+          // trickles is written at the timeout.
+          await ring.waitDataAsync(1000, this.wakeBytes(ring));
           continue;
         }
         if (!this.writePendingRecord()) return;
@@ -527,6 +532,11 @@ export class Mover {
     } finally {
       this.ringPumping = false;
     }
+  }
+
+  /** What pumpRing waits for: one tape write's worth, within the ring's safe quarter (docs/ring.md). */
+  private wakeBytes(ring: SpscRing): number {
+    return Math.min(ring.capacity >>> 2, MAX_RECORDS_PER_WRITE * this.recordSize);
   }
 
   /**

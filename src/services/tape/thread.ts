@@ -10,9 +10,11 @@ import type { RpcHandlers } from '../worker-rpc.js';
 import { Mover } from './mover.js';
 import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
 import { TapeDrive } from './tape-drive.js';
+import { nameThread } from '../../util/native-fs.js';
 
 const port = parentPort;
 if (!port) throw new Error('the drive thread must run as a worker thread');
+nameThread('ndmp-drive');
 const config = workerData as DriveThreadConfig;
 
 function emit(e: DriveEvent): void {
