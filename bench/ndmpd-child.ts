@@ -5,7 +5,16 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -380,7 +389,14 @@ export class FileClock {
 }
 
 /** The server's threads by the names ndmpd gives them (src/util/native-fs.ts nameThread); the rest are node's. */
-export const SERVER_THREADS = ['main', 'ndmp-data', 'ndmp-reader', 'ndmp-drive', 'ndmp-history', 'other'] as const;
+export const SERVER_THREADS = [
+  'main',
+  'ndmp-data',
+  'ndmp-reader',
+  'ndmp-drive',
+  'ndmp-history',
+  'other',
+] as const;
 export type ServerThread = (typeof SERVER_THREADS)[number];
 type ThreadSample = Map<number, { name: ServerThread; ns: number }>;
 
@@ -399,7 +415,8 @@ function sampleThreads(pid: number | undefined): ThreadSample {
       const comm = readFileSync(`/proc/${pid}/task/${t}/comm`, 'latin1').trim();
       const ns = Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'latin1').split(' ')[0]);
       const tid = Number(t);
-      const name = tid === pid ? 'main' : ((SERVER_THREADS as readonly string[]).includes(comm) ? comm : 'other');
+      const name =
+        tid === pid ? 'main' : (SERVER_THREADS as readonly string[]).includes(comm) ? comm : 'other';
       out.set(tid, { name: name as ServerThread, ns });
     } catch {
       // The thread ended.

@@ -20,33 +20,15 @@ import { ConfineError } from '../util/confine.js';
 import type { ConfinedDir } from '../util/confine.js';
 import { decodeName, encodeName, escapeName, isUtf8Name } from '../util/byte-name.js';
 import { nativeAddon } from '../util/native-fs.js';
+import type { HistoryStat, HistoryStatNumbers } from '../history/record.js';
 
-/** What a backup needs of a file's status: fs.BigIntStats has it all, and so does a listing's ListedStat. */
-export type FileStat = Pick<
-  fs.BigIntStats,
-  | 'dev'
-  | 'ino'
-  | 'mode'
-  | 'nlink'
-  | 'uid'
-  | 'gid'
-  | 'rdev'
-  | 'size'
-  | 'blocks'
-  | 'atimeNs'
-  | 'mtimeNs'
-  | 'ctimeNs'
-  | 'atimeMs'
-  | 'mtimeMs'
-  | 'ctimeMs'
-  | 'isFile'
-  | 'isDirectory'
-  | 'isSymbolicLink'
-  | 'isFIFO'
-  | 'isCharacterDevice'
-  | 'isBlockDevice'
-  | 'isSocket'
->;
+/**
+ * What a backup needs of a file's status: what its history record takes, and
+ * the identity, device and exact times of its header. fs.BigIntStats has it
+ * all, and so does a listing's ListedStat.
+ */
+export type FileStat = HistoryStat &
+  Pick<fs.BigIntStats, 'dev' | 'ino' | 'rdev' | 'blocks' | 'atimeNs' | 'mtimeNs' | 'ctimeNs'>;
 
 interface Batch {
   listDirectory(dirFd: number, wantXattrNames: boolean): ArrayBuffer;
@@ -75,7 +57,7 @@ const NS_PER_MS = 1_000_000n;
  * parts are kept as the listing gave them (the walk reads them per entry: see
  * timeOf, modeOf); the BigIntStats forms are made when asked for.
  */
-export class ListedStat implements FileStat {
+export class ListedStat implements FileStat, HistoryStatNumbers {
   private readonly fmt: number;
 
   constructor(

@@ -66,6 +66,26 @@ export type HistoryStat = Pick<
   | 'isSocket'
 >;
 
+/**
+ * The same fields as plain numbers (times as whole seconds, rounded down),
+ * where a stat has them without BigInt arithmetic: a directory listing's
+ * (src/backup/file-source.ts, ListedStat). BigInt operations cost more than
+ * the rest of a record together, and a backup makes a record per file.
+ */
+export interface HistoryStatNumbers {
+  readonly modeNumber: number;
+  readonly uidNumber: number;
+  readonly gidNumber: number;
+  readonly nlinkNumber: number;
+  readonly atimeSec: bigint;
+  readonly mtimeSec: bigint;
+  readonly ctimeSec: bigint;
+}
+
+function hasNumbers(st: HistoryStat): st is HistoryStat & HistoryStatNumbers {
+  return (st as Partial<HistoryStatNumbers>).modeNumber !== undefined;
+}
+
 /** NDMP file type of an lstat result. */
 export function ndmpFileType(st: HistoryStat): number {
   if (st.isFile()) return FileType.NDMP_FILE_REG;
@@ -117,21 +137,32 @@ export class RecordWriter {
     this.buf[OFF.kind] = RecordKind.ENTRY;
     this.buf[OFF.ftype] = ndmpFileType(st);
     this.buf[OFF.flags] = flags;
-    // Number() of each bigint once, then plain arithmetic: bigint operations
-    // cost more than the rest of a record together.
-    v.setUint32(OFF.fattr, Number(st.mode) & 0o7777, true);
-    v.setUint32(OFF.uid, Number(st.uid) >>> 0, true);
-    v.setUint32(OFF.gid, Number(st.gid) >>> 0, true);
-    v.setUint32(OFF.links, Math.min(Number(st.nlink), ALL_ONES), true);
-    v.setUint32(OFF.mtime, seconds(st.mtimeMs), true);
-    v.setUint32(OFF.atime, seconds(st.atimeMs), true);
-    v.setUint32(OFF.ctime, seconds(st.ctimeMs), true);
+    if (hasNumbers(st)) {
+      v.setUint32(OFF.fattr, st.modeNumber & 0o7777, true);
+      v.setUint32(OFF.uid, st.uidNumber >>> 0, true);
+      v.setUint32(OFF.gid, st.gidNumber >>> 0, true);
+      v.setUint32(OFF.links, Math.min(st.nlinkNumber, ALL_ONES), true);
+      v.setUint32(OFF.mtime, clampSeconds(Number(st.mtimeSec)), true);
+      v.setUint32(OFF.atime, clampSeconds(Number(st.atimeSec)), true);
+      v.setUint32(OFF.ctime, clampSeconds(Number(st.ctimeSec)), true);
+    } else {
+      // Number() of each bigint once, then plain arithmetic.
+      v.setUint32(OFF.fattr, Number(st.mode) & 0o7777, true);
+      v.setUint32(OFF.uid, Number(st.uid) >>> 0, true);
+      v.setUint32(OFF.gid, Number(st.gid) >>> 0, true);
+      v.setUint32(OFF.links, Math.min(Number(st.nlink), ALL_ONES), true);
+      v.setUint32(OFF.mtime, seconds(st.mtimeMs), true);
+      v.setUint32(OFF.atime, seconds(st.atimeMs), true);
+      v.setUint32(OFF.ctime, seconds(st.ctimeMs), true);
+    }
     this.u64(OFF.size, st.size);
     this.u64(OFF.node, node);
     if (fhInfo === null) {
       v.setUint32(OFF.fhInfo, ALL_ONES, true);
       v.setUint32(OFF.fhInfo + 4, ALL_ONES, true);
     } else this.u64(OFF.fhInfo, fhInfo);
+    // Not an ENTRY's field, but no stale bytes of an earlier record either.
+    v.setBigUint64(OFF.parent, 0n, true);
     return this.bytes();
   }
 
@@ -172,7 +203,11 @@ export class RecordWriter {
 
 /** Seconds for a 32-bit NDMP time field (from exact milliseconds): before 1970 reads as 0, after 2106 as the last second. */
 function seconds(ms: bigint): number {
-  const s = Math.floor(Number(ms) / 1000);
+  return clampSeconds(Math.floor(Number(ms) / 1000));
+}
+
+/** Seconds since the epoch as NDMP's u_long holds them: before 1970 is 0, past 2106 all ones. */
+function clampSeconds(s: number): number {
   if (s < 0) return 0;
   return s > ALL_ONES ? ALL_ONES : s;
 }

@@ -20,6 +20,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { ListedStat, ReadBatch, ReadOutcome, listDirectory } from '../../src/backup/file-source.js';
 import type { ListedEntry } from '../../src/backup/file-source.js';
+import { RecordWriter } from '../../src/history/record.js';
 import { decodeName, encodeName } from '../../src/util/byte-name.js';
 import { ConfinedDir } from '../../src/util/confine.js';
 import { llistxattr, lsetxattr, mkfifo, mknod, setTimesNs } from '../../src/util/native-fs.js';
@@ -157,6 +158,20 @@ describe('listDirectory: every field as lstat gives it', () => {
     const want = fs.lstatSync(join(root, 'old'), { bigint: true });
     assert.equal(old.mtimeMs, want.mtimeMs, 'mtimeMs');
     assert.equal(old.atimeMs, want.atimeMs, 'atimeMs');
+  });
+
+  test("a history record made from a listing is byte for byte the one made from lstat's (record.ts fast path)", () => {
+    // ListedStat hands RecordWriter plain numbers (HistoryStatNumbers); a
+    // BigIntStats goes the BigInt way. Before 1970, past 2106, ids near 2^32.
+    const fromListing = new RecordWriter();
+    const fromLstat = new RecordWriter();
+    for (const [name, e] of byName(listed(root))) {
+      const want = fs.lstatSync(join(root, name), { bigint: true });
+      const a = fromListing.entry(name, e.stat as ListedStat, 7n, 1234n, 0);
+      const b = fromLstat.entry(name, want, 7n, 1234n, 0);
+      assert.ok(a && b);
+      assert.deepEqual(Buffer.from(a), Buffer.from(b), name);
+    }
   });
 
   test('with xattr names asked for, every kind still lists (sockets, fifos, devices, symlinks)', () => {

@@ -291,8 +291,11 @@ test('the addon loads and works in worker threads', async () => {
       const atime: TimeNs = { sec: BigInt(1_000_000 * i), nsec: 100_000_001 * i };
       const mtime: TimeNs = { sec: -BigInt(1_000_000 * i), nsec: 999_999_999 - i };
       const worker = new Worker(code, { eval: true, workerData: { module, path, atime, mtime } });
+      // Listening for the exit first: a worker that ends at once can deliver
+      // its message and exit in one turn, before a later once() would listen.
+      const exited = once(worker, 'exit');
       const [msg] = (await once(worker, 'message')) as [{ code: string }];
-      await once(worker, 'exit');
+      await exited;
       assert.equal(msg.code, 'ENOTDIR');
       assert.deepEqual(times(path), { atime: ns(atime), mtime: ns(mtime) });
       assert.ok(fs.lstatSync(path + '.fifo').isFIFO());
