@@ -370,7 +370,7 @@ function printCorpusTable(
     const posts = `${int(m.posts)} post${m.posts === 1 ? '' : 's'}`;
     console.log(
       `  ${r.cfg.label}: ${int(m.entries)} entries in ${posts} (${perPost}/post), ${complete}; DMA cpu ${secs(m.dmaCpuMs)} s` +
-        `; history thread cpu ${historyCpuPer100k(m)} per 100k entries` +
+        `; history thread cpu ${historyCpuPer100k(m)}` +
         (r.cfg.speed === 'slow'
           ? `; not reading ${secs(m.histMs)} s (nominal ${int(m.posts)} × ${opts.slowDelayMs} ms = ${secs(m.posts * opts.slowDelayMs)} s)`
           : ''),

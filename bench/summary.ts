@@ -118,7 +118,7 @@ export class Summary {
     const fast = this.corpora
       .map((c) => `${c.name} ${c.fast ? historyCpuPer100k(c.fast) : 'n/a'}`)
       .join(', ');
-    console.log(`  history thread CPU per 100k entries (fast DMA): ${fast || 'n/a'}`);
+    console.log(`  history thread CPU (fast DMA): ${fast || 'n/a'}`);
     if (this.dar) {
       const d = this.dar;
       console.log(

@@ -371,7 +371,7 @@ export class BackupEngine {
    * The entry is `name` in the directory `at` (name '': `at` itself, the root);
    * `st` its lstat.
    */
-  private async visit(
+  private visit(
     rel: string,
     at: ConfinedDir,
     name: string,
@@ -380,15 +380,34 @@ export class BackupEngine {
     depth = 0,
     whole = false,
     xattrNames: XattrNames = null,
-  ): Promise<void> {
+  ): Promise<void> | void {
     if (this.hooks.aborted()) throw new BackupAborted();
     const node = this.nodeOf(st);
     const start = this.offset;
     if (!st.isDirectory()) {
-      await this.emit(rel, at, name, st, node, xattrNames);
+      // Synchronous when nothing waits (most files with a reader thread): an
+      // async call and an await per file cost a small file's backup more than
+      // its header (docs/design.md, "Small files").
+      const emitted = this.emit(rel, at, name, st, node, xattrNames);
+      if (emitted) return emitted.then(() => this.done(depth, start));
       this.done(depth, start);
       return;
     }
+    return this.visitDirectory(rel, at, name, st, node, parent, depth, whole, xattrNames, start);
+  }
+
+  private async visitDirectory(
+    rel: string,
+    at: ConfinedDir,
+    name: string,
+    st: FileStat,
+    node: bigint,
+    parent: bigint,
+    depth: number,
+    whole: boolean,
+    xattrNames: XattrNames,
+    start: bigint,
+  ): Promise<void> {
     const dir = name === '' ? at : this.openDir(rel, at, name, st);
     try {
       await this.visitDir(rel, dir, at, name, st, node, parent, depth, whole, xattrNames);
@@ -461,7 +480,8 @@ export class BackupEngine {
     this.walking.push(frame);
     for (const c of children) {
       frame.left--;
-      await this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
+      const visited = this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
+      if (visited) await visited;
     }
     this.walking.pop();
   }
@@ -566,7 +586,12 @@ export class BackupEngine {
     return { children, dumpdir };
   }
 
-  private async emit(
+  /**
+   * One entry into the stream: its header, its data (or, with a reader thread,
+   * the work item that has the reader read it) and its history. Returns a
+   * promise only when something has to wait (the work ring or the sink full).
+   */
+  private emit(
     rel: string,
     at: ConfinedDir,
     name: string,
@@ -574,7 +599,7 @@ export class BackupEngine {
     node: bigint,
     xattrNames: XattrNames,
     dumpdir?: DumpdirEntry[],
-  ): Promise<void> {
+  ): Promise<void> | void {
     const entry = this.describeEntry(rel, st);
     if (dumpdir) entry.dumpdir = dumpdir;
     let fd = -1;
@@ -625,8 +650,6 @@ export class BackupEngine {
       if (fd >= 0) fs.closeSync(fd);
       throw e;
     }
-    // What follows the header: a sparse file's regions only.
-    const dataBytes = entry.sparse ? sparseDataBytes(entry.sparse) : entry.size;
     // The header's exact size (a directory's listing, xattrs, a sparse map make it long); an
     // entry the format cannot hold is left out with a warning (docs/pax.md).
     let bound: number;
@@ -638,56 +661,89 @@ export class BackupEngine {
       this.warn(`${escapeName(rel)}: ${e.reason}; skipped`);
       return;
     }
+    if (this.pipe) return this.emitToPipe(this.pipe, entry, bound, rel, at, name, st, node, regions);
+    return this.emitToStream(entry, bound, rel, fd, st, node, regions);
+  }
+
+  /**
+   * With a reader thread: the header and a work item; the reader puts them
+   * into the stream and completes the history record with the entry's
+   * position, and we only estimate it.
+   */
+  private emitToPipe(
+    pipe: FilePipe,
+    entry: PaxEntry,
+    bound: number,
+    rel: string,
+    at: ConfinedDir,
+    name: string,
+    st: FileStat,
+    node: bigint,
+    regions: readonly DataRegion[] | null,
+  ): Promise<void> | void {
+    const into = bound <= this.buf.length ? this.buf : Buffer.allocUnsafe(bound);
+    const n = encodeHeaderInto(entry, into, 0);
+    this.offset += BigInt(n);
+    this.entries++;
+    const header = into.subarray(0, n);
+    const record =
+      this.hooks.record?.({
+        path: rel,
+        type: entry.type,
+        stat: st,
+        node,
+        headerOffset: null,
+        ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
+      }) ?? null;
+    if (entry.type === 'file') {
+      // What follows the header: a sparse file's regions only.
+      const dataBytes = entry.sparse ? sparseDataBytes(entry.sparse) : entry.size;
+      this.offset += dataBytes + BigInt(paddingAfter(dataBytes));
+      const handed = pipe.file(header, entry.size, rel, at, name, st, record, regions);
+      if (handed) return handed.then(() => this.maybeYield());
+    } else if (header.length <= PIPE_PIECE) {
+      const put = pipe.bytesOut(header, record);
+      if (put) return put.then(() => this.maybeYield());
+    } else {
+      return this.pieces(pipe, header, record);
+    }
+    return this.maybeYield();
+  }
+
+  /** A header too long for one work item: in pieces, the history record with the first (its position is the header's start). */
+  private async pieces(pipe: FilePipe, header: Uint8Array, record: Uint8Array | null): Promise<void> {
+    for (let at = 0; at < header.length; at += PIPE_PIECE) {
+      const put = pipe.bytesOut(header.subarray(at, at + PIPE_PIECE), at === 0 ? record : null);
+      if (put) await put;
+    }
+    await this.maybeYield();
+  }
+
+  /** Without a reader thread: header and data into the stream here, then the entry's history. */
+  private async emitToStream(
+    entry: PaxEntry,
+    bound: number,
+    rel: string,
+    fd: number,
+    st: FileStat,
+    node: bigint,
+    regions: readonly DataRegion[] | null,
+  ): Promise<void> {
     try {
       const headerOffset = this.offset;
-      if (this.pipe) {
-        // The reader thread puts header and data into the stream and completes
-        // the history record with the entry's position; we only estimate it.
-        const into = bound <= this.buf.length ? this.buf : Buffer.allocUnsafe(bound);
-        const n = encodeHeaderInto(entry, into, 0);
+      if (bound <= this.buf.length) {
+        if (this.buf.length - this.fill < bound) await this.flush();
+        const n = encodeHeaderInto(entry, this.buf, this.fill);
+        this.fill += n;
         this.offset += BigInt(n);
-        this.entries++;
-        const header = into.subarray(0, n);
-        const record =
-          this.hooks.record?.({
-            path: rel,
-            type: entry.type,
-            stat: st,
-            node,
-            headerOffset: null,
-            ...(entry.type === 'hardlink' ? { linkTarget: entry.linkTarget! } : {}),
-          }) ?? null;
-        if (entry.type === 'file') {
-          const handed = this.pipe.file(header, entry.size, rel, at, name, st, record, regions);
-          if (handed) await handed;
-          this.offset += dataBytes + BigInt(paddingAfter(dataBytes));
-        } else if (header.length <= PIPE_PIECE) {
-          const put = this.pipe.bytesOut(header, record);
-          if (put) await put;
-        } else {
-          // The history record goes with the first piece: its position is the header's start.
-          for (let at = 0; at < header.length; at += PIPE_PIECE) {
-            const put = this.pipe.bytesOut(header.subarray(at, at + PIPE_PIECE), at === 0 ? record : null);
-            if (put) await put;
-          }
-        }
-        await this.maybeYield();
-        return;
       } else {
-        if (bound <= this.buf.length) {
-          if (this.buf.length - this.fill < bound) await this.flush();
-          const n = encodeHeaderInto(entry, this.buf, this.fill);
-          this.fill += n;
-          this.offset += BigInt(n);
-        } else {
-          const big = Buffer.allocUnsafe(bound);
-          await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
-        }
-        this.entries++;
-        // A dense file is one region: exactly its recorded size goes into the stream.
-        if (fd >= 0)
-          await this.copyRegions(rel, fd, regions ?? [{ offset: 0n, length: entry.size }], entry.size);
+        const big = Buffer.allocUnsafe(bound);
+        await this.putAll(big.subarray(0, encodeHeaderInto(entry, big, 0)));
       }
+      this.entries++;
+      // A dense file is one region: exactly its recorded size goes into the stream.
+      if (fd >= 0)
+        await this.copyRegions(rel, fd, regions ?? [{ offset: 0n, length: entry.size }], entry.size);
       this.hooks.entry?.({
         path: rel,
         type: entry.type,
@@ -885,11 +941,11 @@ export class BackupEngine {
    * A sink with room never really waits, and then this thread's requests
    * (DATA_GET_STATE, DATA_ABORT) would wait for the end of the backup.
    */
-  private async maybeYield(): Promise<void> {
+  private maybeYield(): Promise<void> | void {
     const now = performance.now();
     if (now - this.lastYield >= YIELD_EVERY_MS) {
       this.lastYield = now;
-      await new Promise((r) => setImmediate(r));
+      return new Promise((r) => setImmediate(r));
     }
   }
 }

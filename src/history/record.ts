@@ -161,7 +161,8 @@ export class RecordWriter {
       v.setUint32(OFF.fhInfo, ALL_ONES, true);
       v.setUint32(OFF.fhInfo + 4, ALL_ONES, true);
     } else this.u64(OFF.fhInfo, fhInfo);
-    // Not an ENTRY's field, but no stale bytes of an earlier record either.
+    // Not an ENTRY's fields, but no stale bytes of an earlier record either.
+    this.buf[OFF.model] = 0;
     v.setBigUint64(OFF.parent, 0n, true);
     return this.bytes();
   }
