@@ -347,7 +347,9 @@ export function describe(e: unknown): string {
   }
 }
 
-// Slots of a file in a read batch (native/batch.c, R_*).
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+// Slots of a file in a read batch (native/batch.c, R_*). R_DEV and R_INO are adjacent (addRaw).
 const R_SLOTS = 8;
 const R_NAME_OFF = 0;
 const R_NAME_LEN = 1;
@@ -388,11 +390,7 @@ export class ReadBatch {
 
   /** Adds `leaf` (a name in the batch's directory), which must be (dev, ino), `size` bytes, its data at `dest`. */
   add(leaf: string, dev: bigint, ino: bigint, size: number, dest: number): number {
-    if (this.names.length - this.namesLen < 3 * leaf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.namesLen + 3 * leaf.length));
-      this.names.copy(grown, 0, 0, this.namesLen);
-      this.names = grown;
-    }
+    this.roomForName(3 * leaf.length);
     let n: number;
     if (isUtf8Name(leaf)) n = this.enc.encodeInto(leaf, this.names.subarray(this.namesLen)).written;
     else {
@@ -401,13 +399,48 @@ export class ReadBatch {
       n = b.length;
     }
     const s = this.count * R_SLOTS;
-    this.f[s + R_NAME_OFF] = this.namesLen;
-    this.f[s + R_NAME_LEN] = n;
     this.u64[s + R_DEV] = dev;
     this.u64[s + R_INO] = ino;
+    return this.added(n, size, dest);
+  }
+
+  /**
+   * As add(), with the leaf's bytes and the file's (dev, ino) as the 16 bytes
+   * of two little-endian u64s (a work item's own layout, src/backup/pipe.ts):
+   * copied as they are, so the reader neither decodes a name nor makes
+   * BigInts per file. The name is decoded only if a warning needs it (leafName).
+   */
+  addRaw(leaf: Uint8Array, id: Uint8Array, size: number, dest: number): number {
+    if (!LITTLE_ENDIAN) {
+      const v = new DataView(id.buffer, id.byteOffset, 16);
+      return this.add(decodeName(leaf), v.getBigUint64(0, true), v.getBigUint64(8, true), size, dest);
+    }
+    this.roomForName(leaf.length);
+    this.names.set(leaf, this.namesLen);
+    this.desc.set(id.subarray(0, 16), (this.count * R_SLOTS + R_DEV) * 8);
+    return this.added(leaf.length, size, dest);
+  }
+
+  /** The leaf name of file i, as added (until clear()). */
+  leafName(i: number): string {
+    const at = this.f[i * R_SLOTS + R_NAME_OFF]!;
+    return decodeName(this.names, at, at + this.f[i * R_SLOTS + R_NAME_LEN]!);
+  }
+
+  private roomForName(bytes: number): void {
+    if (this.names.length - this.namesLen >= bytes) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.namesLen + bytes));
+    this.names.copy(grown, 0, 0, this.namesLen);
+    this.names = grown;
+  }
+
+  private added(nameLen: number, size: number, dest: number): number {
+    const s = this.count * R_SLOTS;
+    this.f[s + R_NAME_OFF] = this.namesLen;
+    this.f[s + R_NAME_LEN] = nameLen;
     this.f[s + R_SIZE] = size;
     this.f[s + R_DEST] = dest;
-    this.namesLen += n;
+    this.namesLen += nameLen;
     return this.count++;
   }
 

@@ -82,7 +82,8 @@ interface Laid {
   end: number;
   /** The ReadBatch index of a file, else -1. */
   file: number;
-  name: string;
+  /** Its path for messages; null: the directory's prefix and the batch's leaf name (made only for a warning). */
+  name: string | null;
   /** Its history record's bytes in `records` (length 0: none). */
   recAt: number;
   recLen: number;
@@ -218,20 +219,24 @@ export class PipeReader {
       }
       // FILE or SPARSE.
       const leafAt = nameAt + nameLen + pathLen;
-      const leaf = decodeName(rec, leafAt, leafAt + leafLen);
-      const name = nameLen > 0 ? decodeName(rec, nameAt, nameAt + nameLen) : this.dirItem!.prefix + leaf;
-      const fileId = { dev: v.getBigUint64(P_FILE_DEV, true), ino: v.getBigUint64(P_FILE_INO, true) };
       if (kind === PipeKind.FILE) {
         const size = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
-        const need = headerLen + size + paddingAfter(BigInt(size));
+        // A batched file is at most BATCH_FILE_MAX: its padding in plain numbers.
+        const need = headerLen + size + ((512 - (size % 512)) % 512);
         if (size <= BATCH_FILE_MAX && this.roomFor(need)) {
           const dir = this.openDir();
           if (dir instanceof Error) {
-            this.skip(name, dir);
+            this.skip(this.nameIn(rec, nameAt, nameLen, leafAt, leafLen), dir);
             continue;
           }
           this.region.set(header, this.used);
-          const i = this.batch.add(leaf, fileId.dev, fileId.ino, size, this.used + headerLen);
+          const i = this.batch.addRaw(
+            rec.subarray(leafAt, leafAt + leafLen),
+            rec.subarray(P_FILE_DEV, P_FILE_DEV + 16),
+            size,
+            this.used + headerLen,
+          );
+          const name = nameLen > 0 ? decodeName(rec, nameAt, nameAt + nameLen) : null;
           this.lay(this.used, this.used + need, i, name, record, false);
           this.used += need;
           if (this.batch.full || this.used >= PUBLISH_BYTES) {
@@ -241,6 +246,9 @@ export class PipeReader {
           continue;
         }
       }
+      const leaf = decodeName(rec, leafAt, leafAt + leafLen);
+      const name = this.nameIn(rec, nameAt, nameLen, leafAt, leafLen);
+      const fileId = { dev: v.getBigUint64(P_FILE_DEV, true), ino: v.getBigUint64(P_FILE_INO, true) };
       this.finishBatch();
       const dir = this.openDir();
       let fd: number;
@@ -277,6 +285,17 @@ export class PipeReader {
         fs.closeSync(fd);
       }
     }
+  }
+
+  /** A work item's path for messages: its own name, or its directory's prefix and its leaf. */
+  private nameIn(rec: Uint8Array, nameAt: number, nameLen: number, leafAt: number, leafLen: number): string {
+    if (nameLen > 0) return decodeName(rec, nameAt, nameAt + nameLen);
+    return this.dirItem!.prefix + decodeName(rec, leafAt, leafAt + leafLen);
+  }
+
+  /** A laid file's path for messages. */
+  private laidName(l: Laid): string {
+    return l.name ?? this.dirItem!.prefix + this.batch.leafName(l.file);
   }
 
   /** A file left out: counted, and said why. */
@@ -337,7 +356,7 @@ export class PipeReader {
     start: number,
     end: number,
     file: number,
-    name: string,
+    name: string | null,
     record: Uint8Array | null,
     histOnly: boolean,
   ): void {
@@ -381,12 +400,12 @@ export class PipeReader {
       if (l.file >= 0) {
         const outcome = this.batch.outcome(l.file);
         if (outcome === ReadOutcome.OPEN_FAILED || outcome === ReadOutcome.CHANGED) {
-          this.skip(l.name, this.batch.error(l.file));
+          this.skip(this.laidName(l), this.batch.error(l.file));
           cut += l.end - l.start;
           continue;
         }
         const trouble = readWarning(
-          l.name,
+          this.laidName(l),
           outcome,
           outcome === ReadOutcome.READ_FAILED ? this.batch.error(l.file) : undefined,
         );
