@@ -46,8 +46,17 @@ export interface HistorySocket {
 export const PEER_BYTES = 160 * 1024;
 /** Less room than this is no room: history goes in slices worth a system call. */
 const MIN_SLICE = 32 * 1024;
-/** While history is held back, a slice this big goes every PROBE_MS, for a fresh window. */
+/**
+ * While history is held back, a slice this big goes out for a fresh window:
+ * first after PROBE_MIN_MS, then after twice as long each time the window
+ * shows the DMA still behind, up to PROBE_MS. A DMA that reads as fast as
+ * history comes shows a stale window (its kernel does not announce the room
+ * it makes by reading), and waiting 10 ms for each look held a fast DMA's
+ * history to about two messages per 10 ms, behind the backup (docs/history.md,
+ * "On the DMA's socket").
+ */
 const PROBE_BYTES = 256;
+const PROBE_MIN_MS = 2;
 const PROBE_MS = 10;
 /**
  * Held back this long with the window exactly as it was (the DMA takes what
@@ -92,6 +101,8 @@ export class HistoryOutput {
   private moved = false;
   /** At the last look the DMA's window was at its largest: it reads as fast as history comes. */
   private keepingUp = true;
+  /** How long the next probe waits (PROBE_MIN_MS after a hold that ended, doubling while one lasts). */
+  private probeMs = PROBE_MIN_MS;
   /** Bytes of history waiting here. */
   heldBytes = 0;
   /** Times a slice went to learn the DMA's window (for the counters of a test or a benchmark). */
@@ -172,7 +183,7 @@ export class HistoryOutput {
       if (room <= 0) {
         // Only acknowledgements outstanding (a DMA that keeps up): they come within a moment.
         if (this.keepingUp) this.later(ACK_MS, false);
-        else this.later(PROBE_MS, true);
+        else if (this.later(this.probeMs, true)) this.probeMs = Math.min(PROBE_MS, 2 * this.probeMs);
         return;
       }
       // A DMA that shows no backlog gets the message whole: a lone slice of one segment waits for
@@ -223,6 +234,7 @@ export class HistoryOutput {
     const room = PEER_BYTES - (this.windowRef - w) - st.unackedBytes;
     if (room >= MIN_SLICE) {
       this.heldSince = 0;
+      this.probeMs = PROBE_MIN_MS;
       return room;
     }
     const now = Date.now();
@@ -240,9 +252,12 @@ export class HistoryOutput {
     return 0;
   }
 
-  /** Runs the queue again after `ms`; `probe`: first a small slice, if nothing of ours is unsent. */
-  private later(ms: number, probe: boolean): void {
-    if (this.timer) return;
+  /**
+   * Runs the queue again after `ms`; `probe`: first a small slice, if nothing
+   * of ours is unsent. False when a run is already due.
+   */
+  private later(ms: number, probe: boolean): boolean {
+    if (this.timer) return false;
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.closed) return;
@@ -257,5 +272,6 @@ export class HistoryOutput {
       }
       this.pump();
     }, ms);
+    return true;
   }
 }
