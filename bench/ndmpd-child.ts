@@ -398,10 +398,10 @@ export const SERVER_THREADS = [
   'other',
 ] as const;
 export type ServerThread = (typeof SERVER_THREADS)[number];
-type ThreadSample = Map<number, { name: ServerThread; ns: number }>;
+export type ThreadSample = Map<number, { name: ServerThread; ns: number }>;
 
 /** Run time of each thread of `pid` (schedstat, ns), named; threads that end between samples are lost. */
-function sampleThreads(pid: number | undefined): ThreadSample {
+export function sampleThreads(pid: number | undefined): ThreadSample {
   const out: ThreadSample = new Map();
   if (pid === undefined) return out;
   let tids: string[];
@@ -426,7 +426,7 @@ function sampleThreads(pid: number | undefined): ThreadSample {
 }
 
 /** CPU ms per named thread between two samples (a thread born in between counts from 0). */
-function threadCpuMs(before: ThreadSample, after: ThreadSample): Record<ServerThread, number> {
+export function threadCpuMs(before: ThreadSample, after: ThreadSample): Record<ServerThread, number> {
   const ms = Object.fromEntries(SERVER_THREADS.map((n) => [n, 0])) as Record<ServerThread, number>;
   for (const [tid, a] of after) ms[a.name] += (a.ns - (before.get(tid)?.ns ?? 0)) / 1e6;
   return ms;
