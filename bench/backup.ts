@@ -48,7 +48,7 @@
 // BENCH_DIR: where the corpora, the compiled C programs and the server's state
 // live (default <tmpdir>/ndmpd-bench).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -67,11 +67,10 @@ import {
   BackupJob,
   DRIVES,
   Ndmpd,
-  PASSWORD,
   SERVER_THREADS,
-  USER,
   historyCpuPer100k,
   killChildren,
+  makeRunDir,
 } from './ndmpd-child.js';
 import { benchRss } from './rss.js';
 import { Summary } from './summary.js';
@@ -603,10 +602,7 @@ export async function benchBackup(argv: string[], { strict = false } = {}): Prom
   const opts = parseOptions(argv, strict);
   const base = benchDir();
   mkdirSync(base, { recursive: true });
-  const runDir = mkdtempSync(join(base, 'run-'));
-  const authFile = join(runDir, 'auth');
-  writeFileSync(authFile, `${USER}:${PASSWORD}\n`);
-  chmodSync(authFile, 0o600);
+  const { runDir, authFile } = makeRunDir(base);
   const env: Env = { opts, runDir, stateDir: join(runDir, 'state'), authFile };
   const onSignal = (sig: NodeJS.Signals) => {
     killChildren();

@@ -6,13 +6,16 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
   fstatSync,
+  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import net from 'node:net';
@@ -60,6 +63,15 @@ export async function freePort(): Promise<number> {
       s.close(() => res(p));
     });
   });
+}
+
+/** A fresh folder for one benchmark's server under `base`, with the bench user's auth file (mode 0600). */
+export function makeRunDir(base: string): { runDir: string; authFile: string } {
+  const runDir = mkdtempSync(join(base, 'run-'));
+  const authFile = join(runDir, 'auth');
+  writeFileSync(authFile, `${USER}:${PASSWORD}\n`);
+  chmodSync(authFile, 0o600);
+  return { runDir, authFile };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

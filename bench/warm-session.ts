@@ -9,7 +9,7 @@
 //
 //   node dist/bench/warm-session.js [--runs N] [--corpus small|mixed|large]
 
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -23,6 +23,7 @@ import {
   SERVER_THREADS,
   USER,
   killChildren,
+  makeRunDir,
   sampleThreads,
   threadCpuMs,
 } from './ndmpd-child.js';
@@ -39,10 +40,7 @@ if (!CORPUS_NAMES.includes(corpusName)) throw new Error(`--corpus must be one of
 
 const base = benchDir();
 mkdirSync(base, { recursive: true });
-const runDir = mkdtempSync(join(base, 'run-'));
-const authFile = join(runDir, 'auth');
-writeFileSync(authFile, `${USER}:${PASSWORD}\n`);
-chmodSync(authFile, 0o600);
+const { runDir, authFile } = makeRunDir(base);
 const corpus = ensureCorpus(corpusName, 1, (l) => console.log(`  ${l}`));
 const server = await Ndmpd.start({ stateDir: join(runDir, 'state'), authFile, root: corpus.root, extra: [] });
 

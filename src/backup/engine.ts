@@ -396,27 +396,6 @@ export class BackupEngine {
     return this.visitDirectory(rel, at, name, st, node, parent, depth, whole, xattrNames, start);
   }
 
-  private async visitDirectory(
-    rel: string,
-    at: ConfinedDir,
-    name: string,
-    st: FileStat,
-    node: bigint,
-    parent: bigint,
-    depth: number,
-    whole: boolean,
-    xattrNames: XattrNames,
-    start: bigint,
-  ): Promise<void> {
-    const dir = name === '' ? at : this.openDir(rel, at, name, st);
-    try {
-      await this.visitDir(rel, dir, at, name, st, node, parent, depth, whole, xattrNames);
-    } finally {
-      if (dir && dir !== at) dir.close();
-    }
-    this.done(depth, start);
-  }
-
   /**
    * A subdirectory to list, checked to be the one lstat'ed; null (a warning)
    * when it cannot be opened: it is backed up without its contents, as one
@@ -436,9 +415,9 @@ export class BackupEngine {
     }
   }
 
-  private async visitDir(
+  /** A directory: its entry, then everything below it; `start` is the stream offset before it. */
+  private async visitDirectory(
     rel: string,
-    dir: ConfinedDir | null,
     at: ConfinedDir,
     name: string,
     st: FileStat,
@@ -447,43 +426,50 @@ export class BackupEngine {
     depth: number,
     whole: boolean,
     xattrNames: XattrNames,
+    start: bigint,
   ): Promise<void> {
-    const listing = dir ? this.list(rel, dir) : { children: [], others: [], listed: false };
-    let children = listing.children;
-    let dumpdir: DumpdirEntry[] | undefined;
-    const inc = this.spec.incremental;
-    if (inc) {
-      if (listing.listed) this.dirs!.add(rel, st.dev, st.ino);
-      // A new or renamed directory comes whole: its children may keep old times.
-      whole = whole || inc.since === null || inc.isNewDirectory(rel, st.dev, st.ino);
-      const picked = this.pick(listing, whole, inc.since ?? 0n, inc.dumpdirs && listing.listed);
-      children = picked.children;
-      if (picked.dumpdir) {
-        if (dumpdirValueLength(picked.dumpdir) <= MAX_DUMPDIR_BYTES) dumpdir = picked.dumpdir;
-        else
-          this.warn(
-            `${escapeName(rel)}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
-          );
+    const dir = name === '' ? at : this.openDir(rel, at, name, st);
+    try {
+      const listing = dir ? this.list(rel, dir) : { children: [], others: [], listed: false };
+      let children = listing.children;
+      let dumpdir: DumpdirEntry[] | undefined;
+      const inc = this.spec.incremental;
+      if (inc) {
+        if (listing.listed) this.dirs!.add(rel, st.dev, st.ino);
+        // A new or renamed directory comes whole: its children may keep old times.
+        whole = whole || inc.since === null || inc.isNewDirectory(rel, st.dev, st.ino);
+        const picked = this.pick(listing, whole, inc.since ?? 0n, inc.dumpdirs && listing.listed);
+        children = picked.children;
+        if (picked.dumpdir) {
+          if (dumpdirValueLength(picked.dumpdir) <= MAX_DUMPDIR_BYTES) dumpdir = picked.dumpdir;
+          else
+            this.warn(
+              `${escapeName(rel)}: too many names for one directory listing; what was deleted in it since the base backup stays on restore`,
+            );
+        }
       }
+      if (this.hooks.directory) {
+        const told = this.hooks.directory(
+          node,
+          parent,
+          children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
+          true,
+        );
+        if (told) await told;
+      }
+      await this.emit(rel, at, name, st, node, xattrNames, dumpdir);
+      const frame = { depth, left: children.length };
+      this.walking.push(frame);
+      for (const c of children) {
+        frame.left--;
+        const visited = this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
+        if (visited) await visited;
+      }
+      this.walking.pop();
+    } finally {
+      if (dir && dir !== at) dir.close();
     }
-    if (this.hooks.directory) {
-      const told = this.hooks.directory(
-        node,
-        parent,
-        children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
-        true,
-      );
-      if (told) await told;
-    }
-    await this.emit(rel, at, name, st, node, xattrNames, dumpdir);
-    const frame = { depth, left: children.length };
-    this.walking.push(frame);
-    for (const c of children) {
-      frame.left--;
-      const visited = this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
-      if (visited) await visited;
-    }
-    this.walking.pop();
+    this.done(depth, start);
   }
 
   private done(depth: number, start: bigint): void {
