@@ -20,6 +20,7 @@ import type { AgentAddress, Credentials } from './agent.js';
 import type { NdmpClient } from './client.js';
 import { HistoryIngest } from './history-ingest.js';
 import { JobLink, levelOfLog } from './job.js';
+import { TapeLoader } from './loader.js';
 import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
 import type { Medium } from './media.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
@@ -101,6 +102,8 @@ class BackupJob {
   private readonly tapeServer: string;
   /** What the last poll saw the server report (for the stall message). */
   private bytesProcessed = 0;
+  /** Gets each tape into a drive through the tape server's changer, when it has one. */
+  private loader: TapeLoader | null = null;
 
   constructor(
     private readonly o: BackupJobOptions,
@@ -161,7 +164,7 @@ class BackupJob {
       if (t.barcode) this.usedHere.add(t.barcode);
       let tapeFile: number;
       try {
-        tapeFile = await this.link.openForAppend(t.device);
+        tapeFile = await this.loader!.mount(t, (device) => this.link.openForAppend(device));
       } catch (e) {
         // Another DMA took the same blank tape a moment earlier: try the next one.
         if (t.chosen && e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) {
@@ -202,6 +205,7 @@ class BackupJob {
     if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
 
     await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
+    this.loader = await TapeLoader.forServer(tape, (text) => this.say('info', text));
     await this.mount(0, null);
 
     const id = await this.catalogCall(
@@ -248,6 +252,7 @@ class BackupJob {
       if (env) resultEnv = Object.fromEntries(env.env.map((p) => [p.name, p.value]));
     }
     await this.link.teardown();
+    await this.loader.unmount();
     await this.closeSegment(this.bytesMoved, id).catch(
       (e: Error) => (this.failure ??= `catalog: ${e.message}`),
     );
@@ -378,6 +383,7 @@ class BackupJob {
     const from = this.current?.barcode ?? this.current?.device;
     await this.closeSegment(bytesMoved, id);
     await tape.call(M.TAPE_CLOSE, {});
+    await this.loader!.unmount();
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
     await this.mount(bytesMoved, id);
     await tape.call(M.MOVER_SET_WINDOW, { offset, length: INVALID_U64 });

@@ -237,6 +237,7 @@ export class MediumChanger {
     readonly device: string,
     /** READ ELEMENT STATUS's first allocation length (a longer report is asked for again, whole). */
     private readonly firstAllocation = FIRST_ALLOCATION,
+    private readonly closer: (() => Promise<void>) | null = null,
   ) {}
 
   /**
@@ -256,9 +257,21 @@ export class MediumChanger {
       });
       return { status: r.status, dataIn: r.datain, sense: r.extSense };
     };
-    const changer = new MediumChanger(exec, device);
-    await changer.ready();
+    const changer = new MediumChanger(exec, device, FIRST_ALLOCATION, async () => {
+      await client.call(M.SCSI_CLOSE, {});
+    });
+    try {
+      await changer.ready();
+    } catch (e) {
+      await changer.close().catch(() => undefined);
+      throw e;
+    }
     return changer;
+  }
+
+  /** SCSI_CLOSE: the server's changer is free for other connections again. */
+  async close(): Promise<void> {
+    await this.closer?.();
   }
 
   /** TEST UNIT READY, once more after a unit attention (a reset or a changed state is news, not failure). */

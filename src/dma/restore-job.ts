@@ -22,6 +22,7 @@ import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
 import { escapeName, unescapeName } from '../util/byte-name.js';
 import { catalogPath } from './history-ingest.js';
+import { TapeLoader } from './loader.js';
 import { JobLink, levelOfLog } from './job.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
 
@@ -137,6 +138,7 @@ class RestoreJob {
   private readonly files = new Map<string, FileOutcome>();
   private readonly tapesRead: string[] = [];
   private segment: TapeSegment | null = null;
+  private loader: TapeLoader | null = null;
   private failure: string | null = null;
   private readFailure: string | null = null;
   /** NOTIFY_DATA_READs seen: progress of a DAR restore that is positioning the tape. */
@@ -238,8 +240,12 @@ class RestoreJob {
   }
 
   private async mount(s: TapeSegment): Promise<void> {
-    if (this.segment) await this.link.tape.call(M.TAPE_CLOSE, {});
-    await this.link.openAt(s.device, 'read', s.tapeFile);
+    if (this.segment) {
+      await this.link.tape.call(M.TAPE_CLOSE, {});
+      await this.loader!.unmount();
+    }
+    // Through the tape server's changer, when it has one: the tape the catalog names, checked in its drive.
+    await this.loader!.mount(s, (device) => this.link.openAt(device, 'read', s.tapeFile));
     this.segment = s;
     this.tapesRead.push(s.barcode ?? s.device);
     this.say(
@@ -273,6 +279,7 @@ class RestoreJob {
     const first = dar ? this.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))! : b.tapes[0]!;
     try {
       await tape.call(M.MOVER_SET_RECORD_SIZE, { len: b.recordSize });
+      this.loader = await TapeLoader.forServer(tape, (text) => this.say('info', text));
       await this.mount(first);
       await this.link.connectStream('recover', this.window(first));
       await data.call(M.DATA_START_RECOVER, {
@@ -283,11 +290,13 @@ class RestoreJob {
       await this.monitor();
     } catch (e) {
       await this.link.teardown();
+      await this.loader?.unmount();
       throw e;
     }
     const dataHalt = this.link.dataHalt!;
     const moverHalt = this.link.moverHalt!;
     await this.link.teardown();
+    await this.loader.unmount();
     const files = this.rows.map(
       (r) => this.files.get(r.path) ?? { path: r.path, ok: false, status: 'NOT_REPORTED' },
     );
