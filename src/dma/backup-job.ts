@@ -81,7 +81,16 @@ export async function runBackup(o: BackupJobOptions): Promise<BackupOutcome> {
   let tape: NdmpClient = data;
   try {
     if (o.tapeServer) tape = await connectAgent(o.tapeServer, o.tapeCred ?? o.dataCred);
-    return await new BackupJob(o, new JobLink(data, tape, o.tapeMotionMs)).run();
+    const loader = await TapeLoader.forServer(
+      tape,
+      () => connectAgent(o.tapeServer ?? o.data, o.tapeCred ?? o.dataCred),
+      (text) => o.events?.message?.('info', text),
+    );
+    try {
+      return await new BackupJob(o, new JobLink(data, tape, o.tapeMotionMs), loader).run();
+    } finally {
+      await loader.close();
+    }
   } finally {
     if (tape !== data) await tape.close();
     await data.close();
@@ -102,12 +111,12 @@ class BackupJob {
   private readonly tapeServer: string;
   /** What the last poll saw the server report (for the stall message). */
   private bytesProcessed = 0;
-  /** Gets each tape into a drive through the tape server's changer, when it has one. */
-  private loader: TapeLoader | null = null;
 
   constructor(
     private readonly o: BackupJobOptions,
     private readonly link: JobLink,
+    /** Gets each tape into a drive through the tape server's changer, when it has one. */
+    private readonly loader: TapeLoader,
   ) {
     this.server = formatTarget(o.data);
     this.tapeServer = o.tapeServer ? formatTarget(o.tapeServer) : this.server;
@@ -164,7 +173,7 @@ class BackupJob {
       if (t.barcode) this.usedHere.add(t.barcode);
       let tapeFile: number;
       try {
-        tapeFile = await this.loader!.mount(t, (device) => this.link.openForAppend(device));
+        tapeFile = await this.loader.mount(t, (device) => this.link.openForAppend(device));
       } catch (e) {
         // Another DMA took the same blank tape a moment earlier: try the next one.
         if (t.chosen && e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) {
@@ -205,7 +214,6 @@ class BackupJob {
     if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
 
     await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
-    this.loader = await TapeLoader.forServer(tape, (text) => this.say('info', text));
     await this.mount(0, null);
 
     const id = await this.catalogCall(
@@ -383,7 +391,7 @@ class BackupJob {
     const from = this.current?.barcode ?? this.current?.device;
     await this.closeSegment(bytesMoved, id);
     await tape.call(M.TAPE_CLOSE, {});
-    await this.loader!.unmount();
+    await this.loader.unmount();
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
     await this.mount(bytesMoved, id);
     await tape.call(M.MOVER_SET_WINDOW, { offset, length: INVALID_U64 });

@@ -3,6 +3,8 @@
 // CONFIG_GET_SCSI_INFO lists a medium changer gets its tapes moved by it:
 // the tape goes into a free drive, the drive is checked to hold that very
 // tape, the job opens the drive, and the tape goes back to its slot after.
+// The changer is driven over a connection of its own (the robot's): a
+// connection has one device open at a time, and the job's has the tape.
 // A server without a changer has its tapes opened as it names them
 // (ndmpd's library: `tapes/BARCODE`), as before.
 //
@@ -40,20 +42,37 @@ export class TapeLoader {
   /** The drive element a tape was loaded into by us, to be put back (null: nothing loaded by us). */
   private loaded: { drive: ElementStatus; barcode: string } | null = null;
 
+  /** The robot's connection, made on first use and kept for the job. */
+  private robot: NdmpClient | null = null;
+
   private constructor(
-    private readonly tape: NdmpClient,
+    private readonly connectRobot: () => Promise<NdmpClient>,
     /** The changer's SCSI device, or null: the server has none. */
     private readonly changerDevice: string | null,
     private readonly drives: readonly Drive[],
     private readonly say: (text: string) => void,
   ) {}
 
-  /** The loader for `tape`'s server: through its changer when it lists one. */
-  static async forServer(tape: NdmpClient, say: (text: string) => void = () => {}): Promise<TapeLoader> {
+  /**
+   * The loader for `tape`'s server: through its changer when it lists one,
+   * driven over a second connection to the same server (`connectRobot`).
+   */
+  static async forServer(
+    tape: NdmpClient,
+    connectRobot: () => Promise<NdmpClient>,
+    say: (text: string) => void = () => {},
+  ): Promise<TapeLoader> {
     const device = await changerDevice(tape);
-    if (device === null) return new TapeLoader(tape, null, [], say);
+    if (device === null) return new TapeLoader(connectRobot, null, [], say);
     const { drives } = await listTapeServer(tape);
-    return new TapeLoader(tape, device, drives, say);
+    return new TapeLoader(connectRobot, device, drives, say);
+  }
+
+  /** Ends the robot's connection (a tape still loaded stays where it is: unmount() first). */
+  async close(): Promise<void> {
+    const r = this.robot;
+    this.robot = null;
+    await r?.close().catch(() => undefined);
   }
 
   /** Tapes go through a changer. */
@@ -70,9 +89,10 @@ export class TapeLoader {
     const device = this.changerDevice!;
     const deadline = Date.now() + CHANGER_BUSY_WAIT_MS;
     let c: MediumChanger;
+    this.robot ??= await this.connectRobot();
     for (;;) {
       try {
-        c = await MediumChanger.open(this.tape, device);
+        c = await MediumChanger.open(this.robot, device);
         break;
       } catch (e) {
         const busy = e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR;

@@ -127,7 +127,16 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
   let tape: NdmpClient = data;
   try {
     if (!local) tape = await connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred);
-    return await new RestoreJob(o, rows, new JobLink(data, tape, o.tapeMotionMs)).run();
+    const loader = await TapeLoader.forServer(
+      tape,
+      () => connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred),
+      (text) => o.events?.message?.('info', text),
+    );
+    try {
+      return await new RestoreJob(o, rows, new JobLink(data, tape, o.tapeMotionMs), loader).run();
+    } finally {
+      await loader.close();
+    }
   } finally {
     if (tape !== data) await tape.close();
     await data.close();
@@ -138,7 +147,6 @@ class RestoreJob {
   private readonly files = new Map<string, FileOutcome>();
   private readonly tapesRead: string[] = [];
   private segment: TapeSegment | null = null;
-  private loader: TapeLoader | null = null;
   private failure: string | null = null;
   private readFailure: string | null = null;
   /** NOTIFY_DATA_READs seen: progress of a DAR restore that is positioning the tape. */
@@ -148,6 +156,8 @@ class RestoreJob {
     private readonly o: RestoreJobOptions,
     private readonly rows: FileRow[],
     private readonly link: JobLink,
+    /** Gets each tape into a drive through the tape server's changer, when it has one. */
+    private readonly loader: TapeLoader,
   ) {}
 
   private say(level: 'info' | 'warning' | 'error', text: string): void {
@@ -242,10 +252,10 @@ class RestoreJob {
   private async mount(s: TapeSegment): Promise<void> {
     if (this.segment) {
       await this.link.tape.call(M.TAPE_CLOSE, {});
-      await this.loader!.unmount();
+      await this.loader.unmount();
     }
     // Through the tape server's changer, when it has one: the tape the catalog names, checked in its drive.
-    await this.loader!.mount(s, (device) => this.link.openAt(device, 'read', s.tapeFile));
+    await this.loader.mount(s, (device) => this.link.openAt(device, 'read', s.tapeFile));
     this.segment = s;
     this.tapesRead.push(s.barcode ?? s.device);
     this.say(
@@ -279,7 +289,6 @@ class RestoreJob {
     const first = dar ? this.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))! : b.tapes[0]!;
     try {
       await tape.call(M.MOVER_SET_RECORD_SIZE, { len: b.recordSize });
-      this.loader = await TapeLoader.forServer(tape, (text) => this.say('info', text));
       await this.mount(first);
       await this.link.connectStream('recover', this.window(first));
       await data.call(M.DATA_START_RECOVER, {
@@ -290,7 +299,7 @@ class RestoreJob {
       await this.monitor();
     } catch (e) {
       await this.link.teardown();
-      await this.loader?.unmount();
+      await this.loader.unmount();
       throw e;
     }
     const dataHalt = this.link.dataHalt!;
