@@ -302,7 +302,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
 
 /**
  * Opens (on first start, creates) the tape library, takes its lock for the
- * server's lifetime (docs/changer.md, "The lock": the server's changer is the
+ * server's lifetime (docs/changer.md §2: the server's changer is the
  * one owner of moves), takes inventory, and says what is where.
  */
 function openLibrary(

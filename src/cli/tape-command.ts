@@ -105,7 +105,7 @@ function withLibraryOptions(cmd: Command): Command {
 }
 
 /**
- * What an action needs of the library lock (docs/changer.md, "The lock"):
+ * What an action needs of the library lock (docs/changer.md §2):
  * `none` only reads; `moves` must own the moves, so it is refused while a
  * server holds the library; `create` takes the lock when it can, and while a
  * server runs makes its tapes outside the changer (the server places them).

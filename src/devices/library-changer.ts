@@ -27,7 +27,7 @@ export class LibraryChanger implements ChangerState {
   readonly elementMap: ElementMap;
   readonly identity: DeviceIdentity;
   readonly drives: readonly DeviceIdentity[];
-  /** PREVENT ALLOW MEDIUM REMOVAL: kept for the operator side; robot moves ignore it (docs/smc.md §2.9). */
+  /** PREVENT ALLOW MEDIUM REMOVAL: kept for the operator side; robot moves ignore it (docs/smc.md §4.8). */
   preventMediumRemoval = false;
 
   constructor(readonly library: Library) {
@@ -48,7 +48,7 @@ export class LibraryChanger implements ChangerState {
       naa,
     });
     // The drives' serials are the library's (CONFIG_GET_TAPE_INFO's SERIAL_NUMBER), so
-    // DVCID, the drive's own INQUIRY and the tape info all agree (docs/smc.md §5.2).
+    // DVCID, the drive's own INQUIRY and the tape info all agree (docs/changer.md §3).
     this.drives = Object.freeze(
       library
         .drives()
@@ -63,7 +63,7 @@ export class LibraryChanger implements ChangerState {
     );
   }
 
-  /** CONFIG_GET_SCSI_INFO's model: INQUIRY's vendor, product and revision (docs/smc.md §1.4). */
+  /** CONFIG_GET_SCSI_INFO's model: INQUIRY's vendor, product and revision (docs/changer.md §4.1). */
   get model(): string {
     return `${this.identity.vendor} ${this.identity.product} ${this.identity.revision}`;
   }
@@ -119,7 +119,7 @@ export class LibraryChanger implements ChangerState {
     if (!from || !to)
       return { reason: 'backend-failure', detail: `no place for ${source} or ${destination}` };
     // A tape a session has open never leaves its drive, nor does one arrive
-    // under an open drive (docs/smc.md §2.7 rule 7).
+    // under an open drive (docs/smc.md §4.6).
     for (const p of [from, to]) {
       if (p.kind === 'drive' && this.library.driveInUse(p.name)) {
         return {

@@ -1,4 +1,4 @@
-// The one owner of a library's moves (docs/changer.md, "The lock"): an
+// The one owner of a library's moves (docs/changer.md §2): an
 // exclusive flock on DIR/.lock. The running server holds it for its whole
 // life; `ndmpd tape` takes it for one command, and when a server holds it,
 // refuses whatever would move or change tapes, naming the server's pid. The

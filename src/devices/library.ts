@@ -110,7 +110,7 @@ export const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
 export const DEFAULT_DRIVES = 2;
 export const DEFAULT_SLOTS = 8;
 const MAX_DRIVES = 64;
-/** Keeps every element inside what ndmjob reads in one READ ELEMENT STATUS (80 elements, docs/changer.md). */
+/** Keeps every element inside what ndmjob reads in one READ ELEMENT STATUS (80 elements, docs/changer.md §3). */
 export const MAX_SLOTS = 1024;
 const MAX_MAILSLOTS = 16;
 const STATE_FILE = 'changer.json';
@@ -396,7 +396,7 @@ export class Library {
    * symlink, made durable (both folders fsynced) before it returns. The
    * slot it left is recorded first when it leaves a slot, and forgotten
    * after it lands in one, so a crash between the two steps leaves at worst
-   * a stale record that no reader uses (docs/changer.md, "Moves").
+   * a stale record that no reader uses (docs/changer.md §1.2).
    * The caller owns the moves (the server's changer, or the CLI under the
    * library lock) and has checked that the drive involved is not open.
    */
@@ -407,7 +407,7 @@ export class Library {
     const sources = this.readSources();
     const before = sources[barcode] ?? null;
     if (to.kind !== 'slot') {
-      // Provenance (docs/smc.md §5.2): kept through drive and mail-slot moves, cleared by the mail slot.
+      // Provenance (docs/smc.md §4.5): kept through drive and mail-slot moves, cleared by the mail slot.
       const src = from.kind === 'slot' ? from.number : from.kind === 'mailslot' ? null : before;
       if (src === null) delete sources[barcode];
       else sources[barcode] = src;

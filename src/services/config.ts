@@ -116,7 +116,7 @@ const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, {
         attr: s.version === 4 ? TAPE_ATTR_RAW : 0,
         capability: [
           { name: 'SERIAL_NUMBER', value: d.serial },
-          // TAPE_EXECUTE_CDB answers INQUIRY for the drives when the changer is offered (docs/smc.md §1.4).
+          // TAPE_EXECUTE_CDB answers INQUIRY for the drives when the changer is offered (docs/changer.md §4.1).
           { name: 'EXECUTE_CDB', value: s.ctx.changer ? 't' : 'f' },
         ],
       });
@@ -162,7 +162,7 @@ function tapeImages(library: Library, version: number): DeviceInfo | null {
 
 /** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (docs/protocol.md §4.3). */
 const TAPE_ATTR_RAW = 0x4;
-// The changer, named and identified as its INQUIRY says (docs/smc.md §1.4).
+// The changer, named and identified as its INQUIRY says (docs/changer.md §4.1).
 const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, {
   handle: (s) => {
     const c = s.ctx.changer;

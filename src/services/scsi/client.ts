@@ -34,7 +34,7 @@ export function scsiOf(s: Session): ScsiSession {
   };
   sessions.set(s, st);
   const created = st;
-  // ndmjob never sends SCSI_CLOSE: the end of the connection closes the changer (docs/smc.md §4.3 rule 7).
+  // ndmjob never sends SCSI_CLOSE: the end of the connection closes the changer (docs/smc.md §6).
   s.onClose(() => closeScsi(created));
   return st;
 }

@@ -1,4 +1,4 @@
-// SCSI_* in the dispatch table (docs/changer.md, "NDMP SCSI service"; draft
+// SCSI_* in the dispatch table (docs/changer.md §4; docs/protocol.md §3.4, draft
 // §3.3): the library's changer, opened by name, commands executed by the
 // pure SCSI module (src/devices/smc/). Which state allows which request is
 // ./state-rules.ts, checked before a handler runs.
@@ -6,7 +6,7 @@
 // An NDMP error is only for what stops a command from reaching the changer
 // (not open, a malformed request, no such device); whatever the CDB says,
 // once delivered the reply is NDMP_NO_ERR with the SCSI status and sense
-// (docs/smc.md §1.1: ndmjob gives up on an NDMP error and ignores sense).
+// (docs/smc.md §1: ndmjob gives up on an NDMP error and ignores sense).
 
 import { executeChangerCdb, ScsiStatus } from '../../devices/smc/index.js';
 import type { ScsiResult } from '../../devices/smc/index.js';
@@ -62,7 +62,7 @@ const scsiGetState = handler(M.SCSI_GET_STATE, {
 });
 
 // v3 only. ndmjob sends it for `-r NAME,SID[,LUN]` and fails the robot unless
-// it succeeds; the virtual changer has no bus, so the numbers are only kept (docs/smc.md §1.4).
+// it succeeds; the virtual changer has no bus, so the numbers are only kept (docs/changer.md §4).
 const scsiSetTarget = handler(M.SCSI_SET_TARGET, {
   handle: (s, req) => {
     if (req.device !== CHANGER_DEVICE) {
@@ -88,7 +88,7 @@ const scsiResetBus = handler(M.SCSI_RESET_BUS, {
   },
 });
 
-/** Checks what NDMP itself refuses before a CDB reaches the device (docs/smc.md §1.1). */
+/** Checks what NDMP itself refuses before a CDB reaches the device (docs/smc.md §1). */
 export function checkCdbRequest(req: { flags: number; cdb: Buffer }): void {
   if ((req.flags & CdbFlags.DATA_IN) !== 0 && (req.flags & CdbFlags.DATA_OUT) !== 0) {
     throw NdmpError.illegalArgs('execute_cdb: DATA_IN and DATA_OUT both set');

@@ -1,7 +1,7 @@
-// The SCSI service's state rules (docs/changer.md, "NDMP SCSI service"): the
+// The SCSI service's state rules (docs/changer.md §4): the
 // one place that says in which state each SCSI request is allowed and which
 // NDMP error any other state gets. A connection holds one device at most
-// (draft §2.11.4): the changer (SCSI open) or a tape, never both.
+// (docs/changer.md §4): the changer (SCSI open) or a tape, never both.
 
 import { ErrorCode, M } from '../../wire/index.js';
 import type { StateTable } from '../state-table.js';

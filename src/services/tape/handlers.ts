@@ -24,7 +24,7 @@ const tapeOpen = handler(M.TAPE_OPEN, {
       TapeOpenMode.NDMP_TAPE_RAW_MODE,
     ];
     if (!(valid as number[]).includes(req.mode)) throw NdmpError.illegalArgs(`tape open mode ${req.mode}`);
-    // One device per connection (draft §2.11.4): the changer is open here.
+    // One device per connection (docs/changer.md §4): the changer is open here.
     if (holdsChanger(s)) {
       throw new NdmpError(
         ErrorCode.NDMP_DEVICE_OPENED_ERR,
@@ -99,7 +99,7 @@ const tapeRead = handler(M.TAPE_READ, {
 });
 
 // The drive's own identity, the same the changer's DVCID reports for its
-// element, so a DMA can tell which drive element it opened (docs/smc.md §3).
+// element, so a DMA can tell which drive element it opened (docs/smc.md §5).
 const tapeExecuteCdb = handler(M.TAPE_EXECUTE_CDB, {
   handle: (s, req) => {
     checkCdbRequest(req);
