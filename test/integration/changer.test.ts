@@ -15,6 +15,8 @@ import { after, before, describe, test } from 'node:test';
 import { Library } from '../../src/devices/library.js';
 import { LibraryChanger } from '../../src/devices/library-changer.js';
 import type { NdmpClient } from '../../src/dma/client.js';
+import { SCSI_STATE_TABLE } from '../../src/services/scsi/state-rules.js';
+import { refusalIn } from '../../src/services/session.js';
 import { ErrorCode, M, NdmpError, TapeOpenMode } from '../../src/wire/index.js';
 import { client, startServer } from '../helpers/in-process.js';
 import type { TestServer } from '../helpers/in-process.js';
@@ -346,6 +348,45 @@ describe('the changer over NDMP', { timeout: 60_000 }, () => {
       c.destroy();
     }
   });
+
+  for (const version of [4, 3] as const) {
+    test(`v${version}: the SCSI state table, walked over the wire in each state`, async () => {
+      const bodies: Record<number, unknown> = {
+        [M.SCSI_OPEN.code]: { device: 'changer0' },
+        [M.SCSI_SET_TARGET.code]: { device: 'changer0', targetController: 0, targetId: 0, targetLun: 0 },
+        [M.SCSI_EXECUTE_CDB.code]: {
+          flags: 0,
+          timeout: 0,
+          datainLen: 0,
+          cdb: Buffer.alloc(6),
+          dataout: Buffer.alloc(0),
+        },
+      };
+      const setups: Array<[string, (c: NdmpClient) => Promise<unknown>]> = [
+        ['CLOSED', async () => undefined],
+        ['OPEN', (c) => c.call(M.SCSI_OPEN, { device: 'changer0' })],
+        [
+          'CLOSED (a tape is open)',
+          (c) => c.call(M.TAPE_OPEN, { device: 'tapes/NDM003', mode: TapeOpenMode.NDMP_TAPE_READ_MODE }),
+        ],
+      ];
+      for (const [state, setup] of setups) {
+        assert.ok(SCSI_STATE_TABLE.states.includes(state));
+        const c = await client(srv.port, 'md5', version);
+        try {
+          await setup(c);
+          for (const { def, rule } of SCSI_STATE_TABLE.rules.values()) {
+            if (!def.versions.includes(version)) continue;
+            const expected = refusalIn(rule, state, version, def);
+            if (!expected) continue;
+            await rejectsWith(c.call(def, (bodies[def.code] ?? {}) as never), expected.ndmpError);
+          }
+        } finally {
+          c.destroy();
+        }
+      }
+    });
+  }
 
   test('nothing SCSI before authentication', async () => {
     const c = await client(srv.port, 'none');
