@@ -82,7 +82,7 @@ describe('ndmjob drives the changer', { timeout: 600_000 }, () => {
         assert.deepEqual(await where(), initial());
 
         // -q prints the status table and no SESS line.
-      const q = await robot('-q');
+        const q = await robot('-q');
         assert.match(q, /slots 8@1000 {2}drive 2@500 {2}arm 1@1 {2}i\/e 1@10/);
         assert.match(q, /@1000 SLOT Full {2}PVolTag\(NDM001,#0\)/);
 
