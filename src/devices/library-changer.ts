@@ -50,16 +50,14 @@ export class LibraryChanger implements ChangerState {
     // The drives' serials are the library's (CONFIG_GET_TAPE_INFO's SERIAL_NUMBER), so
     // DVCID, the drive's own INQUIRY and the tape info all agree (docs/changer.md §3).
     this.drives = Object.freeze(
-      library
-        .drives()
-        .map((d) =>
-          Object.freeze({
-            vendor: CHANGER_VENDOR,
-            product: DRIVE_MODEL,
-            revision: DEVICE_REVISION,
-            serial: d.serial,
-          }),
-        ),
+      library.drives().map((d) =>
+        Object.freeze({
+          vendor: CHANGER_VENDOR,
+          product: DRIVE_MODEL,
+          revision: DEVICE_REVISION,
+          serial: d.serial,
+        }),
+      ),
     );
   }
 
