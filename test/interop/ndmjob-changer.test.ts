@@ -3,12 +3,14 @@
 // load, unload, move, export/import through the mail slot, -Z, the sense of
 // a move from an empty slot or into a full one, labels. After each command
 // `ndmpd tape list` (which a running server allows) must show the tapes
-// where ndmjob put them. ndmjob's exit status means nothing
+// where ndmjob put them. Then a backup spanning three tapes, the robot changing
+// them at each end of window, and its restore. ndmjob's exit status means nothing
 // (docs/interop.md): runs are judged by what they print.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +20,7 @@ import { Library } from '../../src/devices/library.js';
 import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
 import { peers, requirePeers, runNdmjob } from '../helpers/peers.js';
+import { assertSameTree } from '../helpers/trees.js';
 
 const run = promisify(execFile);
 const BARCODES = ['NDM001', 'NDM002', 'NDM003', 'NDM004', 'NDM005', 'NDM006'];
@@ -174,4 +177,105 @@ describe('ndmjob drives the changer', { timeout: 600_000 }, () => {
     for (const m of labels) assert.match(l.output, new RegExp(`^ME "${m}"$`, 'm'), l.output);
     assert.deepEqual(await where(), initial(), 'every tape went back to its slot');
   });
+
+  // A backup the robot spreads over three tapes (the /1000k windows force the changes,
+  // docs/changer.md §5), then the restore with the same media list: the tree comes back whole.
+  for (const version of [4, 3] as const) {
+    test(
+      `v${version}: ndmjob -c over three tapes changed by the robot, then -x restores the tree`,
+      { timeout: 240_000 },
+      async (t) => {
+        if (!requirePeers(t, ['ndmjob'])) return;
+        const agent = `127.0.0.1:${p!.port}/${version},${p!.user},${p!.password}`;
+        const first = version === 4 ? 1003 : 1000;
+        const media = [0, 1, 2].map((i) => `SPAN${version}${i}@${first + i}`);
+        const r0 = await runNdmjob(
+          [
+            '-o',
+            'init-labels',
+            '-T',
+            agent,
+            '-r',
+            'changer0',
+            '-f',
+            'drive0',
+            ...media.flatMap((m) => ['-m', m]),
+            '-v',
+          ],
+          120_000,
+        );
+        assert.match(r0.output, /^SESS "Operation complete"$/m, r0.output);
+        const tree = join(p!.exportDir, `span-v${version}`);
+        mkdirSync(join(tree, 'sub'), { recursive: true });
+        writeFileSync(join(tree, 'a.bin'), randomBytes(1_500_000));
+        writeFileSync(join(tree, 'sub', 'b.bin'), randomBytes(900_000));
+        writeFileSync(join(tree, 'sub', 'c.txt'), 'the small one\n');
+        // The first two tapes take 1000 KiB each, the third the rest.
+        const list = media.flatMap((m, i) => ['-m', i < 2 ? m.replace('@', '/1000k@') : m]);
+        const index = join(work, `span-v${version}.idx`);
+        const b = await runNdmjob(
+          [
+            '-c',
+            '-D',
+            agent,
+            '-r',
+            'changer0',
+            '-f',
+            'drive0',
+            '-B',
+            'tar',
+            '-C',
+            tree,
+            ...list,
+            '-I',
+            index,
+            '-v',
+          ],
+          180_000,
+        );
+        assert.match(b.output, /Operation ended OKAY/, b.output.slice(-4000));
+        assert.equal(
+          b.output.match(/^SESS "Operation requires next tape"$/gm)?.length,
+          2,
+          b.output.slice(-4000),
+        );
+        for (const [i, m] of media.entries()) {
+          assert.match(
+            b.output,
+            new RegExp(`media #${i + 1} ${m.split('@')[0]}\\+1/\\d+K@${first + i}`),
+            b.output.slice(-2000),
+          );
+        }
+        const out = join(p!.exportDir, `span-v${version}-restored`);
+        const x = await runNdmjob(
+          [
+            '-x',
+            '-D',
+            agent,
+            '-r',
+            'changer0',
+            '-f',
+            'drive0',
+            '-B',
+            'tar',
+            '-C',
+            out,
+            ...list,
+            '-J',
+            index,
+            '-v',
+          ],
+          180_000,
+        );
+        assert.match(x.output, /Operation ended OKAY/, x.output.slice(-4000));
+        assert.equal(
+          x.output.match(/^SESS "Operation requires a different tape"$/gm)?.length,
+          2,
+          x.output.slice(-4000),
+        );
+        assertSameTree(tree, out);
+        assert.deepEqual(await where(), initial(), 'every tape went back to its slot');
+      },
+    );
+  }
 });
