@@ -126,6 +126,10 @@ export class LibraryChanger implements ChangerState {
         };
       }
     }
+    const barcode = this.library.at(from);
+    if (barcode !== null && this.library.tapeInUse(barcode)) {
+      return { reason: 'drive-in-use', detail: `${barcode} is open by a tape session (as tapes/${barcode})` };
+    }
     try {
       this.library.move(from, to);
     } catch (e) {

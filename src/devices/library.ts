@@ -297,6 +297,11 @@ export class Library {
     return claims.has(`drive:${this.dir}${sep}${name}`);
   }
 
+  /** A tape session has this tape open (by a drive or as tapes/BARCODE): the robot must not carry it off. */
+  tapeInUse(barcode: string): boolean {
+    return claims.has(`tape:${join(this.tapesDir, barcode)}`);
+  }
+
   /**
    * Claims the changer of this library for one SCSI session (in this
    * process); null when another holds it. The release is idempotent.

@@ -330,6 +330,24 @@ describe('the changer over NDMP', { timeout: 60_000 }, () => {
     }
   });
 
+  test('a tape a session has open by its image name is not carried off either', async () => {
+    const robot = await client(srv.port);
+    const tape = await client(srv.port);
+    try {
+      await robot.call(M.SCSI_OPEN, { device: 'changer0' });
+      await tape.call(M.TAPE_OPEN, { device: 'tapes/NDM003', mode: TapeOpenMode.NDMP_TAPE_READ_MODE });
+      assert.deepEqual(senseOf(await cdb(robot, moveCdb(1002, 501), 0)), [5, 0x53, 0x02]);
+      assert.equal(link('slots/3'), '../tapes/NDM003');
+      await tape.call(M.TAPE_CLOSE, {});
+      assert.equal((await cdb(robot, moveCdb(1002, 501), 0)).status, 0);
+      assert.equal((await cdb(robot, moveCdb(501, 1002), 0)).status, 0);
+      assert.equal(link('slots/3'), '../tapes/NDM003');
+    } finally {
+      robot.destroy();
+      tape.destroy();
+    }
+  });
+
   test('v3: SET_TARGET is kept and reported, RESET_BUS is not supported', async () => {
     const c = await client(srv.port, 'md5', 3);
     try {
