@@ -863,6 +863,27 @@ static napi_value tcp_send_state(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* tryLockExclusive(fd): flock(fd, LOCK_EX | LOCK_NB). True when this open
+ * file now holds the lock, false when another open file (another process, or
+ * another open of the same file) holds it; throws on any other failure. The
+ * kernel drops the lock when the last descriptor of the open file closes, so a
+ * crashed holder never leaves it behind (the library lock, docs/changer.md). */
+#include <sys/file.h>
+static napi_value try_lock_exclusive(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t fd;
+  if (argc < 1 || !get_uint(env, argv[0], "fd", 2147483647, ">= 0 and <= 2147483647", &fd)) return NULL;
+  int rc;
+  do rc = flock((int)fd, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EWOULDBLOCK) return throw_errno(env, errno, "flock", "library lock");
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, rc == 0, &result));
+  return result;
+}
+
 /* NAPI_MODULE_INIT defines a context-aware module: it is initialised once per
  * environment, so the main thread and every worker may load it. It keeps no
  * global state. */
@@ -896,6 +917,8 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "dropCachedPages", fn));
   CHECK(env, napi_create_function(env, "preallocate", NAPI_AUTO_LENGTH, preallocate, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "preallocate", fn));
+  CHECK(env, napi_create_function(env, "tryLockExclusive", NAPI_AUTO_LENGTH, try_lock_exclusive, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "tryLockExclusive", fn));
   CHECK(env, napi_create_function(env, "threadCpuNs", NAPI_AUTO_LENGTH, thread_cpu_ns, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "threadCpuNs", fn));
   CHECK(env, napi_create_function(env, "setThreadName", NAPI_AUTO_LENGTH, set_thread_name, NULL, &fn));

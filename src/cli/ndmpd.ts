@@ -13,6 +13,8 @@ import {
 } from '../services/credentials.js';
 import { AuthBackoff, DEFAULT_AUTH_BACKOFF } from '../services/auth-backoff.js';
 import { Library, LibraryError } from '../devices/library.js';
+import { CHANGER_DEVICE, LibraryChanger } from '../devices/library-changer.js';
+import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
 import { returnMemory } from '../services/memory.js';
@@ -39,8 +41,9 @@ accessible by group or others (chmod 600), or ndmpd refuses to start. Without
 random password, and says where.
 
 Tape library: a folder (default <state-dir>/library, created on first start)
-with tapes/<BARCODE> image files and drives/<drive> symlinks to the loaded
-tape. Manage it with "ndmpd tape ..." (ndmpd tape --help).
+with tapes/<BARCODE> image files and drives/<drive>, slots/<n> and mailslot/1
+symlinks to the tape in each; DMAs move tapes with the SCSI changer changer0.
+Manage it with "ndmpd tape ..." (ndmpd tape --help).
 
 Examples:
   ndmpd --export home=/home
@@ -122,6 +125,7 @@ async function main(argv: string[]): Promise<void> {
     )
     .option('--library <dir>', 'the virtual tape library folder (default <state-dir>/library)')
     .option('--drives <n>', 'number of tape drives in the library (default 2)')
+    .option('--slots <n>', "storage slots of the library's changer (default 8)")
     .option('--tape-capacity <size>', 'size of new and blank tapes: bytes, or 512M, 10G, 1T (default 64G)')
     .option(
       '--data-ports <low-high>',
@@ -197,6 +201,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'max-record-size',
     'pre-auth-timeout',
     'drives',
+    'slots',
     'history-threads',
     'history-stall-timeout',
     'history-max-delay',
@@ -231,7 +236,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     osVers: os.release(),
     hostId: hostId(cfg.stateDir),
   };
-  const library = openLibrary(cfg, info.hostId, log);
+  const { library, changer } = openLibrary(cfg, info.hostId, log);
   const history = new HistoryHub(
     { ...historyDefaults(join(cfg.stateDir, 'spool')), ...cfg.history },
     log.child({ component: 'history' }),
@@ -242,6 +247,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     exports: cfg.exports,
     log,
     library,
+    changer,
     dataPorts: cfg.dataPorts,
     dataAddress: cfg.dataAddress,
     history,
@@ -294,14 +300,34 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-/** Opens (on first start, creates) the tape library, and says what is in its drives. */
-function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
+/**
+ * Opens (on first start, creates) the tape library, takes its lock for the
+ * server's lifetime (docs/changer.md §2: the server's changer is the
+ * one owner of moves), takes inventory, and says what is where.
+ */
+function openLibrary(
+  cfg: ServerConfig,
+  seed: string,
+  log: Logger,
+): { library: Library; changer: LibraryChanger } {
   const fresh = !existsSync(cfg.library);
   const library = Library.open(cfg.library, {
     drives: cfg.drives,
+    slots: cfg.slots,
     capacity: BigInt(cfg.tapeCapacity),
     serialSeed: seed,
   });
+  try {
+    // Held until the process exits: the kernel drops it then, even after a crash.
+    lockLibrary(library.dir, 'ndmpd server');
+  } catch (e) {
+    if (e instanceof LibraryLockedError) {
+      throw new LibraryError(
+        `${e.message}: one server per library (stop it, or give this one --library DIR)`,
+      );
+    }
+    throw e;
+  }
   if (fresh) {
     // A new library comes with media, as a VTL does: a scratch tape in each
     // drive and as many spare (sparse files: they cost nothing until written).
@@ -317,6 +343,10 @@ function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
       `tape library ${library.dir}`,
     );
   }
+  // Tapes made while no slot was free, or by `ndmpd tape create` while a server ran.
+  const placed = library.placeOutsiders();
+  if (placed.length > 0) log.info({ tapes: placed }, `placed ${placed.length} tapes into free slots`);
+  const changer = new LibraryChanger(library);
   for (const d of library.drives()) {
     const tape = library.loaded(d.name);
     log.info(
@@ -324,12 +354,23 @@ function openLibrary(cfg: ServerConfig, seed: string, log: Logger): Library {
       tape ? `${d.name}: tape ${tape} loaded` : `${d.name}: empty`,
     );
   }
+  const contents = library.contents();
+  const slotted = contents.filter((c) => c.place.kind === 'slot').length;
+  const outside = library
+    .listTapes()
+    .filter((t) => t.place === null)
+    .map((t) => t.barcode);
+  log.info(
+    { changer: CHANGER_DEVICE, serial: changer.identity.serial, slots: cfg.slots, full: slotted, outside },
+    `changer ${CHANGER_DEVICE}: ${cfg.slots} slots (${slotted} full), ${library.mailslotCount} mail slot` +
+      (outside.length > 0 ? `; ${outside.length} tapes in no slot (all full)` : ''),
+  );
   const { low, high } = cfg.dataPorts;
   log.info(
     { dataPorts: cfg.dataPorts },
     low ? `data connections on ports ${low}-${high}` : 'data connections on any port',
   );
-  return library;
+  return { library, changer };
 }
 
 class ListenError extends CodedError {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_SLOTS, MAX_SLOTS } from '../devices/library.js';
 import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
 import type { Export } from '../services/exports.js';
 import { envFlag } from '../util/env-flag.js';
@@ -45,6 +46,8 @@ export interface ServerConfig {
   /** The virtual tape library folder (default `<stateDir>/library`). */
   library: string;
   drives: number;
+  /** Storage slots of the library's changer (docs/changer.md). */
+  slots: number;
   /** Bytes of a new or blank tape; a number so --check-config can print it. */
   tapeCapacity: number;
   /** TCP ports for data connections; 0..0 = any port the system picks. */
@@ -85,6 +88,7 @@ export interface ConfigInput {
   'log-format'?: string;
   library?: string;
   drives?: number | string;
+  slots?: number | string;
   'tape-capacity'?: number | string;
   'data-ports'?: number | string;
   'data-address'?: string;
@@ -138,6 +142,7 @@ const KNOWN_KEYS = new Set<string>([
   'log-format',
   'library',
   'drives',
+  'slots',
   'tape-capacity',
   'data-ports',
   'data-address',
@@ -363,6 +368,7 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     logFormat,
     library: resolve(cwd, library || join(stateDir, 'library')),
     drives: integer(pick('drives') ?? 2, 'drives', 1, 64),
+    slots: integer(pick('slots') ?? DEFAULT_SLOTS, 'slots', 1, MAX_SLOTS),
     tapeCapacity: parseSize(pick('tape-capacity') ?? DEFAULT_TAPE_CAPACITY, 'tape-capacity'),
     dataPorts: parseDataPorts(pick('data-ports') ?? 0),
     dataAddress: parseDataAddress(pick('data-address')),

@@ -6,7 +6,11 @@ import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Argument, Command } from 'commander';
-import { Library, LibraryError } from '../devices/library.js';
+import { Library, LibraryError, placeName } from '../devices/library.js';
+import type { Place, PlacedTape } from '../devices/library.js';
+import { CHANGER_DEVICE, LibraryChanger } from '../devices/library-changer.js';
+import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
+import type { LibraryLock } from '../devices/library-lock.js';
 import { tapeFileExtent } from '../devices/tape-image.js';
 import type { ConfigInput } from './server-config.js';
 import {
@@ -41,6 +45,7 @@ interface LibraryFlags {
   stateDir?: string;
   library?: string;
   drives?: string;
+  slots?: string;
   tapeCapacity?: string;
 }
 
@@ -51,6 +56,7 @@ function openLibrary(o: LibraryFlags): Library {
   if (o.stateDir) flags['state-dir'] = o.stateDir;
   if (o.library) flags.library = o.library;
   if (o.drives) flags.drives = o.drives;
+  if (o.slots) flags.slots = o.slots;
   if (o.tapeCapacity) flags['tape-capacity'] = o.tapeCapacity;
   const cfg = resolveConfig(file, flags);
   // The default library lies in the state dir: create that as the server would (0700), not as mkdir -p.
@@ -59,6 +65,7 @@ function openLibrary(o: LibraryFlags): Library {
   try {
     return Library.open(cfg.library, {
       drives: cfg.drives,
+      slots: cfg.slots,
       capacity: BigInt(cfg.tapeCapacity),
       ...(seed ? { serialSeed: seed } : {}),
     });
@@ -93,19 +100,57 @@ function withLibraryOptions(cmd: Command): Command {
     .option('-c, --config <file>', "the server's TOML config file (for library, state-dir, drives)")
     .option('--state-dir <dir>', "the server's state dir (to find the default library)")
     .option('--drives <n>', 'number of drives (default 2, or as configured)')
+    .option('--slots <n>', 'number of storage slots (default 8, or as configured)')
     .option('--tape-capacity <size>', 'default size of new tapes (default 64G, or as configured)');
 }
 
+/**
+ * What an action needs of the library lock (docs/changer.md §2):
+ * `none` only reads; `moves` must own the moves, so it is refused while a
+ * server holds the library; `create` takes the lock when it can, and while a
+ * server runs makes its tapes outside the changer (the server places them).
+ */
+type LockNeed = 'none' | 'moves' | 'create';
+
+/** The refusal of a command while a server owns the library. */
+function serverRuns(e: LibraryLockedError): CommandError {
+  return new CommandError(
+    `${e.message}, which owns the moves: move tapes through its changer (${CHANGER_DEVICE}, e.g. ` +
+      `ndmjob -o load=1000 -r ${CHANGER_DEVICE} -T HOST:PORT/4,USER,PASS), or stop the server first`,
+    1,
+  );
+}
+
+/** Libraries a running server holds (its lock was refused): `create` then leaves placing to it. */
+const heldByServer = new WeakSet<Library>();
+
 /** Runs an action with the library open; a failing operation becomes exit status 1. */
-function act<A extends unknown[]>(fn: (lib: Library, ...args: A) => void | Promise<void>) {
+function act<A extends unknown[]>(
+  fn: (lib: Library, ...args: A) => void | Promise<void>,
+  need: LockNeed = 'none',
+) {
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
     const lib = openLibrary(cmd.optsWithGlobals<LibraryFlags>());
+    let lock: LibraryLock | null = null;
+    let running = false;
+    if (need !== 'none') {
+      try {
+        lock = lockLibrary(lib.dir, `ndmpd tape ${cmd.name()}`);
+      } catch (e) {
+        if (!(e instanceof LibraryLockedError)) throw e;
+        if (need === 'moves') throw serverRuns(e);
+        running = true;
+      }
+    }
+    if (running) heldByServer.add(lib);
     try {
       await fn(lib, ...(args.slice(0, -1) as A));
     } catch (e) {
       if (e instanceof CommandError || e instanceof ConfigError) throw e;
       throw new CommandError((e as Error).message, 1);
+    } finally {
+      lock?.release();
     }
   };
 }
@@ -150,32 +195,54 @@ function create(
 ): void {
   const count = nonNegative(o.count, '--count', 10_000);
   if (count === 0) throw usage('--count must be at least 1');
+  const outside = heldByServer.has(lib);
   const made = lib.createTapes({
     count,
     ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
     ...(o.capacity !== undefined ? { capacity: BigInt(parseSize(o.capacity, '--capacity')) } : {}),
     ...(o.label !== undefined ? { label: o.label } : {}),
+    outside,
   });
   process.stdout.write(`${made.join('\n')}\n`);
+  if (outside) {
+    process.stderr.write(
+      `ndmpd: a running server owns the library's moves: the new tapes enter free slots at its next ` +
+        `inventory (INITIALIZE ELEMENT STATUS, e.g. ndmjob -o init-elem-status) or restart\n`,
+    );
+  }
+}
+
+/** Where a tape is, for people: `drive0`, `slot 3`, `mailslot 1`, and its element address. */
+function location(changer: LibraryChanger, p: PlacedTape | null): { where: string; element: number | null } {
+  return p
+    ? { where: placeName(p.place), element: changer.addressOf(p.place) }
+    : { where: '-', element: null };
 }
 
 function list(lib: Library, o: { json?: boolean }): void {
   const tapes = lib.listTapes();
+  const changer = new LibraryChanger(lib);
   if (o.json) {
-    const out = tapes.map((t) => ({
-      barcode: t.barcode,
-      label: t.label,
-      capacity: Number(t.capacity),
-      earlyWarning: Number(t.earlyWarning),
-      usedBytes: Number(t.usedBytes),
-      records: t.records,
-      files: t.filemarks,
-      blank: t.blank,
-      writeProtected: t.writeProtected,
-      created: t.created.toISOString(),
-      loadedIn: t.loadedIn,
-      path: t.path,
-    }));
+    const out = tapes.map((t) => {
+      const at = location(changer, t.place);
+      return {
+        barcode: t.barcode,
+        label: t.label,
+        capacity: Number(t.capacity),
+        earlyWarning: Number(t.earlyWarning),
+        usedBytes: Number(t.usedBytes),
+        records: t.records,
+        files: t.filemarks,
+        blank: t.blank,
+        writeProtected: t.writeProtected,
+        created: t.created.toISOString(),
+        loadedIn: t.loadedIn,
+        location: t.place ? at.where : null,
+        element: at.element,
+        sourceSlot: t.place?.sourceSlot ?? null,
+        path: t.path,
+      };
+    });
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return;
   }
@@ -183,29 +250,95 @@ function list(lib: Library, o: { json?: boolean }): void {
     process.stdout.write(`no tapes in ${lib.dir}/tapes (make some with: ndmpd tape create)\n`);
     return;
   }
-  const rows = [['BARCODE', 'LABEL', 'USED / CAPACITY', 'FILES', 'PROTECTED', 'LOADED']];
+  const rows = [['BARCODE', 'LABEL', 'USED / CAPACITY', 'FILES', 'PROTECTED', 'LOCATION', 'ELEMENT']];
   for (const t of tapes) {
+    const at = location(changer, t.place);
     rows.push([
       t.barcode,
       t.label || '-',
       `${humanSize(t.usedBytes)} / ${humanSize(t.capacity)}`,
       String(t.filemarks),
       t.writeProtected ? 'yes' : 'no',
-      t.loadedIn ?? '-',
+      at.where,
+      at.element === null ? '-' : `@${at.element}`,
     ]);
   }
   process.stdout.write(table(rows));
 }
 
 function drives(lib: Library, o: { json?: boolean }): void {
-  const ds = lib.drives().map((d) => ({ ...d, loaded: lib.loaded(d.name) }));
+  const changer = new LibraryChanger(lib);
+  const inDrive = new Map(
+    lib
+      .contents()
+      .filter((c) => c.place.kind === 'drive')
+      .map((c) => [(c.place as { name: string }).name, c]),
+  );
+  const ds = lib.drives().map((d, i) => ({
+    ...d,
+    element: changer.addressOf({ kind: 'drive', name: d.name, index: i }),
+    loaded: lib.loaded(d.name),
+    sourceSlot: inDrive.get(d.name)?.sourceSlot ?? null,
+  }));
   if (o.json) {
     process.stdout.write(`${JSON.stringify(ds, null, 2)}\n`);
     return;
   }
-  const rows = [['DRIVE', 'MODEL', 'SERIAL', 'LOADED']];
-  for (const d of ds) rows.push([d.name, d.model, d.serial, d.loaded ?? '-']);
+  const rows = [['DRIVE', 'MODEL', 'SERIAL', 'LOADED', 'ELEMENT', 'FROM']];
+  for (const d of ds) {
+    rows.push([
+      d.name,
+      d.model,
+      d.serial,
+      d.loaded ?? '-',
+      `@${d.element}`,
+      d.sourceSlot === null ? '-' : `slot ${d.sourceSlot}`,
+    ]);
+  }
   process.stdout.write(table(rows));
+}
+
+function slots(lib: Library, o: { json?: boolean }): void {
+  const changer = new LibraryChanger(lib);
+  const full = new Map(lib.contents().map((c) => [placeName(c.place), c]));
+  const rows = lib
+    .places()
+    .filter((p) => p.kind !== 'drive')
+    .map((p) => ({
+      place: placeName(p),
+      element: changer.addressOf(p),
+      barcode: full.get(placeName(p))?.barcode ?? null,
+    }));
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  const out = [['PLACE', 'ELEMENT', 'TAPE']];
+  for (const r of rows) out.push([r.place, `@${r.element}`, r.barcode ?? '-']);
+  process.stdout.write(table(out));
+}
+
+/** `drive0`, `slot3` / `slot:3` / `3`, `mailslot` / `mailslot1`. */
+function parsePlace(lib: Library, text: string): Place {
+  const d = lib.drives().findIndex((x) => x.name === text);
+  if (d >= 0) return { kind: 'drive', name: text, index: d };
+  const m = /^(slot|mailslot)?:?(\d+)?$/.exec(text);
+  if (m && (m[1] || m[2])) {
+    const kind = m[1] === 'mailslot' ? 'mailslot' : 'slot';
+    const n = m[2] ? Number(m[2]) : kind === 'mailslot' ? 1 : NaN;
+    const count = kind === 'slot' ? lib.slotCount : lib.mailslotCount;
+    if (Number.isInteger(n) && n >= 1 && n <= count) return { kind, number: n };
+    throw usage(`${kind} ${m[2] ?? ''} does not exist (${kind}s 1 to ${count})`);
+  }
+  throw usage(`'${text}' is not a place: a drive (drive0), a slot (slot3) or the mail slot (mailslot)`);
+}
+
+function move(lib: Library, barcode: string, to: string): void {
+  const dest = parsePlace(lib, to);
+  const here = lib.whereIs(barcode);
+  if (!here) throw new LibraryError(`${barcode} is in no slot, drive or mail slot (see: ndmpd tape list)`);
+  lib.move(here.place, dest);
+  process.stdout.write(`${barcode} moved from ${placeName(here.place)} to ${placeName(dest)}\n`);
 }
 
 async function exportFile(
@@ -247,13 +380,16 @@ export function tapeCommand(): Command {
   tape.addHelpText(
     'after',
     `
-Tapes live in <library>/tapes/<BARCODE> (with <BARCODE>.idx), and a drive
-holds a tape while <library>/drives/<drive> links to it. Load and unload
-tapes while no DMA is using the drive.
+Tapes live in <library>/tapes/<BARCODE> (with <BARCODE>.idx); a drive, a
+slot or the mail slot holds a tape while <library>/drives/<drive>,
+<library>/slots/<n> or <library>/mailslot/1 links to it. While a server runs
+it owns the moves (its changer, ${CHANGER_DEVICE}): load, unload, move, label and
+protect are refused then; list, drives, slots and export still work.
 
 Examples:
   ndmpd tape create --count 4 --label weekly
   ndmpd tape load NDM001 drive0
+  ndmpd tape move NDM003 mailslot
   ndmpd tape export NDM001 --file 0 | tar -tvf -`,
   );
 
@@ -263,10 +399,10 @@ Examples:
     .option('--prefix <p>', 'barcode prefix; a 3-digit number follows', 'NDM')
     .option('--capacity <size>', 'size of each tape (e.g. 10G, 512M, 1T; default --tape-capacity)')
     .option('--label <text>', 'label written on each tape')
-    .action(act(create));
+    .action(act(create, 'create'));
 
   withLibraryOptions(tape.command('list'))
-    .description('list the tapes: barcode, label, used / capacity, files, write protection, drive')
+    .description('list the tapes: barcode, label, used / capacity, files, write protection, where it is')
     .option('--json', 'print JSON (sizes in bytes)')
     .action(act(list));
 
@@ -278,7 +414,7 @@ Examples:
       act((lib, barcode: string, text: string) => {
         lib.label(barcode, text);
         process.stdout.write(`${barcode}: label '${text}'\n`);
-      }),
+      }, 'moves'),
     );
 
   withLibraryOptions(tape.command('protect'))
@@ -289,32 +425,43 @@ Examples:
       act((lib, barcode: string, state: string) => {
         lib.protect(barcode, state === 'on');
         process.stdout.write(`${barcode}: write protection ${state}\n`);
-      }),
+      }, 'moves'),
     );
 
   withLibraryOptions(tape.command('load'))
-    .description('put a tape into an empty drive')
+    .description('put a tape into an empty drive (from its slot)')
     .argument('<barcode>')
     .argument('<drive>', 'e.g. drive0 (see: ndmpd tape drives)')
     .action(
       act((lib, barcode: string, drive: string) => {
         lib.load(barcode, drive);
         process.stdout.write(`${barcode} loaded in ${drive}\n`);
-      }),
+      }, 'moves'),
     );
 
   withLibraryOptions(tape.command('unload'))
-    .description('take the tape out of a drive')
+    .description('take the tape out of a drive, back to the slot it came from (or the first empty one)')
     .argument('<drive>')
     .action(
       act((lib, drive: string) => {
         const barcode = lib.unload(drive);
         process.stdout.write(barcode ? `${barcode} unloaded from ${drive}\n` : `${drive} was empty\n`);
-      }),
+      }, 'moves'),
     );
 
+  withLibraryOptions(tape.command('move'))
+    .description('move a tape to an empty drive, slot or the mail slot (e.g. slot3, mailslot)')
+    .argument('<barcode>')
+    .argument('<place>', 'drive0, slot3, mailslot')
+    .action(act(move, 'moves'));
+
+  withLibraryOptions(tape.command('slots'))
+    .description('list the storage slots and the mail slot: element address, tape')
+    .option('--json', 'print JSON')
+    .action(act(slots));
+
   withLibraryOptions(tape.command('drives'))
-    .description('list the drives: name, model, serial, loaded tape')
+    .description('list the drives: name, model, serial, loaded tape, element address, slot it came from')
     .option('--json', 'print JSON')
     .action(act(drives));
 

@@ -1,25 +1,41 @@
-// The virtual tape library: a folder of tape images and a set of drives.
+// The virtual tape library: a folder of tape images, drives, storage slots
+// and a mail slot (docs/changer.md).
 //
 //   DIR/tapes/<BARCODE>        a tape's data file, with DIR/tapes/<BARCODE>.idx its index
 //   DIR/drives/<drive>         a symlink to ../tapes/<BARCODE> while that tape is loaded
+//   DIR/slots/<n>              a symlink to ../tapes/<BARCODE>: the tape sits in slot n (1-based)
+//   DIR/mailslot/<n>           the same for the import/export element(s)
+//   DIR/changer.json           the slot each tape in a drive or the mail slot last left
+//   DIR/.lock                  flocked by the server that owns the moves (./library-lock.ts)
 //
-// The folder is the whole state: loading a tape is making a symlink, so the
-// CLI (another process) and the server always agree on what is where, and an
-// administrator can see it with `ls -l`. Drives are declared by configuration
-// (drive0..drive(N-1)); a drive without a symlink is empty.
+// The folder is the whole state: a tape is where its one symlink is, and a
+// move is a rename of that symlink (atomic, and every link has the same
+// ../tapes/ target wherever it sits), so the CLI (another process) and the
+// server always agree on what is where, and an administrator can see it with
+// `ls -l`. Drives, slots and mail slots are declared by configuration; one
+// without a symlink is empty. A tape with no link anywhere is outside the
+// changer: still a device of its own (tapes/BARCODE), and placed into a free
+// slot at the next inventory.
 
 import { createHash } from 'node:crypto';
 import {
   accessSync,
+  closeSync,
+  existsSync,
   constants as fsConstants,
+  fsyncSync,
   lstatSync,
   mkdirSync,
+  openSync,
+  readFileSync,
   readdirSync,
   readlinkSync,
   realpathSync,
+  renameSync,
   statSync,
   symlinkSync,
   unlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { basename, isAbsolute, join, resolve as resolvePath, sep } from 'node:path';
 import {
@@ -49,6 +65,28 @@ export interface LibraryOptions {
   earlyWarning?: bigint;
   /** Makes drive serial numbers stable across restarts (e.g. the host id). */
   serialSeed?: string;
+  /** Storage slots, slots/1..slots/N (default DEFAULT_SLOTS). */
+  slots?: number;
+  /** Import/export elements, mailslot/1..mailslot/K (default 1). */
+  mailslots?: number;
+}
+
+/** Where a tape sits: a drive, a storage slot or a mail slot (numbers 1-based), as the folder says. */
+export type Place =
+  | { readonly kind: 'drive'; readonly name: string; readonly index: number }
+  | { readonly kind: 'slot'; readonly number: number }
+  | { readonly kind: 'mailslot'; readonly number: number };
+
+/** One full place: the tape in it, and the slot it last left when it sits in a drive or the mail slot. */
+export interface PlacedTape {
+  readonly place: Place;
+  readonly barcode: string;
+  /** The storage slot (1-based) the tape last left; null when it is in a slot or came from the mail slot. */
+  readonly sourceSlot: number | null;
+}
+
+export function placeName(p: Place): string {
+  return p.kind === 'drive' ? p.name : p.kind === 'slot' ? `slot ${p.number}` : `mailslot ${p.number}`;
 }
 
 export type ResolvedDevice =
@@ -70,7 +108,12 @@ export const DRIVE_MODEL = 'NDMPD-VTL';
  */
 export const TAPE_IMAGE_MODEL = 'NDMPD-VTL-TAPE';
 export const DEFAULT_DRIVES = 2;
+export const DEFAULT_SLOTS = 8;
 const MAX_DRIVES = 64;
+/** Keeps every element inside what ndmjob reads in one READ ELEMENT STATUS (80 elements, docs/changer.md §3). */
+export const MAX_SLOTS = 1024;
+const MAX_MAILSLOTS = 16;
+const STATE_FILE = 'changer.json';
 const BARCODE_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const PREFIX_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$/;
 const INDEX_SUFFIX = '.idx';
@@ -96,16 +139,27 @@ export class Library {
   private readonly earlyWarning: bigint;
   private readonly tapesDir: string;
   private readonly drivesDir: string;
+  private readonly slotsDir: string;
+  private readonly mailslotsDir: string;
   private readonly driveList: readonly DriveInfo[];
+  readonly slotCount: number;
+  readonly mailslotCount: number;
+  /** The seed of the serial numbers, for the changer's identity (./library-changer.ts). */
+  readonly serialSeed: string;
 
   private constructor(dir: string, opts: LibraryOptions) {
     this.dir = dir;
     this.tapesDir = join(dir, 'tapes');
     this.drivesDir = join(dir, 'drives');
+    this.slotsDir = join(dir, 'slots');
+    this.mailslotsDir = join(dir, 'mailslot');
+    this.slotCount = opts.slots ?? DEFAULT_SLOTS;
+    this.mailslotCount = opts.mailslots ?? 1;
     this.capacity = opts.capacity ?? DEFAULT_CAPACITY;
     this.earlyWarning = opts.earlyWarning ?? defaultEarlyWarning(this.capacity);
     this.blankDefaults = Object.freeze({ capacity: this.capacity, earlyWarning: this.earlyWarning });
     const seed = opts.serialSeed ?? dir;
+    this.serialSeed = seed;
     const count = opts.drives ?? DEFAULT_DRIVES;
     this.driveList = Array.from({ length: count }, (_, i) => {
       const name = `drive${i}`;
@@ -122,8 +176,24 @@ export class Library {
     if (!Number.isInteger(drives) || drives < 1 || drives > MAX_DRIVES) {
       throw new LibraryError(`a library has 1 to ${MAX_DRIVES} drives, not ${drives}`);
     }
+    const slots = opts.slots ?? DEFAULT_SLOTS;
+    if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS) {
+      throw new LibraryError(`a library has 1 to ${MAX_SLOTS} slots, not ${slots}`);
+    }
+    const mailslots = opts.mailslots ?? 1;
+    if (!Number.isInteger(mailslots) || mailslots < 0 || mailslots > MAX_MAILSLOTS) {
+      throw new LibraryError(`a library has 0 to ${MAX_MAILSLOTS} mail slots, not ${mailslots}`);
+    }
     const abs = resolvePath(dir);
-    for (const d of [abs, join(abs, 'tapes'), join(abs, 'drives')]) {
+    // A library made before slots existed: its tapes get slots on this first open.
+    const firstWithSlots = !existsSync(join(abs, 'slots'));
+    for (const d of [
+      abs,
+      join(abs, 'tapes'),
+      join(abs, 'drives'),
+      join(abs, 'slots'),
+      join(abs, 'mailslot'),
+    ]) {
       try {
         mkdirSync(d, { recursive: true, mode: 0o750 });
       } catch (e) {
@@ -141,7 +211,9 @@ export class Library {
       }
     }
     // The real path, so that containment checks compare like with like.
-    return new Library(realpathSync(abs), opts);
+    const lib = new Library(realpathSync(abs), opts);
+    if (firstWithSlots) lib.placeOutsiders();
+    return lib;
   }
 
   drives(): readonly DriveInfo[] {
@@ -220,6 +292,186 @@ export class Library {
     };
   }
 
+  /** A tape session holds this drive open (TAPE_OPEN in this process): the changer must not empty or fill it. */
+  driveInUse(name: string): boolean {
+    return claims.has(`drive:${this.dir}${sep}${name}`);
+  }
+
+  /** A tape session has this tape open (by a drive or as tapes/BARCODE): the robot must not carry it off. */
+  tapeInUse(barcode: string): boolean {
+    return claims.has(`tape:${join(this.tapesDir, barcode)}`);
+  }
+
+  /**
+   * Claims the changer of this library for one SCSI session (in this
+   * process); null when another holds it. The release is idempotent.
+   */
+  claimChanger(): (() => void) | null {
+    const key = `changer:${this.dir}`;
+    if (claims.has(key)) return null;
+    claims.add(key);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      claims.delete(key);
+    };
+  }
+
+  // ---- places: drives, slots, mail slots -----------------------------------
+
+  private linkOf(p: Place): string {
+    if (p.kind === 'drive') return join(this.drivesDir, p.name);
+    return join(p.kind === 'slot' ? this.slotsDir : this.mailslotsDir, String(p.number));
+  }
+
+  /** Every place in element order: drives, slots, mail slots. */
+  places(): Place[] {
+    const out: Place[] = this.driveList.map((d, index) => ({ kind: 'drive', name: d.name, index }));
+    for (let n = 1; n <= this.slotCount; n++) out.push({ kind: 'slot', number: n });
+    for (let n = 1; n <= this.mailslotCount; n++) out.push({ kind: 'mailslot', number: n });
+    return out;
+  }
+
+  /** The barcode of the tape at `p`, or null when it is empty (no link, or one that leads to no tape of ours). */
+  at(p: Place): string | null {
+    const link = this.linkOf(p);
+    let target: string;
+    try {
+      target = readlinkSync(link);
+    } catch {
+      return null;
+    }
+    return this.realTape(link) ? basename(target) : null;
+  }
+
+  /**
+   * What is where, read from the folder: each full place once, in element
+   * order. A tape linked from two places (made by hand) counts at the first.
+   */
+  contents(): PlacedTape[] {
+    const sources = this.readSources();
+    const seen = new Set<string>();
+    const out: PlacedTape[] = [];
+    for (const place of this.places()) {
+      const barcode = this.at(place);
+      if (barcode === null || seen.has(barcode)) continue;
+      seen.add(barcode);
+      const src = place.kind === 'slot' ? null : (sources[barcode] ?? null);
+      out.push({
+        place,
+        barcode,
+        sourceSlot: src !== null && src >= 1 && src <= this.slotCount ? src : null,
+      });
+    }
+    return out;
+  }
+
+  /** Where a tape is, or null when it is outside the changer. */
+  whereIs(barcode: string): PlacedTape | null {
+    return this.contents().find((c) => c.barcode === barcode) ?? null;
+  }
+
+  private readSources(): Record<string, number> {
+    try {
+      const j = JSON.parse(readFileSync(join(this.dir, STATE_FILE), 'utf8')) as { sources?: unknown };
+      const out: Record<string, number> = {};
+      if (j.sources && typeof j.sources === 'object') {
+        for (const [k, v] of Object.entries(j.sources as Record<string, unknown>)) {
+          if (typeof v === 'number' && Number.isInteger(v)) out[k] = v;
+        }
+      }
+      return out;
+    } catch {
+      return {};
+    }
+  }
+
+  /** Replaces changer.json whole (temporary file, fsync, rename, fsync of the folder). */
+  private writeSources(sources: Record<string, number>): void {
+    const tmp = join(this.dir, `.${STATE_FILE}.tmp`);
+    writeFileSync(tmp, `${JSON.stringify({ version: 1, sources }, null, 2)}\n`);
+    fsyncPath(tmp);
+    renameSync(tmp, join(this.dir, STATE_FILE));
+    fsyncPath(this.dir);
+  }
+
+  /**
+   * Moves the tape at `from` to the empty place `to`: one rename of its
+   * symlink, made durable (both folders fsynced) before it returns. The
+   * slot it left is recorded first when it leaves a slot, and forgotten
+   * after it lands in one, so a crash between the two steps leaves at worst
+   * a stale record that no reader uses (docs/changer.md §1.2).
+   * The caller owns the moves (the server's changer, or the CLI under the
+   * library lock) and has checked that the drive involved is not open.
+   */
+  move(from: Place, to: Place): string {
+    const barcode = this.at(from);
+    if (barcode === null) throw new LibraryError(`${placeName(from)} is empty`);
+    if (this.at(to) !== null) throw new LibraryError(`${placeName(to)} already holds ${this.at(to)}`);
+    const sources = this.readSources();
+    const before = sources[barcode] ?? null;
+    if (to.kind !== 'slot') {
+      // Provenance (docs/smc.md §4.5): kept through drive and mail-slot moves, cleared by the mail slot.
+      const src = from.kind === 'slot' ? from.number : from.kind === 'mailslot' ? null : before;
+      if (src === null) delete sources[barcode];
+      else sources[barcode] = src;
+      if (src !== before) this.writeSources(sources);
+    }
+    try {
+      renameSync(this.linkOf(from), this.linkOf(to));
+      fsyncPath(dirnameOf(this.linkOf(from)));
+      if (dirnameOf(this.linkOf(to)) !== dirnameOf(this.linkOf(from))) fsyncPath(dirnameOf(this.linkOf(to)));
+    } catch (e) {
+      throw new LibraryError(
+        `cannot move ${barcode} from ${placeName(from)} to ${placeName(to)}: ${(e as Error).message}`,
+      );
+    }
+    if (to.kind === 'slot' && barcode in sources) {
+      delete sources[barcode];
+      this.writeSources(sources);
+    }
+    return barcode;
+  }
+
+  /** The first empty slot, or null when every slot is full. */
+  private emptySlot(): number | null {
+    for (let n = 1; n <= this.slotCount; n++) if (this.at({ kind: 'slot', number: n }) === null) return n;
+    return null;
+  }
+
+  /**
+   * Inventory: every tape in tapes/ that is in no place goes into the first
+   * empty slot, in barcode order, while slots are free (a library made
+   * before slots, tapes created while a server ran). Never moves a tape that
+   * has a place. Returns the tapes placed.
+   */
+  placeOutsiders(): string[] {
+    const placed = new Set(this.contents().map((c) => c.barcode));
+    const made: string[] = [];
+    for (const barcode of this.barcodes()) {
+      if (placed.has(barcode)) continue;
+      const n = this.emptySlot();
+      if (n === null) break;
+      this.linkInto({ kind: 'slot', number: n }, barcode);
+      made.push(barcode);
+    }
+    if (made.length > 0) fsyncPath(this.slotsDir);
+    return made;
+  }
+
+  private linkInto(p: Place, barcode: string): void {
+    const link = this.linkOf(p);
+    // A dangling link (its tape deleted) is an empty place: it gives way.
+    try {
+      if (lstatSync(link).isSymbolicLink()) unlinkSync(link);
+    } catch {
+      /* no link */
+    }
+    // Relative, so the library folder can be moved or mounted elsewhere.
+    symlinkSync(join('..', 'tapes', barcode), link);
+  }
+
   tapePath(barcode: string): string {
     if (!BARCODE_RE.test(barcode) || barcode.startsWith('.') || isIndexName(barcode)) {
       throw new LibraryError(
@@ -249,7 +501,17 @@ export class Library {
       .sort();
   }
 
-  createTapes(opts: { count: number; prefix?: string; capacity?: bigint; label?: string }): string[] {
+  /**
+   * Makes blank tapes; each goes into the first empty slot unless `outside`
+   * (a server owns the moves: it places them at its next inventory).
+   */
+  createTapes(opts: {
+    count: number;
+    prefix?: string;
+    capacity?: bigint;
+    label?: string;
+    outside?: boolean;
+  }): string[] {
     const prefix = opts.prefix ?? 'NDM';
     if (!PREFIX_RE.test(prefix)) {
       throw new LibraryError(
@@ -275,15 +537,17 @@ export class Library {
       createTapeImage(this.tapePath(barcode), { ...tapeOpts, barcode });
       made.push(barcode);
     }
+    if (!opts.outside) this.placeOutsiders();
     return made;
   }
 
-  listTapes(): (TapeImageInfo & { barcode: string; loadedIn: string | null })[] {
+  listTapes(): (TapeImageInfo & { barcode: string; loadedIn: string | null; place: PlacedTape | null })[] {
     const where = new Map<string, string>();
     for (const d of this.driveList) {
       const b = this.loaded(d.name);
       if (b !== null) where.set(b, d.name);
     }
+    const places = new Map(this.contents().map((c) => [c.barcode, c]));
     return this.barcodes().map((barcode) => {
       const p = join(this.tapesDir, barcode);
       let info: TapeImageInfo;
@@ -294,7 +558,7 @@ export class Library {
       }
       // A blank file without an index is a blank tape of this library's default size.
       if (!this.hasIndex(p)) info = { ...info, capacity: this.capacity, earlyWarning: this.earlyWarning };
-      return { ...info, barcode, loadedIn: where.get(barcode) ?? null };
+      return { ...info, barcode, loadedIn: where.get(barcode) ?? null, place: places.get(barcode) ?? null };
     });
   }
 
@@ -315,36 +579,56 @@ export class Library {
     updateTapeImage(this.existingTape(barcode), { writeProtected: on }, this.blankDefaults);
   }
 
+  /** Puts a tape into an empty drive: from its slot or mail slot (a move), or, outside the changer, a new link. */
   load(barcode: string, drive: string): void {
-    this.requireDrive(drive);
+    const d = this.requireDrive(drive);
     this.existingTape(barcode);
     const inDrive = this.loaded(drive);
     if (inDrive !== null) throw new LibraryError(`${drive} already holds ${inDrive}; unload it first`);
-    for (const d of this.driveList) {
-      if (this.loaded(d.name) === barcode)
-        throw new LibraryError(`${barcode} is already loaded in ${d.name}`);
+    const here = this.whereIs(barcode);
+    if (here?.place.kind === 'drive')
+      throw new LibraryError(`${barcode} is already loaded in ${here.place.name}`);
+    const to: Place = { kind: 'drive', name: d.name, index: this.driveList.indexOf(d) };
+    if (here) {
+      this.move(here.place, to);
+      return;
     }
     try {
-      // Relative, so the library folder can be moved or mounted elsewhere.
       symlinkSync(join('..', 'tapes', barcode), join(this.drivesDir, drive));
+      fsyncPath(this.drivesDir);
     } catch (e) {
       if (errnoCode(e) === 'EEXIST') throw new LibraryError(`${drive} was loaded by someone else meanwhile`);
       throw new LibraryError(`cannot load ${barcode} into ${drive}: ${(e as Error).message}`);
     }
   }
 
+  /**
+   * Takes the tape out of a drive, back to the slot it came from if that is
+   * empty, else to the first empty slot. With every slot full it leaves the
+   * changer (the link goes; the tape stays in tapes/).
+   */
   unload(drive: string): string | null {
-    const barcode = this.loaded(drive);
+    const d = this.requireDrive(drive);
     const link = join(this.drivesDir, drive);
     try {
       if (!lstatSync(link).isSymbolicLink()) {
         throw new LibraryError(`${link} is not a symlink; remove it by hand`);
       }
-      unlinkSync(link);
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') return null;
       throw e;
     }
+    const barcode = this.loaded(drive);
+    const from: Place = { kind: 'drive', name: d.name, index: this.driveList.indexOf(d) };
+    const here = this.contents().find((c) => c.place.kind === 'drive' && c.place.name === drive);
+    const back = here?.sourceSlot ?? null;
+    const slot = back !== null && this.at({ kind: 'slot', number: back }) === null ? back : this.emptySlot();
+    if (here && slot !== null) {
+      this.move(from, { kind: 'slot', number: slot });
+      return barcode;
+    }
+    unlinkSync(link);
+    fsyncPath(this.drivesDir);
     return barcode;
   }
 
@@ -358,4 +642,18 @@ export class Library {
     }
     return basename(target);
   }
+}
+
+/** fsync of a file or folder: a rename or a new link is durable once its folder is synced. */
+function fsyncPath(p: string): void {
+  const fd = openSync(p, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function dirnameOf(p: string): string {
+  return p.slice(0, p.lastIndexOf(sep));
 }

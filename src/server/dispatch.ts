@@ -5,6 +5,7 @@ import { configHandlers } from '../services/config.js';
 import { connectHandlers } from '../services/connect.js';
 import type { Handler } from '../services/session.js';
 import { dataHandlers } from '../services/data/handlers.js';
+import { scsiHandlers } from '../services/scsi/handlers.js';
 import { moverHandlers, tapeHandlers } from '../services/tape/handlers.js';
 
 export type DispatchTable = ReadonlyMap<number, Handler>;
@@ -24,5 +25,12 @@ export function buildDispatchTable(groups: ReadonlyArray<readonly Handler[]>): D
 
 /** The services this server runs today. Later services add their groups here. */
 export function defaultDispatchTable(): DispatchTable {
-  return buildDispatchTable([connectHandlers, configHandlers, tapeHandlers, moverHandlers, dataHandlers]);
+  return buildDispatchTable([
+    connectHandlers,
+    configHandlers,
+    scsiHandlers,
+    tapeHandlers,
+    moverHandlers,
+    dataHandlers,
+  ]);
 }

@@ -7,6 +7,7 @@ import { describeExport } from './exports.js';
 import type { Handler } from './session.js';
 import { handler } from './session.js';
 import { TAPE_IMAGE_MODEL } from '../devices/library.js';
+import { CHANGER_DEVICE } from '../devices/library-changer.js';
 import type { Library } from '../devices/library.js';
 
 /** The backup type the data service offers: a POSIX pax stream (docs/design.md). */
@@ -115,7 +116,8 @@ const getTapeInfo = handler(M.CONFIG_GET_TAPE_INFO, {
         attr: s.version === 4 ? TAPE_ATTR_RAW : 0,
         capability: [
           { name: 'SERIAL_NUMBER', value: d.serial },
-          { name: 'EXECUTE_CDB', value: 'f' },
+          // TAPE_EXECUTE_CDB answers INQUIRY for the drives when the changer is offered (docs/changer.md §4.1).
+          { name: 'EXECUTE_CDB', value: s.ctx.changer ? 't' : 'f' },
         ],
       });
     }
@@ -160,7 +162,30 @@ function tapeImages(library: Library, version: number): DeviceInfo | null {
 
 /** device_capability.attr: the drive accepts NDMP_TAPE_RAW_MODE opens (docs/protocol.md §4.3). */
 const TAPE_ATTR_RAW = 0x4;
-const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, { handle: () => ({ scsiInfo: [] }) });
+// The changer, named and identified as its INQUIRY says (docs/changer.md §4.1).
+const getScsiInfo = handler(M.CONFIG_GET_SCSI_INFO, {
+  handle: (s) => {
+    const c = s.ctx.changer;
+    if (!c) return { scsiInfo: [] };
+    return {
+      scsiInfo: [
+        {
+          model: c.model,
+          caplist: [
+            {
+              device: CHANGER_DEVICE,
+              attr: 0,
+              capability: [
+                { name: 'SERIAL_NUMBER', value: c.identity.serial },
+                { name: 'WORLD_WIDE_NAME', value: c.worldWideName },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+  },
+});
 
 // Extensions (v4 only, docs/protocol.md §2.3, draft §2.5.4): this server implements none. The DMA may
 // list them, then select once; anything after the selection is out of order.

@@ -8,6 +8,7 @@ import { ErrorCode, NdmpError } from '../wire/index.js';
 import type { MessageDef, NdmpVersion } from '../wire/index.js';
 import type { Export } from './exports.js';
 import type { Library } from '../devices/library.js';
+import type { LibraryChanger } from '../devices/library-changer.js';
 import type { HistoryHub } from '../history/hub.js';
 import type { AuthBackoff } from './auth-backoff.js';
 
@@ -35,6 +36,8 @@ export interface ServerContext {
   readonly log: Logger;
   /** The virtual tape library, or null when none is configured (tape and mover then have no devices). */
   readonly library?: Library | null;
+  /** The library's medium changer (the SCSI service's changer0), or null when none is offered. */
+  readonly changer?: LibraryChanger | null;
   /** Where data connections listen (default: any port the system picks). */
   readonly dataPorts?: PortRange;
   /**

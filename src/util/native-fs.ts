@@ -41,6 +41,7 @@ interface Binding {
   setThreadName(name: string): boolean;
   setNotsentLowat(fd: number, bytes: number): boolean;
   tcpSendState(fd: number, out: Uint32Array): boolean;
+  tryLockExclusive(fd: number): boolean;
 }
 
 /**
@@ -336,4 +337,14 @@ export function tcpSendState(fd: number): TcpSendState | null {
     return null;
   }
   return { notsentBytes: sendState[0]!, peerWindow: sendState[1]!, unackedBytes: sendState[2]! };
+}
+
+/**
+ * flock(fd, LOCK_EX | LOCK_NB): true when this open file now holds the lock,
+ * false when another open file holds it. The kernel releases it when the file
+ * is closed or the process dies, so a crashed holder never leaves it behind.
+ * Throws (the addon missing included) when it cannot be tried.
+ */
+export function tryLockExclusive(fd: number): boolean {
+  return addon().tryLockExclusive(fd);
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Credentials } from '../../src/services/credentials.js';
 import { NdmpServer, DEFAULT_LISTENER_OPTIONS } from '../../src/server/listener.js';
 import type { ListenerOptions } from '../../src/server/listener.js';
+import type { DispatchTable } from '../../src/server/dispatch.js';
 import type { ServerContext } from '../../src/services/session.js';
 import { createLogger } from '../../src/util/log.js';
 import { HistoryHub, historyDefaults } from '../../src/history/hub.js';
@@ -32,6 +33,7 @@ export interface TestServer {
 export async function startServer(
   opts: Partial<ListenerOptions> = {},
   ctxOverrides: Partial<ServerContext> = {},
+  table?: DispatchTable,
 ): Promise<TestServer> {
   const exportDir = mkdtempSync(join(os.tmpdir(), 'ndmpd-export-'));
   let logs = '';
@@ -64,7 +66,7 @@ export async function startServer(
     stateDir: join(exportDir, '..', `${exportDir.split('/').pop()}-state`),
     ...ctxOverrides,
   };
-  const server = new NdmpServer(ctx, { ...DEFAULT_LISTENER_OPTIONS, port: 0, ...opts });
+  const server = new NdmpServer(ctx, { ...DEFAULT_LISTENER_OPTIONS, port: 0, ...opts }, table);
   const addr = await server.listen();
   return {
     server,

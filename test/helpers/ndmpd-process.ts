@@ -109,7 +109,7 @@ export async function startNdmpd(opts: StartOptions = {}): Promise<NdmpdProcess>
     exportDir,
     logs: () => out,
     async stop() {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;

@@ -66,6 +66,8 @@ function bodyOf(def: MessageDef, tape: string): unknown {
       return { offset: 0n, length: INVALID_U64 };
     case M.MOVER_READ.code:
       return { offset: 0n, length: 1n };
+    case M.TAPE_EXECUTE_CDB.code:
+      return { flags: 0, timeout: 0, datainLen: 0, cdb: Buffer.alloc(6), dataout: Buffer.alloc(0) };
     default:
       return {};
   }

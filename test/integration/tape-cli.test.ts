@@ -85,13 +85,14 @@ describe('ndmpd tape', () => {
     assert.equal(tapes.find((t) => t.barcode === 'NDM003')!.writeProtected, true);
 
     const table = await ok(['list']);
-    assert.match(table, /^BARCODE\s+LABEL\s+USED \/ CAPACITY\s+FILES\s+PROTECTED\s+LOADED$/m);
-    assert.match(table, /^NDM002\s+weekly full\s+0 B \/ 512 MiB\s+0\s+no\s+drive1$/m);
-    assert.match(table, /^NDM003\s+-\s+0 B \/ 512 MiB\s+0\s+yes\s+-$/m);
+    assert.match(table, /^BARCODE\s+LABEL\s+USED \/ CAPACITY\s+FILES\s+PROTECTED\s+LOCATION\s+ELEMENT$/m);
+    // New tapes went into slots 1..3; the load moved NDM002 out of slot 2 (docs/changer.md §1).
+    assert.match(table, /^NDM002\s+weekly full\s+0 B \/ 512 MiB\s+0\s+no\s+drive1\s+@501$/m);
+    assert.match(table, /^NDM003\s+-\s+0 B \/ 512 MiB\s+0\s+yes\s+slot 3\s+@1002$/m);
 
     const drives = await ok(['drives']);
-    assert.match(drives, /^drive0\s+NDMPD-VTL\s+VTL[0-9A-F]+\s+-$/m);
-    assert.match(drives, /^drive1\s+NDMPD-VTL\s+VTL[0-9A-F]+\s+NDM002$/m);
+    assert.match(drives, /^drive0\s+NDMPD-VTL\s+VTL[0-9A-F]+\s+-\s+@500\s+-$/m);
+    assert.match(drives, /^drive1\s+NDMPD-VTL\s+VTL[0-9A-F]+\s+NDM002\s+@501\s+slot 2$/m);
     const dj = JSON.parse(await ok(['drives', '--json'])) as Array<{ name: string; loaded: string | null }>;
     assert.deepEqual(
       dj.map((d) => [d.name, d.loaded]),
@@ -102,6 +103,9 @@ describe('ndmpd tape', () => {
     );
     assert.match(await ok(['unload', 'drive1']), /NDM002 unloaded from drive1/);
     assert.match(await ok(['unload', 'drive1']), /drive1 was empty/);
+    // Back in the slot it came from.
+    const back = JSON.parse(await ok(['list', '--json'])) as (ListedTape & { location: string })[];
+    assert.equal(back.find((t) => t.barcode === 'NDM002')!.location, 'slot 2');
   });
 
   test('failed operations: one line, exit 1; usage mistakes: exit 2', async () => {

@@ -4,7 +4,9 @@
 // SCENARIO `query` (the default) is described below; `tape-mover` runs
 // ndmjob's conformance suites instead: -o test-tape (v4, v3; with the
 // g_malloc(0) shim) and -o test-mover (v4, v3) on blank tapes in the library;
-// `backup` runs ndmjob -c -I (file history, both models, v4 and v3).
+// `backup` runs ndmjob -c -I (file history, both models, v4 and v3);
+// `changer` runs ndmjob's robot operations on the library's changer (v4, v3):
+// -q, init-elem-status, load, unload through a drive, a refused move.
 // Meant to run inside a private network namespace (tshark-capture.test.ts runs
 // it under `unshare -n`), because Wireshark's NDMP dissector decodes only TCP
 // port 10000 (docs/interop.md): there the server can own 127.0.0.1:10000 and the
@@ -29,6 +31,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { Library } from '../../src/devices/library.js';
 import { startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
 import { buildNdmjobFixes, runNdmjob } from '../helpers/peers.js';
@@ -194,10 +197,43 @@ async function backupRuns(server: NdmpdProcess, port: number, library: string): 
   return runs;
 }
 
+/**
+ * ndmjob's robot operations against changer0 (docs/changer.md §5), v4 then
+ * v3: the query, an inventory, a load, an unload after TAPE_OPEN/CLOSE of the
+ * drive on the tape connection, and a move from an empty slot (CHECK
+ * CONDITION with sense on the wire). v3 also sends SCSI_SET_TARGET (-r NAME,SID).
+ */
+async function changerRuns(server: NdmpdProcess, port: number): Promise<CapturedRun[]> {
+  const runs: CapturedRun[] = [];
+  for (const flags of ['4t', '3t']) {
+    const agent = `127.0.0.1:${port}/${flags},${server.user},${server.password}`;
+    const robot = flags === '3t' ? 'changer0,0,1' : 'changer0';
+    const plan: Array<[string, string[]]> = [
+      ['query', ['-q']],
+      ['init-elem-status', ['-o', 'init-elem-status', '-v']],
+      ['load', ['-o', 'load=1000', '-vv']],
+      ['unload', ['-o', 'unload', '-f', 'drive0', '-vv']],
+      ['move-empty', ['-o', 'move', '-o', 'from-addr=1007', '-o', 'to-addr=1006', '-vv']],
+    ];
+    for (const [suite, ops] of plan) {
+      const args = [...ops, '-T', agent, '-r', robot];
+      const r = await runNdmjob(args, 60_000);
+      runs.push({
+        suite,
+        flags,
+        password: 'right',
+        args: args.map((a) => a.replace(server.password, '<right password>')),
+        ...pick(r),
+      });
+    }
+  }
+  return runs;
+}
+
 async function main(): Promise<void> {
   const outArg = process.argv[2];
   if (!outArg) {
-    process.stderr.write('usage: capture-session.js OUTDIR [query|tape-mover|backup] [PORT]\n');
+    process.stderr.write('usage: capture-session.js OUTDIR [query|tape-mover|backup|changer] [PORT]\n');
     process.exit(2);
   }
   const outDir = resolve(outArg);
@@ -216,6 +252,8 @@ async function main(): Promise<void> {
   try {
     const library = join(outDir, 'library');
     mkdirSync(join(library, 'tapes'), { recursive: true });
+    // Tapes in slots 1..4 for the changer's moves (the other scenarios bring their own).
+    if (scenario === 'changer') Library.open(library).createTapes({ count: 4, capacity: 16n << 20n });
     server = await startNdmpd({ host: '127.0.0.1', port, extraArgs: ['--library', library] });
     await startDumpcap(pcap, port);
 
@@ -224,7 +262,9 @@ async function main(): Promise<void> {
         ? await conformanceRuns(server, port, library, outDir)
         : scenario === 'backup'
           ? await backupRuns(server, port, library)
-          : await queryRuns(server, port);
+          : scenario === 'changer'
+            ? await changerRuns(server, port)
+            : await queryRuns(server, port);
 
     // Let the last FIN/ACKs reach the capture.
     await sleep(1_000);

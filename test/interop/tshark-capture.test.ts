@@ -35,6 +35,8 @@ const EXPECTED_MESSAGES = [
 /** The server's greeting; Wireshark 4.0 calls NOTIFY_CONNECTION_STATUS this. */
 const GREETING = ['NOTIFY_CONNECTED', 'NOTIFY_CONNECTION_STATUS'];
 
+type Scenario = 'query' | 'tape-mover' | 'backup' | 'changer';
+
 interface Outcome {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -46,7 +48,7 @@ interface Outcome {
 function captureInNamespace(
   outDir: string,
   timeoutMs: number,
-  scenario: 'query' | 'tape-mover' | 'backup' = 'query',
+  scenario: Scenario = 'query',
 ): Promise<Outcome> {
   const script =
     'ip link set lo up && echo "10001 10999" > /proc/sys/net/ipv4/ip_local_port_range && exec "$1" "$2" "$3" "$4"';
@@ -113,7 +115,7 @@ interface Capture {
  * removes it. Without the peers it records nothing: every test then skips
  * (or, under CI, fails) on its own.
  */
-function capturedSessions(scenario: 'query' | 'tape-mover' | 'backup', timeoutMs: number): Capture {
+function capturedSessions(scenario: Scenario, timeoutMs: number): Capture {
   const cap: Capture = { outDir: '', pcap: '', decoded: '', pdus: [] };
   before(
     async () => {
@@ -408,4 +410,78 @@ describe('tshark decodes ndmjob test-tape and test-mover sessions with ndmpd', {
       'header-level errors',
     );
   });
+});
+
+/** SCSI messages the changer scenario must put on the wire (Wireshark's names). */
+const SCSI_MESSAGES = ['CONFIG_GET_SCSI_INFO', 'SCSI_OPEN', 'SCSI_EXECUTE_CDB', 'SCSI_SET_TARGET'];
+
+describe("tshark decodes ndmjob robot sessions with ndmpd's changer", { timeout: 200_000 }, () => {
+  const cap = capturedSessions('changer', 150_000);
+
+  test('ndmjob did what each robot operation asked', TIMEOUT, (t) => {
+    if (!requirePeers(t, [...NEEDS])) return;
+    const runs = JSON.parse(readFileSync(join(cap.outDir, 'ndmjob.json'), 'utf8')) as CapturedRun[];
+    assert.equal(runs.length, 10);
+    for (const r of runs) {
+      if (r.suite === 'query') assert.match(r.output, /PVolTag\(NDM00\d,#0\)/, r.output);
+      else if (r.suite === 'move-empty') assert.match(r.output, /robot move BAD @1007 to @1006/, r.output);
+      else assert.match(r.output, /^SESS "Operation complete"$/m, `${r.suite}/${r.flags}:\n${r.output}`);
+    }
+  });
+
+  test('no packet is malformed or carries an expert error', TIMEOUT, async (t) => {
+    if (!requirePeers(t, [...NEEDS])) return;
+    await assertNothingMalformed(cap.pcap);
+  });
+
+  test('every SCSI message decoded and answered; errors only where the spec puts them', TIMEOUT, (t) => {
+    if (!requirePeers(t, [...NEEDS])) return;
+    const names = [...new Set(cap.pdus.map((p) => p.message))].sort();
+    t.diagnostic(`PDUs decoded: ${cap.pdus.length}; messages: ${names.join(' ')}`);
+    for (const name of SCSI_MESSAGES) {
+      const requests = cap.pdus.filter((p) => p.message === name && p.type === 'Request').length;
+      const replies = cap.pdus.filter((p) => p.message === name && p.type === 'Reply').length;
+      assert.ok(requests > 0, `no ${name} decoded; messages seen: ${names.join(' ')}`);
+      assert.equal(replies, requests, `${name}: ${requests} requests, ${replies} replies`);
+    }
+    assert.ok(
+      cap.pdus.some((p) => p.message === 'SCSI_SET_TARGET' && p.version === '3'),
+      'a v3 SCSI_SET_TARGET',
+    );
+    assert.deepEqual(
+      cap.pdus.filter((p) => p.headerError !== 'NO_ERR'),
+      [],
+      'header-level errors',
+    );
+    // A refused move is a SCSI answer (CHECK CONDITION), never an NDMP error.
+    assert.deepEqual(
+      cap.pdus.filter(
+        (p) => p.message.startsWith('SCSI_') && p.bodyError !== null && p.bodyError !== 'NO_ERR',
+      ),
+      [],
+      'SCSI replies with an NDMP error',
+    );
+    assert.match(cap.decoded, /Status: Check Condition \(2\)/, 'a CHECK CONDITION decoded');
+  });
+
+  test(
+    "the refused moves' sense, as Wireshark's SCSI dissector reads it: 05/3B/0E, v4 and v3",
+    TIMEOUT,
+    async (t) => {
+      if (!requirePeers(t, [...NEEDS])) return;
+      const sense = await tshark(cap.pcap, [
+        '-Y',
+        'scsi.sns.key',
+        '-T',
+        'fields',
+        '-e',
+        'scsi.sns.key',
+        '-e',
+        'scsi.sns.asc',
+        '-e',
+        'scsi.sns.ascq',
+      ]);
+      assert.deepEqual(sense.trim().split('\n'), ['0x05\t0x3b\t0x0e', '0x05\t0x3b\t0x0e']);
+    },
+  );
 });

@@ -256,3 +256,68 @@ describe('claim', () => {
     assert.equal(t!.blank, false);
   });
 });
+
+describe('slots, the mail slot and moves (docs/changer.md §1)', () => {
+  const link = (lib: Library, p: string) => readlinkSync(join(lib.dir, p));
+
+  test('new tapes go into the first empty slots; a load moves the link and records its slot', () => {
+    const lib = fresh({ slots: 3 });
+    assert.deepEqual(lib.createTapes({ count: 4 }), ['NDM001', 'NDM002', 'NDM003', 'NDM004']);
+    assert.equal(link(lib, 'slots/1'), '../tapes/NDM001');
+    assert.equal(link(lib, 'slots/3'), '../tapes/NDM003');
+    // All three slots full: the fourth tape is outside the changer.
+    assert.equal(lib.whereIs('NDM004'), null);
+    lib.load('NDM002', 'drive1');
+    assert.equal(existsSync(join(lib.dir, 'slots', '2')), false);
+    assert.deepEqual(lib.whereIs('NDM002'), {
+      place: { kind: 'drive', name: 'drive1', index: 1 },
+      barcode: 'NDM002',
+      sourceSlot: 2,
+    });
+    // A drive → mail slot move keeps the source; back into a slot clears it.
+    lib.move({ kind: 'drive', name: 'drive1', index: 1 }, { kind: 'mailslot', number: 1 });
+    assert.equal(lib.whereIs('NDM002')!.sourceSlot, 2);
+    lib.move({ kind: 'mailslot', number: 1 }, { kind: 'slot', number: 2 });
+    assert.deepEqual(lib.whereIs('NDM002'), {
+      place: { kind: 'slot', number: 2 },
+      barcode: 'NDM002',
+      sourceSlot: null,
+    });
+    assert.throws(
+      () => lib.move({ kind: 'slot', number: 1 }, { kind: 'slot', number: 2 }),
+      /already holds NDM002/,
+    );
+    assert.throws(() => lib.move({ kind: 'mailslot', number: 1 }, { kind: 'slot', number: 2 }), /is empty/);
+    // Unload goes back to the slot the tape came from, even when an earlier one is free.
+    lib.load('NDM003', 'drive0');
+    lib.move({ kind: 'slot', number: 1 }, { kind: 'mailslot', number: 1 });
+    assert.equal(lib.unload('drive0'), 'NDM003');
+    assert.equal(link(lib, 'slots/3'), '../tapes/NDM003');
+  });
+
+  test('a library made before slots: its tapes get slots in barcode order on first open, drives untouched', () => {
+    const dir = join(root, `old${++n}`);
+    mkdirSync(join(dir, 'tapes'), { recursive: true });
+    mkdirSync(join(dir, 'drives'));
+    for (const b of ['B2', 'A1', 'C3']) writeFileSync(join(dir, 'tapes', b), '');
+    symlinkSync('../tapes/B2', join(dir, 'drives', 'drive0'));
+    const lib = Library.open(dir);
+    assert.equal(link(lib, 'slots/1'), '../tapes/A1');
+    assert.equal(link(lib, 'slots/2'), '../tapes/C3');
+    assert.equal(link(lib, 'drives/drive0'), '../tapes/B2');
+    // Not again: a tape taken out of the changer by hand stays out until an inventory.
+    rmSync(join(dir, 'slots', '2'));
+    Library.open(dir);
+    assert.equal(existsSync(join(dir, 'slots', '2')), false);
+    assert.deepEqual(lib.placeOutsiders(), ['C3']);
+  });
+
+  test('a dangling link is an empty place', () => {
+    const lib = fresh({ slots: 2 });
+    lib.createTapes({ count: 1 });
+    symlinkSync('../tapes/GONE', join(lib.dir, 'slots', '2'));
+    assert.equal(lib.at({ kind: 'slot', number: 2 }), null);
+    lib.move({ kind: 'slot', number: 1 }, { kind: 'slot', number: 2 });
+    assert.equal(link(lib, 'slots/2'), '../tapes/NDM001');
+  });
+});

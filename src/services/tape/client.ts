@@ -18,6 +18,8 @@ export interface SessionDrive {
   readonly words: Int32Array;
   /** Releases the library claim on the open tape; null while no tape is open. */
   release: (() => void) | null;
+  /** The library drive (its index) the open tape is in; null for a tape image opened by name, or none open. */
+  driveIndex: number | null;
 }
 
 const drives = new WeakMap<Session, SessionDrive>();
@@ -36,6 +38,7 @@ export function driveOf(s: Session): SessionDrive {
   const release = () => {
     created.release?.();
     created.release = null;
+    created.driveIndex = null;
   };
   const words = newStateWords(MOVER_STATE_TABLE);
   const config: DriveThreadConfig = {
@@ -68,7 +71,7 @@ export function driveOf(s: Session): SessionDrive {
       if (drives.get(s) === created) drives.delete(s);
     },
   );
-  const created: SessionDrive = { drive, words, release: null };
+  const created: SessionDrive = { drive, words, release: null, driveIndex: null };
   drives.set(s, created);
   s.onClose(() => drive.shutdown().finally(release));
   return created;

@@ -4,13 +4,16 @@
 // Which tape or mover state allows which request is ./state-rules.ts, checked
 // before the handler runs.
 
+import { executeTapeCdb } from '../../devices/smc/index.js';
 import { AddrType, ErrorCode, M, NdmpError, TapeOpenMode } from '../../wire/index.js';
 import { connectMoverToData } from '../local-link.js';
 import type { Handler } from '../session.js';
 import { handler } from '../session.js';
 import { withStateRules } from '../state-table.js';
+import { cdbReply, checkCdbRequest } from '../scsi/handlers.js';
+import { holdsChanger, scsiOf } from '../scsi/client.js';
 import { driveOf, driveWordsOf } from './client.js';
-import { MOVER_STATE_TABLE, TAPE_STATE_TABLE } from './state-rules.js';
+import { DRIVE_WORD_TAPE, MOVER_STATE_TABLE, TAPE_STATE_TABLE, TapeWord } from './state-rules.js';
 
 const tapeOpen = handler(M.TAPE_OPEN, {
   handle: async (s, req) => {
@@ -21,6 +24,13 @@ const tapeOpen = handler(M.TAPE_OPEN, {
       TapeOpenMode.NDMP_TAPE_RAW_MODE,
     ];
     if (!(valid as number[]).includes(req.mode)) throw NdmpError.illegalArgs(`tape open mode ${req.mode}`);
+    // One device per connection (docs/changer.md §4): the changer is open here.
+    if (holdsChanger(s)) {
+      throw new NdmpError(
+        ErrorCode.NDMP_DEVICE_OPENED_ERR,
+        'this session has the changer open; open tapes on another connection',
+      );
+    }
     const d = driveOf(s);
     const lib = s.ctx.library;
     const dev = lib?.resolve(req.device) ?? null;
@@ -42,6 +52,7 @@ const tapeOpen = handler(M.TAPE_OPEN, {
       throw e;
     }
     d.release = release;
+    d.driveIndex = dev.kind === 'drive' ? lib.drives().indexOf(dev.drive) : null;
     s.log.info({ device: req.device, tape: tapePath, mode: req.mode }, 'tape opened');
   },
 });
@@ -57,10 +68,12 @@ const tapeClose = handler(M.TAPE_CLOSE, {
       if (e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) throw e;
       d.release?.();
       d.release = null;
+      d.driveIndex = null;
       throw e;
     }
     d.release?.();
     d.release = null;
+    d.driveIndex = null;
     s.log.info('tape closed');
   },
 });
@@ -82,6 +95,29 @@ const tapeRead = handler(M.TAPE_READ, {
   handle: async (s, req) => {
     const { dataIn } = await driveOf(s).drive.call('tapeRead', req);
     return { dataIn: Buffer.from(dataIn.buffer, dataIn.byteOffset, dataIn.byteLength) };
+  },
+});
+
+// The drive's own identity, the same the changer's DVCID reports for its
+// element, so a DMA can tell which drive element it opened (docs/smc.md §5).
+const tapeExecuteCdb = handler(M.TAPE_EXECUTE_CDB, {
+  handle: (s, req) => {
+    checkCdbRequest(req);
+    const d = driveOf(s);
+    const changer = s.ctx.changer ?? null;
+    const identity = d.driveIndex !== null ? changer?.drives[d.driveIndex] : undefined;
+    if (!identity) {
+      throw new NdmpError(
+        ErrorCode.NDMP_NOT_SUPPORTED_ERR,
+        'TAPE_EXECUTE_CDB is served for the library drives, not for a tape image opened by name',
+      );
+    }
+    const r = executeTapeCdb(
+      { identity, mediumLoaded: () => Atomics.load(d.words, DRIVE_WORD_TAPE) !== TapeWord.OFFLINE },
+      { cdb: req.cdb, dataInLen: req.datainLen, dataOut: req.dataout },
+      scsiOf(s).nexus,
+    );
+    return cdbReply(r);
   },
 });
 
@@ -119,6 +155,7 @@ export const tapeHandlers: readonly Handler[] = withStateRules(TAPE_STATE_TABLE,
   tapeMtio,
   tapeWrite,
   tapeRead,
+  tapeExecuteCdb,
 ] as readonly Handler[]);
 
 /** Each with its rule from the mover state table, checked against the drive thread's words. */

@@ -129,6 +129,14 @@ export const TAPE_STATE_TABLE: StateTable = {
       },
     ],
     [M.TAPE_MTIO, { allow: ['READ', 'RDWR'], error: motionError }],
+    // Identifying the drive moves nothing: allowed whenever a tape is open, even offline or in use.
+    [
+      M.TAPE_EXECUTE_CDB,
+      {
+        allow: ['READ', 'RDWR', 'OFFLINE', 'READ' + BUSY, 'RDWR' + BUSY, 'OFFLINE' + BUSY],
+        error: ErrorCode.NDMP_DEV_NOT_OPEN_ERR,
+      },
+    ],
     [M.TAPE_READ, { allow: ['READ', 'RDWR'], error: motionError }],
     // A tape opened for reading refuses writes with NDMP_PERMISSION_ERR.
     [
