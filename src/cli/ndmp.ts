@@ -20,6 +20,8 @@ import {
 import type { AgentAddress, Credentials } from '../dma/agent.js';
 import { runBackup } from '../dma/backup-job.js';
 import type { JobEvents } from '../dma/backup-job.js';
+import { ChangerError } from '../dma/changer.js';
+import { TapeNotAvailableError } from '../dma/loader.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
 import { runRestore, typedPath } from '../dma/restore-job.js';
@@ -491,6 +493,9 @@ function failure(e: unknown): { code: number; line: string } {
   }
   if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message };
   if (e instanceof JobWaitError) return { code: EXIT_NDMP, line: e.message };
+  // The tape asked for is not to be had, or the changer refused a move: the message says which and why.
+  if (e instanceof TapeNotAvailableError || e instanceof ChangerError)
+    return { code: EXIT_NDMP, line: e.message };
   return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e) };
 }
 

@@ -71,6 +71,7 @@ export type CdbExecutor = (cdb: Uint8Array, dataInLen: number, dataOut?: Uint8Ar
 const READ_ELEMENT_STATUS = 0xb8;
 const MOVE_MEDIUM = 0xa5;
 const TEST_UNIT_READY = 0x00;
+const INITIALIZE_ELEMENT_STATUS = 0x07;
 
 function put16(b: Uint8Array, at: number, v: number): void {
   b[at] = (v >>> 8) & 0xff;
@@ -300,6 +301,12 @@ export class MediumChanger {
       }
       return parseElementStatus(d).sort((a, b) => a.address - b.address);
     }
+  }
+
+  /** INITIALIZE ELEMENT STATUS: the changer takes inventory again (finds tapes put in behind its back). */
+  async inventory(): Promise<void> {
+    const r = await this.exec(Uint8Array.of(INITIALIZE_ELEMENT_STATUS, 0, 0, 0, 0, 0), 0);
+    if (r.status !== 0) throw this.failed('could not take inventory', r);
   }
 
   /** MOVE MEDIUM from `source` to `destination`, by the first transport element. */

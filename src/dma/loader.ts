@@ -139,7 +139,13 @@ export class TapeLoader {
 
   private async load(changer: MediumChanger, barcode: string): Promise<string> {
     let els = await changer.elements();
-    const at = findTape(els, barcode);
+    let at = findTape(els, barcode);
+    if (!at) {
+      // Put in behind the changer's back (a new tape, a hand-made link): its inventory finds it.
+      await changer.inventory();
+      els = await changer.elements();
+      at = findTape(els, barcode);
+    }
     if (!at) {
       throw new TapeNotAvailableError(
         `tape ${barcode} is in none of the changer ${changer.device}'s slots and drives: ` +
@@ -150,13 +156,16 @@ export class TapeLoader {
     if (at.kind === 'drive') {
       drive = at;
     } else {
-      const free = els.find((e) => e.kind === 'drive' && !e.full && this.deviceOf(els, e) !== null);
+      const free =
+        els.find((e) => e.kind === 'drive' && !e.full && this.deviceOf(els, e) !== null) ??
+        (await this.emptyADrive(changer, els));
       if (!free) {
         throw new TapeNotAvailableError(
-          `no empty drive in the changer ${changer.device} to load tape ${barcode} into: ` +
-            `every drive holds a tape; unload one (or wait for the job using it) and run the job again`,
+          `no drive of the changer ${changer.device} is free to load tape ${barcode} into: ` +
+            `every drive holds a tape another job has open; wait for one to end and run the job again`,
         );
       }
+      els = await changer.elements();
       await changer.move(at.address, free.address, els);
       this.say(`loaded tape ${barcode} from element ${at.address} into drive element ${free.address}`);
       els = await changer.elements();
@@ -190,6 +199,34 @@ export class TapeLoader {
         throw e;
       this.say(`tape ${l.barcode} could not be unloaded: ${e.message}`);
     }
+  }
+
+  /**
+   * No drive is empty: the first whose tape the changer will take out (one
+   * that no session has open: the server refuses to move the others, with
+   * MEDIUM REMOVAL PREVENTED) is emptied into a slot. Null when none can be.
+   */
+  private async emptyADrive(
+    changer: MediumChanger,
+    els: readonly ElementStatus[],
+  ): Promise<ElementStatus | null> {
+    for (const d of els) {
+      if (d.kind !== 'drive' || !d.full || this.deviceOf(els, d) === null) continue;
+      const home = homeFor(els, d);
+      if (!home) return null;
+      try {
+        await changer.move(d.address, home.address, els);
+      } catch (e) {
+        const inUse = e instanceof ChangerError && e.sense?.asc === 0x53 && e.sense.ascq === 0x02;
+        if (inUse) continue;
+        throw e;
+      }
+      this.say(
+        `unloaded tape ${d.volumeTag ?? '(no barcode)'} from drive element ${d.address} into slot ${home.address}`,
+      );
+      return d;
+    }
+    return null;
   }
 
   /** Moves the tape load() put in a drive back to a slot (its own when free). */

@@ -1,0 +1,161 @@
+// `ndmp` through the server's changer (docs/dma.md, "Tapes in a changer"):
+// ndmpd and ndmp as processes, a library of 2 drives and 8 slots whose tapes
+// (2 MiB each) are in its slots. A backup spanning three tapes loads each into
+// a drive, unloads it at its end, and records barcodes only; a restore finds
+// each tape where it is now (after the tapes were shuffled by hand), loads,
+// checks and unloads it; a tape gone from the library is named, with what to
+// do, before anything is read.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import type { BackupRecord } from '../../src/catalog/types.js';
+import type { RestoreOutcome } from '../../src/dma/restore-job.js';
+import { dmaFor } from '../helpers/ndmp-cli.js';
+import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
+import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
+import { assertSameTree } from '../helpers/trees.js';
+
+/** What `ndmpd tape drives` says is in each drive (its text output), as drive → barcode or ''. */
+function drives(library: string): Map<string, string> {
+  const out = execFileSync(process.execPath, [NDMPD_BIN, 'tape', 'drives', '--library', library], {
+    encoding: 'utf8',
+  });
+  const m = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    // DRIVE MODEL SERIAL LOADED ELEMENT FROM; LOADED is '-' when empty.
+    if (/^drive\d+$/.test(f[0] ?? '')) m.set(f[0]!, f[3] === '-' ? '' : (f[3] ?? ''));
+  }
+  return m;
+}
+
+/** Barcode in each storage slot, from the folder itself (slots/<n> → ../tapes/<BARCODE>). */
+function slots(library: string): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const n of fs.readdirSync(join(library, 'slots'))) {
+    m.set(
+      Number(n),
+      fs
+        .readlinkSync(join(library, 'slots', n))
+        .split('/')
+        .pop()!,
+    );
+  }
+  return m;
+}
+
+describe('ndmp backup and restore through the changer', { timeout: 300_000 }, () => {
+  let p: NdmpdProcess;
+  let work: string;
+  let src: string;
+  let library: string;
+  let dma: ReturnType<typeof dmaFor>;
+  let backup: BackupRecord;
+
+  before(async () => {
+    work = fs.mkdtempSync(join(os.tmpdir(), 'ndmp-changer-'));
+    p = await startNdmpd({
+      logLevel: 'info',
+      extraArgs: ['--tape-capacity', '2M', '--drives', '2', '--slots', '8'],
+    });
+    library = join(p.dir, 'state', 'library');
+    src = join(p.exportDir, 'big');
+    fs.mkdirSync(join(src, 'late'), { recursive: true });
+    for (let i = 0; i < 5; i++) fs.writeFileSync(join(src, `chunk${i}.bin`), randomBytes(1024 * 1024));
+    fs.writeFileSync(join(src, 'late', 'needle.txt'), 'found on a later tape\n');
+    dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+  });
+  after(async () => {
+    await p?.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('a backup over three tapes: each loaded into a drive, unloaded at its end; barcodes recorded', async () => {
+    // The server's first start put a tape in each drive: ndmp takes them out to make room.
+    const r = await dma.call(['backup', `${dma.server}:${src}`, ...dma.creds, '--json']);
+    backup = JSON.parse(r.out) as BackupRecord;
+    assert.equal(backup.status, 'done', r.err);
+    assert.ok(backup.tapes.length >= 3, `5 MiB on 2 MiB tapes: ${JSON.stringify(backup.tapes)}`);
+    for (const t of backup.tapes) {
+      assert.match(t.barcode ?? '', /^NDM\d+$/);
+      assert.doesNotMatch(t.device, /drive/, 'the catalog names tapes, never drives');
+    }
+    const loads = [...r.err.matchAll(/loaded tape (NDM\d+) from element \d+ into drive element (\d+)/g)];
+    assert.deepEqual(
+      loads.map((m) => m[1]),
+      backup.tapes.map((t) => t.barcode),
+      r.err,
+    );
+    assert.equal([...r.err.matchAll(/unloaded tape (NDM\d+) into slot/g)].length, backup.tapes.length, r.err);
+    // All back in slots: no drive holds a tape of the backup (a tape ndmp did not load may stay in its drive).
+    const written = new Set(backup.tapes.map((t) => t.barcode));
+    for (const [drive, tape] of drives(library)) assert.ok(!written.has(tape), `${drive} still holds ${tape}`);
+    const inSlots = new Set(slots(library).values());
+    for (const t of backup.tapes) assert.ok(inSlots.has(t.barcode!), `${t.barcode} in a slot`);
+  });
+
+  test('a restore after the tapes were shuffled: each found where it is now, loaded, read, unloaded', async () => {
+    assert.ok(backup, 'the backup test ran');
+    // Swap two slots' tapes by hand (as an operator might), and move one into another slot.
+    const s = slots(library);
+    const [a, b] = backup.tapes.map((t) => [...s].find(([, bc]) => bc === t.barcode)![0]);
+    const la = join(library, 'slots', String(a));
+    const lb = join(library, 'slots', String(b));
+    const ta = fs.readlinkSync(la);
+    const tb = fs.readlinkSync(lb);
+    fs.unlinkSync(la);
+    fs.unlinkSync(lb);
+    fs.symlinkSync(tb, la);
+    fs.symlinkSync(ta, lb);
+
+    const whole = join(p.exportDir, 'whole');
+    const r = await dma.call(['restore', String(backup.id), '--to', whole, ...dma.creds, '--json']);
+    const w = JSON.parse(r.out) as RestoreOutcome;
+    assert.equal(w.ok, true, `${r.out}\n${r.err}`);
+    assert.deepEqual(
+      w.tapesRead,
+      backup.tapes.map((t) => t.barcode),
+    );
+    assertSameTree(src, whole);
+    const loads = [...r.err.matchAll(/loaded tape (NDM\d+) from element (\d+)/g)];
+    assert.deepEqual(
+      loads.map((m) => m[1]),
+      backup.tapes.map((t) => t.barcode),
+      r.err,
+    );
+    // The first tape came from the slot the second's had been in (element 1000 + slot - 1).
+    assert.equal(Number(loads[0]![2]), 1000 + b! - 1, r.err);
+    const read = new Set(w.tapesRead);
+    for (const [drive, tape] of drives(library)) assert.ok(!read.has(tape), `${drive} still holds ${tape}`);
+  });
+
+  test('a restore whose tape is gone from the library says which and what to do, and reads nothing', async () => {
+    assert.ok(backup, 'the backup test ran');
+    const last = backup.tapes[backup.tapes.length - 1]!.barcode!;
+    const image = join(library, 'tapes', last);
+    const away = join(work, `${last}.away`);
+    fs.renameSync(image, away);
+    try {
+      const one = join(p.exportDir, 'one');
+      // Exit 1: the job could not be done (EXIT_NDMP), with the reason and no stack.
+      const r = await dma.call(
+        ['restore', String(backup.id), '/late/needle.txt', '--to', one, ...dma.creds],
+        1,
+      );
+      assert.doesNotMatch(r.err, /at TapeLoader/);
+      assert.match(
+        r.err,
+        new RegExp(`tape ${last} is in none of the changer changer0's slots and drives: put it in`),
+      );
+      assert.equal(fs.existsSync(join(one, 'late', 'needle.txt')), false);
+    } finally {
+      fs.renameSync(away, image);
+    }
+  });
+});
