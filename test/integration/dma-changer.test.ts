@@ -95,7 +95,8 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
     assert.equal([...r.err.matchAll(/unloaded tape (NDM\d+) into slot/g)].length, backup.tapes.length, r.err);
     // All back in slots: no drive holds a tape of the backup (a tape ndmp did not load may stay in its drive).
     const written = new Set(backup.tapes.map((t) => t.barcode));
-    for (const [drive, tape] of drives(library)) assert.ok(!written.has(tape), `${drive} still holds ${tape}`);
+    for (const [drive, tape] of drives(library))
+      assert.ok(!written.has(tape), `${drive} still holds ${tape}`);
     const inSlots = new Set(slots(library).values());
     for (const t of backup.tapes) assert.ok(inSlots.has(t.barcode!), `${t.barcode} in a slot`);
   });
