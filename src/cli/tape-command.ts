@@ -228,6 +228,7 @@ function list(lib: Library, o: { json?: boolean }): void {
       return {
         barcode: t.barcode,
         label: t.label,
+        writtenLabel: t.writtenLabel,
         capacity: Number(t.capacity),
         earlyWarning: Number(t.earlyWarning),
         usedBytes: Number(t.usedBytes),

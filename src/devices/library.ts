@@ -48,6 +48,8 @@ import {
 } from './tape-image.js';
 import { isInside } from '../util/confine.js';
 import type { TapeImageInfo, TapeImageOptions } from './tape-image.js';
+import { readWrittenLabel } from './tape-label.js';
+import type { WrittenLabel } from './tape-label.js';
 import { CodedError } from '../util/coded-error.js';
 
 export interface DriveInfo {
@@ -541,7 +543,17 @@ export class Library {
     return made;
   }
 
-  listTapes(): (TapeImageInfo & { barcode: string; loadedIn: string | null; place: PlacedTape | null })[] {
+  /**
+   * Every tape with its image's figures, where it is, and its label: the
+   * header's (`ndmpd tape create/label`), else the one a DMA wrote as the
+   * tape's first record (`writtenLabel`, ./tape-label.ts).
+   */
+  listTapes(): (TapeImageInfo & {
+    barcode: string;
+    loadedIn: string | null;
+    place: PlacedTape | null;
+    writtenLabel: WrittenLabel | null;
+  })[] {
     const where = new Map<string, string>();
     for (const d of this.driveList) {
       const b = this.loaded(d.name);
@@ -558,7 +570,20 @@ export class Library {
       }
       // A blank file without an index is a blank tape of this library's default size.
       if (!this.hasIndex(p)) info = { ...info, capacity: this.capacity, earlyWarning: this.earlyWarning };
-      return { ...info, barcode, loadedIn: where.get(barcode) ?? null, place: places.get(barcode) ?? null };
+      let writtenLabel: WrittenLabel | null = null;
+      try {
+        writtenLabel = info.blank ? null : readWrittenLabel(p);
+      } catch {
+        // A first record that cannot be read has no label to show; the listing goes on.
+      }
+      return {
+        ...info,
+        label: info.label || (writtenLabel?.text ?? ''),
+        barcode,
+        loadedIn: where.get(barcode) ?? null,
+        place: places.get(barcode) ?? null,
+        writtenLabel,
+      };
     });
   }
 

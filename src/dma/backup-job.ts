@@ -157,10 +157,12 @@ class BackupJob {
     this.media = (await listTapeServer(this.link.tape)).media;
     const inUse = await this.catalogCall(this.o.catalog.tapesInUse(), 'list the tapes in use');
     for (const u of this.usedHere) inUse.add(u);
-    const m = pickFreeTape(this.media, inUse);
+    // Through a changer, only the tapes it holds can be loaded (its slots may be full).
+    const loadable = await this.loader.inChanger();
+    const m = pickFreeTape(loadable ? this.media.filter((x) => loadable.has(x.barcode)) : this.media, inUse);
     if (!m) {
       const part = backupId === null ? undefined : { part: this.segments.length + 1, backupId };
-      throw noFreeTape(this.tapeServer, this.media, inUse, part);
+      throw noFreeTape(this.tapeServer, this.media, inUse, part, loadable);
     }
     return { device: m.device, barcode: m.barcode, chosen: true };
   }

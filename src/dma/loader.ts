@@ -81,6 +81,20 @@ export class TapeLoader {
   }
 
   /**
+   * The barcodes the changer holds (slots, drives, import/export), after it
+   * took inventory (so a tape made since its last one counts); null without
+   * a changer. A tape outside it cannot be loaded: a job picks among these.
+   */
+  async inChanger(): Promise<Set<string> | null> {
+    if (!this.viaChanger) return null;
+    return this.withChanger(async (c) => {
+      await c.inventory();
+      const els = await c.elements();
+      return new Set(els.filter((e) => e.full && e.volumeTag !== null).map((e) => e.volumeTag!));
+    });
+  }
+
+  /**
    * `fn` with the changer open, closed again after: other jobs (and DMAs)
    * share the changer, and a server lets one connection have it at a time.
    * A changer another connection holds is waited for, boundedly.

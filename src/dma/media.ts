@@ -93,26 +93,34 @@ export function noFreeTape(
   media: readonly Medium[],
   inUse: ReadonlySet<string> = new Set(),
   part?: { part: number; backupId: number },
+  /** Through a changer: the barcodes it holds (the others cannot be loaded). */
+  inChanger: ReadonlySet<string> | null = null,
 ): DmaUsageError {
   if (media.length === 0) return new DmaUsageError(`${server} lists no tapes; give --tape DEVICE`);
   let written = 0;
   let protectedCount = 0;
   let loaded = 0;
+  let outside = 0;
   for (const m of media) {
     if (m.writeProtected) protectedCount++;
     else if (!m.blank || inUse.has(m.barcode) || inUse.has(m.device)) written++;
+    else if (inChanger && !inChanger.has(m.barcode)) outside++;
     else if (m.loadedIn !== null) loaded++;
   }
   const why = [
     written && `${written} written`,
     protectedCount && `${protectedCount} write-protected`,
     loaded && `${loaded} in a drive`,
+    outside && `${outside} blank but outside the changer, whose slots are full`,
   ]
     .filter(Boolean)
     .join(', ');
   const what = part ? `part ${part.part} of backup ${part.backupId}` : 'the backup';
+  // Blank tapes the changer cannot reach want room in it, not more tapes.
+  const remedy = outside
+    ? `make room in the changer (take written tapes out through its import/export element, or give the server more --slots) and run the backup again`
+    : `add tapes with 'ndmpd tape create' and run the backup again`;
   return new DmaUsageError(
-    `no blank tape left for ${what} (${server}'s library has ${media.length} tapes: ${why}): ` +
-      `add tapes with 'ndmpd tape create' and run the backup again`,
+    `no blank tape left for ${what} (${server}'s library has ${media.length} tapes: ${why}): ${remedy}`,
   );
 }

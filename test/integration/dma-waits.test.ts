@@ -60,8 +60,13 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
   let catalog: string;
 
   before(async () => {
-    // One drive: the library's first start makes two tapes and loads one, which backups pass over.
-    p = await startNdmpd({ logLevel: 'info', extraArgs: ['--tape-capacity', '1M', '--drives', '1'] });
+    // One drive: the library's first start makes two tapes and loads one; ndmp, through the
+    // changer, puts that one back in its slot to make room, and uses it too (docs/dma.md).
+    // Slots for every tape the tests add: a blank tape outside the changer cannot be loaded.
+    p = await startNdmpd({
+      logLevel: 'info',
+      extraArgs: ['--tape-capacity', '1M', '--drives', '1', '--slots', '32'],
+    });
     work = fs.mkdtempSync(join(os.tmpdir(), 'ndmp-waits-'));
     src = join(p.exportDir, 'big');
     fs.mkdirSync(src);
@@ -76,7 +81,7 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
   });
 
   test('out of blank tapes mid-backup: exit 1 with the reason, catalog says failed, the next backup works', async () => {
-    addTapes(p, 1); // two blank tapes for a backup that needs six
+    addTapes(p, 1); // three blank tapes for a backup that needs six
     // A bound far beyond the job's own: a hang shows as a killed process, not exit 1.
     const r = await runNdmp(
       ['backup', `${dma.server}:${src}`, ...dma.creds, '--catalog', catalog, '--timeout', '10', '-q'],
@@ -85,14 +90,14 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     );
     assert.equal(r.code, 1, `ndmp exited ${r.code}\n${r.err}\n${r.out}`);
     const reason =
-      /no blank tape left for part 3 of backup 1 \(127\.0\.0\.1:\d+'s library has 3 tapes: 2 written, 1 in a drive\): add tapes with 'ndmpd tape create' and run the backup again/;
+      /no blank tape left for part 4 of backup 1 \(127\.0\.0\.1:\d+'s library has 3 tapes: 3 written\): add tapes with 'ndmpd tape create' and run the backup again/;
     assert.match(r.err, reason);
-    assert.match(r.out, /: failed \(no blank tape left for part 3/);
+    assert.match(r.out, /: failed \(no blank tape left for part 4/);
 
     const [b] = await dma.json<BackupRecord[]>(['backups']);
     assert.equal(b!.status, 'failed');
     assert.match(b!.haltReason ?? '', reason);
-    assert.equal(b!.tapes.length, 2);
+    assert.equal(b!.tapes.length, 3);
 
     // Both sides were aborted and halted; the tape was closed before the search for another.
     const conn = logsOf(p, lastBackupConn(p));

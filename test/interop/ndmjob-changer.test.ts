@@ -176,6 +176,23 @@ describe('ndmjob drives the changer', { timeout: 600_000 }, () => {
     const l = await runNdmjob(['-l', '-T', agent, '-r', 'changer0', '-f', 'drive0', '-v'], 120_000);
     for (const m of labels) assert.match(l.output, new RegExp(`^ME "${m}"$`, 'm'), l.output);
     assert.deepEqual(await where(), initial(), 'every tape went back to its slot');
+    // `ndmpd tape list` shows the labels ndmjob wrote, by barcode, in both its forms.
+    const listed = JSON.parse(
+      (await run(process.execPath, [NDMPD_BIN, 'tape', 'list', '--json', '--library', library])).stdout,
+    ) as {
+      barcode: string;
+      label: string;
+      writtenLabel: { kind: string; text: string } | null;
+      element: number;
+    }[];
+    for (const m of labels) {
+      const [label, at] = m.split('@');
+      const t = listed.find((x) => x.element === Number(at))!;
+      assert.equal(t.label, label, `${t.barcode} at ${at}`);
+      assert.deepEqual(t.writtenLabel, { kind: 'media', text: label });
+    }
+    const text = (await run(process.execPath, [NDMPD_BIN, 'tape', 'list', '--library', library])).stdout;
+    for (const m of labels) assert.match(text, new RegExp(`^NDM\\d+\\s+${m.split('@')[0]}\\s`, 'm'), text);
   });
 
   // A backup the robot spreads over three tapes (the /1000k windows force the changes,

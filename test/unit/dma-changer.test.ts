@@ -23,6 +23,8 @@ import {
   readElementStatusCdb,
 } from '../../src/dma/changer.js';
 import type { CdbExecutor } from '../../src/dma/changer.js';
+import { noFreeTape, pickFreeTape } from '../../src/dma/media.js';
+import type { Medium } from '../../src/dma/media.js';
 import { MemoryChanger, driveIdentity } from '../helpers/memory-changer.js';
 import { hexBytes, toHex } from '../helpers/smc-bytes.js';
 
@@ -214,4 +216,41 @@ test('sense in words: fixed and descriptor format, known and unknown conditions'
     /ASC\/ASCQ AA\/BB \(HARDWARE ERROR, AA\/BB\)/,
   );
   assert.equal(describeSense(new Uint8Array(0)).text, 'no sense data');
+});
+
+test('no blank tape: the reasons counted per tape, and the remedy that fits them', () => {
+  const tape = (barcode: string, more: Partial<Medium> = {}): Medium => ({
+    device: `tapes/${barcode}`,
+    barcode,
+    label: '',
+    capacity: 1 << 20,
+    used: 0,
+    files: 0,
+    blank: true,
+    writeProtected: false,
+    loadedIn: null,
+    ...more,
+  });
+  const media = [tape('A', { blank: false }), tape('B', { writeProtected: true }), tape('C'), tape('D')];
+  // Through a changer that holds A and B only: C and D cannot be loaded.
+  const e = noFreeTape('srv', media, new Set(), { part: 2, backupId: 9 }, new Set(['A', 'B']));
+  assert.equal(
+    e.message,
+    "no blank tape left for part 2 of backup 9 (srv's library has 4 tapes: 1 written, 1 write-protected, " +
+      '2 blank but outside the changer, whose slots are full): make room in the changer (take written tapes ' +
+      'out through its import/export element, or give the server more --slots) and run the backup again',
+  );
+  assert.equal(
+    pickFreeTape(
+      media.filter((m) => new Set(['A', 'B']).has(m.barcode)),
+      new Set(),
+    ),
+    null,
+  );
+  // Without a changer the same library has two to give, and when it has none the remedy is more tapes.
+  assert.equal(pickFreeTape(media, new Set())?.barcode, 'C');
+  assert.match(
+    noFreeTape('srv', media, new Set(['C', 'D'])).message,
+    /3 written, 1 write-protected\): add tapes/,
+  );
 });
