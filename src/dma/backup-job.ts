@@ -149,7 +149,11 @@ class BackupJob {
     backupId: number | null,
   ): Promise<{ device: string; barcode: string | null; chosen: boolean }> {
     if (this.usedHere.size === 0 && this.o.device) {
-      const m = this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device);
+      // A tape by its name or barcode; or a drive, recorded by the tape in it: the catalog must
+      // name the tape, which a later restore finds wherever it is, not the drive (docs/dma.md).
+      const m =
+        this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device) ??
+        this.media.find((x) => x.loadedIn === this.o.device);
       return m
         ? { device: m.device, barcode: m.barcode, chosen: false }
         : { device: this.o.device, barcode: null, chosen: false };

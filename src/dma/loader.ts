@@ -198,7 +198,8 @@ export class TapeLoader {
         `tape ${barcode} is in drive element ${drive.address}, which matches none of the drives the server lists`,
       );
     }
-    this.loaded = { drive, barcode };
+    // Only what we moved goes back: a tape that was in its drive already stays there.
+    this.loaded = at.kind === 'drive' ? null : { drive, barcode };
     return device;
   }
 

@@ -15,6 +15,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import type { BackupRecord } from '../../src/catalog/types.js';
+import { MediumChanger } from '../../src/dma/changer.js';
+import { NdmpClient } from '../../src/dma/client.js';
 import type { RestoreOutcome } from '../../src/dma/restore-job.js';
 import { dmaFor } from '../helpers/ndmp-cli.js';
 import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
@@ -134,6 +136,53 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
     assert.equal(Number(loads[0]![2]), 1000 + b! - 1, r.err);
     const read = new Set(w.tapesRead);
     for (const [drive, tape] of drives(library)) assert.ok(!read.has(tape), `${drive} still holds ${tape}`);
+  });
+
+  test('a backup to a drive records the tape in it; after the drive is given another tape, the restore finds the right one', async () => {
+    const held = drives(library).get('drive1')!;
+    assert.match(held, /^NDM\d+$/, 'the first start left a tape in drive1');
+    const small = join(p.exportDir, 'small');
+    fs.mkdirSync(small, { recursive: true });
+    fs.writeFileSync(join(small, 'a.txt'), 'on the tape in drive1\n');
+    const r = await dma.call([
+      'backup',
+      `${dma.server}:${small}`,
+      '--tape',
+      'drive1',
+      ...dma.creds,
+      '--json',
+    ]);
+    const b = JSON.parse(r.out) as BackupRecord;
+    assert.equal(b.status, 'done', r.err);
+    assert.deepEqual(
+      b.tapes.map((t) => [t.barcode, t.device]),
+      [[held, `tapes/${held}`]],
+      'the tape, by barcode, not the drive',
+    );
+
+    // Swap: the tape goes to a slot, another one into drive1 (through the server's changer, as a DMA would).
+    const client = await NdmpClient.connect({ host: p.host, port: p.port, timeoutMs: 10_000 });
+    try {
+      await client.open(4);
+      await client.authText(p.user, p.password);
+      const robot = await MediumChanger.open(client, 'changer0');
+      let els = await robot.elements();
+      const emptySlot = els.find((e) => e.kind === 'storage' && !e.full)!;
+      await robot.move(501, emptySlot.address, els);
+      els = await robot.elements();
+      const other = els.find((e) => e.kind === 'storage' && e.full && e.volumeTag !== held)!;
+      await robot.move(other.address, 501, els);
+      await robot.close();
+    } finally {
+      await client.close();
+    }
+    assert.notEqual(drives(library).get('drive1'), held);
+
+    const to = join(p.exportDir, 'small-back');
+    const w = await dma.json<RestoreOutcome>(['restore', String(b.id), '--to', to, ...dma.creds]);
+    assert.equal(w.ok, true, JSON.stringify(w));
+    assert.deepEqual(w.tapesRead, [held]);
+    assert.equal(fs.readFileSync(join(to, 'a.txt'), 'utf8'), 'on the tape in drive1\n');
   });
 
   test('a restore whose tape is gone from the library says which and what to do, and reads nothing', async () => {
