@@ -11,13 +11,14 @@
 
 import { Opcode, parseCdb } from './cdb.js';
 import type { Cdb } from './cdb.js';
-import { checkCondition, good, requestSense, runCommand } from './command.js';
+import { checkCondition, good, runCommand } from './command.js';
 import type { ScsiNexus, ScsiRequest, ScsiResult } from './command.js';
 import { CheckCondition } from './errors.js';
 import { ElementType } from './element-map.js';
 import type { ElementMap } from './element-map.js';
 import { readElementStatusData } from './element-status.js';
-import { PeripheralDeviceType, inquiryData } from './inquiry.js';
+import { PeripheralDeviceType } from './inquiry.js';
+import { answerCommon } from './common-commands.js';
 import { modeSenseData } from './mode-pages.js';
 import { SENSE, atField } from './sense.js';
 import type { Sense } from './sense.js';
@@ -147,20 +148,8 @@ function command(state: ChangerState, req: ScsiRequest, nexus: ScsiNexus | undef
       return good(req);
     }
     case 'REQUEST_SENSE':
-      // Descriptor format is never sent (docs/smc.md §4.3).
-      if (cdb.desc) {
-        throw new CheckCondition(
-          atField(SENSE.INVALID_FIELD_IN_CDB, 1, 0),
-          'REQUEST SENSE: descriptor format',
-        );
-      }
-      return requestSense(req, nexus, cdb.allocationLength);
     case 'INQUIRY':
-      return good(
-        req,
-        inquiryData(PeripheralDeviceType.MEDIUM_CHANGER, state.identity, cdb),
-        cdb.allocationLength,
-      );
+      return answerCommon(cdb, req, nexus, PeripheralDeviceType.MEDIUM_CHANGER, state.identity)!;
     case 'MODE_SENSE':
       return good(req, modeSenseData(cdb, state.elementMap), cdb.allocationLength);
     case 'READ_ELEMENT_STATUS':

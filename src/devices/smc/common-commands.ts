@@ -7,22 +7,25 @@ import { good, requestSense } from './command.js';
 import type { ScsiNexus, ScsiRequest, ScsiResult } from './command.js';
 import { CheckCondition } from './errors.js';
 import { inquiryData } from './inquiry.js';
-import type { DeviceIdentity } from './inquiry.js';
+import type { DeviceIdentity, PeripheralDeviceType } from './inquiry.js';
 import { SENSE, atField } from './sense.js';
 
 /** INQUIRY or REQUEST SENSE answered for a device of `deviceType`; null for any other command. */
 export function answerCommon(
   cdb: Cdb,
   req: ScsiRequest,
-  nexus: ScsiNexus,
-  deviceType: number,
+  nexus: ScsiNexus | undefined,
+  deviceType: PeripheralDeviceType,
   identity: DeviceIdentity,
 ): ScsiResult | null {
   switch (cdb.op) {
     case 'REQUEST_SENSE':
       // Descriptor format is never sent (docs/smc.md §4.3).
       if (cdb.desc) {
-        throw new CheckCondition(atField(SENSE.INVALID_FIELD_IN_CDB, 1, 0), 'REQUEST SENSE: descriptor format');
+        throw new CheckCondition(
+          atField(SENSE.INVALID_FIELD_IN_CDB, 1, 0),
+          'REQUEST SENSE: descriptor format',
+        );
       }
       return requestSense(req, nexus, cdb.allocationLength);
     case 'INQUIRY':

@@ -6,11 +6,12 @@
 // tape motion goes through TAPE_READ/WRITE/MTIO so TAPE_GET_STATE stays exact.
 
 import { Opcode, parseCdb } from './cdb.js';
-import { checkCondition, good, requestSense, runCommand } from './command.js';
+import { checkCondition, good, runCommand } from './command.js';
 import type { ScsiNexus, ScsiRequest, ScsiResult } from './command.js';
 import { CheckCondition } from './errors.js';
-import { PeripheralDeviceType, inquiryData } from './inquiry.js';
-import { SENSE, atField } from './sense.js';
+import { PeripheralDeviceType } from './inquiry.js';
+import { answerCommon } from './common-commands.js';
+import { SENSE } from './sense.js';
 import type { TapeDriveState } from './state.js';
 
 /** The opcodes a drive serves through TAPE_EXECUTE_CDB. */
@@ -35,19 +36,8 @@ function command(drive: TapeDriveState, req: ScsiRequest, nexus: ScsiNexus | und
         : checkCondition(SENSE.MEDIUM_NOT_PRESENT, 'no cartridge loaded');
     }
     case 'REQUEST_SENSE':
-      if (cdb.desc) {
-        throw new CheckCondition(
-          atField(SENSE.INVALID_FIELD_IN_CDB, 1, 0),
-          'REQUEST SENSE: descriptor format',
-        );
-      }
-      return requestSense(req, nexus, cdb.allocationLength);
     case 'INQUIRY':
-      return good(
-        req,
-        inquiryData(PeripheralDeviceType.SEQUENTIAL_ACCESS, drive.identity, cdb),
-        cdb.allocationLength,
-      );
+      return answerCommon(cdb, req, nexus, PeripheralDeviceType.SEQUENTIAL_ACCESS, drive.identity)!;
     default:
       // TAPE_OPCODES lets nothing else through parseCdb.
       throw new CheckCondition(SENSE.INVALID_COMMAND_OPERATION_CODE, `${cdb.op} is not served for a drive`);
