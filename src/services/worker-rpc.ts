@@ -88,7 +88,7 @@ export class SessionWorker<Ops extends RpcOps, Event extends { event: string }> 
       else if (m.event === 'ready') this.markReady();
       else if (m.event === 'log') {
         const l = m as LogEvent;
-        session.log[l.level]({ ...l.fields, thread: name }, l.msg);
+        session.log[l.level]({ ...withoutLogKeys(l.fields), thread: name }, l.msg);
       } else onEvent(m as Event);
     });
     this.worker.on('error', (e) => session.log.error({ err: e, thread: name }, 'session thread crashed'));
@@ -212,3 +212,23 @@ export function workerLog(
 ): void {
   port.postMessage({ event: 'log', level, msg, ...(fields ? { fields } : {}) } satisfies LogEvent);
 }
+
+/**
+ * A thread's log fields without the keys the log line itself has (pino's
+ * `level`, `time`, `msg`, `pid`, `hostname`): a field of such a name would
+ * overwrite the line's own, and a log filtered by level would lose the line.
+ * Such a field is kept as `field_<name>`.
+ */
+function withoutLogKeys(fields: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!fields) return {};
+  let out: Record<string, unknown> | null = null;
+  for (const k of LOG_LINE_KEYS) {
+    if (!(k in fields)) continue;
+    out ??= { ...fields };
+    out[`field_${k}`] = out[k];
+    delete out[k];
+  }
+  return out ?? fields;
+}
+
+const LOG_LINE_KEYS = ['level', 'time', 'msg', 'pid', 'hostname'] as const;

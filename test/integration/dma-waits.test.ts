@@ -118,6 +118,17 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     assert.ok(again.tapes.length >= 5, JSON.stringify(again.tapes));
   });
 
+  test("the server's log lines keep their own level: a backup's level is backupLevel", () => {
+    const started = p
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('"backup started"'))
+      .map((l) => JSON.parse(l) as { level: unknown; backupLevel: unknown });
+    assert.ok(started.length > 0, 'a backup ran');
+    // pino's info is 30; a field named `level` used to overwrite it with the backup's level (0).
+    for (const l of started) assert.deepEqual([l.level, l.backupLevel], [30, 0]);
+  });
+
   test('a server that stops answering mid-job: ndmp ends with the timeout message', async () => {
     addTapes(p, 8);
     const child = spawn(

@@ -107,7 +107,8 @@ export class BackupOperation {
     if (incremental?.warning) hooks.warn(incremental.warning);
     hooks.log('info', 'backup started', {
       root: plan.root,
-      level: incremental?.level ?? 0,
+      // Not `level`: that is the log line's own (pino's), which a field of that name overwrites.
+      backupLevel: incremental?.level ?? 0,
       since: incremental?.since != null ? String(incremental.since) : undefined,
       files: plan.files,
       excludes: plan.excludes,
