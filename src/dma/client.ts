@@ -8,6 +8,7 @@ import {
   AuthType,
   ConnectionStatusReason,
   ErrorCode,
+  LogType,
   M,
   MessageType,
   NdmpError,
@@ -23,7 +24,15 @@ import {
   nowSeconds,
   SUPPORTED_VERSIONS,
 } from '../wire/index.js';
-import type { MessageDef, NdmpVersion, ReplyOf, RequestOf, Header, FramingError } from '../wire/index.js';
+import type {
+  FramingError,
+  Header,
+  LogMessagePost,
+  MessageDef,
+  NdmpVersion,
+  ReplyOf,
+  RequestOf,
+} from '../wire/index.js';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 
@@ -51,6 +60,8 @@ interface Pending {
   resolve: (body: unknown) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
+  /** The server's reason, from a LOG_MESSAGE of type ERROR that came for this request before its reply. */
+  reason?: string;
 }
 
 export class NdmpClient {
@@ -61,6 +72,8 @@ export class NdmpClient {
 
   private sequence = 0;
   private readonly pending = new Map<number, Pending>();
+  /** Reply bodies that carry an error, with the server's reason for it (call() puts it in the NdmpError). */
+  private readonly reasons = new WeakMap<object, string>();
   private readonly postHandlers = new Map<number, PostHandler[]>();
   private closedError: TransportError | null = null;
   private readonly framer: RecordFramer;
@@ -190,7 +203,10 @@ export class NdmpClient {
   ): Promise<ReplyOf<D>> {
     return this.request(def, body, opts).then((reply) => {
       const err = (reply as { error?: number }).error;
-      if (err !== undefined && err !== ErrorCode.NDMP_NO_ERR) throw new NdmpError(err, def.name, 'body');
+      if (err !== undefined && err !== ErrorCode.NDMP_NO_ERR) {
+        const reason = this.reasons.get(reply as object);
+        throw new NdmpError(err, reason ? `${def.name}: ${reason}` : def.name, 'body');
+      }
       return reply;
     });
   }
@@ -340,12 +356,16 @@ export class NdmpClient {
       clearTimeout(p.timer);
       // A header-level error has no body (docs/protocol.md §2.1).
       if (header.errorCode !== 0) {
-        p.reject(new NdmpError(header.errorCode, p.def.name, 'header'));
+        p.reject(
+          new NdmpError(header.errorCode, p.reason ? `${p.def.name}: ${p.reason}` : p.def.name, 'header'),
+        );
         return;
       }
       const msg = compiled(this.version, p.def);
       try {
-        p.resolve(decodeBody(msg.reply!, rec));
+        const reply = decodeBody(msg.reply!, rec);
+        if (p.reason && typeof reply === 'object' && reply !== null) this.reasons.set(reply, p.reason);
+        p.resolve(reply);
       } catch (e) {
         p.reject(
           e instanceof XdrDecodeError
@@ -367,6 +387,7 @@ export class NdmpClient {
       this.log.warn({ post: msg.def.name, err: (e as Error).message }, 'undecodable post from server');
       return;
     }
+    if (header.messageCode === M.LOG_MESSAGE.code) this.noteReason(body as LogMessagePost);
     for (const fn of this.postHandlers.get(header.messageCode) ?? []) {
       // A handler's bug must not become an uncaught exception in the socket's data event.
       try {
@@ -375,6 +396,20 @@ export class NdmpClient {
         this.log.error({ err: e, post: msg.def.name }, 'post handler failed');
       }
     }
+  }
+
+  /**
+   * A LOG_MESSAGE of type ERROR is the server's reason for refusing a
+   * request (ndmpd sends it just before the refusal, docs/protocol.md §2.1):
+   * kept with the request it names (v4), or in v3, which cannot name one, with
+   * the only request waiting for its reply.
+   */
+  private noteReason(post: LogMessagePost): void {
+    if (post.logType !== LogType.NDMP_LOG_ERROR) return;
+    let p: Pending | undefined;
+    if (post.associatedMessageValid) p = this.pending.get(post.associatedMessageSequence);
+    else if (this.pending.size === 1) p = this.pending.values().next().value;
+    if (p) p.reason = post.entry.replace(/^\S+ refused \([A-Z_]+\): /, '');
   }
 
   private fail(e: TransportError): void {

@@ -24,6 +24,7 @@ import {
   ConnectionStatusReason,
   ErrorCode,
   HIGHEST_VERSION,
+  LogType,
   M,
   MessageType,
   NdmpError,
@@ -123,6 +124,8 @@ export class Connection implements Session {
   private queuedBytes = 0;
   private draining = false;
   private authenticated = false;
+  /** LOG_MESSAGE ids this connection sent (the reasons of refused requests). */
+  private logMessageId = 0;
   private refusals = 0;
   private requests = 0;
   private closing: string | null = null;
@@ -528,7 +531,30 @@ export class Connection implements Session {
   private replyError(msg: CompiledMessage, req: Header, err: NdmpError): void {
     this.log.info({ seq: req.sequence, ndmp: msg.def.name, error: errorName(err.ndmpError) }, err.message);
     if (!msg.reply) return;
+    this.tellWhy(msg, req, err);
     this.reply(msg, req, { ...(msg.reply.zero() as object), ...err.reply, error: err.ndmpError });
+  }
+
+  /**
+   * The reason of a refusal, to the DMA, before the refusal itself: an error
+   * code says what kind of thing went wrong, not which (an export, a variable,
+   * a tape), and a DMA can only print what it is sent (docs/protocol.md §2.1).
+   * A LOG_MESSAGE of type ERROR, in v4 associated with the request's sequence;
+   * only to an authenticated DMA (nothing before that but what the spec allows).
+   */
+  private tellWhy(msg: CompiledMessage, req: Header, err: NdmpError): void {
+    if (!this.authenticated) return;
+    const name = errorName(err.ndmpError);
+    const reason = err.message.startsWith(`${name}: `) ? err.message.slice(name.length + 2) : err.message;
+    // No reason of our own (the bare code), or only the message's name: nothing to add.
+    if (reason === name || reason === '' || reason === msg.def.name) return;
+    this.post(M.LOG_MESSAGE, {
+      logType: LogType.NDMP_LOG_ERROR,
+      messageId: ++this.logMessageId,
+      entry: `${msg.def.name} refused (${name}): ${reason}`,
+      associatedMessageValid: 1,
+      associatedMessageSequence: req.sequence,
+    });
   }
 
   /** A header-level error: no body follows (docs/protocol.md §2.1). */
