@@ -245,13 +245,23 @@ class BackupJob {
 
     // From here on the backup is in the catalog, and is finished there whatever happens.
     let thrown: unknown = null;
+    let started = false;
     try {
       await this.link.connectStream('backup', { offset: 0n, length: INVALID_U64 });
       await data.call(M.DATA_START_BACKUP, { butypeName: 'tar', env: this.env });
+      started = true;
       await this.monitor(id, ingest);
     } catch (e) {
       thrown = e;
       this.failure ??= (e as Error).message;
+    }
+    if (!started && thrown instanceof NdmpError) {
+      // Refused before anything was written (the error carries the server's reason): no backup
+      // happened, so none stays in the list.
+      await this.link.teardown();
+      await this.loader.unmount();
+      await this.catalogCall(catalog.deleteBackup(id), 'forget the backup that did not start');
+      throw thrown;
     }
     const dataHalt = this.link.dataHalt;
     const moverHalt = this.link.moverHalt;

@@ -76,6 +76,18 @@ describe('the server says why it refused', { timeout: 120_000 }, () => {
     }
   });
 
+  test('a refused backup prints the server\u2019s reason and leaves no backup in the list', async () => {
+    const dma = dmaFor(p, join(work, 'refused.sqlite'), join(work, 'state-refused'));
+    const r = await dma.call(['backup', `${dma.server}:/etc`, ...dma.creds], 1);
+    assert.match(r.err, /NDMP_DATA_START_BACKUP: .*\/etc.*not inside an export/, r.err);
+    assert.deepEqual(await dma.json<BackupRecord[]>(['backups']), []);
+    // The drive and the tape are free again: a backup of an exported path goes through.
+    const ok = JSON.parse(
+      (await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds, '--json'])).out,
+    ) as BackupRecord;
+    assert.equal(ok.status, 'done');
+  });
+
   test('ndmp restore to a directory outside every export prints the server\u2019s reason', async () => {
     const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
     const b = JSON.parse(
