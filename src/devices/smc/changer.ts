@@ -18,7 +18,7 @@ import { ElementType } from './element-map.js';
 import type { ElementMap } from './element-map.js';
 import { readElementStatusData } from './element-status.js';
 import { PeripheralDeviceType } from './inquiry.js';
-import { answerCommon } from './common-commands.js';
+import { answerCommon, pendingUnitAttention } from './common-commands.js';
 import { modeSenseData } from './mode-pages.js';
 import { SENSE, atField } from './sense.js';
 import type { Sense } from './sense.js';
@@ -137,16 +137,9 @@ function initializeElementStatus(
 function command(state: ChangerState, req: ScsiRequest, nexus: ScsiNexus | undefined): ScsiResult {
   const cdb = parseCdb(req.cdb, CHANGER_OPCODES);
   switch (cdb.op) {
-    case 'TEST_UNIT_READY': {
-      // The changer is always ready; a pending unit attention is reported
-      // here and cleared, and nowhere else but REQUEST SENSE (docs/smc.md §3.3).
-      const pending = nexus?.pendingSense ?? null;
-      if (pending !== null) {
-        nexus!.pendingSense = null;
-        return checkCondition(pending, 'pending unit attention');
-      }
-      return good(req);
-    }
+    case 'TEST_UNIT_READY':
+      // The changer is always ready, but for a pending unit attention.
+      return pendingUnitAttention(nexus) ?? good(req);
     case 'REQUEST_SENSE':
     case 'INQUIRY':
       return answerCommon(cdb, req, nexus, PeripheralDeviceType.MEDIUM_CHANGER, state.identity)!;

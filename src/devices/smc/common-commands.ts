@@ -3,7 +3,7 @@
 // in fixed format only.
 
 import type { Cdb } from './cdb.js';
-import { good, requestSense } from './command.js';
+import { checkCondition, good, requestSense } from './command.js';
 import type { ScsiNexus, ScsiRequest, ScsiResult } from './command.js';
 import { CheckCondition } from './errors.js';
 import { inquiryData } from './inquiry.js';
@@ -33,4 +33,16 @@ export function answerCommon(
     default:
       return null;
   }
+}
+
+/**
+ * TEST UNIT READY's first answer on either device: a pending unit attention,
+ * reported once and cleared (it is reported nowhere else but REQUEST SENSE,
+ * docs/smc.md §3.3); null when there is none.
+ */
+export function pendingUnitAttention(nexus: ScsiNexus | undefined): ScsiResult | null {
+  const pending = nexus?.pendingSense ?? null;
+  if (pending === null) return null;
+  nexus!.pendingSense = null;
+  return checkCondition(pending, 'pending unit attention');
 }

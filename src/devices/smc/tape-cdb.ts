@@ -10,7 +10,7 @@ import { checkCondition, good, runCommand } from './command.js';
 import type { ScsiNexus, ScsiRequest, ScsiResult } from './command.js';
 import { CheckCondition } from './errors.js';
 import { PeripheralDeviceType } from './inquiry.js';
-import { answerCommon } from './common-commands.js';
+import { answerCommon, pendingUnitAttention } from './common-commands.js';
 import { SENSE } from './sense.js';
 import type { TapeDriveState } from './state.js';
 
@@ -25,11 +25,8 @@ function command(drive: TapeDriveState, req: ScsiRequest, nexus: ScsiNexus | und
   const cdb = parseCdb(req.cdb, TAPE_OPCODES);
   switch (cdb.op) {
     case 'TEST_UNIT_READY': {
-      const pending = nexus?.pendingSense ?? null;
-      if (pending !== null) {
-        nexus!.pendingSense = null;
-        return checkCondition(pending, 'pending unit attention');
-      }
+      const attention = pendingUnitAttention(nexus);
+      if (attention) return attention;
       // An ejected cartridge still sits in the drive but is not ready (docs/smc.md §5).
       return drive.mediumLoaded()
         ? good(req)
