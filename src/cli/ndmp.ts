@@ -5,7 +5,7 @@
 
 import os from 'node:os';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { CatalogError } from '../catalog/errors.js';
 import { openCatalog } from '../catalog/open.js';
 import type { Catalog } from '../catalog/types.js';
@@ -203,10 +203,14 @@ function jobEvents(view: ProgressView, quiet: boolean): JobEvents {
   };
 }
 
+/** Set by Ctrl-C: however the job then ends, ndmp exits 130 (128 + SIGINT, the shell's convention). */
+let interrupted = false;
+
 /** Ctrl-C aborts the running job cleanly (the catalog records it); a second one leaves at once. */
 function interruptible(): AbortController {
   const ac = new AbortController();
   process.once('SIGINT', () => {
+    interrupted = true;
     process.stderr.write('ndmp: interrupted, aborting the job (Ctrl-C again to quit now)\n');
     ac.abort();
     process.once('SIGINT', () => process.exit(130));
@@ -220,7 +224,9 @@ async function main(argv: string[]): Promise<void> {
       'NDMP DMA: back up NDMP servers to tape with a file-history catalog; browse, search and restore',
     )
     .version(VERSION)
-    .showHelpAfterError();
+    // A usage error is one line and a hint, not the whole help, and exits 2 (failure() below).
+    .showHelpAfterError("(see 'ndmp --help', or 'ndmp COMMAND --help' for a command's options)")
+    .exitOverride();
 
   addCatalogOptions(
     addConnectOptions(
@@ -485,7 +491,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 /** The exit code and one line for a failure. */
-function failure(e: unknown): { code: number; line: string } {
+function failure(e: unknown): { code: number; line: string | null } {
+  // commander has printed its message (or the help, or the version) already.
+  if (e instanceof CommanderError) return { code: e.exitCode === 0 ? 0 : EXIT_USAGE, line: null };
   if (e instanceof DmaUsageError || e instanceof CatalogError) return { code: EXIT_USAGE, line: e.message };
   if (e instanceof NdmpError) {
     const hint = e.ndmpErrorName === 'NDMP_NOT_AUTHORIZED_ERR' ? ' (wrong user or password?)' : '';
@@ -514,7 +522,10 @@ function leaveWhenIdle(): void {
 main(process.argv)
   .catch((e: unknown) => {
     const f = failure(e);
-    process.stderr.write(`ndmp: ${f.line}\n`);
+    if (f.line !== null) process.stderr.write(`ndmp: ${f.line}\n`);
     process.exitCode = f.code;
   })
-  .finally(leaveWhenIdle);
+  .finally(() => {
+    if (interrupted) process.exitCode = 130;
+    leaveWhenIdle();
+  });
