@@ -163,7 +163,13 @@ class BackupJob {
     for (const u of this.usedHere) inUse.add(u);
     // Through a changer, only the tapes it holds can be loaded (its slots may be full).
     const loadable = await this.loader.inChanger();
-    const m = pickFreeTape(loadable ? this.media.filter((x) => loadable.has(x.barcode)) : this.media, inUse);
+    const m = loadable
+      ? pickFreeTape(
+          this.media.filter((x) => loadable.has(x.barcode)),
+          inUse,
+          true,
+        )
+      : pickFreeTape(this.media, inUse);
     if (!m) {
       const part = backupId === null ? undefined : { part: this.segments.length + 1, backupId };
       throw noFreeTape(this.tapeServer, this.media, inUse, part, loadable);

@@ -69,16 +69,26 @@ export async function listTapeServer(client: NdmpClient): Promise<TapeServerCont
 }
 
 /**
- * The next tape to write on: blank, writable, not in a drive (a drive's tape
- * may be in use by another DMA through that drive), not already written by a
- * backup in our catalog, and not one this job has used. Barcode order, so the
- * choice is predictable.
+ * The next tape to write on: blank, writable, not already written by a backup
+ * in our catalog, and not one this job has used; and not in a drive unless
+ * `inDrives` (a changer's: the job opens the drive, and a drive another
+ * session has open answers DEVICE_BUSY, so the job takes another tape; without
+ * a changer a drive's tape may be in use by another DMA through that drive).
+ * Barcode order, so the choice is predictable.
  */
-export function pickFreeTape(media: readonly Medium[], inUse: ReadonlySet<string>): Medium | null {
+export function pickFreeTape(
+  media: readonly Medium[],
+  inUse: ReadonlySet<string>,
+  inDrives = false,
+): Medium | null {
   return (
     media.find(
       (m) =>
-        m.blank && !m.writeProtected && m.loadedIn === null && !inUse.has(m.barcode) && !inUse.has(m.device),
+        m.blank &&
+        !m.writeProtected &&
+        (inDrives || m.loadedIn === null) &&
+        !inUse.has(m.barcode) &&
+        !inUse.has(m.device),
     ) ?? null
   );
 }

@@ -52,6 +52,27 @@ function slots(library: string): Map<number, string> {
   return m;
 }
 
+/** Moves through the server's changer over NDMP, as another DMA would: each [from, to], or 'unload' a drive to a free slot. */
+async function robot(p: NdmpdProcess, moves: ([number, number] | ['unload', number])[]): Promise<void> {
+  const client = await NdmpClient.connect({ host: p.host, port: p.port, timeoutMs: 10_000 });
+  try {
+    await client.open(4);
+    await client.authText(p.user, p.password);
+    const changer = await MediumChanger.open(client, 'changer0');
+    for (const [from, to] of moves) {
+      const els = await changer.elements();
+      if (from === 'unload') {
+        const drive = els.find((e) => e.address === to)!;
+        if (drive.full)
+          await changer.move(to, els.find((e) => e.kind === 'storage' && !e.full)!.address, els);
+      } else await changer.move(from, to, els);
+    }
+    await changer.close();
+  } finally {
+    await client.close();
+  }
+}
+
 describe('ndmp backup and restore through the changer', { timeout: 300_000 }, () => {
   let p: NdmpdProcess;
   let work: string;
@@ -72,6 +93,12 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
     for (let i = 0; i < 5; i++) fs.writeFileSync(join(src, `chunk${i}.bin`), randomBytes(1024 * 1024));
     fs.writeFileSync(join(src, 'late', 'needle.txt'), 'found on a later tape\n');
     dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+    // Empty drives, so that every tape this backup writes is loaded (the other describe below
+    // covers tapes written in the drive they are in).
+    await robot(p, [
+      ['unload', 500],
+      ['unload', 501],
+    ]);
   });
   after(async () => {
     await p?.stop();
@@ -79,7 +106,6 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
   });
 
   test('a backup over three tapes: each loaded into a drive, unloaded at its end; barcodes recorded', async () => {
-    // The server's first start put a tape in each drive: ndmp takes them out to make room.
     const r = await dma.call(['backup', `${dma.server}:${src}`, ...dma.creds, '--json']);
     backup = JSON.parse(r.out) as BackupRecord;
     assert.equal(backup.status, 'done', r.err);
@@ -139,8 +165,16 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
   });
 
   test('a backup to a drive records the tape in it; after the drive is given another tape, the restore finds the right one', async () => {
+    // A blank tape into drive1 (as an operator or another DMA would).
+    const blank = JSON.parse(
+      execFileSync(process.execPath, [NDMPD_BIN, 'tape', 'list', '--json', '--library', library], {
+        encoding: 'utf8',
+      }),
+    ) as { barcode: string; blank: boolean; element: number | null }[];
+    const pick = blank.find((t) => t.blank && t.element !== null && t.element >= 1000)!;
+    await robot(p, [[pick.element!, 501]]);
     const held = drives(library).get('drive1')!;
-    assert.match(held, /^NDM\d+$/, 'the first start left a tape in drive1');
+    assert.equal(held, pick.barcode);
     const small = join(p.exportDir, 'small');
     fs.mkdirSync(small, { recursive: true });
     fs.writeFileSync(join(small, 'a.txt'), 'on the tape in drive1\n');
@@ -207,5 +241,42 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
     } finally {
       fs.renameSync(away, image);
     }
+  });
+});
+
+describe('a fresh library: every blank tape is used, those in drives too', { timeout: 120_000 }, () => {
+  let p: NdmpdProcess;
+  let work: string;
+
+  before(async () => {
+    // The first start makes 2 × drives tapes, one in each drive, the rest in slots (docs/changer.md §1.1).
+    p = await startNdmpd({ logLevel: 'info', extraArgs: ['--drives', '2'] });
+    work = fs.mkdtempSync(join(os.tmpdir(), 'ndmp-fresh-'));
+  });
+  after(async () => {
+    await p?.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('four backups on four tapes (two of them in the drives, written where they are), then none left', async () => {
+    const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+    const library = join(p.dir, 'state', 'library');
+    const inDrives = new Set([...drives(library).values()].filter(Boolean));
+    assert.equal(inDrives.size, 2, 'one tape in each drive');
+    const used: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds, '--json']);
+      const b = JSON.parse(r.out) as BackupRecord;
+      assert.equal(b.status, 'done', r.err);
+      used.push(b.tapes[0]!.barcode!);
+    }
+    assert.equal(new Set(used).size, 4, used.join(' '));
+    for (const t of inDrives) assert.ok(used.includes(t), `${t}, in a drive, was used`);
+    // What ndmp loaded it put back: the drives hold nothing but tapes that were there before.
+    for (const [drive, tape] of drives(library))
+      assert.ok(tape === '' || inDrives.has(tape), `${drive}: ${tape}`);
+    // Exit 2: the backup could not begin (no tape to write on), as before any job.
+    const r = await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds], 2);
+    assert.match(r.err, /no blank tape left for the backup .*4 tapes: 4 written/, r.err);
   });
 });
