@@ -6,29 +6,13 @@
 //
 //   node dist/bench/source-cpu.js [--runs N] [--xattrs n] DIR
 
-import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { BackupEngine } from '../src/backup/engine.js';
 import { FilePipe } from '../src/backup/pipe.js';
 import { SpscRing } from '../src/ring/spsc-ring.js';
-
-/** CPU ms of each thread of this process (utime + stime from /proc, in clock ticks of 10 ms). */
-function threadCpu(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(`${tid} ${comm}`, (Number(f[11]) + Number(f[12])) * 10);
-    } catch {
-      // The thread ended.
-    }
-  }
-  return out;
-}
+import { SERVER_THREADS, sampleThreads, threadCpuMs } from './ndmpd-child.js';
 
 async function once(
   root: string,
@@ -50,7 +34,7 @@ async function once(
         else await ring.waitDataAsync(20);
       }
     })();
-    const t0s = threadCpu();
+    const t0s = sampleThreads(process.pid);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const r = await new BackupEngine(
@@ -61,11 +45,11 @@ async function once(
     ).run();
     await drain;
     const c = process.cpuUsage(c0);
-    const busy: string[] = [];
-    for (const [k, v] of threadCpu()) {
-      const d = v - (t0s.get(k) ?? 0);
-      if (d >= 30) busy.push(`${k.split(' ').slice(1).join(' ')} ${d} ms`);
-    }
+    // This thread is the walker ("main"); the reader is named; "other" is V8's compiler and GC.
+    const ms = threadCpuMs(t0s, sampleThreads(process.pid));
+    const busy = SERVER_THREADS.filter((n) => ms[n] >= 1).map(
+      (n) => `${n.replace('ndmp-', '')} ${ms[n].toFixed(0)} ms`,
+    );
     console.log(`  threads: ${busy.join(', ')}`);
     return {
       wallMs: performance.now() - t0,

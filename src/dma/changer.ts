@@ -14,6 +14,8 @@
 import { M } from '../wire/index.js';
 import type { NdmpClient } from './client.js';
 import { CodedError } from '../util/coded-error.js';
+// The opcodes only: replies are read here by SMC's layouts, not by our server's encoder.
+import { Opcode } from '../devices/smc/cdb.js';
 
 /** What an element of the changer is (SMC element type codes 1–4). */
 export type ElementKind = 'transport' | 'storage' | 'import-export' | 'drive';
@@ -68,11 +70,6 @@ export type CdbExecutor = (cdb: Uint8Array, dataInLen: number, dataOut?: Uint8Ar
 
 // ---- CDBs -------------------------------------------------------------------
 
-const READ_ELEMENT_STATUS = 0xb8;
-const MOVE_MEDIUM = 0xa5;
-const TEST_UNIT_READY = 0x00;
-const INITIALIZE_ELEMENT_STATUS = 0x07;
-
 function put16(b: Uint8Array, at: number, v: number): void {
   b[at] = (v >>> 8) & 0xff;
   b[at + 1] = v & 0xff;
@@ -89,7 +86,7 @@ function get24(b: Uint8Array, at: number): number {
 /** READ ELEMENT STATUS of every element (type 0) from address 0, with volume tags and drive identifiers. */
 export function readElementStatusCdb(allocationLength: number, count = 0xffff): Uint8Array {
   const cdb = new Uint8Array(12);
-  cdb[0] = READ_ELEMENT_STATUS;
+  cdb[0] = Opcode.READ_ELEMENT_STATUS;
   cdb[1] = 0x10; // VolTag; element type code 0: all
   put16(cdb, 2, 0); // starting element address
   put16(cdb, 4, count);
@@ -102,7 +99,7 @@ export function readElementStatusCdb(allocationLength: number, count = 0xffff): 
 /** MOVE MEDIUM from `source` to `destination` by the transport element `transport`. */
 export function moveMediumCdb(transport: number, source: number, destination: number): Uint8Array {
   const cdb = new Uint8Array(12);
-  cdb[0] = MOVE_MEDIUM;
+  cdb[0] = Opcode.MOVE_MEDIUM;
   put16(cdb, 2, transport);
   put16(cdb, 4, source);
   put16(cdb, 6, destination);
@@ -278,7 +275,7 @@ export class MediumChanger {
   /** TEST UNIT READY, once more after a unit attention (a reset or a changed state is news, not failure). */
   async ready(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const r = await this.exec(Uint8Array.of(TEST_UNIT_READY, 0, 0, 0, 0, 0), 0);
+      const r = await this.exec(Uint8Array.of(Opcode.TEST_UNIT_READY, 0, 0, 0, 0, 0), 0);
       if (r.status === 0) return;
       const s = describeSense(r.sense);
       if (s.key === 6 && attempt === 0) continue;
@@ -305,7 +302,7 @@ export class MediumChanger {
 
   /** INITIALIZE ELEMENT STATUS: the changer takes inventory again (finds tapes put in behind its back). */
   async inventory(): Promise<void> {
-    const r = await this.exec(Uint8Array.of(INITIALIZE_ELEMENT_STATUS, 0, 0, 0, 0, 0), 0);
+    const r = await this.exec(Uint8Array.of(Opcode.INITIALIZE_ELEMENT_STATUS, 0, 0, 0, 0, 0), 0);
     if (r.status !== 0) throw this.failed('could not take inventory', r);
   }
 
