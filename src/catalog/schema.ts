@@ -11,9 +11,47 @@ import type { BackupRecord, BackupStatus, FileRow, FileType, TapeSegment } from 
  * Bumped by any change to the tables; a store refuses a catalog newer than it
  * knows and migrates an older one. 2: names and dirs are stored in their
  * printed form (docs/names.md), and PostgreSQL keys a directory by a hash of
- * its path, so a path of any length fits its index.
+ * its path, so a path of any length fits its index. 3: backups name their
+ * servers by identity (host id), and the servers table remembers where each
+ * one was last reached (docs/dma.md, "Servers").
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+
+/** A column schema 3 adds to an existing table: its name and its type in each dialect. */
+export interface AddedColumn {
+  table: string;
+  column: string;
+  sqlite: string;
+  postgres: string;
+}
+
+/**
+ * What schema 3 adds to schema 2's tables. New catalogs get these columns in
+ * their CREATE TABLE; older ones by ALTER TABLE ADD COLUMN (with the default,
+ * which is what an older backup means: an unknown identity).
+ */
+export const V3_COLUMNS: readonly AddedColumn[] = [
+  // CONFIG_GET_HOST_INFO's host id of the data and the tape server; '' when unknown (older backups).
+  {
+    table: 'backups',
+    column: 'server_id',
+    sqlite: "TEXT NOT NULL DEFAULT ''",
+    postgres: "text NOT NULL DEFAULT ''",
+  },
+  {
+    table: 'backups',
+    column: 'tape_server_id',
+    sqlite: "TEXT NOT NULL DEFAULT ''",
+    postgres: "text NOT NULL DEFAULT ''",
+  },
+];
+
+/** The column definitions V3_COLUMNS adds to `table`, for its CREATE TABLE (a leading comma each). */
+export function v3ColumnsSql(table: string, dialect: 'sqlite' | 'postgres'): string {
+  return V3_COLUMNS.filter((c) => c.table === table)
+    .map((c) => `,\n  ${c.column} ${c[dialect]}`)
+    .join('');
+}
 
 /**
  * The longest name (one path component, printed form, in UTF-8 bytes) a row
@@ -168,10 +206,12 @@ export interface BackupDbRow {
   bytes: number;
   files: number;
   result_env: string;
+  server_id: string;
+  tape_server_id: string;
 }
 
 export const BACKUP_COLUMNS =
-  'id, server, path, tape_server, butype, level, history_model, record_size, env, started_at, finished_at, status, halt_reason, bytes, files, result_env';
+  'id, server, path, tape_server, butype, level, history_model, record_size, env, started_at, finished_at, status, halt_reason, bytes, files, result_env, server_id, tape_server_id';
 
 export interface TapeDbRow {
   backup_id: number;
@@ -221,6 +261,8 @@ export function backupRecords(backups: readonly BackupDbRow[], tapes: readonly T
     bytes: b.bytes,
     files: b.files,
     resultEnv: JSON.parse(b.result_env) as Record<string, string>,
+    serverId: b.server_id,
+    tapeServerId: b.tape_server_id,
     tapes: byBackup.get(b.id) ?? [],
   }));
 }

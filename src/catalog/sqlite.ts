@@ -15,12 +15,14 @@ import {
   PATH_SQL,
   SCHEMA_VERSION,
   TAPE_COLUMNS,
+  V3_COLUMNS,
   backupRecords,
   checkRow,
   fileRow,
   findLimit,
   normalizeDir,
   splitPath,
+  v3ColumnsSql,
 } from './schema.js';
 import type { BackupDbRow, FileDbRow, TapeDbRow } from './schema.js';
 import type {
@@ -30,9 +32,20 @@ import type {
   FileRow,
   FindOptions,
   FoundFile,
+  KnownServer,
   NewBackup,
   TapeSegment,
 } from './types.js';
+
+// Schema 3's new tables (also made by the migration from 2).
+const V3_TABLES = `
+CREATE TABLE IF NOT EXISTS servers (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  address TEXT NOT NULL,
+  seen_at INTEGER NOT NULL
+) STRICT;
+`;
 
 // STRICT: a value of the wrong type is an error, not silently stored as text
 // or a float. WITHOUT ROWID: files are kept in (backup, dir, name) order, so
@@ -62,7 +75,7 @@ CREATE TABLE IF NOT EXISTS backups (
   halt_reason TEXT,
   bytes INTEGER NOT NULL DEFAULT 0,
   files INTEGER NOT NULL DEFAULT 0,
-  result_env TEXT NOT NULL DEFAULT '{}'
+  result_env TEXT NOT NULL DEFAULT '{}'${v3ColumnsSql('backups', 'sqlite')}
 ) STRICT;
 CREATE TABLE IF NOT EXISTS backup_tapes (
   backup_id INTEGER NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
@@ -91,7 +104,7 @@ CREATE TABLE IF NOT EXISTS files (
   fh_info INTEGER,
   PRIMARY KEY (backup_id, dir, name)
 ) WITHOUT ROWID, STRICT;
-`;
+${V3_TABLES}`;
 
 type Args = unknown[];
 
@@ -149,6 +162,7 @@ export class SqliteCatalog implements Catalog {
         }
         // In this transaction: a migration that fails leaves the catalog as it was.
         if (Number(value) < 2) this.migrateFrom1();
+        if (Number(value) < 3) this.migrateFrom2();
         if (Number(value) < SCHEMA_VERSION) {
           this.db
             .prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`)
@@ -177,6 +191,20 @@ export class SqliteCatalog implements Catalog {
         SELECT backup_id, ndmp_escape_name(dir), ndmp_escape_name(name), ${rest} FROM ndmp_moved;
       DROP TABLE ndmp_moved;
     `);
+  }
+
+  /** Schema 3: the columns V3_COLUMNS names (with their defaults) and the new tables. */
+  private migrateFrom2(): void {
+    const have = (table: string) =>
+      new Set(
+        (this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name),
+      );
+    for (const c of V3_COLUMNS) {
+      // Idempotent, so a half-done migration by an older build cannot stop this one.
+      if (!have(c.table).has(c.column))
+        this.db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.column} ${c.sqlite}`);
+    }
+    this.db.exec(V3_TABLES);
   }
 
   private prepareAddRows(): (backupId: number, rows: readonly FileRow[]) => void {
@@ -217,8 +245,9 @@ export class SqliteCatalog implements Catalog {
     return this.run('beginBackup', () => {
       const r = this.db
         .prepare(
-          `INSERT INTO backups (server, path, tape_server, butype, level, history_model, record_size, env, started_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO backups (server, path, tape_server, butype, level, history_model, record_size, env, started_at,
+             server_id, tape_server_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           b.server,
@@ -230,6 +259,8 @@ export class SqliteCatalog implements Catalog {
           b.recordSize,
           JSON.stringify(b.env),
           b.startedAt,
+          b.serverId ?? '',
+          b.tapeServerId ?? '',
         );
       return Number(r.lastInsertRowid);
     });
@@ -359,6 +390,30 @@ export class SqliteCatalog implements Catalog {
         this.db.prepare(`DELETE FROM files WHERE backup_id = ?`).run(id);
       })();
     });
+  }
+
+  noteServer(k: KnownServer): Promise<void> {
+    return this.run('noteServer', () => {
+      this.db
+        .prepare(
+          `INSERT INTO servers (id, name, address, seen_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, address = excluded.address, seen_at = excluded.seen_at`,
+        )
+        .run(k.id, k.name, k.address, k.seenAt);
+    });
+  }
+
+  listServers(): Promise<KnownServer[]> {
+    return this.run('listServers', () =>
+      (
+        this.db.prepare(`SELECT id, name, address, seen_at FROM servers ORDER BY seen_at DESC, id`).all() as {
+          id: string;
+          name: string;
+          address: string;
+          seen_at: number;
+        }[]
+      ).map((r) => ({ id: r.id, name: r.name, address: r.address, seenAt: r.seen_at })),
+    );
   }
 
   close(): Promise<void> {

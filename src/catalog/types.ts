@@ -48,8 +48,16 @@ export interface TapeSegment {
 export type BackupStatus = 'running' | 'done' | 'failed';
 
 export interface NewBackup {
-  /** The data server, HOST:PORT. */
+  /** The data server, HOST:PORT, where it was reached for this backup. */
   server: string;
+  /**
+   * The data server's identity: CONFIG_GET_HOST_INFO's host id ('' when
+   * unknown). A server that moves keeps it; the catalog's servers table
+   * knows where it was reached last (docs/dma.md, "Servers").
+   */
+  serverId?: string;
+  /** The tape server's identity, as serverId. */
+  tapeServerId?: string;
   /** FILESYSTEM: the backed-up path on that server. */
   path: string;
   /** The tape server (HOST:PORT), the same as `server` for LOCAL backups. */
@@ -67,6 +75,8 @@ export interface NewBackup {
 
 export interface BackupRecord extends NewBackup {
   id: number;
+  serverId: string;
+  tapeServerId: string;
   status: BackupStatus;
   /** ms since the epoch, null while running. */
   finishedAt: number | null;
@@ -87,6 +97,18 @@ export interface BackupResult {
   bytes: number;
   resultEnv: Record<string, string>;
   finishedAt: number;
+}
+
+/** A server the catalog has met: its identity, its host name, and where it answered last. */
+export interface KnownServer {
+  /** CONFIG_GET_HOST_INFO's host id. */
+  id: string;
+  /** Its host name, as it gave it. */
+  name: string;
+  /** HOST:PORT it answered at. */
+  address: string;
+  /** ms since the epoch. */
+  seenAt: number;
 }
 
 export interface FoundFile extends FileRow {
@@ -123,5 +145,9 @@ export interface Catalog {
   tapesInUse(): Promise<Set<string>>;
   /** Removes a backup and its rows. */
   deleteBackup(id: number): Promise<void>;
+  /** Records that the server `id` (host id) named `name` answered at `address` (HOST:PORT) at `seenAt` (ms). */
+  noteServer(s: KnownServer): Promise<void>;
+  /** The servers the catalog has met, most recently seen first. */
+  listServers(): Promise<KnownServer[]>;
   close(): Promise<void>;
 }

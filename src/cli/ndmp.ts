@@ -369,7 +369,14 @@ async function main(argv: string[]): Promise<void> {
           '--to <dir>',
           'absolute directory on the server; the files keep their backup paths below it',
         )
-        .option('--server <host[:port]>', 'restore onto this server instead of the one backed up')
+        .option(
+          '--server <host[:port]>',
+          'restore onto this server: another one, or the one backed up where it answers now (it moved)',
+        )
+        .option(
+          '--tape-server <host[:port]>',
+          "where the backup's tape server answers now, when it moved (checked by its host id)",
+        )
         .option('--tape-user <user>', 'user on the tape server (default: --user)')
         .option('--tape-password-file <file>', 'password file for the tape server')
         .addOption(
@@ -393,8 +400,11 @@ async function main(argv: string[]): Promise<void> {
     const ac = interruptible();
     await withCatalog(o, async (catalog) => {
       const backup = await getBackup(catalog, id);
-      const cred = credentials(o, o.server ? parseTarget(o.server as string) : parseTarget(backup.server));
-      const tapeCred = tapeCredentials(o, parseTarget(backup.tapeServer));
+      const dataServer = o.server ? parseTarget(o.server as string) : undefined;
+      const tapeServer = o.tapeServer ? parseTarget(o.tapeServer as string) : undefined;
+      // The password is for the host we connect to: the one given, else the one the backup names.
+      const cred = credentials(o, dataServer ?? parseTarget(backup.server));
+      const tapeCred = tapeCredentials(o, tapeServer ?? parseTarget(backup.tapeServer));
       const view = progressView(`restore from backup ${backup.id}`);
       let r;
       try {
@@ -402,7 +412,8 @@ async function main(argv: string[]): Promise<void> {
           backup,
           paths,
           to: o.to as string,
-          dataServer: o.server ? parseTarget(o.server as string) : undefined,
+          dataServer,
+          tapeServer,
           dataCred: cred,
           tapeCred,
           overwrite: o.overwrite as string | undefined,

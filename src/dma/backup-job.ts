@@ -19,6 +19,7 @@ import { connectAgent, formatTarget } from './agent.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { NdmpClient } from './client.js';
 import { HistoryIngest } from './history-ingest.js';
+import { rememberServer } from './identity.js';
 import { JobLink, levelOfLog } from './job.js';
 import { TapeLoader } from './loader.js';
 import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
@@ -225,14 +226,25 @@ class BackupJob {
     this.media = (await listTapeServer(tape)).media;
     if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
 
+    // The servers by identity, so a restore finds them after they move (docs/dma.md, "Servers").
+    const dataWho = await this.catalogCall(
+      rememberServer(catalog, data, this.o.data),
+      'record the data server',
+    );
+    const tapeWho = this.link.local
+      ? dataWho
+      : await this.catalogCall(rememberServer(catalog, tape, this.o.tapeServer!), 'record the tape server');
+
     await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
     await this.mount(0, null);
 
     const id = await this.catalogCall(
       catalog.beginBackup({
         server: this.server,
+        serverId: dataWho.id,
         path: escapeName(this.o.data.path), // the catalog holds printed forms only (docs/names.md)
         tapeServer: this.tapeServer,
+        tapeServerId: tapeWho.id,
         butype: 'tar',
         level: this.o.level,
         historyModel: this.o.history === 'd' ? 'dirnode' : 'path',

@@ -16,7 +16,8 @@ import {
 } from '../wire/index.js';
 import type { NlistName, Pval } from '../wire/index.js';
 import type { BackupRecord, Catalog, FileRow, TapeSegment } from '../catalog/types.js';
-import { DmaUsageError, connectAgent, formatTarget, parseTarget } from './agent.js';
+import { DmaUsageError, connectAgent } from './agent.js';
+import { addressOf, checkIdentity, movedHint, rememberServer } from './identity.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
@@ -35,8 +36,10 @@ export interface RestoreJobOptions {
   paths: string[];
   /** Absolute directory on the data server the files go under (their backup paths kept below it); printed form too. */
   to: string;
-  /** The data server to restore onto; else the one backed up. */
+  /** The data server to restore onto; else the one backed up, where it answered last. */
   dataServer?: AgentAddress;
+  /** Where the backup's tape server answers now, when it moved; else where it answered last. */
+  tapeServer?: AgentAddress;
   dataCred: Credentials;
   tapeCred?: Credentials;
   /** OVERWRITE for our server: always, never, older. */
@@ -121,15 +124,46 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
   if (!o.to.startsWith('/'))
     throw new DmaUsageError(`--to must be an absolute path on the server, not '${o.to}'`);
   const rows = o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : [];
-  const dataAddr = o.dataServer ?? parseTarget(b.server);
-  const local = formatTarget(dataAddr) === b.tapeServer && !o.dataServer;
-  const data = await connectAgent(dataAddr, o.dataCred);
+  const known = await withBound(
+    o.catalog.listServers(),
+    WAITS.catalogCallMs,
+    `the catalog (${o.catalog.location}) to list the servers it knows`,
+    'check the catalog database, then run the restore again',
+  );
+  // By identity: where the server answered last, unless the user says where it is now (docs/dma.md, "Servers").
+  const dataAddr = addressOf(known, b.serverId, b.server, o.dataServer);
+  const data = await connectAgent(dataAddr, o.dataCred).catch((e: unknown) => {
+    throw movedHint(e, o.dataServer ? null : '--server');
+  });
   let tape: NdmpClient = data;
   try {
-    if (!local) tape = await connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred);
+    const dataWho = await rememberServer(o.catalog, data, dataAddr);
+    // Onto another server is what --server is for; without it, the server there must be the one backed up.
+    if (!o.dataServer)
+      checkIdentity(dataWho, { id: b.serverId }, dataAddr, `backup ${b.id} was made on`, '--server');
+    const wasLocal = b.tapeServerId !== '' ? b.tapeServerId === b.serverId : b.tapeServer === b.server;
+    // The backup's tapes are on the data server we reached: the stream stays inside it.
+    const local =
+      !o.tapeServer &&
+      wasLocal &&
+      (b.tapeServerId !== '' && dataWho.id !== '' ? dataWho.id === b.tapeServerId : !o.dataServer);
+    const tapeAddr = local ? dataAddr : addressOf(known, b.tapeServerId, b.tapeServer, o.tapeServer);
+    if (!local) {
+      tape = await connectAgent(tapeAddr, o.tapeCred ?? o.dataCred).catch((e: unknown) => {
+        throw movedHint(e, o.tapeServer ? null : '--tape-server');
+      });
+      const tapeWho = await rememberServer(o.catalog, tape, tapeAddr);
+      checkIdentity(
+        tapeWho,
+        { id: b.tapeServerId },
+        tapeAddr,
+        `whose tapes hold backup ${b.id}`,
+        '--tape-server',
+      );
+    }
     const loader = await TapeLoader.forServer(
       tape,
-      () => connectAgent(parseTarget(b.tapeServer), o.tapeCred ?? o.dataCred),
+      () => connectAgent(tapeAddr, o.tapeCred ?? o.dataCred),
       (text) => o.events?.message?.('info', text),
     );
     try {

@@ -278,6 +278,8 @@ function suite(kind: string, store: Store): void {
           bytes: 0,
           files: 3,
           resultEnv: {},
+          serverId: '',
+          tapeServerId: '',
           tapes: [
             { seq: 0, device: 'drive0', barcode: 'NDM001', tapeFile: 3, streamOffset: 0, length: 1000 },
             { seq: 1, device: 'drive1', barcode: 'NDM002', tapeFile: 0, streamOffset: 1000, length: 500 },
