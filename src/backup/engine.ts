@@ -174,8 +174,14 @@ export class BackupEngine {
   private flushed = 0n;
   private lastYield = performance.now();
   /** Directories being walked, each with how many of its children are still to come. */
-  private readonly walking: { depth: number; left: number }[] = [];
-  /** Per depth: stream bytes of the entries (with all below them) finished so far, and their count. */
+  /**
+   * The directories being walked, outermost first: per directory, its
+   * children not yet started, and of those the stream bytes of the files
+   * (known from their lstat: header plus padded data) and the number of
+   * directories (unknown until walked). estimateRemaining reads them.
+   */
+  private readonly walking: { depth: number; left: number; fileBytesLeft: number; dirsLeft: number }[] = [];
+  /** Per depth: stream bytes of the directories (with all below them) finished so far, and their count. */
   private readonly finished: { bytes: number; count: number }[] = [];
   private entries = 0;
   private warnings = 0;
@@ -389,9 +395,7 @@ export class BackupEngine {
       // async call and an await per file cost a small file's backup more than
       // its header (docs/design.md, "Small files").
       const emitted = this.emit(rel, at, name, st, node, xattrNames);
-      if (emitted) return emitted.then(() => this.done(depth, start));
-      this.done(depth, start);
-      return;
+      return emitted;
     }
     return this.visitDirectory(rel, at, name, st, node, parent, depth, whole, xattrNames, start);
   }
@@ -458,10 +462,16 @@ export class BackupEngine {
         if (told) await told;
       }
       await this.emit(rel, at, name, st, node, xattrNames, dumpdir);
-      const frame = { depth, left: children.length };
+      const frame = { depth, left: children.length, fileBytesLeft: 0, dirsLeft: 0 };
+      for (const c of children) {
+        if (c.st.isDirectory()) frame.dirsLeft++;
+        else frame.fileBytesLeft += entryBytesEstimate(c.st);
+      }
       this.walking.push(frame);
       for (const c of children) {
         frame.left--;
+        if (c.st.isDirectory()) frame.dirsLeft--;
+        else frame.fileBytesLeft -= entryBytesEstimate(c.st);
         const visited = this.visit(c.rel, dir!, c.name, c.st, node, depth + 1, whole, c.xattrNames);
         if (visited) await visited;
       }
@@ -480,21 +490,27 @@ export class BackupEngine {
 
   /**
    * Stream bytes still to come, estimated without a second walk: for every
-   * directory being walked, its children not yet started times the average
-   * size of the finished entries at their depth (or the nearest depth below
-   * that has one). Null until anything has finished.
+   * directory being walked, the files among its children not yet started
+   * (their sizes are known from the listing's lstat), plus its directories
+   * not yet started times the average size of the finished directories at
+   * their depth (or the nearest depth below that has one; none finished yet:
+   * the average of all). Null until the walk has started.
    */
   estimateRemaining(): bigint | null {
+    if (this.walking.length === 0) return null;
+    let all = { bytes: 0, count: 0 };
+    for (const f of this.finished) if (f) all = { bytes: all.bytes + f.bytes, count: all.count + f.count };
     let est = 0;
     for (const w of this.walking) {
-      if (w.left === 0) continue;
+      est += w.fileBytesLeft;
+      if (w.dirsLeft === 0) continue;
       let avg: number | null = null;
       for (let d = w.depth + 1; d < this.finished.length && avg === null; d++) {
         const f = this.finished[d];
         if (f && f.count > 0) avg = f.bytes / f.count;
       }
-      if (avg === null) return null;
-      est += w.left * avg;
+      avg ??= all.count > 0 ? all.bytes / all.count : 0;
+      est += w.dirsLeft * avg;
     }
     return BigInt(Math.round(est));
   }
@@ -937,6 +953,15 @@ export class BackupEngine {
 }
 
 /** A name of a directory being walked, to back up. */
+/**
+ * What an entry that is not a directory will take in the stream, roughly: a
+ * header block and a pax block, and its data padded to blocks (sparse
+ * files and hard links take less; an estimate only).
+ */
+function entryBytesEstimate(st: FileStat): number {
+  return 1024 + (st.isFile() ? Math.ceil(Number(st.size) / 512) * 512 : 0);
+}
+
 interface Child {
   readonly name: string;
   readonly rel: string;

@@ -256,7 +256,8 @@ export class PostgresCatalog implements Catalog {
   }
 
   /** Connects to `url` (postgres://...) and creates the tables if they are missing. */
-  static async open(url: string): Promise<PostgresCatalog> {
+  /** Connects, and makes or migrates the schema; `create` false: a database without one is an error. */
+  static async open(url: string, opts: { create?: boolean } = {}): Promise<PostgresCatalog> {
     const location = redactPostgresUrl(url);
     const pool = new pg.Pool({ connectionString: url, types, max: 4, connectionTimeoutMillis: 10_000 });
     // An idle connection the server drops emits 'error' on the pool; unheard,
@@ -283,6 +284,11 @@ export class PostgresCatalog implements Catalog {
       if (version > SCHEMA_VERSION) {
         throw new CatalogError(
           `the catalog ${location} has schema version ${rows[0]!.value}, newer than this program's (${SCHEMA_VERSION}): upgrade ndmp`,
+        );
+      }
+      if (version === 0 && opts.create === false) {
+        throw new CatalogError(
+          `the database ${location} holds no ndmp catalog: create it with 'ndmp init --catalog URL', or check the URL`,
         );
       }
       // Version 0: a new catalog. All in this transaction: a failed migration leaves schema 1 as it was.

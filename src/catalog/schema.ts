@@ -267,9 +267,10 @@ export function backupRecords(backups: readonly BackupDbRow[], tapes: readonly T
   }));
 }
 
-/** find's limit: 1000 unless given; a positive integer. */
+/** find's limit: 1000 unless given; 0 means none (every hit). */
 export function findLimit(limit: number | undefined): number {
   const n = limit ?? 1000;
   if (!Number.isSafeInteger(n) || n < 0) throw new CatalogError(`find: limit ${n} is not a count`);
-  return n;
+  // Both dialects take any 64-bit LIMIT; this one is beyond any table's rows.
+  return n === 0 ? Number.MAX_SAFE_INTEGER : n;
 }

@@ -117,7 +117,7 @@ export interface FoundFile extends FileRow {
 
 export interface FindOptions {
   backupId?: number;
-  /** At most this many rows (default 1000). */
+  /** At most this many rows (default 1000; 0: all). */
   limit?: number;
 }
 

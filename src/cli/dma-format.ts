@@ -6,6 +6,7 @@
 import type { BackupRecord, FileRow, FoundFile } from '../catalog/types.js';
 import type { Medium, TapeServerContents } from '../dma/media.js';
 import { size } from './query-format.js';
+import { iso } from './json-output.js';
 
 /** Columns padded to their widest cell; the last one is not padded. */
 export function table(rows: string[][]): string {
@@ -90,13 +91,27 @@ export function formatListing(rows: readonly FileRow[]): string {
   );
 }
 
+/** A row's times as JSON has them: ISO 8601 strings (the catalog keeps whole seconds). */
+type JsonTimes<T> = Omit<T, 'mtime' | 'atime' | 'ctime'> & {
+  mtime: string | null;
+  atime: string | null;
+  ctime: string | null;
+};
+
 /**
- * Rows for `--json`: the records, each with `plain`, true when its path holds
- * no escape (the text is the path's bytes in UTF-8); when false, the bytes
- * are the path unescaped: `\\` a backslash, `\xHH` the byte HH (docs/names.md).
+ * Rows for `--json`: the records, times as ISO 8601 (json-output.ts), each
+ * with `plain`, true when its path holds no escape (the text is the path's
+ * bytes in UTF-8); when false, the bytes are the path unescaped: `\\` a
+ * backslash, `\xHH` the byte HH (docs/names.md).
  */
-export function jsonRows<T extends FileRow>(rows: readonly T[]): Array<T & { plain: boolean }> {
-  return rows.map((r) => ({ ...r, plain: !r.path.includes('\\') }));
+export function jsonRows<T extends FileRow>(rows: readonly T[]): Array<JsonTimes<T> & { plain: boolean }> {
+  return rows.map((r) => ({
+    ...r,
+    mtime: iso(r.mtime * 1000),
+    atime: iso(r.atime * 1000),
+    ctime: iso(r.ctime * 1000),
+    plain: !r.path.includes('\\'),
+  }));
 }
 
 export function formatFound(rows: readonly FoundFile[]): string {

@@ -3,11 +3,12 @@
 // in a catalog (SQLite, or PostgreSQL for many DMAs), lists, searches and
 // restores from it, and asks servers what they offer.
 
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CatalogError } from '../catalog/errors.js';
-import { openCatalog } from '../catalog/open.js';
+import { isPostgresSpec, openCatalog } from '../catalog/open.js';
 import type { Catalog } from '../catalog/types.js';
 import {
   DmaUsageError,
@@ -38,6 +39,7 @@ import {
   formatTapes,
   jsonRows,
 } from './dma-format.js';
+import { jsonBackup, jsonError } from './json-output.js';
 import { progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
@@ -120,9 +122,15 @@ function addCatalogOptions(cmd: Command): Command {
     .option('--json', 'print JSON instead of text');
 }
 
-async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>): Promise<T> {
+/**
+ * `f` with the catalog open. A catalog named by --catalog or NDMP_CATALOG
+ * must exist (`ndmp init` makes one: a mistyped path is an error, not a new
+ * empty catalog); the default one in the state dir is made on first use.
+ */
+async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>, create = false): Promise<T> {
+  const spec = o.catalog ?? process.env.NDMP_CATALOG;
   const catalog = await withBound(
-    openCatalog(o.catalog ?? process.env.NDMP_CATALOG, dmaStateDir()),
+    openCatalog(spec, dmaStateDir(), { create: create || !spec }),
     WAITS.catalogCallMs,
     'opening the catalog',
     'check that the catalog database is up and reachable',
@@ -225,8 +233,12 @@ async function main(argv: string[]): Promise<void> {
     )
     .version(VERSION)
     // A usage error is one line and a hint, not the whole help, and exits 2 (failure() below).
-    .showHelpAfterError("(see 'ndmp --help', or 'ndmp COMMAND --help' for a command's options)")
-    .exitOverride();
+    .showHelpAfterError(
+      jsonWanted ? false : "(see 'ndmp --help', or 'ndmp COMMAND --help' for a command's options)",
+    )
+    .exitOverride()
+    // With --json the error comes out once, as JSON (the catch at the end).
+    .configureOutput({ outputError: (text, write) => (jsonWanted ? undefined : write(text)) });
 
   addCatalogOptions(
     addConnectOptions(
@@ -290,9 +302,31 @@ async function main(argv: string[]): Promise<void> {
       } finally {
         view.stop();
       }
-      print(o, outcome.backup, () => formatBackup(outcome.backup));
+      print(o, jsonBackup(outcome.backup), () => formatBackup(outcome.backup));
       if (!outcome.ok) process.exitCode = EXIT_NDMP;
     });
+  });
+
+  addCatalogOptions(
+    program
+      .command('init')
+      .description(
+        'create the catalog (a SQLite file, or the tables in a PostgreSQL database); other commands refuse a catalog that does not exist',
+      ),
+  ).action(async (o: CatalogOpts) => {
+    const spec = o.catalog ?? process.env.NDMP_CATALOG;
+    const existed = spec && !isPostgresSpec(spec) ? existsSync(spec.replace(/^sqlite:/, '')) : null;
+    await withCatalog(
+      o,
+      async (catalog) => {
+        const backups = (await catalog.listBackups()).length;
+        const what = existed
+          ? `the catalog ${catalog.location} exists already (${backups} backups)`
+          : `catalog ${catalog.location} is ready`;
+        print(o, { catalog: catalog.location, backups, created: existed === false }, () => `${what}\n`);
+      },
+      true,
+    );
   });
 
   addCatalogOptions(
@@ -300,7 +334,7 @@ async function main(argv: string[]): Promise<void> {
   ).action(async (o: CatalogOpts) => {
     await withCatalog(o, async (catalog) => {
       const list = await catalog.listBackups();
-      print(o, list, () => formatBackups(list));
+      print(o, list.map(jsonBackup), () => formatBackups(list));
     });
   });
 
@@ -338,17 +372,26 @@ async function main(argv: string[]): Promise<void> {
         "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'; names as ndmp ls prints them ('caf\\xe9*')",
       )
       .option('--backup <id>', 'only in this backup')
-      .option('--limit <n>', 'at most this many hits', '1000'),
+      .option('--limit <n>', 'at most this many hits (0: all)', '1000'),
   ).action(async (pattern: string, o: CatalogOpts & { backup?: string; limit: string }) => {
     const limit = Number(o.limit);
-    if (!Number.isInteger(limit) || limit <= 0)
-      throw new DmaUsageError(`--limit ${o.limit}: a positive number`);
+    if (!Number.isInteger(limit) || limit < 0)
+      throw new DmaUsageError(`--limit ${o.limit}: a number of hits, or 0 for all`);
     await withCatalog(o, async (catalog) => {
-      const hits = await catalog.find(pattern, {
+      // One more than asked: whether the limit cut the list short.
+      const found = await catalog.find(pattern, {
         backupId: o.backup === undefined ? undefined : backupId(o.backup),
-        limit,
+        limit: limit === 0 ? 0 : limit + 1,
       });
+      const cut = limit > 0 && found.length > limit;
+      const hits = cut ? found.slice(0, limit) : found;
       print(o, jsonRows(hits), () => (hits.length ? formatFound(hits) : `nothing matches ${pattern}\n`));
+      // On stderr: stdout stays the list (or the JSON array) a script reads.
+      if (cut) {
+        process.stderr.write(
+          `ndmp: stopped at ${limit} hits (--limit); there are more: narrow the pattern, or give --limit 0 for all\n`,
+        );
+      }
       if (hits.length === 0) process.exitCode = EXIT_NDMP;
     });
   });
@@ -501,21 +544,23 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
-/** The exit code and one line for a failure. */
-function failure(e: unknown): { code: number; line: string | null } {
-  // commander has printed its message (or the help, or the version) already.
-  if (e instanceof CommanderError) return { code: e.exitCode === 0 ? 0 : EXIT_USAGE, line: null };
-  if (e instanceof DmaUsageError || e instanceof CatalogError) return { code: EXIT_USAGE, line: e.message };
+/** The exit code, one line and a stable code for a failure. */
+function failure(e: unknown): { code: number; line: string | null; errorCode: string } {
+  // commander has printed its message (or the help, or the version) already, unless --json.
+  if (e instanceof CommanderError)
+    return { code: e.exitCode === 0 ? 0 : EXIT_USAGE, line: null, errorCode: e.code };
+  if (e instanceof DmaUsageError || e instanceof CatalogError)
+    return { code: EXIT_USAGE, line: e.message, errorCode: e.code };
   if (e instanceof NdmpError) {
     const hint = e.ndmpErrorName === 'NDMP_NOT_AUTHORIZED_ERR' ? ' (wrong user or password?)' : '';
-    return { code: EXIT_NDMP, line: `${e.message}${hint}` };
+    return { code: EXIT_NDMP, line: `${e.message}${hint}`, errorCode: e.ndmpErrorName };
   }
-  if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message };
-  if (e instanceof JobWaitError) return { code: EXIT_NDMP, line: e.message };
+  if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message, errorCode: e.code };
+  if (e instanceof JobWaitError) return { code: EXIT_NDMP, line: e.message, errorCode: e.code };
   // The tape asked for is not to be had, or the changer refused a move: the message says which and why.
   if (e instanceof TapeNotAvailableError || e instanceof ChangerError)
-    return { code: EXIT_NDMP, line: e.message };
-  return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e) };
+    return { code: EXIT_NDMP, line: e.message, errorCode: e.code };
+  return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e), errorCode: 'INTERNAL' };
 }
 
 /**
@@ -530,10 +575,16 @@ function leaveWhenIdle(): void {
   t.unref();
 }
 
+/** Whether the command line asks for JSON (errors then come as JSON too, commander's included). */
+const jsonWanted = process.argv.slice(2).includes('--json');
+
 main(process.argv)
   .catch((e: unknown) => {
     const f = failure(e);
-    if (f.line !== null) process.stderr.write(`ndmp: ${f.line}\n`);
+    if (jsonWanted && f.code !== 0) {
+      const message = f.line ?? (e as Error).message.replace(/^error: /, '');
+      process.stderr.write(jsonError(f.errorCode, message, f.code));
+    } else if (f.line !== null) process.stderr.write(`ndmp: ${f.line}\n`);
     process.exitCode = f.code;
   })
   .finally(() => {

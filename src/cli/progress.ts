@@ -15,6 +15,38 @@ export interface ProgressView {
 
 const PLAIN_EVERY_MS = 10_000;
 
+/** A duration for people: 45 s, 12 min, 2 h 5 min. */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 90) return `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/**
+ * The whole job's size and what is left, from the server's estimates (or a
+ * size known beforehand), as the progress lines show them; null parts when
+ * nothing is known. The ETA is the server's when it gives one, else the
+ * bytes left at the rate so far.
+ */
+export function outlook(
+  p: Progress,
+  elapsedS: number,
+): { total: number | null; percent: number | null; etaS: number | null } {
+  const total =
+    p.bytesRemaining !== null
+      ? p.bytes + p.bytesRemaining
+      : p.bytesTotal
+        ? Math.max(p.bytesTotal, p.bytes)
+        : null;
+  if (total === null || total <= 0) return { total: null, percent: null, etaS: null };
+  const percent = Math.min(100, (100 * p.bytes) / total);
+  const rate = elapsedS > 0 ? p.bytes / elapsedS : 0;
+  const etaS = p.secondsRemaining ?? (rate > 0 ? (total - p.bytes) / rate : null);
+  return { total, percent, etaS };
+}
+
 export function progressView(title: string, stream: NodeJS.WriteStream = process.stderr): ProgressView {
   const started = Date.now();
   const rate = (bytes: number) => {
@@ -28,9 +60,11 @@ export function progressView(title: string, stream: NodeJS.WriteStream = process
       update(p) {
         if (Date.now() - lastLine < PLAIN_EVERY_MS) return;
         lastLine = Date.now();
-        const left = p.bytesRemaining === null ? '' : `, ${size(p.bytesRemaining)} left`;
+        const o = outlook(p, (Date.now() - started) / 1000);
+        const of = o.total === null ? '' : ` of ~${size(o.total)} (${o.percent!.toFixed(0)}%)`;
+        const eta = o.etaS === null ? '' : `, ETA ${duration(o.etaS)}`;
         stream.write(
-          `${title}: ${size(p.bytes)}, ${p.files} files, ${rate(p.bytes)}${left}, tape ${p.tape}\n`,
+          `${title}: ${size(p.bytes)}${of}, ${p.files} files, ${rate(p.bytes)}${eta}${p.tape ? `, tape ${p.tape}` : ''}\n`,
         );
       },
       line: (text) => void stream.write(`${text}\n`),
@@ -44,7 +78,7 @@ export function progressView(title: string, stream: NodeJS.WriteStream = process
       {
         stream,
         format: estimated
-          ? `${title} [{bar}] {percentage}% | {done} | {files} files | {rate} | ETA {eta_formatted} | {tape}`
+          ? `${title} [{bar}] {percentage}% | {done} | {files} files | {rate} | ETA {eta} | {tape}`
           : `${title} {done} | {files} files | {rate} | {tape}`,
         hideCursor: true,
         clearOnComplete: false,
@@ -55,11 +89,18 @@ export function progressView(title: string, stream: NodeJS.WriteStream = process
   let started_ = false;
   return {
     update(p) {
-      const total = p.bytesRemaining === null ? p.bytes : p.bytes + p.bytesRemaining;
-      const payload = { done: size(p.bytes), files: p.files, rate: rate(p.bytes), tape: p.tape };
+      const o = outlook(p, (Date.now() - started) / 1000);
+      const total = o.total ?? p.bytes;
+      const payload = {
+        done: size(p.bytes),
+        files: p.files,
+        rate: rate(p.bytes),
+        tape: p.tape,
+        eta: o.etaS === null ? '-' : duration(o.etaS),
+      };
       if (!started_ || !bar) {
         started_ = true;
-        bar ??= makeBar(p.bytesRemaining !== null);
+        bar ??= makeBar(o.total !== null);
         bar.start(total, p.bytes, payload);
       } else {
         bar.setTotal(total);

@@ -452,12 +452,16 @@ function machineId(): string | null {
 }
 
 /**
- * The host id if it is already known: the machine id, else the one a server
- * start kept in the state dir. Read-only, for commands that must not create state.
+ * The host id if it is already known: the one in the state dir's `host-id`
+ * file (an administrator's, for hosts cloned from one image that share a
+ * machine id, or the one a start without a machine id made), else the
+ * machine id. DMAs know the server by it (docs/dma.md, "Servers").
+ * Read-only, for commands that must not create state.
  */
 export function existingHostId(stateDir: string): string | null {
   const file = join(stateDir, 'host-id');
-  return machineId() ?? (existsSync(file) ? readFileSync(file, 'utf8').trim() : null);
+  const own = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  return own || machineId();
 }
 
 /** A stable id for CONFIG_GET_HOST_INFO and drive serials: the machine id if there is one, else our own. */

@@ -6,6 +6,7 @@
 
 import {
   DataHaltReason,
+  DataStateUnsupported,
   ErrorCode,
   INVALID_U64,
   M,
@@ -32,6 +33,10 @@ export interface Progress {
   bytes: number;
   /** The server's estimate of what is left, when it gives one. */
   bytesRemaining: number | null;
+  /** The server's estimate of the time left (s), when it gives one. */
+  secondsRemaining?: number | null;
+  /** What the whole job will move, when known beforehand (a restore of a whole backup: its bytes). */
+  bytesTotal?: number | null;
   /** Catalog rows so far. */
   files: number;
   /** The tape being written or read. */
@@ -439,10 +444,13 @@ class BackupJob {
     const mover = await this.link.tape.call(M.MOVER_GET_STATE, {});
     if (!this.link.moverHalt) this.bytesMoved = Math.max(this.bytesMoved, Number(mover.bytesMoved));
     if (!this.o.events?.progress) return;
-    const remainKnown = (st.unsupported & 1) === 0 && st.estBytesRemain !== INVALID_U64;
+    const remainKnown =
+      (st.unsupported & DataStateUnsupported.EST_BYTES_REMAIN) === 0 && st.estBytesRemain !== INVALID_U64;
+    const timeKnown = (st.unsupported & DataStateUnsupported.EST_TIME_REMAIN) === 0;
     this.o.events.progress({
       bytes: Number(st.bytesProcessed),
       bytesRemaining: remainKnown ? Number(st.estBytesRemain) : null,
+      secondsRemaining: timeKnown ? st.estTimeRemain : null,
       files: ingest.rows,
       tape: this.current?.barcode ?? this.current?.device ?? '',
     });

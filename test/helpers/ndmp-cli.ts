@@ -38,7 +38,12 @@ export async function runNdmp(
 export function dmaFor(p: NdmpdProcess, catalog: string, stateDir: string) {
   const creds = ['--user', p.user, '--password-file', p.authFile];
   const env = { NDMP_STATE_DIR: stateDir };
+  // A named catalog must exist ('ndmp init'): made here, once, as an administrator would first.
+  let init: Promise<CliRun> | null = null;
   const call = async (args: string[], expect = 0): Promise<CliRun> => {
+    init ??= runNdmp(['init', '--catalog', catalog], env);
+    const made = await init;
+    if (made.code !== 0) throw new Error(`ndmp init --catalog ${catalog} exited ${made.code}\n${made.err}`);
     const r = await runNdmp([...args, '--catalog', catalog], env);
     if (r.code !== expect) {
       throw new Error(`ndmp ${args.join(' ')} exited ${r.code}, not ${expect}\n${r.err}\n${r.out}`);
@@ -47,5 +52,7 @@ export function dmaFor(p: NdmpdProcess, catalog: string, stateDir: string) {
   };
   const json = async <T>(args: string[]): Promise<T> =>
     JSON.parse((await call([...args, '--json'])).out) as T;
-  return { creds, call, json, server: `${p.host}:${p.port}`, stateDir: join(stateDir) };
+  /** Makes the catalog now, for a test that runs `ndmp` by itself with it. */
+  const ready = async (): Promise<void> => void (await call(['backups']));
+  return { creds, call, json, ready, server: `${p.host}:${p.port}`, stateDir: join(stateDir) };
 }

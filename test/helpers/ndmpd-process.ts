@@ -25,7 +25,8 @@ export interface NdmpdProcess {
   exportDir: string;
   /** Everything the server logged so far (JSON lines). */
   logs(): string;
-  stop(): Promise<void>;
+  /** Stops it and removes its dir, unless `keepDir` (to start it again there: `StartOptions.dir`). */
+  stop(keepDir?: boolean): Promise<void>;
 }
 
 export interface StartOptions {
@@ -36,6 +37,8 @@ export interface StartOptions {
   password?: string;
   extraArgs?: string[];
   logLevel?: string;
+  /** The dir of a server stopped with keepDir: the same state (host id, library), export and auth file. */
+  dir?: string;
 }
 
 /** A free TCP port on the host (bind to 0, read it, release it). */
@@ -52,15 +55,17 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 export async function startNdmpd(opts: StartOptions = {}): Promise<NdmpdProcess> {
-  const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-test-'));
+  const dir = opts.dir ?? mkdtempSync(join(os.tmpdir(), 'ndmpd-test-'));
   const exportDir = join(dir, 'export');
-  mkdirSync(exportDir);
-  writeFileSync(join(exportDir, 'hello.txt'), 'hello\n');
   const user = opts.user ?? 'dma';
   const password = opts.password ?? 'S3cret-pass';
   const authFile = join(dir, 'auth');
-  writeFileSync(authFile, `${user}:${password}\n`);
-  chmodSync(authFile, 0o600);
+  if (!opts.dir) {
+    mkdirSync(exportDir);
+    writeFileSync(join(exportDir, 'hello.txt'), 'hello\n');
+    writeFileSync(authFile, `${user}:${password}\n`);
+    chmodSync(authFile, 0o600);
+  }
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port || (await freePort(host));
   const args = [
@@ -108,13 +113,13 @@ export async function startNdmpd(opts: StartOptions = {}): Promise<NdmpdProcess>
     authFile,
     exportDir,
     logs: () => out,
-    async stop() {
+    async stop(keepDir = false) {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -593,7 +593,9 @@ function suite(kind: string, store: Store): void {
               [first, '/a-b/x.txt'],
             ],
           );
-          assert.deepEqual(await c.find('*', { limit: 0 }), []);
+          // 0: no limit (ndmp find --limit 0).
+          assert.equal((await c.find('*', { limit: 0 })).length, (await c.find('*', { limit: 100 })).length);
+          assert.ok((await c.find('*', { limit: 0 })).length > 4);
           assert.equal((await c.find('*', { backupId: second + 1 })).length, 0);
         }),
       );

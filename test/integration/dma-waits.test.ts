@@ -74,6 +74,7 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     for (let i = 0; i < 5; i++) fs.writeFileSync(join(src, `chunk${i}.bin`), randomBytes(1024 * 1024));
     catalog = join(work, 'catalog.sqlite');
     dma = dmaFor(p, catalog, join(work, 'state'));
+    await dma.ready();
   });
   after(async () => {
     await p?.stop();

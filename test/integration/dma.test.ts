@@ -131,11 +131,17 @@ for (const kind of catalogs()) {
             ['d001', 'dir'],
           ],
         );
-        const d7 = await dma.json<FileRow[]>(['ls', String(backup.id), '/d007']);
+        const d7 = await dma.json<Array<Omit<FileRow, 'mtime'> & { mtime: string }>>([
+          'ls',
+          String(backup.id),
+          '/d007',
+        ]);
         assert.equal(d7.length, PER_DIR);
         const f = d7.find((x) => x.name === 'f0013.dat')!;
         assert.equal(f.size, fs.statSync(join(src, 'd007', 'f0013.dat')).size);
-        assert.equal(f.mtime, Math.floor(fs.statSync(join(src, 'd007', 'f0013.dat')).mtimeMs / 1000));
+        // JSON times are ISO 8601 (whole seconds, as NDMP carries them).
+        const mtimeS = Math.floor(fs.statSync(join(src, 'd007', 'f0013.dat')).mtimeMs / 1000);
+        assert.equal(f.mtime, new Date(mtimeS * 1000).toISOString());
         assert.ok(f.fhInfo !== null && f.fhInfo > 0);
         const text = (await dma.call(['ls', String(backup.id), 'odd names'])).out;
         assert.match(text, /^lrwxrwxrwx .* link$/m);
@@ -258,6 +264,7 @@ for (const kind of catalogs()) {
         if (skip) return t.skip(skip);
         const outside = await dma.call(['backup', `${dma.server}:/etc`, ...dma.creds, '-q'], 1);
         assert.match(outside.err, /^ndmp: NDMP_ILLEGAL_ARGS_ERR/m);
+        assert.equal((await runNdmp(['init', '--catalog', join(work, 'x.sqlite')])).code, 0);
         const badPass = await runNdmp(
           ['backup', `${dma.server}:${src}`, '--user', p.user, '--catalog', join(work, 'x.sqlite')],
           {
@@ -303,6 +310,7 @@ describe('a backup larger than one tape', { timeout: 300_000 }, () => {
 
   test('spans tapes at EOM, the catalog lists them, whole and DAR restores read across them', async () => {
     const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+    await dma.ready();
     const tapes = await dma.json<{ media: Array<{ barcode: string; blank: boolean }> }>([
       'tapes',
       dma.server,

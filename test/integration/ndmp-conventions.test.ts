@@ -51,6 +51,7 @@ describe('Ctrl-C during a backup', { timeout: 120_000 }, () => {
 
   test('aborts the job, records it failed as interrupted, exits 130', async () => {
     const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+    await dma.ready();
     const child = spawn(
       process.execPath,
       [
