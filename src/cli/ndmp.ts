@@ -42,6 +42,7 @@ import { progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
 import { defaultStateDir as ndmpdStateDir } from './server-config.js';
+import { registerVerifyCommand } from './verify-command.js';
 
 /** Exit codes: 0 done, 1 the server refused or the job failed, 2 usage or local trouble, 3 connection trouble. */
 const EXIT_NDMP = 1;
@@ -485,6 +486,20 @@ async function main(argv: string[]): Promise<void> {
     } finally {
       await client.close();
     }
+  });
+
+  registerVerifyCommand(program, {
+    addConnectOptions,
+    addCatalogOptions,
+    withCatalog,
+    getBackup,
+    tapeCredentials: (o, s) => tapeCredentials(o as ConnectOpts & Record<string, unknown>, s),
+    secondsOption,
+    jobEvents,
+    interruptible,
+    stallHelp: STALL_HELP,
+    tapeHelp: TAPE_HELP,
+    exitFailed: EXIT_NDMP,
   });
 
   await program.parseAsync(argv);
