@@ -662,6 +662,9 @@ export function tapeFileExtent(
   });
 }
 
+/** writeRecords writes its data in stretches of about this much, each right after its CRCs (cache-hot). */
+const CRC_STRETCH = 256 * 1024;
+
 /** Entries written per chunk when building an image: 2 MiB buffers. */
 const BUILD_CHUNK_ENTRIES = 65536;
 
@@ -935,17 +938,24 @@ export class VirtualTape implements TapeDevice {
       // All of it lies before the early-warning zone: one write for the data, one for the entries.
       this.cutAt(this.pos);
       try {
-        io(`writing ${this.path}`, () => writeFully(this.dataFd, data, at.offset));
+        // Each stretch's CRCs are computed just before it is written, while its
+        // bytes are still in the CPU's cache: one pass over memory, not two.
         const entries: Entry[] = new Array<Entry>(n);
-        for (let i = 0; i < n; i++) {
-          entries[i] = {
-            offset: at.offset + i * recordSize,
-            length: recordSize,
-            kind: RECORD,
-            fileNum: at.fileNum,
-            blockNo: at.blockNo + i,
-            dataCrc: crc32(data.subarray(i * recordSize, (i + 1) * recordSize)),
-          };
+        const per = Math.max(1, Math.floor(CRC_STRETCH / recordSize));
+        for (let i = 0; i < n; i += per) {
+          const end = Math.min(n, i + per);
+          for (let j = i; j < end; j++) {
+            entries[j] = {
+              offset: at.offset + j * recordSize,
+              length: recordSize,
+              kind: RECORD,
+              fileNum: at.fileNum,
+              blockNo: at.blockNo + j,
+              dataCrc: crc32(data.subarray(j * recordSize, (j + 1) * recordSize)),
+            };
+          }
+          const bytes = data.subarray(i * recordSize, end * recordSize);
+          io(`writing ${this.path}`, () => writeFully(this.dataFd, bytes, at.offset + i * recordSize));
         }
         this.index.append(entries);
       } catch (err) {
