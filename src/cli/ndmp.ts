@@ -23,6 +23,7 @@ import { runBackup } from '../dma/backup-job.js';
 import type { JobEvents } from '../dma/backup-job.js';
 import { ChangerError } from '../dma/changer.js';
 import { TapeNotAvailableError } from '../dma/loader.js';
+import { TapePositionError } from '../dma/job.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
 import { runRestore, typedPath } from '../dma/restore-job.js';
@@ -44,6 +45,7 @@ import { progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
 import { defaultStateDir as ndmpdStateDir } from './server-config.js';
+import { registerVerifyCommand } from './verify-command.js';
 
 /** Exit codes: 0 done, 1 the server refused or the job failed, 2 usage or local trouble, 3 connection trouble. */
 const EXIT_NDMP = 1;
@@ -541,6 +543,20 @@ async function main(argv: string[]): Promise<void> {
     }
   });
 
+  registerVerifyCommand(program, {
+    addConnectOptions,
+    addCatalogOptions,
+    withCatalog,
+    getBackup,
+    tapeCredentials: (o, s) => tapeCredentials(o as ConnectOpts & Record<string, unknown>, s),
+    secondsOption,
+    jobEvents,
+    interruptible,
+    stallHelp: STALL_HELP,
+    tapeHelp: TAPE_HELP,
+    exitFailed: EXIT_NDMP,
+  });
+
   await program.parseAsync(argv);
 }
 
@@ -558,7 +574,7 @@ function failure(e: unknown): { code: number; line: string | null; errorCode: st
   if (e instanceof TransportError) return { code: EXIT_TRANSPORT, line: e.message, errorCode: e.code };
   if (e instanceof JobWaitError) return { code: EXIT_NDMP, line: e.message, errorCode: e.code };
   // The tape asked for is not to be had, or the changer refused a move: the message says which and why.
-  if (e instanceof TapeNotAvailableError || e instanceof ChangerError)
+  if (e instanceof TapeNotAvailableError || e instanceof ChangerError || e instanceof TapePositionError)
     return { code: EXIT_NDMP, line: e.message, errorCode: e.code };
   return { code: EXIT_USAGE, line: (e as Error).stack ?? String(e), errorCode: 'INTERNAL' };
 }

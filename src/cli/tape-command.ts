@@ -2,16 +2,18 @@
 // create, list, label, protect, load and unload tapes, and export a tape file
 // so that ordinary tools (GNU tar) can read a backup without any NDMP at all.
 
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { Argument, Command } from 'commander';
 import { Library, LibraryError, placeName } from '../devices/library.js';
 import type { Place, PlacedTape } from '../devices/library.js';
 import { CHANGER_DEVICE, LibraryChanger } from '../devices/library-changer.js';
 import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
 import type { LibraryLock } from '../devices/library-lock.js';
-import { tapeFileExtent } from '../devices/tape-image.js';
+import { openTapeImage, tapeFileExtent } from '../devices/tape-image.js';
+import { MAX_RECORD_SIZE } from '../devices/tape.js';
+import { PaxParser } from '../backup/pax-parser.js';
+import { PaxFormatError } from '../backup/pax-layout.js';
 import type { ConfigInput } from './server-config.js';
 import {
   ConfigError,
@@ -342,35 +344,126 @@ function move(lib: Library, barcode: string, to: string): void {
   process.stdout.write(`${barcode} moved from ${placeName(here.place)} to ${placeName(dest)}\n`);
 }
 
+/** One tape file of an export: `BARCODE:FILE` (--then). */
+function parsePart(text: string): { barcode: string; file: number } {
+  const m = /^(.+):(\d+)$/.exec(text);
+  if (!m) throw usage(`--then '${text}' is not BARCODE:FILE (e.g. NDM002:0)`);
+  return { barcode: m[1]!, file: nonNegative(m[2]!, `the file number of --then ${text}`, 0x7fffffff) };
+}
+
+/**
+ * Writes tape files one after the other, as one stream: a backup that spans
+ * tapes is its parts in order (the DMA's catalog lists them: docs/dma.md,
+ * "Verifying a backup"), and a tape holds no pointer to the tape its stream
+ * goes on on. The records are read through the tape's index, so a record
+ * whose bytes changed (its data CRC, docs/tape-image.md) stops the export as
+ * it stops a restore. A pax stream is followed as it goes out: when it does
+ * not reach its end-of-archive marker, the backup continues on a tape not
+ * given, and the export says so and fails.
+ */
 async function exportFile(
   lib: Library,
   barcode: string,
-  o: { file: string; output?: string },
+  o: { file: string; then: string[]; output?: string },
 ): Promise<void> {
-  const fileNum = nonNegative(o.file, '--file', 0x7fffffff);
+  const parts = [{ barcode, file: nonNegative(o.file, '--file', 0x7fffffff) }, ...o.then.map(parsePart)];
   if (!o.output && process.stdout.isTTY) {
     throw usage('will not write tape data to a terminal: pipe it (| tar -tvf -) or give -o FILE');
   }
-  const path = lib.tapePath(barcode);
-  if (!existsSync(path)) throw new LibraryError(`there is no tape ${barcode} in ${lib.dir}/tapes`);
-  const extent = tapeFileExtent(path, fileNum);
-  if (!extent) throw new LibraryError(`tape ${barcode} has no file ${fileNum}`);
+  // Every part is checked to exist before a byte is written.
+  const paths = parts.map((part) => {
+    const path = lib.tapePath(part.barcode);
+    if (!existsSync(path)) throw new LibraryError(`there is no tape ${part.barcode} in ${lib.dir}/tapes`);
+    if (!tapeFileExtent(path, part.file))
+      throw new LibraryError(`tape ${part.barcode} has no file ${part.file}`);
+    return path;
+  });
   const out = o.output ? createWriteStream(o.output) : process.stdout;
-  if (extent.end === extent.start) {
-    // An empty tape file (two filemarks in a row): nothing to copy, but -o still makes the file.
-    await new Promise<void>((done, fail) => {
-      out.once('error', fail);
-      out.end(done);
-    });
-    return;
-  }
-  const src = createReadStream(path, { start: Number(extent.start), end: Number(extent.end) - 1 });
+  let gone: Error | null = null;
+  out.on('error', (e) => (gone ??= e));
+  const archive = new ArchiveWatch();
+  const buf = Buffer.allocUnsafe(MAX_RECORD_SIZE);
   try {
-    await pipeline(src, out);
-  } catch (e) {
-    // The reader went away (`| head`): what it wanted, it got.
-    if ((e as NodeJS.ErrnoException).code === 'EPIPE') return;
-    throw e;
+    for (let i = 0; i < parts.length && !gone; i++) {
+      const part = parts[i]!;
+      const tape = openTapeImage(paths[i]!, { readOnly: true });
+      try {
+        if (tape.spaceFilemarks(part.file) !== 0)
+          throw new LibraryError(`tape ${part.barcode} has no file ${part.file}`);
+        for (;;) {
+          const r = tape.readRecord(buf, { crossFilemark: false });
+          if (r.kind !== 'record') break;
+          const record = Buffer.from(buf.subarray(0, r.copied));
+          archive.push(record);
+          if (!out.write(record)) await drained(out);
+          if (gone) break;
+        }
+      } finally {
+        tape.close();
+      }
+    }
+  } finally {
+    await new Promise<void>((done) => (out === process.stdout ? done() : out.end(done)));
+  }
+  // The reader went away (`| head`): what it wanted, it got.
+  if (gone && (gone as NodeJS.ErrnoException).code !== 'EPIPE') throw gone;
+  if (gone) return;
+  const last = parts[parts.length - 1]!;
+  const problem = archive.problem(`tape ${last.barcode} file ${last.file}`);
+  if (problem) throw new CommandError(problem, 1);
+}
+
+function drained(out: NodeJS.WritableStream): Promise<void> {
+  return new Promise((done) => {
+    const go = (): void => {
+      out.off('drain', go);
+      out.off('error', go);
+      done();
+    };
+    out.once('drain', go);
+    out.once('error', go);
+  });
+}
+
+/**
+ * Follows a pax stream as it is exported (src/backup/pax-parser.ts: headers
+ * only, data is not buffered): says whether it reached its end-of-archive
+ * marker. A stream whose first block is no ustar header (a dump, say) is not
+ * followed.
+ */
+class ArchiveWatch {
+  private parser: PaxParser | null = new PaxParser();
+  private first = true;
+  private error: string | null = null;
+  private readonly noop = { onEntry: () => undefined, onData: () => undefined };
+
+  push(record: Uint8Array): void {
+    if (this.first) {
+      this.first = false;
+      // 'ustar' at offset 257 of the first block: POSIX and GNU tar alike.
+      if (Buffer.from(record.subarray(257, 262)).toString('latin1') !== 'ustar') this.parser = null;
+    }
+    if (!this.parser || this.parser.ended) return;
+    try {
+      this.parser.push(record, this.noop);
+    } catch (e) {
+      if (!(e instanceof PaxFormatError)) throw e;
+      this.error = e.message;
+      this.parser = null;
+    }
+  }
+
+  /** What is wrong with the exported archive, or null. */
+  problem(lastPart: string): string | null {
+    if (this.first) return null; // nothing exported: an empty tape file
+    if (this.error)
+      return `the exported archive is damaged (${this.error}); 'ndmp verify' names the entry it is in`;
+    if (!this.parser || this.parser.ended) return null;
+    return (
+      `the archive does not end on ${lastPart} (it stops at stream byte ${this.parser.offset}, ` +
+      'inside an entry): the backup continues on another tape; export it with --then BARCODE:FILE ' +
+      "for each further part, in order ('ndmp backups --json' lists a backup's tapes)"
+    );
   }
 }
 
@@ -391,7 +484,8 @@ Examples:
   ndmpd tape create --count 4 --label weekly
   ndmpd tape load NDM001 drive0
   ndmpd tape move NDM003 mailslot
-  ndmpd tape export NDM001 --file 0 | tar -tvf -`,
+  ndmpd tape export NDM001 --file 0 | tar -tvf -
+  ndmpd tape export NDM001 --file 3 --then NDM002:0 | tar -tvf -`,
   );
 
   withLibraryOptions(tape.command('create'))
@@ -467,10 +561,31 @@ Examples:
     .action(act(drives));
 
   withLibraryOptions(tape.command('export'))
-    .description("write one tape file's bytes to stdout (or -o FILE), e.g. to read a backup with tar")
+    .description(
+      "write a tape file's bytes to stdout (or -o FILE), e.g. to read a backup with tar; with --then, the further parts of a backup that spans tapes after it",
+    )
     .argument('<barcode>')
     .requiredOption('--file <n>', 'tape file number, from 0 (files are separated by filemarks)')
+    .option(
+      '--then <barcode:file>',
+      "the next part of the stream: tape file FILE of tape BARCODE; repeatable, in order ('ndmp backups --json' lists a backup's tapes)",
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
     .option('-o, --output <file>', 'write to this file instead of stdout')
+    .addHelpText(
+      'after',
+      `
+A backup that fills a tape goes on at a tape file of the next tape; the tapes
+do not record which tape that is, the DMA's catalog does. Give the parts in
+order and they come out as one stream:
+
+  ndmpd tape export NDM001 --file 3 --then NDM002:0 --then NDM003:0 | tar -tvf -
+
+Records are read through the tape's index and checked against their data CRCs
+(docs/tape-image.md): a changed record stops the export (exit 1). A tar stream
+that does not reach its end-of-archive marker means a part is missing (exit 1).`,
+    )
     .action(act(exportFile));
 
   return tape;

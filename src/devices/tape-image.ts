@@ -82,6 +82,8 @@ export interface TapeImageInfo {
   filemarks: number;
   /** Nothing recorded. */
   blank: boolean;
+  /** Made by a writer that stores each record's data CRC (docs/tape-image.md, "Data CRCs"). */
+  dataCrcs: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -94,6 +96,13 @@ const ENTRY_SIZE = 32;
 const MAX_BARCODE_BYTES = 64;
 const MAX_LABEL_BYTES = 256;
 const FLAG_WRITE_PROTECTED = 1;
+/**
+ * Header flag: the tape was made by a writer that stores a CRC-32 of each
+ * record's data in its entry (docs/tape-image.md, "Data CRCs"). Informational:
+ * what a read checks is the entry's own ENTRY_FLAG_DATA_CRC, so a tape that an
+ * older writer appended to (no CRCs in its entries) reads without checks.
+ */
+const FLAG_DATA_CRCS = 2;
 const U32_MAX = 0xffff_ffff;
 
 /** Header field offsets; the CRC covers [0, HEADER_CRC). The rest of the 4096 bytes is reserved (zeros). */
@@ -111,8 +120,12 @@ const HEADER_CRC = HEADER_LABEL + 2 + MAX_LABEL_BYTES; // 368
 const ENTRY_OFFSET = 0;
 const ENTRY_LENGTH = 8;
 const ENTRY_KIND = 12;
+/** Entry flags (byte 13; bytes 14-15 stay zero). Bit 0: bytes 24-27 hold the record's data CRC. */
+const ENTRY_FLAGS = 13;
+const ENTRY_FLAG_DATA_CRC = 1;
 const ENTRY_FILE_NUM = 16;
 const ENTRY_BLOCK_NO = 20;
+const ENTRY_DATA_CRC = 24;
 const ENTRY_CRC = 28;
 
 const RECORD = 0;
@@ -122,6 +135,8 @@ interface Header {
   capacity: bigint;
   earlyWarning: bigint;
   writeProtected: boolean;
+  /** Made by a writer that stores data CRCs (FLAG_DATA_CRCS). */
+  dataCrcs: boolean;
   created: Date;
   barcode: string;
   label: string;
@@ -136,6 +151,8 @@ interface Entry {
   kind: typeof RECORD | typeof FILEMARK;
   fileNum: number;
   blockNo: number;
+  /** CRC-32 of the record's data; null when the entry carries none (a filemark, an older writer's record). */
+  dataCrc: number | null;
 }
 
 /** The data offset and tape position just past `e` (or at BOT when there is no entry). */
@@ -156,6 +173,28 @@ export function indexPathOf(dataPath: string): string {
 }
 
 const badImage = (message: string): TapeError => new TapeError('bad-image', message);
+const hex = (n: number): string => n.toString(16).padStart(8, '0');
+
+/** Where a record that failed its data CRC lies (for the log and the DMA's LOG_MESSAGE). */
+export interface MediaErrorPlace {
+  /** The barcode, or the image's path when it has none. */
+  readonly tape: string;
+  readonly fileNum: number;
+  readonly blockNo: number;
+  /** The record's first byte in the data file. */
+  readonly dataOffset: number;
+}
+
+/** A record whose data does not match the CRC its entry holds: the image's medium error. */
+export class TapeMediaError extends TapeError {
+  constructor(
+    message: string,
+    readonly place: MediaErrorPlace,
+  ) {
+    super('media', message);
+    this.name = 'TapeMediaError';
+  }
+}
 const illegal = (message: string): TapeError => new TapeError('illegal-args', message);
 
 function errnoOf(err: unknown): string | undefined {
@@ -204,6 +243,7 @@ function headerFromOptions(opts: TapeImageOptions = {}): Header {
     capacity,
     earlyWarning,
     writeProtected: opts.writeProtected ?? false,
+    dataCrcs: true,
     created: new Date(),
     barcode: opts.barcode ?? '',
     label: opts.label ?? '',
@@ -232,7 +272,10 @@ function encodeHeader(h: Header): Buffer {
   buf.writeUInt32BE(ENTRY_SIZE, HEADER_ENTRY_SIZE);
   buf.writeBigUInt64BE(h.capacity, HEADER_CAPACITY);
   buf.writeBigUInt64BE(h.earlyWarning, HEADER_EARLY_WARNING);
-  buf.writeUInt32BE(h.writeProtected ? FLAG_WRITE_PROTECTED : 0, HEADER_FLAGS);
+  buf.writeUInt32BE(
+    (h.writeProtected ? FLAG_WRITE_PROTECTED : 0) | (h.dataCrcs ? FLAG_DATA_CRCS : 0),
+    HEADER_FLAGS,
+  );
   buf.writeBigUInt64BE(BigInt(h.created.getTime()), HEADER_CREATED);
   putString(buf, HEADER_BARCODE, MAX_BARCODE_BYTES, h.barcode, 'barcode');
   putString(buf, HEADER_LABEL, MAX_LABEL_BYTES, h.label, 'label');
@@ -254,10 +297,12 @@ function decodeHeader(buf: Buffer, path: string): Header {
   if (capacity === 0n || capacity > BigInt(Number.MAX_SAFE_INTEGER) || earlyWarning > capacity) {
     throw badImage(`${path}: capacity ${capacity} / early warning ${earlyWarning} out of range`);
   }
+  const flags = buf.readUInt32BE(HEADER_FLAGS);
   return {
     capacity,
     earlyWarning,
-    writeProtected: (buf.readUInt32BE(HEADER_FLAGS) & FLAG_WRITE_PROTECTED) !== 0,
+    writeProtected: (flags & FLAG_WRITE_PROTECTED) !== 0,
+    dataCrcs: (flags & FLAG_DATA_CRCS) !== 0,
     created: new Date(Number(buf.readBigUInt64BE(HEADER_CREATED))),
     barcode: getString(buf, HEADER_BARCODE, MAX_BARCODE_BYTES, 'barcode', path),
     label: getString(buf, HEADER_LABEL, MAX_LABEL_BYTES, 'label', path),
@@ -303,6 +348,10 @@ function encodeEntry(e: Entry, buf: Buffer, at: number): void {
   buf.writeUInt8(e.kind, at + ENTRY_KIND);
   buf.writeUInt32BE(e.fileNum, at + ENTRY_FILE_NUM);
   buf.writeUInt32BE(e.blockNo, at + ENTRY_BLOCK_NO);
+  if (e.dataCrc !== null) {
+    buf.writeUInt8(ENTRY_FLAG_DATA_CRC, at + ENTRY_FLAGS);
+    buf.writeUInt32BE(e.dataCrc, at + ENTRY_DATA_CRC);
+  }
   buf.writeUInt32BE(crc32(buf.subarray(at, at + ENTRY_CRC)), at + ENTRY_CRC);
 }
 
@@ -316,12 +365,15 @@ function decodeEntry(buf: Buffer): Entry | null {
   const isRecord = kind === RECORD && length >= 1 && length <= MAX_RECORD_SIZE;
   const isFilemark = kind === FILEMARK && length === 0;
   if (!isRecord && !isFilemark) return null;
+  // An older writer left byte 13 and bytes 24-27 zero: no data CRC, nothing to check.
+  const hasCrc = isRecord && (buf.readUInt8(ENTRY_FLAGS) & ENTRY_FLAG_DATA_CRC) !== 0;
   return {
     offset: Number(offset),
     length,
     kind: isRecord ? RECORD : FILEMARK,
     fileNum: buf.readUInt32BE(ENTRY_FILE_NUM),
     blockNo: buf.readUInt32BE(ENTRY_BLOCK_NO),
+    dataCrc: hasCrc ? buf.readUInt32BE(ENTRY_DATA_CRC) : null,
   };
 }
 
@@ -532,6 +584,7 @@ function infoOf(path: string, header: Header, index: TapeIndex): TapeImageInfo {
     records: index.count - end.fileNum,
     filemarks: end.fileNum,
     blank: index.count === 0,
+    dataCrcs: header.dataCrcs,
   };
 }
 
@@ -609,6 +662,9 @@ export function tapeFileExtent(
   });
 }
 
+/** writeRecords writes its data in stretches of about this much, each right after its CRCs (cache-hot). */
+const CRC_STRETCH = 256 * 1024;
+
 /** Entries written per chunk when building an image: 2 MiB buffers. */
 const BUILD_CHUNK_ENTRIES = 65536;
 
@@ -659,10 +715,11 @@ export function buildSparseTapeImage(
       let offset = 0;
       layout.forEach((file, fileNum) => {
         for (let blockNo = 0; blockNo < file.records; blockNo++) {
-          put({ offset, length: file.recordSize, kind: RECORD, fileNum, blockNo });
+          // Sparse data is zeros nobody wrote: no CRC, so a later check has nothing to compare.
+          put({ offset, length: file.recordSize, kind: RECORD, fileNum, blockNo, dataCrc: null });
           offset += file.recordSize;
         }
-        put({ offset, length: 0, kind: FILEMARK, fileNum, blockNo: file.records });
+        put({ offset, length: 0, kind: FILEMARK, fileNum, blockNo: file.records, dataCrc: null });
       });
       flush();
     }),
@@ -857,6 +914,7 @@ export class VirtualTape implements TapeDevice {
         kind: RECORD,
         fileNum: at.fileNum,
         blockNo: at.blockNo,
+        dataCrc: crc32(data),
       };
       this.index.append([record]);
     } catch (err) {
@@ -880,16 +938,24 @@ export class VirtualTape implements TapeDevice {
       // All of it lies before the early-warning zone: one write for the data, one for the entries.
       this.cutAt(this.pos);
       try {
-        io(`writing ${this.path}`, () => writeFully(this.dataFd, data, at.offset));
+        // Each stretch's CRCs are computed just before it is written, while its
+        // bytes are still in the CPU's cache: one pass over memory, not two.
         const entries: Entry[] = new Array<Entry>(n);
-        for (let i = 0; i < n; i++) {
-          entries[i] = {
-            offset: at.offset + i * recordSize,
-            length: recordSize,
-            kind: RECORD,
-            fileNum: at.fileNum,
-            blockNo: at.blockNo + i,
-          };
+        const per = Math.max(1, Math.floor(CRC_STRETCH / recordSize));
+        for (let i = 0; i < n; i += per) {
+          const end = Math.min(n, i + per);
+          for (let j = i; j < end; j++) {
+            entries[j] = {
+              offset: at.offset + j * recordSize,
+              length: recordSize,
+              kind: RECORD,
+              fileNum: at.fileNum,
+              blockNo: at.blockNo + j,
+              dataCrc: crc32(data.subarray(j * recordSize, (j + 1) * recordSize)),
+            };
+          }
+          const bytes = data.subarray(i * recordSize, end * recordSize);
+          io(`writing ${this.path}`, () => writeFully(this.dataFd, bytes, at.offset + i * recordSize));
         }
         this.index.append(entries);
       } catch (err) {
@@ -933,6 +999,7 @@ export class VirtualTape implements TapeDevice {
             kind: FILEMARK,
             fileNum: at.fileNum + written,
             blockNo: written === 0 ? at.blockNo : 0,
+            dataCrc: null,
           });
         }
         this.index.append(batch);
@@ -955,11 +1022,31 @@ export class VirtualTape implements TapeDevice {
     }
     // A target shorter than the record gets its head; the rest is dropped (as a drive does).
     const copied = Math.min(e.length, target.length);
-    const got = io(`reading ${this.path}`, () => readFully(this.dataFd, target, copied, e.offset));
-    if (got < copied) throw badImage(`${this.path}: record ${this.pos} lies past the end of the data file`);
+    // The CRC covers the whole record: a short target is read through a scratch buffer.
+    const into = e.dataCrc !== null && copied < e.length ? Buffer.allocUnsafe(e.length) : target;
+    const want = into === target ? copied : e.length;
+    const got = io(`reading ${this.path}`, () => readFully(this.dataFd, into, want, e.offset));
+    if (got < want) throw badImage(`${this.path}: record ${this.pos} lies past the end of the data file`);
+    if (e.dataCrc !== null) {
+      const crc = crc32(into.subarray(0, e.length));
+      // As a drive's unrecoverable read error: nothing is returned and the head stays before the record.
+      if (crc !== e.dataCrc) throw this.mediaError(e, crc);
+    }
+    if (into !== target) target.set(into.subarray(0, copied));
     this.behind?.read(e.offset, e.offset + copied);
     this.pos++;
     return { kind: 'record', length: e.length, copied };
+  }
+
+  /** The error of a record whose bytes no longer match the CRC stored when it was written. */
+  private mediaError(e: Entry, crc: number): TapeMediaError {
+    const tape = this.barcode || this.path;
+    return new TapeMediaError(
+      `tape ${tape}: file ${e.fileNum}, block ${e.blockNo} (${e.length} bytes at byte ${e.offset} of ` +
+        `${this.path}) fails its data CRC (stored ${hex(e.dataCrc!)}, read ${hex(crc)}): the tape's ` +
+        'bytes changed after they were written; restore from another copy of this backup',
+      { tape, fileNum: e.fileNum, blockNo: e.blockNo, dataOffset: e.offset },
+    );
   }
 
   spaceFilemarks(count: number): number {

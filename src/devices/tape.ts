@@ -22,7 +22,9 @@ export type TapeErrorKind =
   /** The device has been closed. */
   | 'closed'
   /** An I/O error from the file system. */
-  | 'io';
+  | 'io'
+  /** A record reads back other than it was written (its data CRC fails): a drive's medium error. */
+  | 'media';
 
 export class TapeError extends CodedError {
   constructor(

@@ -20,6 +20,7 @@ import {
   TransportError,
   nameOf,
 } from '../wire/index.js';
+import type { Addr } from '../wire/index.js';
 import type { NdmpClient } from './client.js';
 import { CodedError } from '../util/coded-error.js';
 import { WAITS, seconds } from './waits.js';
@@ -105,9 +106,39 @@ export class JobLink {
     });
   }
 
+  /**
+   * A job with no data service (`ndmp verify`: the DMA reads the stream
+   * itself): the tape connection only. Its data side counts as halted from
+   * the start, so aborts and teardowns address the mover alone.
+   */
+  static tapeOnly(tape: NdmpClient, tapeMotionMs: number = WAITS.tapeMotionMs): JobLink {
+    const link = new JobLink(tape, tape, tapeMotionMs);
+    link.noDataSide = true;
+    link.dataHalt = { reason: 0, name: 'NA', text: 'no data service in this job' };
+    return link;
+  }
+
+  private noDataSide = false;
+
   /** Data and tape services on one connection: the stream stays inside the server. */
   get local(): boolean {
-    return this.data === this.tape;
+    return this.data === this.tape && !this.noDataSide;
+  }
+
+  /**
+   * For a DMA that is the data side itself: MOVER_LISTEN over TCP in mode
+   * WRITE (tape to network), with the window set where each version allows it
+   * (docs/protocol.md §7.5). Returns the address the DMA connects to.
+   */
+  async listenForDma(window: { offset: bigint; length: bigint }): Promise<Addr> {
+    this.direction = 'recover';
+    if (this.tape.version === 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
+    const { connectAddr } = await this.tape.call(M.MOVER_LISTEN, {
+      mode: MoverMode.NDMP_MOVER_MODE_WRITE,
+      addrType: AddrType.NDMP_ADDR_TCP,
+    });
+    if (this.tape.version !== 4) await this.tape.call(M.MOVER_SET_WINDOW, window);
+    return connectAddr;
   }
 
   private poke(): void {
@@ -239,7 +270,7 @@ export class JobLink {
       }
     };
     await this.abort();
-    await quiet(() => this.data.call(M.DATA_STOP, {}));
+    if (!this.noDataSide) await quiet(() => this.data.call(M.DATA_STOP, {}));
     await quiet(() => this.tape.call(M.MOVER_STOP, {}));
     await quiet(() => this.tape.call(M.TAPE_CLOSE, {}));
   }

@@ -5,17 +5,9 @@
 // DAR, or for a whole backup, the stream is read from its start, tape after
 // tape.
 
-import {
-  ButypeAttr,
-  DataHaltReason,
-  INVALID_U64,
-  M,
-  MoverPauseReason,
-  RecoveryStatus,
-  nameOf,
-} from '../wire/index.js';
+import { ButypeAttr, DataHaltReason, INVALID_U64, M, RecoveryStatus, nameOf } from '../wire/index.js';
 import type { NlistName, Pval } from '../wire/index.js';
-import type { BackupRecord, Catalog, FileRow, TapeSegment } from '../catalog/types.js';
+import type { BackupRecord, Catalog, FileRow } from '../catalog/types.js';
 import { DmaUsageError, connectAgent } from './agent.js';
 import { addressOf, checkIdentity, movedHint, rememberServer } from './identity.js';
 import type { AgentAddress, Credentials } from './agent.js';
@@ -24,6 +16,7 @@ import type { NdmpClient } from './client.js';
 import { escapeName, unescapeName } from '../util/byte-name.js';
 import { catalogPath } from './history-ingest.js';
 import { TapeLoader } from './loader.js';
+import { SegmentReader } from './tape-segments.js';
 import { JobLink, levelOfLog } from './job.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
 
@@ -179,8 +172,8 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
 
 class RestoreJob {
   private readonly files = new Map<string, FileOutcome>();
-  private readonly tapesRead: string[] = [];
-  private segment: TapeSegment | null = null;
+  /** The backup's tape parts: which holds a byte, mounting them, the mover's pauses at their ends. */
+  private readonly tapes: SegmentReader;
   private failure: string | null = null;
   private readFailure: string | null = null;
   /** NOTIFY_DATA_READs seen: progress of a DAR restore that is positioning the tape. */
@@ -192,7 +185,9 @@ class RestoreJob {
     private readonly link: JobLink,
     /** Gets each tape into a drive through the tape server's changer, when it has one. */
     private readonly loader: TapeLoader,
-  ) {}
+  ) {
+    this.tapes = new SegmentReader(o.backup.tapes, link, loader, (text) => this.say('info', text));
+  }
 
   private say(level: 'info' | 'warning' | 'error', text: string): void {
     this.o.events?.message?.(level, text);
@@ -264,40 +259,6 @@ class RestoreJob {
     return [...env, ...this.o.env];
   }
 
-  /** The segment holding stream byte `pos`, or null past the end. */
-  private segmentAt(pos: bigint): TapeSegment | null {
-    const segs = this.o.backup.tapes;
-    for (let i = 0; i < segs.length; i++) {
-      const s = segs[i]!;
-      const start = BigInt(s.streamOffset);
-      const last = i === segs.length - 1;
-      if (pos >= start && (last || pos < start + BigInt(s.length))) return s;
-    }
-    return null;
-  }
-
-  private window(s: TapeSegment): { offset: bigint; length: bigint } {
-    const segs = this.o.backup.tapes;
-    // The last tape's part ends in padding; an open window reads it to its filemark.
-    const last = s.seq === segs[segs.length - 1]!.seq;
-    return { offset: BigInt(s.streamOffset), length: last ? INVALID_U64 : BigInt(s.length) };
-  }
-
-  private async mount(s: TapeSegment): Promise<void> {
-    if (this.segment) {
-      await this.link.tape.call(M.TAPE_CLOSE, {});
-      await this.loader.unmount();
-    }
-    // Through the tape server's changer, when it has one: the tape the catalog names, checked in its drive.
-    await this.loader.mount(s, (device) => this.link.openAt(device, 'read', s.tapeFile));
-    this.segment = s;
-    this.tapesRead.push(s.barcode ?? s.device);
-    this.say(
-      'info',
-      `reading tape ${s.barcode ?? s.device}, file ${s.tapeFile} (stream byte ${s.streamOffset})`,
-    );
-  }
-
   async run(): Promise<RestoreOutcome> {
     const { data, tape } = this.link;
     const b = this.o.backup;
@@ -320,11 +281,13 @@ class RestoreJob {
       });
     });
 
-    const first = dar ? this.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))! : b.tapes[0]!;
+    const first = dar
+      ? this.tapes.segmentAt(BigInt(Math.min(...this.rows.map((r) => r.fhInfo!))))!
+      : b.tapes[0]!;
     try {
       await tape.call(M.MOVER_SET_RECORD_SIZE, { len: b.recordSize });
-      await this.mount(first);
-      await this.link.connectStream('recover', this.window(first));
+      await this.tapes.mount(first);
+      await this.link.connectStream('recover', this.tapes.window(first));
       await data.call(M.DATA_START_RECOVER, {
         butypeName: b.butype,
         env: this.env(dar),
@@ -361,7 +324,7 @@ class RestoreJob {
       dataHalt: dataHalt.name,
       moverHalt: moverHalt.name,
       reason,
-      tapesRead: this.tapesRead,
+      tapesRead: this.tapes.tapesRead,
     };
   }
 
@@ -389,7 +352,7 @@ class RestoreJob {
       }
       const pause = this.link.takePause();
       if (pause) {
-        await this.onPause(pause.reason, pause.seekPosition).catch((e: Error) => abort(e.message));
+        await this.tapes.onPause(pause.reason, pause.seekPosition).catch((e: Error) => abort(e.message));
         // A tape change is the job's own wait, not the server's stall.
         stall.reset();
         continue;
@@ -411,10 +374,10 @@ class RestoreJob {
             bytes,
             bytesRemaining: null,
             files: this.files.size,
-            tape: this.segment?.barcode ?? this.segment?.device ?? '',
+            tape: this.tapes.segment?.barcode ?? this.tapes.segment?.device ?? '',
           });
         }
-        stall.note(bytes, this.files.size, this.readsAsked, this.tapesRead.length);
+        stall.note(bytes, this.files.size, this.readsAsked, this.tapes.tapesRead.length);
         if (stall.expired) {
           await abort(
             `nothing moved for ${seconds(stall.limitMs)}: the data server reports no new stream bytes ` +
@@ -435,32 +398,5 @@ class RestoreJob {
     if (!this.link.moverHalt) this.link.moverHalt = { reason: 0, name: 'NA', text: '' };
     // Ended on this side after an abort the data side never answered (this.failure says so).
     if (!this.link.dataHalt) this.link.dataHalt = { reason: 0, name: 'NA', text: '' };
-  }
-
-  /** The mover wants bytes this tape's part does not hold: mount the tape that does, or end the stream. */
-  private async onPause(reason: number, seekPosition: bigint): Promise<void> {
-    const { tape } = this.link;
-    const cur = this.segment!;
-    let pos = seekPosition;
-    if (reason !== MoverPauseReason.NDMP_MOVER_PAUSE_SEEK) {
-      if (
-        reason !== MoverPauseReason.NDMP_MOVER_PAUSE_EOF &&
-        reason !== MoverPauseReason.NDMP_MOVER_PAUSE_EOM
-      ) {
-        throw new Error(`the mover paused ${nameOf(MoverPauseReason, reason)}`);
-      }
-      // End of this tape's part: the stream goes on where it ends.
-      const end = BigInt(cur.streamOffset + cur.length);
-      if (pos === INVALID_U64 || pos < end) pos = end;
-    }
-    const next = this.segmentAt(pos);
-    if (!next || (next.seq === cur.seq && reason !== MoverPauseReason.NDMP_MOVER_PAUSE_SEEK)) {
-      // Past the last tape: the stream ends here.
-      await tape.call(M.MOVER_CLOSE, {});
-      return;
-    }
-    await this.mount(next);
-    await tape.call(M.MOVER_SET_WINDOW, this.window(next));
-    await tape.call(M.MOVER_CONTINUE, {});
   }
 }

@@ -3,7 +3,7 @@
 // apart from the TAPE and MOVER handlers so the LOCAL link (../local-link.ts)
 // can reach the thread without importing the handlers.
 
-import { M } from '../../wire/index.js';
+import { LogType, M } from '../../wire/index.js';
 import type { Session } from '../session.js';
 import { newStateWords } from '../state-table.js';
 import { SessionWorker } from '../worker-rpc.js';
@@ -23,6 +23,8 @@ export interface SessionDrive {
 }
 
 const drives = new WeakMap<Session, SessionDrive>();
+/** LOG_MESSAGE ids of the drive threads' messages (free-form, docs/protocol.md §9.4). */
+let nextMessageId = 1;
 /** The words of a session whose drive thread has not started (yet, or again): mover IDLE, no tape. */
 const NOT_STARTED = newStateWords(MOVER_STATE_TABLE);
 
@@ -61,6 +63,15 @@ export function driveOf(s: Session): SessionDrive {
           return;
         case 'mover-halted':
           s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
+          return;
+        case 'log-message':
+          s.post(M.LOG_MESSAGE, {
+            logType: LogType.NDMP_LOG_ERROR,
+            messageId: nextMessageId++,
+            entry: e.text,
+            associatedMessageValid: 0,
+            associatedMessageSequence: 0,
+          });
           return;
       }
     },

@@ -692,8 +692,10 @@ export class Mover {
         if (n % YIELD_EVERY_RECORDS === 0) await new Promise((r) => setImmediate(r));
       }
     } catch (e) {
-      if (e instanceof TapeError) this.mediaError(`tape read failed: ${e.message}`);
-      else
+      if (e instanceof TapeError) {
+        this.tape.readFailed(e);
+        this.mediaError(`tape read failed: ${e.message}`);
+      } else
         this.halt(MoverHaltReason.NDMP_MOVER_HALT_INTERNAL_ERROR, `recover failed: ${(e as Error).message}`);
     } finally {
       this.serving = false;

@@ -55,4 +55,6 @@ export type DriveOps = {
 /** Things the drive thread tells the main thread without being asked (besides log lines). */
 export type DriveEvent =
   | { readonly event: 'mover-paused'; readonly reason: number; readonly seekPosition: bigint }
-  | { readonly event: 'mover-halted'; readonly reason: number; readonly text: string };
+  | { readonly event: 'mover-halted'; readonly reason: number; readonly text: string }
+  /** An error the DMA is told of as LOG_MESSAGE (a record that fails its data CRC). */
+  | { readonly event: 'log-message'; readonly text: string };

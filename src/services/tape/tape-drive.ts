@@ -6,7 +6,7 @@
 
 import { MAX_RECORD_SIZE, TapeError } from '../../devices/tape.js';
 import type { TapeDevice } from '../../devices/tape.js';
-import { openTapeImage } from '../../devices/tape-image.js';
+import { TapeMediaError, openTapeImage } from '../../devices/tape-image.js';
 import type { TapeImageOptions } from '../../devices/tape-image.js';
 import {
   ErrorCode,
@@ -45,8 +45,19 @@ export class TapeDrive {
   constructor(
     private readonly version: NdmpVersion,
     private readonly words: Int32Array,
+    /**
+     * A record failed its data CRC (TAPE_READ or the mover): for the server's
+     * log and the DMA's LOG_MESSAGE, naming tape, file and block, as a drive's
+     * medium error would be reported (docs/tape-image.md, "Data CRCs").
+     */
+    private readonly onMediaError: (e: TapeMediaError) => void = () => {},
   ) {
     this.publish();
+  }
+
+  /** Reports a failed read that is a medium error (the others are the caller's to say). */
+  readFailed(e: unknown): void {
+    if (e instanceof TapeMediaError) this.onMediaError(e);
   }
 
   /** Stores what the tape now is where the dispatcher reads it; called at every change. */
@@ -233,6 +244,7 @@ export class TapeDrive {
     try {
       r = dev.readRecord(target, { crossFilemark: v3 });
     } catch (e) {
+      this.readFailed(e);
       throw toNdmp(e);
     }
     switch (r.kind) {
@@ -281,8 +293,10 @@ export function toNdmp(e: unknown): NdmpError {
         return NdmpError.illegalArgs(e.message);
       case 'closed':
         return new NdmpError(ErrorCode.NDMP_DEV_NOT_OPEN_ERR, e.message);
+      // 'media': a record that fails its data CRC, a drive's unrecoverable read error (docs/tape-image.md, "Data CRCs").
       case 'bad-image':
       case 'io':
+      case 'media':
         return new NdmpError(ErrorCode.NDMP_IO_ERR, e.message);
     }
   }
