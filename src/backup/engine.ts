@@ -494,10 +494,14 @@ export class BackupEngine {
    * (their sizes are known from the listing's lstat), plus its directories
    * not yet started times the average size of the finished directories at
    * their depth (or the nearest depth below that has one; none finished yet:
-   * the average of all). Null until the walk has started.
+   * the average of all). Plus what the walk has planned (the stream offset
+   * it reached) but the stream has not yet carried: with a reader thread the
+   * walk runs ahead of the bytes, and may have ended while they still flow.
+   * Null before the walk has started.
    */
   estimateRemaining(): bigint | null {
-    if (this.walking.length === 0) return null;
+    if (this.offset === 0n && this.walking.length === 0) return null;
+    const planned = this.offset - this.bytesProcessed;
     let all = { bytes: 0, count: 0 };
     for (const f of this.finished) if (f) all = { bytes: all.bytes + f.bytes, count: all.count + f.count };
     let est = 0;
@@ -512,7 +516,7 @@ export class BackupEngine {
       avg ??= all.count > 0 ? all.bytes / all.count : 0;
       est += w.dirsLeft * avg;
     }
-    return BigInt(Math.round(est));
+    return BigInt(Math.round(est)) + (planned > 0n ? planned : 0n);
   }
 
   /**

@@ -287,6 +287,41 @@ describe('file history from the history thread', { timeout: 120_000 }, () => {
     }
   });
 
+  test('the estimate of what remains counts the sizes of the files listed but not yet read', async () => {
+    // Small files first, then big ones: an average of what finished (the small files) would say
+    // the backup is nearly done when it has barely started the big ones.
+    const root = join(srv.exportDir, 'estimate');
+    mkdirSync(join(root, 'a-small'), { recursive: true });
+    mkdirSync(join(root, 'b-big'));
+    for (let i = 0; i < 50; i++) writeFileSync(join(root, 'a-small', `s${i}`), 'x'.repeat(100));
+    const big = Buffer.alloc(1024 * 1024, 7);
+    for (let i = 0; i < 16; i++) writeFileSync(join(root, 'b-big', `big${String(i).padStart(2, '0')}`), big);
+    const whole = 16 * (1024 * 1024 + 1024) + 50 * 1536;
+    const c = await client(srv.port);
+    try {
+      const r = listen(c);
+      // A 1 MiB window: the mover pauses there and the backup waits, mid-way through b-big.
+      await startLocalBackup(c, lib, histEnv(root, 'n'), 100n * 10240n);
+      let st = await c.call(M.DATA_GET_STATE, {});
+      for (let i = 0; i < 200 && st.bytesProcessed < 2n * 1024n * 1024n; i++) {
+        await new Promise((res) => setTimeout(res, 10));
+        st = await c.call(M.DATA_GET_STATE, {});
+      }
+      assert.equal(st.state, DataState.NDMP_DATA_STATE_ACTIVE);
+      assert.equal(st.unsupported & DataStateUnsupported.EST_BYTES_REMAIN, 0, 'an estimate is given');
+      const total = Number(st.bytesProcessed + st.estBytesRemain);
+      assert.ok(
+        total > whole * 0.8 && total < whole * 1.25,
+        `processed ${st.bytesProcessed} + estimate ${st.estBytesRemain} = ${total}, the whole is about ${whole}`,
+      );
+      await c.call(M.DATA_ABORT, {});
+      assert.equal((await r.data).reason, DataHaltReason.NDMP_DATA_HALT_ABORTED);
+      await c.call(M.MOVER_ABORT, {});
+    } finally {
+      c.destroy();
+    }
+  });
+
   test('DATA_GET_STATE while a backup runs: bytes processed and estimates of what remains', async () => {
     const c = await client(srv.port);
     try {
