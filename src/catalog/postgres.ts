@@ -524,6 +524,17 @@ export class PostgresCatalog implements Catalog {
     });
   }
 
+  async streamOffsets(backupId: number): Promise<Float64Array> {
+    const rows = await this.query<{ fh_info: number }>(
+      'streamOffsets',
+      'SELECT fh_info FROM files WHERE backup_id = $1 AND fh_info IS NOT NULL',
+      [backupId],
+    );
+    const out = new Float64Array(rows.length);
+    rows.forEach((r, i) => (out[i] = r.fh_info));
+    return out.sort();
+  }
+
   async noteServer(k: KnownServer): Promise<void> {
     await this.query(
       'noteServer',

@@ -346,6 +346,28 @@ export class SqliteCatalog implements Catalog {
     });
   }
 
+  streamOffsets(backupId: number): Promise<Float64Array> {
+    return this.run('streamOffsets', () => {
+      const st = this.db
+        .prepare(`SELECT fh_info FROM files WHERE backup_id = ? AND fh_info IS NOT NULL`)
+        .pluck();
+      // Filled as rows come (8 bytes a row), sorted in place: no array of boxed numbers in between.
+      const { files } = (this.db.prepare(`SELECT files FROM backups WHERE id = ?`).get(backupId) as
+        { files: number } | undefined) ?? { files: 0 };
+      let out = new Float64Array(files);
+      let n = 0;
+      for (const v of st.iterate(backupId) as IterableIterator<number>) {
+        if (n === out.length) {
+          const grown = new Float64Array(Math.max(16, out.length * 2));
+          grown.set(out);
+          out = grown;
+        }
+        out[n++] = v;
+      }
+      return out.subarray(0, n).sort();
+    });
+  }
+
   find(pattern: string, opts: FindOptions = {}): Promise<FoundFile[]> {
     return this.run('find', () => {
       const p = parsePattern(pattern);

@@ -145,6 +145,11 @@ export interface Catalog {
   tapesInUse(): Promise<Set<string>>;
   /** Removes a backup and its rows. */
   deleteBackup(id: number): Promise<void>;
+  /**
+   * The stream offsets (fh_info) of a backup's entries that have one,
+   * ascending: how far a restore reading the stream has got, in files.
+   */
+  streamOffsets(backupId: number): Promise<Float64Array>;
   /** Records that the server `id` (host id) named `name` answered at `address` (HOST:PORT) at `seenAt` (ms). */
   noteServer(s: KnownServer): Promise<void>;
   /** The servers the catalog has met, most recently seen first. */
