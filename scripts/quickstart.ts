@@ -11,7 +11,7 @@ import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Library } from '../src/devices/library.js';
-import { listTapeServer, pickFreeTape } from '../src/dma/media.js';
+import { listTapeServer } from '../src/dma/media.js';
 import { connectAgent, readPassword } from '../src/dma/agent.js';
 import { defaultStateDir } from '../src/cli/server-config.js';
 
@@ -93,8 +93,9 @@ async function main(): Promise<void> {
           { host: '127.0.0.1', port },
           { user: 'ndmp', password: readPassword(auth, 'ndmp'), auth: 'md5', timeoutMs: 2000 },
         );
-        // Every run takes a blank tape; add one when the library has none left.
-        if (!pickFreeTape((await listTapeServer(c)).media, new Set())) {
+        // Runs append to the default pool's tape; a catalog made afresh sees written tapes as
+        // foreign (docs/dma.md, "Pools and tapes"), so keep a blank one in the library.
+        if (!(await listTapeServer(c)).media.some((m) => m.blank && !m.writeProtected)) {
           Library.open(join(stateDir, 'library')).createTapes({ count: 2, label: 'quickstart' });
         }
         await c.close();

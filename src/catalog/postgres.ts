@@ -14,6 +14,7 @@ import {
   SCHEMA_VERSION,
   V3_COLUMNS,
   TAPE_COLUMNS,
+  TAPE_RECORD_COLUMNS,
   backupRecords,
   checkRow,
   fileRow,
@@ -21,9 +22,10 @@ import {
   lastOfEach,
   normalizeDir,
   splitPath,
+  tapeRecord,
   v3ColumnsSql,
 } from './schema.js';
-import type { BackupDbRow, FileDbRow, TapeDbRow } from './schema.js';
+import type { BackupDbRow, FileDbRow, TapeDbRow, TapeRecordDbRow } from './schema.js';
 import type {
   BackupRecord,
   BackupResult,
@@ -33,6 +35,7 @@ import type {
   FoundFile,
   KnownServer,
   NewBackup,
+  TapeRecord,
   TapeSegment,
 } from './types.js';
 
@@ -78,6 +81,15 @@ CREATE TABLE IF NOT EXISTS servers (
   name text NOT NULL,
   address text NOT NULL,
   seen_at bigint NOT NULL
+);
+-- The tapes of the pools, by the tape server's identity and barcode (docs/dma.md, "Pools and tapes").
+CREATE TABLE IF NOT EXISTS tapes (
+  tape_server text NOT NULL,
+  barcode text NOT NULL,
+  pool text NOT NULL,
+  state text NOT NULL CHECK (state IN ('appendable', 'full', 'recyclable')),
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (tape_server, barcode)
 );
 `;
 
@@ -356,8 +368,8 @@ export class PostgresCatalog implements Catalog {
     const [row] = await this.query<{ id: number }>(
       'beginBackup',
       `INSERT INTO backups (server, path, tape_server, butype, level, history_model, record_size, env, started_at,
-         server_id, tape_server_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+         server_id, tape_server_id, pool, dma_host, dma_pid, heartbeat_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $9) RETURNING id`,
       [
         b.server,
         b.path,
@@ -370,6 +382,9 @@ export class PostgresCatalog implements Catalog {
         b.startedAt,
         b.serverId ?? '',
         b.tapeServerId ?? '',
+        b.pool ?? 'default',
+        b.dmaHost ?? '',
+        b.dmaPid ?? 0,
       ],
     );
     return row!.id;
@@ -550,6 +565,57 @@ export class PostgresCatalog implements Catalog {
       `SELECT id, name, address, seen_at FROM servers ORDER BY seen_at DESC, id`,
     );
     return rows.map((r) => ({ id: r.id, name: r.name, address: r.address, seenAt: r.seen_at }));
+  }
+
+  async listTapes(): Promise<TapeRecord[]> {
+    const rows = await this.query<TapeRecordDbRow>(
+      'listTapes',
+      `SELECT ${TAPE_RECORD_COLUMNS} FROM tapes ORDER BY tape_server COLLATE "C", barcode COLLATE "C"`,
+    );
+    return rows.map(tapeRecord);
+  }
+
+  async putTape(t: TapeRecord): Promise<void> {
+    await this.query(
+      'putTape',
+      `INSERT INTO tapes (${TAPE_RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (tape_server, barcode) DO UPDATE SET pool = excluded.pool, state = excluded.state,
+         updated_at = excluded.updated_at`,
+      [t.tapeServer, t.barcode, t.pool, t.state, t.updatedAt],
+    );
+  }
+
+  async removeTapeSegment(backupId: number, seq: number): Promise<void> {
+    await this.query('removeTapeSegment', 'DELETE FROM backup_tapes WHERE backup_id = $1 AND seq = $2', [
+      backupId,
+      seq,
+    ]);
+  }
+
+  async heartbeat(backupId: number, at: number, bytes: number): Promise<void> {
+    await this.query(
+      'heartbeat',
+      `UPDATE backups SET heartbeat_at = $1, bytes = $2 WHERE id = $3 AND status = 'running'`,
+      [at, bytes, backupId],
+    );
+  }
+
+  async forgetBackups(ids: readonly number[], at: number): Promise<void> {
+    await this.query(
+      'forgetBackups',
+      'UPDATE backups SET forgotten_at = $1 WHERE id = ANY($2::bigint[]) AND forgotten_at IS NULL',
+      [at, [...ids]],
+    );
+  }
+
+  async failAbandoned(backupId: number, reason: string, at: number): Promise<boolean> {
+    const rows = await this.query(
+      'failAbandoned',
+      `UPDATE backups SET status = 'failed', halt_reason = $1, finished_at = $2
+       WHERE id = $3 AND status = 'running' RETURNING id`,
+      [reason, at, backupId],
+    );
+    return rows.length === 1;
   }
 
   async close(): Promise<void> {

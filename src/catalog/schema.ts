@@ -5,7 +5,7 @@
 
 import { escapeName, isUtf8Name } from '../util/byte-name.js';
 import { CatalogError } from './errors.js';
-import type { BackupRecord, BackupStatus, FileRow, FileType, TapeSegment } from './types.js';
+import type { BackupRecord, BackupStatus, FileRow, FileType, TapeRecord, TapeSegment } from './types.js';
 
 /**
  * Bumped by any change to the tables; a store refuses a catalog newer than it
@@ -44,6 +44,30 @@ export const V3_COLUMNS: readonly AddedColumn[] = [
     sqlite: "TEXT NOT NULL DEFAULT ''",
     postgres: "text NOT NULL DEFAULT ''",
   },
+  // Pools and retention (docs/dma.md, "Pools and tapes", "Retention: forget and prune", "A DMA that
+  // died"): the pool the backup's tapes belong to ('default' for older backups); when `ndmp forget`
+  // forgot it (ms, null: kept); the DMA that runs it (host name and pid, '' and 0 for older backups)
+  // and its last heartbeat (ms), by which a backup left running by a DMA that died is found.
+  {
+    table: 'backups',
+    column: 'pool',
+    sqlite: "TEXT NOT NULL DEFAULT 'default'",
+    postgres: "text NOT NULL DEFAULT 'default'",
+  },
+  { table: 'backups', column: 'forgotten_at', sqlite: 'INTEGER', postgres: 'bigint' },
+  {
+    table: 'backups',
+    column: 'dma_host',
+    sqlite: "TEXT NOT NULL DEFAULT ''",
+    postgres: "text NOT NULL DEFAULT ''",
+  },
+  {
+    table: 'backups',
+    column: 'dma_pid',
+    sqlite: 'INTEGER NOT NULL DEFAULT 0',
+    postgres: 'bigint NOT NULL DEFAULT 0',
+  },
+  { table: 'backups', column: 'heartbeat_at', sqlite: 'INTEGER', postgres: 'bigint' },
 ];
 
 /** The column definitions V3_COLUMNS adds to `table`, for its CREATE TABLE (a leading comma each). */
@@ -208,10 +232,15 @@ export interface BackupDbRow {
   result_env: string;
   server_id: string;
   tape_server_id: string;
+  pool: string;
+  forgotten_at: number | null;
+  dma_host: string;
+  dma_pid: number;
+  heartbeat_at: number | null;
 }
 
 export const BACKUP_COLUMNS =
-  'id, server, path, tape_server, butype, level, history_model, record_size, env, started_at, finished_at, status, halt_reason, bytes, files, result_env, server_id, tape_server_id';
+  'id, server, path, tape_server, butype, level, history_model, record_size, env, started_at, finished_at, status, halt_reason, bytes, files, result_env, server_id, tape_server_id, pool, forgotten_at, dma_host, dma_pid, heartbeat_at';
 
 export interface TapeDbRow {
   backup_id: number;
@@ -263,6 +292,11 @@ export function backupRecords(backups: readonly BackupDbRow[], tapes: readonly T
     resultEnv: JSON.parse(b.result_env) as Record<string, string>,
     serverId: b.server_id,
     tapeServerId: b.tape_server_id,
+    pool: b.pool,
+    forgottenAt: b.forgotten_at,
+    dmaHost: b.dma_host,
+    dmaPid: b.dma_pid,
+    heartbeatAt: b.heartbeat_at,
     tapes: byBackup.get(b.id) ?? [],
   }));
 }
@@ -273,4 +307,25 @@ export function findLimit(limit: number | undefined): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new CatalogError(`find: limit ${n} is not a count`);
   // Both dialects take any 64-bit LIMIT; this one is beyond any table's rows.
   return n === 0 ? Number.MAX_SAFE_INTEGER : n;
+}
+
+/** A `tapes` row as both stores return it. */
+export interface TapeRecordDbRow {
+  tape_server: string;
+  barcode: string;
+  pool: string;
+  state: TapeRecord['state'];
+  updated_at: number;
+}
+
+export const TAPE_RECORD_COLUMNS = 'tape_server, barcode, pool, state, updated_at';
+
+export function tapeRecord(r: TapeRecordDbRow): TapeRecord {
+  return {
+    tapeServer: r.tape_server,
+    barcode: r.barcode,
+    pool: r.pool,
+    state: r.state,
+    updatedAt: r.updated_at,
+  };
 }

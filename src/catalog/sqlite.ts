@@ -15,6 +15,7 @@ import {
   PATH_SQL,
   SCHEMA_VERSION,
   TAPE_COLUMNS,
+  TAPE_RECORD_COLUMNS,
   V3_COLUMNS,
   backupRecords,
   checkRow,
@@ -22,9 +23,10 @@ import {
   findLimit,
   normalizeDir,
   splitPath,
+  tapeRecord,
   v3ColumnsSql,
 } from './schema.js';
-import type { BackupDbRow, FileDbRow, TapeDbRow } from './schema.js';
+import type { BackupDbRow, FileDbRow, TapeDbRow, TapeRecordDbRow } from './schema.js';
 import type {
   BackupRecord,
   BackupResult,
@@ -34,6 +36,7 @@ import type {
   FoundFile,
   KnownServer,
   NewBackup,
+  TapeRecord,
   TapeSegment,
 } from './types.js';
 
@@ -45,6 +48,15 @@ CREATE TABLE IF NOT EXISTS servers (
   address TEXT NOT NULL,
   seen_at INTEGER NOT NULL
 ) STRICT;
+-- The tapes of the pools, by the tape server's identity and barcode (docs/dma.md, "Pools and tapes").
+CREATE TABLE IF NOT EXISTS tapes (
+  tape_server TEXT NOT NULL,
+  barcode TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('appendable', 'full', 'recyclable')),
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tape_server, barcode)
+) WITHOUT ROWID, STRICT;
 `;
 
 // STRICT: a value of the wrong type is an error, not silently stored as text
@@ -246,8 +258,8 @@ export class SqliteCatalog implements Catalog {
       const r = this.db
         .prepare(
           `INSERT INTO backups (server, path, tape_server, butype, level, history_model, record_size, env, started_at,
-             server_id, tape_server_id)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             server_id, tape_server_id, pool, dma_host, dma_pid, heartbeat_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           b.server,
@@ -261,6 +273,10 @@ export class SqliteCatalog implements Catalog {
           b.startedAt,
           b.serverId ?? '',
           b.tapeServerId ?? '',
+          b.pool ?? 'default',
+          b.dmaHost ?? '',
+          b.dmaPid ?? 0,
+          b.startedAt,
         );
       return Number(r.lastInsertRowid);
     });
@@ -435,6 +451,63 @@ export class SqliteCatalog implements Catalog {
           seen_at: number;
         }[]
       ).map((r) => ({ id: r.id, name: r.name, address: r.address, seenAt: r.seen_at })),
+    );
+  }
+
+  listTapes(): Promise<TapeRecord[]> {
+    return this.run('listTapes', () =>
+      (
+        this.db
+          .prepare(`SELECT ${TAPE_RECORD_COLUMNS} FROM tapes ORDER BY tape_server, barcode`)
+          .all() as TapeRecordDbRow[]
+      ).map(tapeRecord),
+    );
+  }
+
+  putTape(t: TapeRecord): Promise<void> {
+    return this.run('putTape', () => {
+      this.db
+        .prepare(
+          `INSERT INTO tapes (${TAPE_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (tape_server, barcode) DO UPDATE SET pool = excluded.pool, state = excluded.state,
+             updated_at = excluded.updated_at`,
+        )
+        .run(t.tapeServer, t.barcode, t.pool, t.state, t.updatedAt);
+    });
+  }
+
+  removeTapeSegment(backupId: number, seq: number): Promise<void> {
+    return this.run('removeTapeSegment', () => {
+      this.db.prepare(`DELETE FROM backup_tapes WHERE backup_id = ? AND seq = ?`).run(backupId, seq);
+    });
+  }
+
+  heartbeat(backupId: number, at: number, bytes: number): Promise<void> {
+    return this.run('heartbeat', () => {
+      this.db
+        .prepare(`UPDATE backups SET heartbeat_at = ?, bytes = ? WHERE id = ? AND status = 'running'`)
+        .run(at, bytes, backupId);
+    });
+  }
+
+  forgetBackups(ids: readonly number[], at: number): Promise<void> {
+    return this.run('forgetBackups', () => {
+      const one = this.db.prepare(
+        `UPDATE backups SET forgotten_at = ? WHERE id = ? AND forgotten_at IS NULL`,
+      );
+      this.db.transaction(() => ids.forEach((id) => one.run(at, id)))();
+    });
+  }
+
+  failAbandoned(backupId: number, reason: string, at: number): Promise<boolean> {
+    return this.run(
+      'failAbandoned',
+      () =>
+        this.db
+          .prepare(
+            `UPDATE backups SET status = 'failed', halt_reason = ?, finished_at = ? WHERE id = ? AND status = 'running'`,
+          )
+          .run(reason, at, backupId).changes === 1,
     );
   }
 

@@ -71,6 +71,11 @@ export interface NewBackup {
   env: Record<string, string>;
   /** ms since the epoch. */
   startedAt: number;
+  /** The pool its tapes belong to ('default' when not given). */
+  pool?: string;
+  /** The DMA running it: its host name and pid, by which a backup it left running is found. */
+  dmaHost?: string;
+  dmaPid?: number;
 }
 
 export interface BackupRecord extends NewBackup {
@@ -89,6 +94,14 @@ export interface BackupRecord extends NewBackup {
   /** DATA_GET_ENV after the backup (DIRECT, DUMP_DATE...). Empty until finished. */
   resultEnv: Record<string, string>;
   tapes: TapeSegment[];
+  pool: string;
+  /** When `ndmp forget` forgot it (ms since the epoch); null while it is kept. */
+  forgottenAt: number | null;
+  /** The DMA that ran it ('' and 0 for backups from before schema 3). */
+  dmaHost: string;
+  dmaPid: number;
+  /** The running job's last heartbeat (ms since the epoch); null for backups from before schema 3. */
+  heartbeatAt: number | null;
 }
 
 export interface BackupResult {
@@ -109,6 +122,20 @@ export interface KnownServer {
   address: string;
   /** ms since the epoch. */
   seenAt: number;
+}
+
+/** What the catalog records of a tape of a pool (docs/dma.md, "Pools and tapes"). */
+export type TapePoolState = 'appendable' | 'full' | 'recyclable';
+
+export interface TapeRecord {
+  /** The tape server's identity: its host id (CONFIG_GET_HOST_INFO), or its HOST:PORT when it gives none. */
+  tapeServer: string;
+  /** The tape's barcode (or, without one, the device it was opened as). */
+  barcode: string;
+  pool: string;
+  state: TapePoolState;
+  /** ms since the epoch. */
+  updatedAt: number;
 }
 
 export interface FoundFile extends FileRow {
@@ -154,5 +181,23 @@ export interface Catalog {
   noteServer(s: KnownServer): Promise<void>;
   /** The servers the catalog has met, most recently seen first. */
   listServers(): Promise<KnownServer[]>;
+
+  // ---- Pools, retention, a DMA that died (issue 16, items 1 and 2; docs/dma.md, "Pools and
+  // tapes", "Retention: forget and prune", "A DMA that died"). ----
+  /** Every tape a pool holds, by tape server and barcode. */
+  listTapes(): Promise<TapeRecord[]>;
+  /** Records a tape's pool and state (one row per tape server and barcode). */
+  putTape(t: TapeRecord): Promise<void>;
+  /** Removes a tape part recorded at mount on which nothing was written. */
+  removeTapeSegment(backupId: number, seq: number): Promise<void>;
+  /** A running backup's sign of life: its heartbeat time and the bytes moved so far. */
+  heartbeat(backupId: number, at: number, bytes: number): Promise<void>;
+  /** Marks backups forgotten at `at` (ms); `ndmp prune` deletes them later. */
+  forgetBackups(ids: readonly number[], at: number): Promise<void>;
+  /**
+   * Closes a backup still 'running' as failed with `reason`, at `at` (ms),
+   * keeping its bytes and tapes. False when it is not running (any more).
+   */
+  failAbandoned(backupId: number, reason: string, at: number): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -4,7 +4,8 @@
 // form (docs/names.md): one line per entry whatever bytes its name holds.
 
 import type { BackupRecord, FileRow, FoundFile } from '../catalog/types.js';
-import type { Medium, TapeServerContents } from '../dma/media.js';
+import type { TapeServerContents } from '../dma/media.js';
+import type { ListedTape } from '../dma/pools.js';
 import { size } from './query-format.js';
 import { iso } from './json-output.js';
 
@@ -120,8 +121,8 @@ export function formatFound(rows: readonly FoundFile[]): string {
   );
 }
 
-/** A tape as `ndmp tapes` shows it: the server's facts and the cataloged backups on it. */
-export type ListedMedium = Medium & { backups: number[] };
+/** A tape as `ndmp tapes` shows it: the server's facts, its state and pool, the cataloged backups on it. */
+export type ListedMedium = ListedTape;
 
 export function formatTapes(
   server: string,
@@ -132,20 +133,20 @@ export function formatTapes(
     ? table([['DRIVE', 'MODEL', 'SERIAL'], ...c.drives.map((d) => [d.device, d.model, d.serial ?? '-'])])
     : 'no drives\n';
   if (c.media.length === 0) return `${out}no tapes listed (only ndmpd's library lists its tapes)\n`;
-  const state = (m: Medium) =>
-    [m.blank ? 'blank' : 'used', m.writeProtected ? 'protected' : '', m.loadedIn ? `in ${m.loadedIn}` : '']
-      .filter(Boolean)
-      .join(', ');
+  // The state (docs/dma.md, "Pools and tapes"), and where the tape is.
+  const state = (m: ListedMedium) =>
+    [m.state, m.loadedIn ? `in ${m.loadedIn}` : ''].filter(Boolean).join(', ');
   return (
     out +
     table([
-      ['BARCODE', 'LABEL', 'USED', 'CAPACITY', 'FILES', 'STATE', 'BACKUPS'],
+      ['BARCODE', 'LABEL', 'USED', 'CAPACITY', 'FILES', 'POOL', 'STATE', 'BACKUPS'],
       ...c.media.map((m) => [
         m.barcode,
         m.label || '-',
         size(m.used),
         size(m.capacity),
         String(m.files),
+        m.pool ?? '-',
         state(m),
         m.backups.join(',') || '-',
       ]),

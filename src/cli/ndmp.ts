@@ -46,6 +46,12 @@ import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
 import { defaultStateDir as ndmpdStateDir } from './server-config.js';
 import { registerVerifyCommand } from './verify-command.js';
+// Pools, retention, a DMA that died (docs/dma.md, "Pools and tapes", "Retention: forget and prune").
+import { closeAbandoned } from '../dma/abandoned.js';
+import { identify } from '../dma/identity.js';
+import { DEFAULT_POOL, NoTapeError, checkPoolName, listedTapes } from '../dma/pools.js';
+import { DependantsError, ForgetError } from '../dma/retention.js';
+import { registerRetentionCommands } from './retention-command.js';
 
 /** Exit codes: 0 done, 1 the server refused or the job failed, 2 usage or local trouble, 3 connection trouble. */
 const EXIT_NDMP = 1;
@@ -138,6 +144,8 @@ async function withCatalog<T>(o: CatalogOpts, f: (c: Catalog) => Promise<T>, cre
     'check that the catalog database is up and reachable',
   );
   try {
+    // A backup left running by a DMA that died is closed as failed first (docs/dma.md, "A DMA that died").
+    await closeAbandoned(catalog, (text) => process.stderr.write(`ndmp: ${text}\n`));
     return await f(catalog);
   } finally {
     // A catalog that will not close (a query still hanging) must not keep ndmp from exiting.
@@ -160,6 +168,9 @@ function secondsOption(flag: string, v: unknown): number {
 function stallMs(v: unknown): number {
   return secondsOption('--stall-timeout', v);
 }
+
+/** `--wait` without a value: an hour, for someone to bring a tape. */
+const TAPE_WAIT_S = 3600;
 
 const TAPE_HELP = `wait this long for one tape open, rewind or spacing, which real drives take minutes over (seconds, default ${WAITS.tapeMotionMs / 1000})`;
 const STALL_HELP = `end the job when nothing moves for this long: no stream bytes, no file history, no catalog rows (seconds, default ${WAITS.stallMs / 1000})`;
@@ -269,10 +280,22 @@ async function main(argv: string[]): Promise<void> {
         .option('--record-size <bytes>', 'tape record size', '64K')
         .option('--stall-timeout <seconds>', STALL_HELP, String(WAITS.stallMs / 1000))
         .option('--tape-timeout <seconds>', TAPE_HELP, String(WAITS.tapeMotionMs / 1000))
-        .option('-q, --quiet', 'no progress, only warnings and the result'),
+        .option('-q, --quiet', 'no progress, only warnings and the result')
+        .option(
+          '--pool <name>',
+          "the pool whose tapes the backup goes on (docs/dma.md, 'Pools and tapes')",
+          DEFAULT_POOL,
+        )
+        .option(
+          '--wait [seconds]',
+          `with no tape to write on, wait for one this long (default ${TAPE_WAIT_S} s), asking the library every 5 s`,
+        ),
     ),
   ).action(async (target: string, o: ConnectOpts & CatalogOpts & Record<string, unknown>) => {
     const data = parseServerPath(target);
+    const pool = checkPoolName(o.pool as string);
+    const waitForTapeMs =
+      o.wait === undefined ? 0 : o.wait === true ? TAPE_WAIT_S * 1000 : secondsOption('--wait', o.wait);
     const level = Number(o.level);
     if (!Number.isInteger(level) || level < 0 || level > 9)
       throw new DmaUsageError(`--level ${String(o.level)}: 0 to 9`);
@@ -300,6 +323,8 @@ async function main(argv: string[]): Promise<void> {
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
           signal: ac.signal,
+          pool,
+          waitForTapeMs,
         });
       } finally {
         view.stop();
@@ -335,7 +360,8 @@ async function main(argv: string[]): Promise<void> {
     program.command('backups').description('list the backups in the catalog, newest first'),
   ).action(async (o: CatalogOpts) => {
     await withCatalog(o, async (catalog) => {
-      const list = await catalog.listBackups();
+      // Forgotten backups are gone for the user; 'ndmp prune' deletes them.
+      const list = (await catalog.listBackups()).filter((b) => b.forgottenAt === null);
       print(o, list.map(jsonBackup), () => formatBackups(list));
     });
   });
@@ -506,17 +532,17 @@ async function main(argv: string[]): Promise<void> {
     const client = await connectAgent(addr, credentials(o, addr));
     try {
       const c = await listTapeServer(client);
+      const who = await identify(client);
       await withCatalog(o, async (catalog) => {
         const server = formatTarget(addr);
-        const onTape = new Map<string, number[]>();
-        for (const b of await catalog.listBackups()) {
-          if (b.tapeServer !== server) continue;
-          for (const t of b.tapes) {
-            const key = t.barcode ?? t.device;
-            onTape.set(key, [...(onTape.get(key) ?? []), b.id]);
-          }
-        }
-        const media = c.media.map((m) => ({ ...m, backups: onTape.get(m.barcode) ?? [] }));
+        // States and pools by the server's identity (docs/dma.md, "Pools and tapes").
+        const media = listedTapes(
+          c.media,
+          await catalog.listTapes(),
+          await catalog.listBackups(),
+          who.id,
+          server,
+        );
         print(o, { ...c, media }, () => formatTapes(server, { ...c, media }));
       });
     } finally {
@@ -557,6 +583,8 @@ async function main(argv: string[]): Promise<void> {
     exitFailed: EXIT_NDMP,
   });
 
+  registerRetentionCommands(program, { addCatalogOptions, withCatalog, print });
+
   await program.parseAsync(argv);
 }
 
@@ -566,6 +594,8 @@ function failure(e: unknown): { code: number; line: string | null; errorCode: st
   if (e instanceof CommanderError)
     return { code: e.exitCode === 0 ? 0 : EXIT_USAGE, line: null, errorCode: e.code };
   if (e instanceof DmaUsageError || e instanceof CatalogError)
+    return { code: EXIT_USAGE, line: e.message, errorCode: e.code };
+  if (e instanceof NoTapeError || e instanceof DependantsError || e instanceof ForgetError)
     return { code: EXIT_USAGE, line: e.message, errorCode: e.code };
   if (e instanceof NdmpError) {
     const hint = e.ndmpErrorName === 'NDMP_NOT_AUTHORIZED_ERR' ? ' (wrong user or password?)' : '';

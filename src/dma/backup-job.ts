@@ -1,8 +1,14 @@
 // `ndmp backup`: one backup of a server's path onto tapes, its file history
-// into the catalog as it streams. When the mover pauses at the end of a tape
-// (EOM), the job closes it, opens the next blank tape of the library, and
-// continues; the catalog records each tape's part of the stream, which is all
-// a restore needs to find any byte of it again.
+// into the catalog as it streams. It goes on its pool's tapes (docs/dma.md,
+// "Pools and tapes"): after the data of an appendable one, else on a blank
+// one, else from the start of a recyclable one. When the mover pauses at the
+// end of a tape (EOM), the job marks the tape full, closes it, opens the next
+// one, and continues; the catalog records each tape's part of the stream,
+// which is all a restore needs to find any byte of it again. The part is
+// recorded as soon as the tape is mounted and its length kept up to date
+// with a heartbeat, so a backup that ends any way (a failure, a server shut
+// down, this DMA killed) leaves its tapes known (docs/dma.md, "A DMA that
+// died").
 
 import {
   DataHaltReason,
@@ -23,10 +29,22 @@ import { HistoryIngest } from './history-ingest.js';
 import { rememberServer } from './identity.js';
 import { JobLink, levelOfLog } from './job.js';
 import { TapeLoader } from './loader.js';
-import { listTapeServer, noFreeTape, pickFreeTape } from './media.js';
+import { listTapeServer } from './media.js';
 import type { Medium } from './media.js';
 import { StallWatch, WAITS, seconds, withBound } from './waits.js';
+import { DmaUsageError } from './agent.js';
 import { escapeName } from '../util/byte-name.js';
+import os from 'node:os';
+import {
+  DEFAULT_POOL,
+  NoTapeError,
+  knownTapes,
+  noTapeMessage,
+  tapeCandidates,
+  tapeServerKey,
+} from './pools.js';
+import type { WriteMode } from './pools.js';
+import { HEARTBEAT_MS } from './abandoned.js';
 
 export interface Progress {
   /** Stream bytes so far (DATA_GET_STATE bytes_processed). */
@@ -73,6 +91,12 @@ export interface BackupJobOptions {
   stallMs?: number;
   /** The bound on one tape motion (open, rewind, spacing), which real drives take minutes over (ms). */
   tapeMotionMs?: number;
+  /** The pool whose tapes it goes on (default 'default'). */
+  pool?: string;
+  /** With no tape to write on, wait this long for one (polling the library) before failing (ms; 0: fail at once). */
+  waitForTapeMs?: number;
+  /** How often the library is asked again while waiting for a tape (ms). */
+  tapeWaitPollMs?: number;
 }
 
 export interface BackupOutcome {
@@ -117,6 +141,12 @@ class BackupJob {
   private readonly tapeServer: string;
   /** What the last poll saw the server report (for the stall message). */
   private bytesProcessed = 0;
+  private readonly pool: string;
+  /** The tape server's key in the catalog's tapes table (its host id, else its address). */
+  private tapeKey = '';
+  private tapeServerHostId = '';
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private heartbeatBusy = false;
 
   constructor(
     private readonly o: BackupJobOptions,
@@ -124,6 +154,7 @@ class BackupJob {
     /** Gets each tape into a drive through the tape server's changer, when it has one. */
     private readonly loader: TapeLoader,
   ) {
+    this.pool = o.pool ?? DEFAULT_POOL;
     this.server = formatTarget(o.data);
     this.tapeServer = o.tapeServer ? formatTarget(o.tapeServer) : this.server;
     this.env = [
@@ -150,37 +181,78 @@ class BackupJob {
     );
   }
 
-  /** The next tape to write: the one asked for first, then the library's blank ones. */
+  /**
+   * The next tape to write: the one asked for first, then the pool's
+   * (docs/dma.md, "Pools and tapes"). With none, waits for one up to
+   * --wait, polling the library, or fails saying what to do.
+   */
   private async nextTape(
     backupId: number | null,
-  ): Promise<{ device: string; barcode: string | null; chosen: boolean }> {
+  ): Promise<{ device: string; barcode: string | null; chosen: boolean; how: WriteMode }> {
     if (this.usedHere.size === 0 && this.o.device) {
       // A tape by its name or barcode; or a drive, recorded by the tape in it: the catalog must
       // name the tape, which a later restore finds wherever it is, not the drive (docs/dma.md).
       const m =
         this.media.find((x) => x.device === this.o.device || x.barcode === this.o.device) ??
         this.media.find((x) => x.loadedIn === this.o.device);
+      const known = m ? (await this.known()).get(m.barcode) : undefined;
+      if (known && known.pool !== this.pool) {
+        throw new DmaUsageError(
+          `tape ${m!.barcode} is in pool ${known.pool}, not ${this.pool}: give --pool ${known.pool}, or another tape`,
+        );
+      }
+      // A tape of the pool asked for by name is written as the pool's tapes are: a recyclable
+      // one from its start, any other after its data (nothing on it is written over).
+      const how: WriteMode = known?.state === 'recyclable' ? 'recycle' : 'append';
       return m
-        ? { device: m.device, barcode: m.barcode, chosen: false }
-        : { device: this.o.device, barcode: null, chosen: false };
+        ? { device: m.device, barcode: m.barcode, chosen: false, how }
+        : { device: this.o.device, barcode: null, chosen: false, how: 'append' };
     }
-    this.media = (await listTapeServer(this.link.tape)).media;
-    const inUse = await this.catalogCall(this.o.catalog.tapesInUse(), 'list the tapes in use');
-    for (const u of this.usedHere) inUse.add(u);
-    // Through a changer, only the tapes it holds can be loaded (its slots may be full).
-    const loadable = await this.loader.inChanger();
-    const m = loadable
-      ? pickFreeTape(
-          this.media.filter((x) => loadable.has(x.barcode)),
-          inUse,
-          true,
-        )
-      : pickFreeTape(this.media, inUse);
-    if (!m) {
+    const waitMs = this.o.waitForTapeMs ?? 0;
+    const deadline = Date.now() + waitMs;
+    let said = false;
+    for (;;) {
+      this.media = (await listTapeServer(this.link.tape)).media;
+      const known = await this.known();
+      // Through a changer, only the tapes it holds can be loaded (its slots may be full).
+      const inChanger = await this.loader.inChanger();
+      const opts = { pool: this.pool, skip: this.usedHere, inChanger };
+      const [best] = tapeCandidates(this.media, known, opts);
+      if (best) {
+        if (said) this.say('info', `tape ${best.medium.barcode} is there now; going on`);
+        return { device: best.medium.device, barcode: best.medium.barcode, chosen: true, how: best.how };
+      }
       const part = backupId === null ? undefined : { part: this.segments.length + 1, backupId };
-      throw noFreeTape(this.tapeServer, this.media, inUse, part, loadable);
+      const why = noTapeMessage(this.tapeServer, this.media, known, opts, part);
+      if (this.media.length === 0 && !inChanger) throw new NoTapeError(why);
+      const left = deadline - Date.now();
+      if (left <= 0 || this.o.signal?.aborted) {
+        throw new NoTapeError(waitMs > 0 ? `${why} [waited ${seconds(waitMs)} for one]` : why);
+      }
+      if (!said) {
+        said = true;
+        this.say(
+          'info',
+          `no tape for pool ${this.pool} on ${this.tapeServer} yet; waiting up to ${seconds(waitMs)} for one ` +
+            `(a blank tape, or one of the pool's freed by 'ndmp forget' and 'ndmp prune'), asking the library ` +
+            `every ${seconds(this.tapeWaitPollMs)}`,
+        );
+      }
+      await sleep(Math.min(left, this.tapeWaitPollMs), this.o.signal);
     }
-    return { device: m.device, barcode: m.barcode, chosen: true };
+  }
+
+  private get tapeWaitPollMs(): number {
+    return this.o.tapeWaitPollMs ?? 5000;
+  }
+
+  /** What the catalog knows of the tape server's tapes (docs/dma.md, "Pools and tapes"). */
+  private async known() {
+    const [records, backups] = await this.catalogCall(
+      Promise.all([this.o.catalog.listTapes(), this.o.catalog.listBackups()]),
+      'list the tapes in use',
+    );
+    return knownTapes(records, backups, this.tapeServerHostId, this.tapeServer);
   }
 
   private async mount(streamOffset: number, backupId: number | null): Promise<void> {
@@ -191,9 +263,16 @@ class BackupJob {
       if (t.barcode) this.usedHere.add(t.barcode);
       let tapeFile: number;
       try {
-        tapeFile = await this.loader.mount(t, (device) => this.link.openForAppend(device));
+        // A recycled tape is written from its start: ndmpd's tape image (as a real drive) drops
+        // what follows a write, so its old tape files are gone (docs/dma.md, "Retention: forget and prune").
+        tapeFile = await this.loader.mount(t, (device) =>
+          t.how === 'recycle'
+            ? this.link.openAt(device, 'write', 0).then(() => 0)
+            : this.link.openForAppend(device),
+        );
       } catch (e) {
-        // Another DMA took the same blank tape a moment earlier: try the next one.
+        // Another job has that tape open (a DMA took the same tape a moment earlier, or appends
+        // to it now): try the next one.
         if (t.chosen && e instanceof NdmpError && e.ndmpError === ErrorCode.NDMP_DEVICE_BUSY_ERR) {
           this.say('info', `tape ${t.barcode ?? t.device} is busy; taking another`);
           continue;
@@ -207,29 +286,115 @@ class BackupJob {
         tapeFile,
         streamOffset,
       };
+      const how = { append: 'after its data', blank: 'a blank tape', recycle: 'recycled, from its start' }[
+        t.how
+      ];
       this.say(
         'info',
-        `writing tape ${t.barcode ?? t.device}, file ${tapeFile}, from stream byte ${streamOffset}`,
+        `writing tape ${t.barcode ?? t.device} (pool ${this.pool}, ${how}), file ${tapeFile}, from stream byte ${streamOffset}`,
       );
+      // Recorded at once: whatever ends this backup, the tape is known to hold its data.
+      if (backupId !== null) await this.recordMount(backupId);
       return;
     }
   }
 
-  private async closeSegment(bytesMoved: number, backupId: number): Promise<void> {
+  /**
+   * Records the mounted tape: its part of the stream (length 0 so far) and
+   * its membership of the pool, as appendable. Recorded at mount, not at the
+   * end, so that a backup that never reaches its end still names its tapes.
+   */
+  private async recordMount(backupId: number): Promise<void> {
     if (!this.current) return;
-    const seg: TapeSegment = { ...this.current, length: bytesMoved - this.current.streamOffset };
+    await this.catalogCall(
+      this.o.catalog.addTapeSegment(backupId, { ...this.current, length: 0 }),
+      'record a tape part',
+    );
+    await this.setTapeState('appendable');
+  }
+
+  private async setTapeState(state: 'appendable' | 'full'): Promise<void> {
+    const c = this.current;
+    if (!c) return;
+    await this.catalogCall(
+      this.o.catalog.putTape({
+        tapeServer: this.tapeKey,
+        barcode: c.barcode ?? c.device,
+        pool: this.pool,
+        state,
+        updatedAt: Date.now(),
+      }),
+      'record the tape in its pool',
+    );
+  }
+
+  /**
+   * Ends the current tape part at `bytesMoved`. `counted`: the mover
+   * answered at the end, so the count is exact; without it (the tape server
+   * went away) the count is the last one seen, a lower bound, and the part
+   * stays recorded even when it counted nothing: the tape may hold its data.
+   */
+  private async closeSegment(bytesMoved: number, backupId: number, counted = true): Promise<void> {
+    if (!this.current) return;
+    const seg: TapeSegment = {
+      ...this.current,
+      length: Math.max(0, bytesMoved - this.current.streamOffset),
+    };
     this.current = null;
-    // A tape this backup wrote nothing on is still blank, and free for the next one.
-    if (seg.length <= 0) return;
+    if (!counted) {
+      this.segments.push(seg);
+      await this.catalogCall(this.o.catalog.addTapeSegment(backupId, seg), 'record a tape part');
+      return;
+    }
+    if (seg.length <= 0) {
+      // Nothing written on it: no part of this backup is there (the tape stays in the pool).
+      await this.catalogCall(this.o.catalog.removeTapeSegment(backupId, seg.seq), 'record a tape part');
+      return;
+    }
     this.segments.push(seg);
     await this.catalogCall(this.o.catalog.addTapeSegment(backupId, seg), 'record a tape part');
+  }
+
+  /**
+   * The running backup's sign of life, every HEARTBEAT_MS: the heartbeat
+   * time, the bytes the mover has moved, and the current tape part's length
+   * so far. A later `ndmp` tells a backup whose DMA died by it (docs/dma.md,
+   * "A DMA that died"). Failures are left to the next beat: the job's own
+   * catalog calls report a broken catalog.
+   */
+  private startHeartbeat(backupId: number): void {
+    const beat = async () => {
+      if (this.heartbeatBusy) return;
+      this.heartbeatBusy = true;
+      try {
+        const bytes = this.bytesMoved;
+        await this.o.catalog.heartbeat(backupId, Date.now(), bytes);
+        const c = this.current;
+        if (c && bytes > c.streamOffset) {
+          await this.o.catalog.addTapeSegment(backupId, { ...c, length: bytes - c.streamOffset });
+        }
+      } catch {
+        /* the next beat tries again */
+      } finally {
+        this.heartbeatBusy = false;
+      }
+    };
+    this.heartbeatTimer = setInterval(() => void beat(), HEARTBEAT_MS);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
   }
 
   async run(): Promise<BackupOutcome> {
     const { data, tape } = this.link;
     const { catalog } = this.o;
     this.media = (await listTapeServer(tape)).media;
-    if (!this.o.device && this.media.length === 0) throw noFreeTape(this.tapeServer, this.media);
+    if (!this.o.device && this.media.length === 0 && !this.loader.viaChanger) {
+      throw new NoTapeError(`${this.tapeServer} lists no tapes; give --tape DEVICE`);
+    }
 
     // The servers by identity, so a restore finds them after they move (docs/dma.md, "Servers").
     const dataWho = await this.catalogCall(
@@ -239,6 +404,8 @@ class BackupJob {
     const tapeWho = this.link.local
       ? dataWho
       : await this.catalogCall(rememberServer(catalog, tape, this.o.tapeServer!), 'record the tape server');
+    this.tapeServerHostId = tapeWho.id;
+    this.tapeKey = tapeServerKey(tapeWho.id, this.tapeServer);
 
     await tape.call(M.MOVER_SET_RECORD_SIZE, { len: this.o.recordSize });
     await this.mount(0, null);
@@ -256,9 +423,34 @@ class BackupJob {
         recordSize: this.o.recordSize,
         env: Object.fromEntries(this.env.map((p) => [p.name, p.value])),
         startedAt: Date.now(),
+        pool: this.pool,
+        dmaHost: os.hostname(),
+        dmaPid: process.pid,
       }),
       'record the new backup',
     );
+    // From here a failure of any kind leaves the first tape part recorded (docs/dma.md, "A DMA that died").
+    this.startHeartbeat(id);
+    try {
+      await this.catalogCall(
+        catalog.addTapeSegment(id, { ...this.current!, length: 0 }),
+        'record a tape part',
+      );
+    } catch (e) {
+      this.stopHeartbeat();
+      await this.link.teardown();
+      await this.loader.unmount();
+      await catalog
+        .finishBackup(id, {
+          status: 'failed',
+          haltReason: (e as Error).message,
+          bytes: 0,
+          resultEnv: {},
+          finishedAt: Date.now(),
+        })
+        .catch(() => undefined);
+      throw e;
+    }
     const ingest = new HistoryIngest(data, catalog, id);
     data.onPost(M.LOG_MESSAGE, (b) => {
       const level = levelOfLog(b.logType);
@@ -273,6 +465,8 @@ class BackupJob {
       await this.link.connectStream('backup', { offset: 0n, length: INVALID_U64 });
       await data.call(M.DATA_START_BACKUP, { butypeName: 'tar', env: this.env });
       started = true;
+      // The tape joins the pool (a blank one), or is rewritten (a recycled one): appendable.
+      await this.setTapeState('appendable');
       await this.monitor(id, ingest);
     } catch (e) {
       thrown = e;
@@ -281,6 +475,7 @@ class BackupJob {
     if (!started && thrown instanceof NdmpError) {
       // Refused before anything was written (the error carries the server's reason): no backup
       // happened, so none stays in the list.
+      this.stopHeartbeat();
       await this.link.teardown();
       await this.loader.unmount();
       await this.catalogCall(catalog.deleteBackup(id), 'forget the backup that did not start');
@@ -300,10 +495,15 @@ class BackupJob {
     }
     await this.link.teardown();
     await this.loader.unmount();
-    await this.closeSegment(this.bytesMoved, id).catch(
+    // A tape server that went away cannot say how far its mover got (docs/dma.md, "A DMA that died").
+    const counted = this.link.lost() === null;
+    await this.closeSegment(this.bytesMoved, id, counted).catch(
       (e: Error) => (this.failure ??= `catalog: ${e.message}`),
     );
     let haltReason = this.failure ?? `data ${dataHalt?.name ?? '?'}, mover ${moverHalt?.name ?? '?'}`;
+    if (!counted) {
+      haltReason += ` [${this.bytesMoved} bytes counted before the connection was lost: the tapes may hold more]`;
+    }
     let drained = true;
     try {
       await ingest.drain(this.o.stallMs ?? WAITS.stallMs);
@@ -327,6 +527,7 @@ class BackupJob {
     const text = [dataHalt?.text, moverHalt?.text].filter(Boolean).join('; ');
     // The reason on stderr too: stdout may be --json, or a pipe.
     if (status === 'failed' && !thrown) this.say('error', haltReason);
+    this.stopHeartbeat();
     await this.catalogCall(
       catalog.finishBackup(id, {
         status,
@@ -428,7 +629,11 @@ class BackupJob {
   private async changeTape(id: number, bytesMoved: number, offset: bigint): Promise<void> {
     const { tape } = this.link;
     const from = this.current?.barcode ?? this.current?.device;
+    // At its end: the pool's next backup goes on another tape (docs/dma.md, "Pools and tapes").
+    await this.setTapeState('full');
     await this.closeSegment(bytesMoved, id);
+    // The bytes so far with the part just closed: a DMA that dies now leaves them counted.
+    await this.catalogCall(this.o.catalog.heartbeat(id, Date.now(), bytesMoved), 'record the bytes so far');
     await tape.call(M.TAPE_CLOSE, {});
     await this.loader.unmount();
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
@@ -455,4 +660,17 @@ class BackupJob {
       tape: this.current?.barcode ?? this.current?.device ?? '',
     });
   }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

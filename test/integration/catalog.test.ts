@@ -280,6 +280,12 @@ function suite(kind: string, store: Store): void {
           resultEnv: {},
           serverId: '',
           tapeServerId: '',
+          // Schema 3's pools and running DMA (docs/dma.md, "Pools and tapes", "A DMA that died").
+          pool: 'default',
+          forgottenAt: null,
+          dmaHost: '',
+          dmaPid: 0,
+          heartbeatAt: b.startedAt,
           tapes: [
             { seq: 0, device: 'drive0', barcode: 'NDM001', tapeFile: 3, streamOffset: 0, length: 1000 },
             { seq: 1, device: 'drive1', barcode: 'NDM002', tapeFile: 0, streamOffset: 1000, length: 500 },
@@ -625,6 +631,77 @@ function suite(kind: string, store: Store): void {
         await c.addTapeSegment(a, { seq: 1, device: 'drive0', barcode: 'NDM002', ...seg });
         await c.addTapeSegment(b, { seq: 0, device: '/srv/tapes/image1', barcode: null, ...seg });
         assert.deepEqual(await c.tapesInUse(), new Set(['drive0', 'NDM001', 'NDM002', '/srv/tapes/image1']));
+      }),
+    );
+
+    test(
+      'pools, heartbeats, forgetting and abandoned backups (docs/dma.md, "Pools and tapes")',
+      withCatalog(async (c) => {
+        assert.deepEqual(await c.listTapes(), []);
+        await c.putTape({
+          tapeServer: 'hid',
+          barcode: 'NDM002',
+          pool: 'p',
+          state: 'appendable',
+          updatedAt: 5,
+        });
+        await c.putTape({
+          tapeServer: 'hid',
+          barcode: 'NDM001',
+          pool: 'p',
+          state: 'appendable',
+          updatedAt: 5,
+        });
+        await c.putTape({ tapeServer: 'hid', barcode: 'NDM001', pool: 'q', state: 'full', updatedAt: 6 });
+        await c.putTape({
+          tapeServer: 'other',
+          barcode: 'NDM001',
+          pool: 'p',
+          state: 'recyclable',
+          updatedAt: 7,
+        });
+        assert.deepEqual(await c.listTapes(), [
+          { tapeServer: 'hid', barcode: 'NDM001', pool: 'q', state: 'full', updatedAt: 6 },
+          { tapeServer: 'hid', barcode: 'NDM002', pool: 'p', state: 'appendable', updatedAt: 5 },
+          { tapeServer: 'other', barcode: 'NDM001', pool: 'p', state: 'recyclable', updatedAt: 7 },
+        ]);
+
+        const id = await c.beginBackup(newBackup({ pool: 'p', dmaHost: 'dmahost', dmaPid: 4242 }));
+        let b = (await c.getBackup(id))!;
+        assert.deepEqual([b.pool, b.dmaHost, b.dmaPid, b.heartbeatAt], ['p', 'dmahost', 4242, b.startedAt]);
+        const seg = { seq: 0, device: 'tapes/NDM002', barcode: 'NDM002', tapeFile: 1, streamOffset: 0 };
+        await c.addTapeSegment(id, { ...seg, length: 0 });
+        await c.heartbeat(id, b.startedAt + 2000, 777);
+        await c.addTapeSegment(id, { ...seg, length: 777 });
+        await c.addTapeSegment(id, { ...seg, seq: 1, length: 0 });
+        await c.removeTapeSegment(id, 1);
+        b = (await c.getBackup(id))!;
+        assert.equal(b.heartbeatAt, b.startedAt + 2000);
+        assert.equal(b.bytes, 777);
+        assert.deepEqual(b.tapes, [{ ...seg, length: 777 }]);
+
+        // Closed as failed once, keeping its bytes and tapes; not again, and never a finished one.
+        assert.equal(await c.failAbandoned(id, 'abandoned: gone', b.startedAt + 2000), true);
+        assert.equal(await c.failAbandoned(id, 'abandoned: again', 1), false);
+        b = (await c.getBackup(id))!;
+        assert.deepEqual(
+          [b.status, b.haltReason, b.bytes, b.finishedAt],
+          ['failed', 'abandoned: gone', 777, b.startedAt + 2000],
+        );
+        assert.equal(b.tapes.length, 1);
+        await c.heartbeat(id, 1, 1); // a finished backup's heartbeat changes nothing
+        assert.equal((await c.getBackup(id))!.bytes, 777);
+
+        const other = await c.beginBackup(newBackup());
+        await c.forgetBackups([id, other], 9);
+        await c.forgetBackups([id], 10); // forgotten once: the first time stays
+        assert.deepEqual(
+          (await c.listBackups()).map((x) => [x.id, x.forgottenAt]),
+          [
+            [other, 9],
+            [id, 9],
+          ],
+        );
       }),
     );
 

@@ -244,39 +244,48 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
   });
 });
 
-describe('a fresh library: every blank tape is used, those in drives too', { timeout: 120_000 }, () => {
-  let p: NdmpdProcess;
-  let work: string;
+describe(
+  "a fresh library: backups append to the pool's tape, the one in a drive too",
+  { timeout: 120_000 },
+  () => {
+    let p: NdmpdProcess;
+    let work: string;
 
-  before(async () => {
-    // The first start makes 2 × drives tapes, one in each drive, the rest in slots (docs/changer.md §1.1).
-    p = await startNdmpd({ logLevel: 'info', extraArgs: ['--drives', '2'] });
-    work = fs.mkdtempSync(join(os.tmpdir(), 'ndmp-fresh-'));
-  });
-  after(async () => {
-    await p?.stop();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+    before(async () => {
+      // The first start makes 2 × drives tapes, one in each drive, the rest in slots (docs/changer.md §1.1).
+      p = await startNdmpd({ logLevel: 'info', extraArgs: ['--drives', '2'] });
+      work = fs.mkdtempSync(join(os.tmpdir(), 'ndmp-fresh-'));
+    });
+    after(async () => {
+      await p?.stop();
+      if (work) fs.rmSync(work, { recursive: true, force: true });
+    });
 
-  test('four backups on four tapes (two of them in the drives, written where they are), then none left', async () => {
-    const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
-    const library = join(p.dir, 'state', 'library');
-    const inDrives = new Set([...drives(library).values()].filter(Boolean));
-    assert.equal(inDrives.size, 2, 'one tape in each drive');
-    const used: string[] = [];
-    for (let i = 0; i < 4; i++) {
-      const r = await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds, '--json']);
-      const b = JSON.parse(r.out) as BackupRecord;
-      assert.equal(b.status, 'done', r.err);
-      used.push(b.tapes[0]!.barcode!);
-    }
-    assert.equal(new Set(used).size, 4, used.join(' '));
-    for (const t of inDrives) assert.ok(used.includes(t), `${t}, in a drive, was used`);
-    // What ndmp loaded it put back: the drives hold nothing but tapes that were there before.
-    for (const [drive, tape] of drives(library))
-      assert.ok(tape === '' || inDrives.has(tape), `${drive}: ${tape}`);
-    // Exit 2: the backup could not begin (no tape to write on), as before any job.
-    const r = await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds], 2);
-    assert.match(r.err, /no blank tape left for the backup .*4 tapes: 4 written/, r.err);
-  });
-});
+    // Before pools each backup took a blank tape of its own and the third of a fresh library had
+    // none left; now they append to the default pool's first tape (docs/dma.md, "Pools and tapes").
+    test('four backups on one tape, in a drive and written where it is, one tape file each', async () => {
+      const dma = dmaFor(p, join(work, 'catalog.sqlite'), join(work, 'state'));
+      const library = join(p.dir, 'state', 'library');
+      const inDrives = new Set([...drives(library).values()].filter(Boolean));
+      assert.equal(inDrives.size, 2, 'one tape in each drive');
+      const used: Array<[string, number]> = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await dma.call(['backup', `${dma.server}:${p.exportDir}`, ...dma.creds, '--json']);
+        const b = JSON.parse(r.out) as BackupRecord;
+        assert.equal(b.status, 'done', r.err);
+        assert.equal(b.tapes.length, 1);
+        used.push([b.tapes[0]!.barcode!, b.tapes[0]!.tapeFile]);
+        assert.doesNotMatch(r.err, /loaded tape/, 'the tape in the drive is written where it is');
+      }
+      const first = used[0]![0];
+      assert.ok(inDrives.has(first), `${first} is one of the tapes in a drive`);
+      assert.deepEqual(
+        used,
+        [0, 1, 2, 3].map((n) => [first, n]),
+      );
+      // The drives hold what they held.
+      for (const [drive, tape] of drives(library))
+        assert.ok(tape === '' || inDrives.has(tape), `${drive}: ${tape}`);
+    });
+  },
+);

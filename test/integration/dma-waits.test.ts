@@ -91,9 +91,9 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     );
     assert.equal(r.code, 1, `ndmp exited ${r.code}\n${r.err}\n${r.out}`);
     const reason =
-      /no blank tape left for part 4 of backup 1 \(127\.0\.0\.1:\d+'s library has 3 tapes: 3 written\): add tapes with 'ndmpd tape create' and run the backup again/;
+      /no tape left for part 4 of backup 1 in pool default \(127\.0\.0\.1:\d+'s library has 3 tapes: 3 full\): add tapes with 'ndmpd tape create', or free the pool's tapes with 'ndmp forget' and 'ndmp prune', and run the backup again/;
     assert.match(r.err, reason);
-    assert.match(r.out, /: failed \(no blank tape left for part 4/);
+    assert.match(r.out, /: failed \(no tape left for part 4/);
 
     const [b] = await dma.json<BackupRecord[]>(['backups']);
     assert.equal(b!.status, 'failed');

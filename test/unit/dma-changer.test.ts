@@ -23,7 +23,8 @@ import {
   readElementStatusCdb,
 } from '../../src/dma/changer.js';
 import type { CdbExecutor } from '../../src/dma/changer.js';
-import { noFreeTape, pickFreeTape } from '../../src/dma/media.js';
+import { noTapeMessage, tapeCandidates } from '../../src/dma/pools.js';
+import type { KnownTape } from '../../src/dma/pools.js';
 import type { Medium } from '../../src/dma/media.js';
 import { MemoryChanger, driveIdentity } from '../helpers/memory-changer.js';
 import { hexBytes, toHex } from '../helpers/smc-bytes.js';
@@ -218,7 +219,7 @@ test('sense in words: fixed and descriptor format, known and unknown conditions'
   assert.equal(describeSense(new Uint8Array(0)).text, 'no sense data');
 });
 
-test('no blank tape: the reasons counted per tape, and the remedy that fits them', () => {
+test('no tape: the reasons counted per tape, and the remedy that fits them', () => {
   const tape = (barcode: string, more: Partial<Medium> = {}): Medium => ({
     device: `tapes/${barcode}`,
     barcode,
@@ -232,25 +233,28 @@ test('no blank tape: the reasons counted per tape, and the remedy that fits them
     ...more,
   });
   const media = [tape('A', { blank: false }), tape('B', { writeProtected: true }), tape('C'), tape('D')];
+  const none = new Map<string, KnownTape>();
   // Through a changer that holds A and B only: C and D cannot be loaded.
-  const e = noFreeTape('srv', media, new Set(), { part: 2, backupId: 9 }, new Set(['A', 'B']));
+  const inChanger = new Set(['A', 'B']);
+  const opts = { pool: 'default', skip: new Set<string>(), inChanger };
+  assert.deepEqual(tapeCandidates(media, none, opts), []);
   assert.equal(
-    e.message,
-    "no blank tape left for part 2 of backup 9 (srv's library has 4 tapes: 1 written, 1 write-protected, " +
-      '2 blank but outside the changer, whose slots are full): make room in the changer (take written tapes ' +
-      'out through its import/export element, or give the server more --slots) and run the backup again',
-  );
-  assert.equal(
-    pickFreeTape(
-      media.filter((m) => new Set(['A', 'B']).has(m.barcode)),
-      new Set(),
-    ),
-    null,
+    noTapeMessage('srv', media, none, opts, { part: 2, backupId: 9 }),
+    "no tape left for part 2 of backup 9 in pool default (srv's library has 4 tapes: 1 foreign (written by something else), " +
+      '1 write-protected, 2 outside the changer, whose slots are full): make room in the changer (take written tapes ' +
+      'out through its import/export element, or give the server more --slots), and run the backup again (or give --wait SECONDS to wait for one)',
   );
   // Without a changer the same library has two to give, and when it has none the remedy is more tapes.
-  assert.equal(pickFreeTape(media, new Set())?.barcode, 'C');
+  const free = { pool: 'default', skip: new Set<string>(), inChanger: null };
+  assert.deepEqual(
+    tapeCandidates(media, none, free).map((c) => [c.medium.barcode, c.how]),
+    [
+      ['C', 'blank'],
+      ['D', 'blank'],
+    ],
+  );
   assert.match(
-    noFreeTape('srv', media, new Set(['C', 'D'])).message,
-    /3 written, 1 write-protected\): add tapes/,
+    noTapeMessage('srv', media, none, { ...free, skip: new Set(['C', 'D']) }),
+    /1 foreign \(written by something else\), 1 write-protected, 2 already used by this backup, or busy\): add tapes/,
   );
 });
