@@ -320,6 +320,7 @@ describe('a DMA killed mid-backup, a server stopped mid-backup', { timeout: 300_
     addTapes(p, 4, '4M');
     catalog = join(work, 'catalog.sqlite');
     dma = dmaFor(p, catalog, join(work, 'state'));
+    await dma.ready();
   });
   after(async () => {
     await p?.stop();
