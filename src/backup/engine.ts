@@ -453,10 +453,14 @@ export class BackupEngine {
         }
       }
       if (this.hooks.directory) {
+        // The whole listing, in an incremental too: docs/protocol.md §8.3 rule 5 asks for
+        // FH_ADD_DIR entries of a directory's whole content, and a DMA needs the names that
+        // did not change (they get no FH_ADD_NODE) to tell them from deleted ones
+        // (docs/dma.md, "Incremental chains: point-in-time").
         const told = this.hooks.directory(
           node,
           parent,
-          children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
+          listing.children.map((c) => ({ name: c.name, node: this.nodeOf(c.st) })),
           true,
         );
         if (told) await told;

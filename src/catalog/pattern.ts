@@ -36,6 +36,12 @@ export interface ParsedPattern {
   /** Nothing can match (a bracket expression with no members, like `[z-a]`). */
   never: boolean;
   tokens: Token[];
+  /**
+   * Where each token starts in the pattern, in code points (the tokens of one
+   * escape share its start): the DMA cuts a path pattern at a token to match
+   * what lies below a backup's source (src/dma/server-paths.ts).
+   */
+  starts: number[];
 }
 
 const BACKSLASH = 0x5c;
@@ -44,8 +50,13 @@ const cp = (s: string): number => s.codePointAt(0)!;
 export function parsePattern(pattern: string): ParsedPattern {
   const chars = Array.from(pattern, cp);
   const tokens: Token[] = [];
+  const starts: number[] = [];
   let never = false;
+  // The tokens the last turn of the loop added start where that turn started.
+  let at = 0;
   for (let i = 0; i < chars.length; i++) {
+    while (starts.length < tokens.length) starts.push(at);
+    at = i;
     const c = chars[i]!;
     if (c === cp('*')) {
       // `**` is `*`; one token keeps the translated pattern small.
@@ -75,7 +86,8 @@ export function parsePattern(pattern: string): ParsedPattern {
       }
     } else tokens.push({ kind: 'lit', cp: c });
   }
-  return { path: pattern.includes('/'), never, tokens };
+  while (starts.length < tokens.length) starts.push(at);
+  return { path: pattern.includes('/'), never, tokens, starts };
 }
 
 function isHex(c: number | undefined): boolean {

@@ -16,10 +16,13 @@ import {
   TAPE_COLUMNS,
   TAPE_RECORD_COLUMNS,
   backupRecords,
+  checkListing,
   checkRow,
   fileRow,
   findLimit,
   lastOfEach,
+  listingNames,
+  listingText,
   normalizeDir,
   splitPath,
   tapeRecord,
@@ -30,6 +33,7 @@ import type {
   BackupRecord,
   BackupResult,
   Catalog,
+  DirListing,
   FileRow,
   FindOptions,
   FoundFile,
@@ -91,6 +95,14 @@ CREATE TABLE IF NOT EXISTS tapes (
   updated_at bigint NOT NULL,
   PRIMARY KEY (tape_server, barcode)
 );
+-- Point-in-time: each directory's full listing in a dir/node incremental, its
+-- names joined by '/' (schema.ts listingText). Keyed by the hash of dir, as files is.
+CREATE TABLE IF NOT EXISTS dir_listings (
+  backup_id bigint NOT NULL,
+  dir text COLLATE "C" NOT NULL,
+  names text COLLATE "C" NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS dir_listings_key ON dir_listings (backup_id, ndmp_path_key(dir));
 `;
 
 const SCHEMA = `
@@ -536,6 +548,7 @@ export class PostgresCatalog implements Catalog {
       // fresh snapshot, sees that batch's rows.
       await c.query('DELETE FROM backups WHERE id = $1', [id]);
       await c.query('DELETE FROM files WHERE backup_id = $1', [id]);
+      await c.query('DELETE FROM dir_listings WHERE backup_id = $1', [id]);
     });
   }
 
@@ -616,6 +629,49 @@ export class PostgresCatalog implements Catalog {
       [reason, at, backupId],
     );
     return rows.length === 1;
+  }
+
+  // ---- Point-in-time (schema 3) ----
+
+  async addListings(backupId: number, listings: readonly DirListing[]): Promise<void> {
+    if (listings.length === 0) return;
+    try {
+      listings.forEach(checkListing);
+    } catch (e) {
+      throw wrap('catalog addListings', e);
+    }
+    // One statement may not touch a row twice: a directory listed twice in one call is merged first.
+    const merged = new Map<string, string[]>();
+    for (const l of listings) merged.set(l.dir, [...(merged.get(l.dir) ?? []), ...l.names]);
+    await this.tx('addListings', async (c) => {
+      const b = await c.query(LOCK_BACKUP, [backupId]);
+      if (b.rowCount === 0) throw new CatalogError(`no backup ${backupId}`);
+      // A directory listed again appends its names (a server may list one directory in pieces).
+      await c.query(
+        `INSERT INTO dir_listings (backup_id, dir, names) SELECT $1::bigint, * FROM unnest($2::text[], $3::text[])
+         ON CONFLICT (backup_id, ndmp_path_key(dir)) DO UPDATE SET names = CASE
+           WHEN dir_listings.names = '' THEN excluded.names WHEN excluded.names = '' THEN dir_listings.names
+           ELSE dir_listings.names || '/' || excluded.names END`,
+        [backupId, textArray([...merged.keys()]), textArray([...merged.values()].map(listingText))],
+      );
+    });
+  }
+
+  async getListing(backupId: number, dir: string): Promise<string[] | null> {
+    const rows = await this.query<{ names: string }>(
+      'getListing',
+      `SELECT names FROM dir_listings
+       WHERE backup_id = $1 AND ndmp_path_key(dir) = ndmp_path_key($2) AND dir = $2`,
+      [backupId, normalizeDir(dir)],
+    );
+    return rows[0] ? listingNames(rows[0].names) : null;
+  }
+
+  async hasListings(backupId: number): Promise<boolean> {
+    const rows = await this.query('hasListings', `SELECT 1 FROM dir_listings WHERE backup_id = $1 LIMIT 1`, [
+      backupId,
+    ]);
+    return rows.length > 0;
   }
 
   async close(): Promise<void> {

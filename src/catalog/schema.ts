@@ -5,7 +5,15 @@
 
 import { escapeName, isUtf8Name } from '../util/byte-name.js';
 import { CatalogError } from './errors.js';
-import type { BackupRecord, BackupStatus, FileRow, FileType, TapeRecord, TapeSegment } from './types.js';
+import type {
+  BackupRecord,
+  BackupStatus,
+  DirListing,
+  FileRow,
+  FileType,
+  TapeRecord,
+  TapeSegment,
+} from './types.js';
 
 /**
  * Bumped by any change to the tables; a store refuses a catalog newer than it
@@ -328,4 +336,36 @@ export function tapeRecord(r: TapeRecordDbRow): TapeRecord {
     state: r.state,
     updatedAt: r.updated_at,
   };
+}
+
+// ---- Directory listings (schema 3, point-in-time) ------------------------------
+//
+// A listing is stored as one text per directory, its names joined by '/',
+// which no name holds: one row per directory rather than one per name keeps
+// an incremental's listings far smaller than its full backup's rows.
+
+/** A listing's names as stored. */
+export function listingText(names: readonly string[]): string {
+  return names.join('/');
+}
+
+/** The names of a stored listing. */
+export function listingNames(text: string): string[] {
+  return text === '' ? [] : text.split('/');
+}
+
+/** Refuses a listing the stores could not give back as it came (as checkRow does for rows). */
+export function checkListing(l: DirListing): void {
+  if (!l.dir.startsWith('/') || normalizeDir(l.dir) !== l.dir || !printed(l.dir)) {
+    throw new CatalogError(
+      `directory listing: '${escapeName(l.dir)}' is not a directory path in the printed form`,
+    );
+  }
+  for (const n of l.names) {
+    if (n === '' || n.includes('/') || !printed(n)) {
+      throw new CatalogError(
+        `directory listing of '${l.dir}': '${escapeName(n)}' is not a name in the printed form (docs/names.md)`,
+      );
+    }
+  }
 }

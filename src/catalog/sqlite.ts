@@ -18,9 +18,12 @@ import {
   TAPE_RECORD_COLUMNS,
   V3_COLUMNS,
   backupRecords,
+  checkListing,
   checkRow,
   fileRow,
   findLimit,
+  listingNames,
+  listingText,
   normalizeDir,
   splitPath,
   tapeRecord,
@@ -31,6 +34,7 @@ import type {
   BackupRecord,
   BackupResult,
   Catalog,
+  DirListing,
   FileRow,
   FindOptions,
   FoundFile,
@@ -56,6 +60,14 @@ CREATE TABLE IF NOT EXISTS tapes (
   state TEXT NOT NULL CHECK (state IN ('appendable', 'full', 'recyclable')),
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (tape_server, barcode)
+) WITHOUT ROWID, STRICT;
+-- Point-in-time: each directory's full listing in a dir/node incremental, its
+-- names joined by '/' (schema.ts listingText; docs/dma.md, "Incremental chains").
+CREATE TABLE IF NOT EXISTS dir_listings (
+  backup_id INTEGER NOT NULL,
+  dir TEXT NOT NULL,
+  names TEXT NOT NULL,
+  PRIMARY KEY (backup_id, dir)
 ) WITHOUT ROWID, STRICT;
 `;
 
@@ -426,6 +438,7 @@ export class SqliteCatalog implements Catalog {
       this.db.transaction(() => {
         this.db.prepare(`DELETE FROM backups WHERE id = ?`).run(id);
         this.db.prepare(`DELETE FROM files WHERE backup_id = ?`).run(id);
+        this.db.prepare(`DELETE FROM dir_listings WHERE backup_id = ?`).run(id);
       })();
     });
   }
@@ -508,6 +521,44 @@ export class SqliteCatalog implements Catalog {
             `UPDATE backups SET status = 'failed', halt_reason = ?, finished_at = ? WHERE id = ? AND status = 'running'`,
           )
           .run(reason, at, backupId).changes === 1,
+    );
+  }
+
+  // ---- Point-in-time (schema 3) ----
+
+  addListings(backupId: number, listings: readonly DirListing[]): Promise<void> {
+    return this.run('addListings', () => {
+      if (listings.length === 0) return;
+      listings.forEach(checkListing);
+      const exists = this.db.prepare(`SELECT 1 FROM backups WHERE id = ?`);
+      // A directory listed again appends its names (a server may list one directory in pieces).
+      const put = this.db.prepare(
+        `INSERT INTO dir_listings (backup_id, dir, names) VALUES (?, ?, ?)
+         ON CONFLICT (backup_id, dir) DO UPDATE SET names = CASE
+           WHEN names = '' THEN excluded.names WHEN excluded.names = '' THEN names
+           ELSE names || '/' || excluded.names END`,
+      );
+      this.db.transaction(() => {
+        if (!exists.get(backupId)) throw new CatalogError(`no backup ${backupId}`);
+        for (const l of listings) put.run(backupId, l.dir, listingText(l.names));
+      })();
+    });
+  }
+
+  getListing(backupId: number, dir: string): Promise<string[] | null> {
+    return this.run('getListing', () => {
+      const r = this.db
+        .prepare(`SELECT names FROM dir_listings WHERE backup_id = ? AND dir = ?`)
+        .get(backupId, normalizeDir(dir)) as { names: string } | undefined;
+      return r ? listingNames(r.names) : null;
+    });
+  }
+
+  hasListings(backupId: number): Promise<boolean> {
+    return this.run(
+      'hasListings',
+      () =>
+        this.db.prepare(`SELECT 1 FROM dir_listings WHERE backup_id = ? LIMIT 1`).get(backupId) !== undefined,
     );
   }
 

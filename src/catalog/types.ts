@@ -148,6 +148,18 @@ export interface FindOptions {
   limit?: number;
 }
 
+/**
+ * The names one directory held at an incremental backup, as its file history
+ * listed them (FH_ADD_DIR), whether or not they are in that backup's stream
+ * (docs/dma.md, "Incremental chains: point-in-time").
+ */
+export interface DirListing {
+  /** The directory's path inside the backup, printed form ("/" for the root). */
+  dir: string;
+  /** Its entries' names, printed form, in the order the history gave them. */
+  names: string[];
+}
+
 export interface Catalog {
   /** Where it lives, for messages ("sqlite:/path" or "postgres://host/db", no password). */
   readonly location: string;
@@ -199,5 +211,20 @@ export interface Catalog {
    * keeping its bytes and tapes. False when it is not running (any more).
    */
   failAbandoned(backupId: number, reason: string, at: number): Promise<boolean>;
+  // ---- Point-in-time (schema 3, docs/dma.md "Incremental chains: point-in-time") ----
+  // Incremental backups with dir/node history record each directory's full
+  // listing, so a view as of one of them knows what was deleted. Written only
+  // for incrementals, apart from addFiles, so a full backup's ingest is as before.
+
+  /**
+   * Adds directory listings of a backup. A directory listed again (in another
+   * call) gets the new names appended to those it has.
+   */
+  addListings(backupId: number, listings: readonly DirListing[]): Promise<void>;
+  /** The listing of `dir` in that backup; null when none was recorded. */
+  getListing(backupId: number, dir: string): Promise<string[] | null>;
+  /** Whether the backup has any listing (its history listed its directories whole). */
+  hasListings(backupId: number): Promise<boolean>;
+
   close(): Promise<void>;
 }

@@ -80,13 +80,15 @@ function modeString(r: FileRow): string {
   return s;
 }
 
-export function formatListing(rows: readonly FileRow[]): string {
+export function formatListing(rows: ReadonlyArray<FileRow & { backupId?: number }>): string {
   return table(
     rows.map((r) => [
       modeString(r),
       `${r.uid}:${r.gid}`,
       String(r.size),
       when(r.mtime * 1000),
+      // The backup of the chain the entry comes from (docs/dma.md, "Incremental chains: point-in-time").
+      ...(r.backupId === undefined ? [] : [`#${r.backupId}`]),
       r.type === 'dir' ? `${r.name}/` : r.name,
     ]),
   );
@@ -115,9 +117,17 @@ export function jsonRows<T extends FileRow>(rows: readonly T[]): Array<JsonTimes
   }));
 }
 
-export function formatFound(rows: readonly FoundFile[]): string {
+export function formatFound(rows: ReadonlyArray<FoundFile & { server?: string; source?: string }>): string {
   return table(
-    rows.map((r) => [String(r.backupId), modeString(r), String(r.size), when(r.mtime * 1000), r.path]),
+    rows.map((r) => [
+      String(r.backupId),
+      // Which server's backup of which path (docs/dma.md, "Paths").
+      ...(r.server === undefined ? [] : [`${r.server}:${r.source}`]),
+      modeString(r),
+      String(r.size),
+      when(r.mtime * 1000),
+      r.path,
+    ]),
   );
 }
 

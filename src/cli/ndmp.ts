@@ -26,7 +26,9 @@ import { TapeNotAvailableError } from '../dma/loader.js';
 import { TapePositionError } from '../dma/job.js';
 import { listTapeServer } from '../dma/media.js';
 import { query } from '../dma/query.js';
-import { runRestore, typedPath } from '../dma/restore-job.js';
+import { findOnServers, listAsOf } from '../dma/browse.js';
+import { restoreAsOf } from '../dma/restore-as-of.js';
+import { sourceOf, toBackupPath, toServerPath } from '../dma/server-paths.js';
 import { JobWaitError, WAITS, withBound } from '../dma/waits.js';
 import { NdmpError, TransportError } from '../wire/index.js';
 import type { Pval } from '../wire/index.js';
@@ -272,9 +274,10 @@ async function main(argv: string[]): Promise<void> {
         .option('--level <n>', 'incremental level, 0 (full) to 9', '0')
         .option('--exclude <pattern>', 'leave out names matching a shell pattern; repeatable', collect, [])
         .addOption(
-          new Option('--history <model>', 'file history model asked of the server')
-            .choices(['path', 'dirnode'])
-            .default('path'),
+          new Option(
+            '--history <model>',
+            'file history model asked of the server (default: path for a full backup, dirnode for an incremental, whose listings show its tree as of then)',
+          ).choices(['path', 'dirnode']),
         )
         .option('--env <name=value>', 'more backup environment for the server; repeatable', collect, [])
         .option('--record-size <bytes>', 'tape record size', '64K')
@@ -315,7 +318,8 @@ async function main(argv: string[]): Promise<void> {
           device: o.tape as string | undefined,
           level,
           exclude: o.exclude as string[],
-          history: o.history === 'dirnode' ? 'd' : 'y',
+          // An incremental's dir/node history lists unchanged names too (docs/dma.md, "Incremental chains").
+          history: (o.history ?? (level > 0 ? 'dirnode' : 'path')) === 'dirnode' ? 'd' : 'y',
           env: parseEnv(o.env as string[]),
           recordSize: parseSize(o.recordSize as string),
           stallMs: stallMs(o.stallTimeout),
@@ -371,21 +375,20 @@ async function main(argv: string[]): Promise<void> {
       .command('ls')
       .description('list a directory of a backup, from the catalog')
       .argument('<backup>', 'backup id (see ndmp backups)')
-      .argument('[path]', 'directory inside the backup', '/'),
-  ).action(async (id: string, path: string, o: CatalogOpts) => {
+      .argument(
+        '[path]',
+        "directory on the server, below the backup's source (default: the source itself); an incremental is listed as of its date, each entry with the backup (#ID) it comes from",
+      ),
+  ).action(async (id: string, path: string | undefined, o: CatalogOpts) => {
     await withCatalog(o, async (catalog) => {
       const b = await getBackup(catalog, id);
-      // The printed form as `ls` shows it, or a path typed with plain backslashes (docs/names.md).
-      const dir = typedPath(path);
-      const rows = await catalog.listDir(b.id, dir);
-      if (rows.length === 0) {
-        const [self] = await catalog.lookup(b.id, [dir]);
-        if (!self) throw new DmaUsageError(`${dir} is not in backup ${b.id}`);
-        // A file: list it alone, as ls does.
-        print(o, jsonRows([self]), () => formatListing([self]));
-        return;
-      }
-      print(o, jsonRows(rows), () => formatListing(rows));
+      // Server paths in and out, the tree as of the backup (src/dma/browse.ts; docs/dma.md, "Paths").
+      const { entries, view } = await listAsOf(catalog, b, path);
+      for (const i of view.incomplete)
+        process.stderr.write(
+          `ndmp: backup ${i} has path-model history: files deleted before it may still be listed\n`,
+        );
+      print(o, jsonRows(entries), () => formatListing(entries));
     });
   });
 
@@ -397,9 +400,12 @@ async function main(argv: string[]): Promise<void> {
       )
       .argument(
         '<pattern>',
-        "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt'; names as ndmp ls prints them ('caf\\xe9*')",
+        "e.g. '*.conf', 'report-2026-??.pdf', '/home/*/notes.txt' (paths as the server has them); names as ndmp ls prints them ('caf\\xe9*')",
       )
-      .option('--backup <id>', 'only in this backup')
+      .option(
+        '--backup <id>',
+        "only in this backup (its own files: an incremental's unchanged ones are in its full)",
+      )
       .option('--limit <n>', 'at most this many hits (0: all)', '1000'),
   ).action(async (pattern: string, o: CatalogOpts & { backup?: string; limit: string }) => {
     const limit = Number(o.limit);
@@ -407,7 +413,7 @@ async function main(argv: string[]): Promise<void> {
       throw new DmaUsageError(`--limit ${o.limit}: a number of hits, or 0 for all`);
     await withCatalog(o, async (catalog) => {
       // One more than asked: whether the limit cut the list short.
-      const found = await catalog.find(pattern, {
+      const found = await findOnServers(catalog, pattern, {
         backupId: o.backup === undefined ? undefined : backupId(o.backup),
         limit: limit === 0 ? 0 : limit + 1,
       });
@@ -429,16 +435,20 @@ async function main(argv: string[]): Promise<void> {
       program
         .command('restore')
         .description(
-          'restore files (or the whole backup) onto the server, under --to; by Direct Access Recovery when the server offers it',
+          'restore files (or the whole backup) onto the server, under --to or in place; an incremental as of its date, each file from the backup of its chain that holds it; by Direct Access Recovery when the server offers it',
         )
         .argument('<backup>', 'backup id (see ndmp backups)')
         .argument(
           '[paths...]',
-          'files or directories inside the backup, as ndmp ls prints them (none: everything)',
+          "files or directories on the server, below the backup's source, as ndmp ls prints them (none: everything)",
         )
-        .requiredOption(
+        .option(
           '--to <dir>',
-          'absolute directory on the server; the files keep their backup paths below it',
+          "absolute directory on the server; the files keep their paths below the backup's source under it (SOURCE/a/b goes to DIR/a/b)",
+        )
+        .option(
+          '--in-place',
+          "restore onto the backup's source itself (same as --to SOURCE): existing files are replaced as --overwrite says, files made since are left",
         )
         .option(
           '--server <host[:port]>',
@@ -471,6 +481,15 @@ async function main(argv: string[]): Promise<void> {
     const ac = interruptible();
     await withCatalog(o, async (catalog) => {
       const backup = await getBackup(catalog, id);
+      // Explicitly one or the other: a restore in place replaces live files (docs/dma.md, "Paths").
+      if (Boolean(o.to) === Boolean(o.inPlace))
+        throw new DmaUsageError(
+          `give --to DIR (a directory on the server to restore under) or --in-place (onto ${sourceOf(backup)} itself)`,
+        );
+      const to = o.inPlace ? sourceOf(backup) : (o.to as string);
+      // Server paths in, the catalog's paths inside the backup to the job (src/dma/server-paths.ts).
+      const inner = paths.map((p) => toBackupPath(backup, p));
+      const show = (p: string) => toServerPath(backup, p);
       const dataServer = o.server ? parseTarget(o.server as string) : undefined;
       const tapeServer = o.tapeServer ? parseTarget(o.tapeServer as string) : undefined;
       // The password is for the host we connect to: the one given, else the one the backup names.
@@ -479,10 +498,12 @@ async function main(argv: string[]): Promise<void> {
       const view = progressView(`restore from backup ${backup.id}`);
       let r;
       try {
-        r = await runRestore({
+        r = await restoreAsOf({
           backup,
-          paths,
-          to: o.to as string,
+          all: await catalog.listBackups(),
+          showPath: show,
+          paths: inner,
+          to,
           dataServer,
           tapeServer,
           dataCred: cred,
@@ -500,6 +521,7 @@ async function main(argv: string[]): Promise<void> {
       } finally {
         view.stop();
       }
+      r = { ...r, files: r.files.map((f) => ({ ...f, path: show(f.path) })) };
       print(o, r, () => {
         const how = r.dar ? 'by Direct Access Recovery' : 'reading the stream from its start';
         const lines = r.files.map(
@@ -510,7 +532,8 @@ async function main(argv: string[]): Promise<void> {
           : 'the whole backup';
         return (
           `${lines.join('\n')}${lines.length ? '\n' : ''}` +
-          `${r.ok ? 'restored' : 'restore failed:'} ${what} to ${o.to as string} ${how}, from ${r.tapesRead.join(', ')}` +
+          `${r.ok ? 'restored' : 'restore failed:'} ${what} to ${to} ${how}, from ${r.tapesRead.join(', ')}` +
+          `${r.passes.length > 1 ? ` (as of backup ${backup.id}: backups ${r.passes.map((x) => x.backupId).join(', ')})` : ''}` +
           `${r.reason ? ` (${r.reason})` : ''}\n`
         );
       });

@@ -451,7 +451,8 @@ class BackupJob {
         .catch(() => undefined);
       throw e;
     }
-    const ingest = new HistoryIngest(data, catalog, id);
+    // An incremental's directory listings let `ndmp ls`/`restore` see its tree as of then (docs/dma.md).
+    const ingest = new HistoryIngest(data, catalog, id, { listings: this.o.level > 0 });
     data.onPost(M.LOG_MESSAGE, (b) => {
       const level = levelOfLog(b.logType);
       if (level !== 'info') this.warnings++;

@@ -15,7 +15,7 @@ import { M, FileType as NdmpFileType } from '../wire/index.js';
 import type { FhDir, FhFile, FhNode, FileStat } from '../wire/index.js';
 import { MAX_NAME_BYTES, splitPath } from '../catalog/schema.js';
 import { escapeName } from '../util/byte-name.js';
-import type { Catalog, FileRow, FileType } from '../catalog/types.js';
+import type { Catalog, DirListing, FileRow, FileType } from '../catalog/types.js';
 import type { NdmpClient } from './client.js';
 import { JobWaitError, seconds } from './waits.js';
 
@@ -24,6 +24,13 @@ export interface IngestOptions {
   batchRows?: number;
   /** Batches written or being written before reading stops (default 4). */
   maxPendingBatches?: number;
+  /**
+   * Record each directory's listing (FH_ADD_DIR names, in the stream or not):
+   * for incrementals, whose unchanged names get no FH_ADD_NODE, so a view as
+   * of the backup can tell them from deleted ones (docs/dma.md, "Incremental
+   * chains: point-in-time"). Off for full backups: their rows are the listing.
+   */
+  listings?: boolean;
 }
 
 const U64_UNKNOWN = 0xffffffffffffffffn;
@@ -132,6 +139,11 @@ export class HistoryIngest {
   private root: bigint | null = null;
   private readonly names = new Map<bigint, Array<{ parent: bigint; path: string }>>();
   private readonly dirPaths = new Map<bigint, string>();
+  // Listings (opts.listings): the directory being listed (its entries come together, rule 3), and those to write.
+  private readonly listings: boolean;
+  private listing: (DirListing & { node: bigint }) | null = null;
+  private listed: DirListing[] = [];
+  private listedNames = 0;
 
   constructor(
     private readonly client: NdmpClient,
@@ -141,6 +153,7 @@ export class HistoryIngest {
   ) {
     this.batchRows = opts.batchRows ?? 2000;
     this.maxPending = opts.maxPendingBatches ?? 4;
+    this.listings = opts.listings ?? false;
     client.onPost(M.FH_ADD_FILE, (b) => this.addFiles(b.files));
     client.onPost(M.FH_ADD_DIR, (b) => this.addDirs(b.dirs));
     client.onPost(M.FH_ADD_NODE, (b) => this.addNodes(b.nodes));
@@ -179,6 +192,8 @@ export class HistoryIngest {
         this.root = d.node;
         this.dirPaths.set(d.node, '/');
       }
+      // Every entry of a directory, "." and ".." too, has the directory as its parent (rule 1, 3).
+      if (this.listings) this.listingOf(d.parent);
       if (name === '.' || name === '..') continue;
       // A directory's entries come after its own (rule 3), so its path is known by now. Kept for
       // every node, as its type is not known until its ADD_NODE, which may come after its children's.
@@ -194,6 +209,15 @@ export class HistoryIngest {
         continue;
       }
       const path = parentPath === '/' ? `/${printedName}` : `${parentPath}/${printedName}`;
+      if (this.listing) {
+        this.listing.names.push(printedName);
+        // A directory of many names goes in pieces (the store appends them): memory stays bounded.
+        if (this.listing.names.length >= this.batchRows) {
+          this.listed.push({ dir: this.listing.dir, names: this.listing.names });
+          this.listing.names = [];
+          this.flushBatch();
+        }
+      }
       if (!this.dirPaths.has(d.node)) this.dirPaths.set(d.node, path);
       const list = this.names.get(d.node);
       if (list) list.push({ parent: d.parent, path });
@@ -221,15 +245,40 @@ export class HistoryIngest {
     }
   }
 
+  /**
+   * Starts the listing of the directory `node` unless it is the one being
+   * listed: a directory's entries come together (docs/protocol.md §8.3 rule 3),
+   * so the one before is complete. An empty directory, listed by its "." and
+   * "..", gets an empty listing: it was there, with nothing in it.
+   */
+  private listingOf(node: bigint): void {
+    if (this.listing?.node === node) return;
+    this.endListing();
+    const dir = this.dirPaths.get(node);
+    // A directory whose own name never came: its entries are orphans, and so is its listing.
+    if (dir !== undefined) this.listing = { node, dir, names: [] };
+  }
+
+  private endListing(): void {
+    if (!this.listing) return;
+    this.listed.push({ dir: this.listing.dir, names: this.listing.names });
+    this.listedNames += this.listing.names.length + 1;
+    this.listing = null;
+    if (this.listedNames >= this.batchRows) this.flushBatch();
+  }
+
   private push(r: FileRow): void {
     this.batch.push(r);
     if (this.batch.length >= this.batchRows) this.flushBatch();
   }
 
   private flushBatch(): void {
-    if (this.batch.length === 0) return;
+    if (this.batch.length === 0 && this.listed.length === 0) return;
     const rows = this.batch;
     this.batch = [];
+    const listed = this.listed;
+    this.listed = [];
+    this.listedNames = 0;
     this.pending++;
     if (this.pending >= this.maxPending && !this.paused) {
       this.paused = true;
@@ -240,6 +289,8 @@ export class HistoryIngest {
       try {
         await this.catalog.addFiles(this.backupId, rows);
         this.rows += rows.length;
+        // After the rows, in the same order as they came; only incrementals have any.
+        if (listed.length > 0) await this.catalog.addListings(this.backupId, listed);
       } catch (e) {
         this.failure = e as Error;
       } finally {
@@ -263,6 +314,7 @@ export class HistoryIngest {
    * which it stores none for `stallMs` ends with a JobWaitError.
    */
   async drain(stallMs: number): Promise<void> {
+    this.endListing();
     this.flushBatch();
     let done = false;
     const finished = this.chain.then(() => {

@@ -27,6 +27,12 @@ export interface RestoreJobOptions {
    * (docs/names.md), or typed with plain backslashes; none: the whole backup.
    */
   paths: string[];
+  /**
+   * The rows to restore, already looked up (a point-in-time restore gives
+   * each backup of a chain its own: src/dma/restore-as-of.ts); `paths` is
+   * then not looked up.
+   */
+  rows?: FileRow[];
   /** Absolute directory on the data server the files go under (their backup paths kept below it); printed form too. */
   to: string;
   /** The data server to restore onto; else the one backed up, where it answered last. */
@@ -116,7 +122,7 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
     throw new DmaUsageError(`backup ${b.id} has no tapes recorded (status ${b.status})`);
   if (!o.to.startsWith('/'))
     throw new DmaUsageError(`--to must be an absolute path on the server, not '${o.to}'`);
-  const rows = o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : [];
+  const rows = o.rows ?? (o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : []);
   const known = await withBound(
     o.catalog.listServers(),
     WAITS.catalogCallMs,

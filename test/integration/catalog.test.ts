@@ -621,6 +621,44 @@ function suite(kind: string, store: Store): void {
     });
 
     test(
+      'directory listings (point-in-time): stored as given, appended when listed again, deleted with their backup',
+      withCatalog(async (c) => {
+        const a = await c.beginBackup(newBackup({ level: 1 }));
+        const b = await c.beginBackup(newBackup({ level: 1 }));
+        assert.equal(await c.hasListings(a), false);
+        assert.equal(await c.getListing(a, '/'), null);
+        // Printed names, odd ones too; an empty directory has an empty listing, not none.
+        await c.addListings(a, [
+          { dir: '/', names: ['caf\\xe9', 'back\\\\slash', 'two\\x0alines', 'empty'] },
+          { dir: '/empty', names: [] },
+          { dir: '/caf\\xe9', names: ['x'] },
+        ]);
+        await c.addListings(a, [{ dir: '/caf\\xe9', names: ['y', 'z'] }]);
+        await c.addListings(a, [{ dir: '/empty', names: [] }]);
+        assert.equal(await c.hasListings(a), true);
+        assert.equal(await c.hasListings(b), false);
+        assert.deepEqual(await c.getListing(a, '/'), ['caf\\xe9', 'back\\\\slash', 'two\\x0alines', 'empty']);
+        assert.deepEqual(await c.getListing(a, '/caf\\xe9/'), ['x', 'y', 'z']);
+        assert.deepEqual(await c.getListing(a, '/empty'), []);
+        assert.equal(await c.getListing(b, '/'), null);
+        // One call naming a directory twice (PostgreSQL merges it before its one statement).
+        await c.addListings(b, [
+          { dir: '/d', names: ['1'] },
+          { dir: '/d', names: ['2'] },
+        ]);
+        assert.deepEqual(await c.getListing(b, '/d'), ['1', '2']);
+        // What the stores could not give back as it came is refused.
+        await assert.rejects(c.addListings(a, [{ dir: '/', names: ['a/b'] }]), CatalogError);
+        await assert.rejects(c.addListings(a, [{ dir: '/', names: ['raw\nnewline'] }]), CatalogError);
+        await assert.rejects(c.addListings(a, [{ dir: 'relative', names: [] }]), CatalogError);
+        await assert.rejects(c.addListings(9999, [{ dir: '/', names: [] }]), /no backup 9999/);
+        await c.deleteBackup(a);
+        assert.equal(await c.hasListings(a), false);
+        assert.deepEqual(await c.getListing(b, '/d'), ['1', '2']);
+      }),
+    );
+
+    test(
       'tapesInUse: every device and barcode written',
       withCatalog(async (c) => {
         assert.deepEqual(await c.tapesInUse(), new Set());

@@ -79,13 +79,19 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
       backups[model] = b;
     }
     for (const dir of ['/', '/mid', '/mid/inner']) {
-      for (const r of await dma.json<FileRow[]>(['ls', String(backups.path.id), dir])) rows.set(r.path, r);
+      for (const r of await dma.json<FileRow[]>(['ls', String(backups.path.id), onServer(dir)]))
+        rows.set(inBackup(r.path), r);
     }
   });
   after(async () => {
     await p?.stop();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
+
+  // ndmp takes and prints the server's paths (docs/dma.md, "Paths"); these tests name paths inside
+  // the backup, as its nlist does: "/" is the source.
+  const onServer = (inside: string) => (inside === '/' ? src : `${src}${inside}`);
+  const inBackup = (server: string) => (server === src ? '/' : server.slice(src.length));
 
   /** `ndmp restore` by DAR into a fresh directory; it must succeed. */
   async function restore(
@@ -97,7 +103,7 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
     const r = await dma.json<RestoreOutcome>([
       'restore',
       String(id),
-      ...paths,
+      ...paths.map(onServer),
       '--to',
       to,
       ...dma.creds,
@@ -105,7 +111,8 @@ describe('ndmp restore DIR: directory DAR through our DMA', { timeout: 300_000 }
     ]);
     assert.equal(r.ok, true, JSON.stringify(r));
     assert.equal(r.dar, true);
-    return r;
+    // The nlist checks below speak of paths inside the backup, as the server gets them.
+    return { ...r, files: r.files.map((f) => ({ ...f, path: inBackup(f.path) })) };
   }
 
   const fhOf = (path: string): number => {

@@ -229,7 +229,7 @@ describe('ndmp backup and restore through the changer', { timeout: 300_000 }, ()
       const one = join(p.exportDir, 'one');
       // Exit 1: the job could not be done (EXIT_NDMP), with the reason and no stack.
       const r = await dma.call(
-        ['restore', String(backup.id), '/late/needle.txt', '--to', one, ...dma.creds],
+        ['restore', String(backup.id), join(src, 'late/needle.txt'), '--to', one, ...dma.creds],
         1,
       );
       assert.doesNotMatch(r.err, /at TapeLoader/);

@@ -93,11 +93,11 @@ for (const kind of ['SQLite', 'PostgreSQL']) {
             [escapeName(decodeName(L1(DEEP[0]!))), false],
           ].sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1)),
         );
-        const text = (await dma.call(['ls', String(backup.id), '/Fran\\xe7ais'])).out;
+        const text = (await dma.call(['ls', String(backup.id), `${src}/Fran\\xe7ais`])).out;
         assert.match(text, /^-rw-r--r-- .* caf\\xe9\.txt$/m);
         assert.match(text, /^-rw-r--r-- .* plain\.txt$/m);
         assert.equal(text.split('\n').length, 3, 'one line per entry');
-        const inside = await dma.json<Row[]>(['ls', String(backup.id), '/Fran\\xe7ais']);
+        const inside = await dma.json<Row[]>(['ls', String(backup.id), `${src}/Fran\\xe7ais`]);
         assert.deepEqual(
           inside.map((r) => [r.name, r.plain]),
           [
@@ -106,23 +106,24 @@ for (const kind of ['SQLite', 'PostgreSQL']) {
           ],
         );
         // The bytes back from the printed form, as a consumer of --json does.
-        assert.deepEqual(
-          encodeName(unescapeName(inside[0]!.path)),
-          at(src, 'Fran\xe7ais', 'caf\xe9.txt').subarray(src.length),
-        );
+        assert.deepEqual(encodeName(unescapeName(inside[0]!.path)), at(src, 'Fran\xe7ais', 'caf\xe9.txt'));
 
         const hits = async (pattern: string) => (await dma.json<Row[]>(['find', pattern])).map((r) => r.path);
-        assert.deepEqual(await hits('caf\\xe9*'), ['/Fran\\xe7ais/caf\\xe9.txt']);
-        assert.deepEqual(await hits('two\\x0a*'), ['/two\\x0alines']);
-        assert.deepEqual(await hits('back\\\\slash'), ['/back\\\\slash']);
+        // Server paths (docs/dma.md, "Paths"): the source joined with the printed path inside.
+        assert.deepEqual(await hits('caf\\xe9*'), [`${src}/Fran\\xe7ais/caf\\xe9.txt`]);
+        assert.deepEqual(await hits('two\\x0a*'), [`${src}/two\\x0alines`]);
+        assert.deepEqual(await hits('back\\\\slash'), [`${src}/back\\\\slash`]);
         // Long paths compared by equality, so that a failure does not print 12 KB.
-        const deepHits = await hits(`${printed(...DEEP.slice(0, 11))}/*/f\\xe9.txt`);
+        const deepHits = await hits(`${src}${printed(...DEEP.slice(0, 11))}/*/f\\xe9.txt`);
         assert.ok(
-          deepHits.length === 1 && deepHits[0] === printed(...DEEP, DEEP_FILE),
+          deepHits.length === 1 && deepHits[0] === `${src}${printed(...DEEP, DEEP_FILE)}`,
           `${deepHits.length} hits`,
         );
-        const deep = await dma.json<Row[]>(['ls', String(backup.id), printed(...DEEP)]);
-        assert.ok(deep.length === 1 && deep[0]!.path === printed(...DEEP, DEEP_FILE), `${deep.length} rows`);
+        const deep = await dma.json<Row[]>(['ls', String(backup.id), `${src}${printed(...DEEP)}`]);
+        assert.ok(
+          deep.length === 1 && deep[0]!.path === `${src}${printed(...DEEP, DEEP_FILE)}`,
+          `${deep.length} rows`,
+        );
         assert.ok(deep[0]!.path.length > 11_000, `${deep[0]!.path.length} characters printed`);
       });
 
@@ -132,10 +133,10 @@ for (const kind of ['SQLite', 'PostgreSQL']) {
         const r = await dma.json<RestoreOutcome>([
           'restore',
           String(backup.id),
-          '/Fran\\xe7ais/caf\\xe9.txt',
-          '/two\\x0alines',
-          '/back\\slash',
-          printed(...DEEP, DEEP_FILE),
+          `${src}/Fran\\xe7ais/caf\\xe9.txt`,
+          `${src}/two\\x0alines`,
+          `${src}/back\\slash`,
+          `${src}${printed(...DEEP, DEEP_FILE)}`,
           '--to',
           to,
           ...dma.creds,
@@ -145,10 +146,10 @@ for (const kind of ['SQLite', 'PostgreSQL']) {
         assert.deepEqual(
           r.files.map((f) => [f.path, f.status]),
           [
-            ['/Fran\\xe7ais/caf\\xe9.txt', 'SUCCESSFUL'],
-            ['/two\\x0alines', 'SUCCESSFUL'],
-            ['/back\\\\slash', 'SUCCESSFUL'],
-            [printed(...DEEP, DEEP_FILE), 'SUCCESSFUL'],
+            [`${src}/Fran\\xe7ais/caf\\xe9.txt`, 'SUCCESSFUL'],
+            [`${src}/two\\x0alines`, 'SUCCESSFUL'],
+            [`${src}/back\\\\slash`, 'SUCCESSFUL'],
+            [`${src}${printed(...DEEP, DEEP_FILE)}`, 'SUCCESSFUL'],
           ],
         );
         for (const parts of [
@@ -166,7 +167,7 @@ for (const kind of ['SQLite', 'PostgreSQL']) {
         const d = await dma.json<RestoreOutcome>([
           'restore',
           String(backup.id),
-          '/Fran\\xe7ais',
+          `${src}/Fran\\xe7ais`,
           '--to',
           to2,
           ...dma.creds,

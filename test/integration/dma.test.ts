@@ -131,11 +131,13 @@ for (const kind of catalogs()) {
             ['d001', 'dir'],
           ],
         );
+        // Paths as the server has them (docs/dma.md, "Paths"): the source joined with the path inside.
         const d7 = await dma.json<Array<Omit<FileRow, 'mtime'> & { mtime: string }>>([
           'ls',
           String(backup.id),
-          '/d007',
+          join(src, 'd007'),
         ]);
+        assert.ok(d7.every((x) => x.dir === join(src, 'd007') && x.path === join(src, 'd007', x.name)));
         assert.equal(d7.length, PER_DIR);
         const f = d7.find((x) => x.name === 'f0013.dat')!;
         assert.equal(f.size, fs.statSync(join(src, 'd007', 'f0013.dat')).size);
@@ -143,11 +145,17 @@ for (const kind of catalogs()) {
         const mtimeS = Math.floor(fs.statSync(join(src, 'd007', 'f0013.dat')).mtimeMs / 1000);
         assert.equal(f.mtime, new Date(mtimeS * 1000).toISOString());
         assert.ok(f.fhInfo !== null && f.fhInfo > 0);
-        const text = (await dma.call(['ls', String(backup.id), 'odd names'])).out;
+        const text = (await dma.call(['ls', String(backup.id), join(src, 'odd names')])).out;
         assert.match(text, /^lrwxrwxrwx .* link$/m);
         assert.match(text, /^-rw-r--r-- .* report 100%_done\.txt$/m);
-        const missing = await dma.call(['ls', String(backup.id), '/nope'], 2);
-        assert.match(missing.err, /\/nope is not in backup/);
+        const missing = await dma.call(['ls', String(backup.id), join(src, 'nope')], 2);
+        assert.match(missing.err, /\/tree\/nope is not in backup/);
+        // A path inside the backup, as it had to be typed before: outside the source now.
+        const inside = await dma.call(['ls', String(backup.id), '/d007'], 2);
+        assert.match(
+          inside.err,
+          /\/d007 is not in backup \d+: it backed up \/.*\/tree, so give a path below it/,
+        );
       });
 
       test('find: name patterns, path patterns, literal % and _', async (t) => {
@@ -162,18 +170,18 @@ for (const kind of catalogs()) {
         ]);
         // f0000, f0003, ... in each directory, plus two odd ones.
         assert.equal(txt.length, DIRS * Math.ceil(PER_DIR / 3) + 2);
-        const one = await dma.json<FoundFile[]>(['find', '/d042/f01?9.*']);
+        const one = await dma.json<FoundFile[]>(['find', `${src}/d042/f01?9.*`]);
         assert.deepEqual(
           one.map((f) => f.path).sort(),
           Array.from(
             { length: 10 },
-            (_, i) => `/d042/f01${i}9.${(100 + i * 10 + 9) % 3 === 0 ? 'txt' : 'dat'}`,
+            (_, i) => `${src}/d042/f01${i}9.${(100 + i * 10 + 9) % 3 === 0 ? 'txt' : 'dat'}`,
           ),
         );
         const pct = await dma.json<FoundFile[]>(['find', '*100%_*']);
         assert.deepEqual(
           pct.map((f) => f.path),
-          ['/odd names/report 100%_done.txt'],
+          [`${src}/odd names/report 100%_done.txt`],
         );
         const none = await dma.call(['find', 'no-such-*'], 1);
         assert.match(none.out, /nothing matches/);
@@ -185,14 +193,14 @@ for (const kind of catalogs()) {
         const r = await dma.json<RestoreOutcome>([
           'restore',
           String(backup.id),
-          '/d099/f0199.dat',
+          `${src}/d099/f0199.dat`,
           '--to',
           to,
           ...dma.creds,
         ]);
         assert.equal(r.ok, true, JSON.stringify(r));
         assert.equal(r.dar, true);
-        assert.deepEqual(r.files, [{ path: '/d099/f0199.dat', ok: true, status: 'SUCCESSFUL' }]);
+        assert.deepEqual(r.files, [{ path: `${src}/d099/f0199.dat`, ok: true, status: 'SUCCESSFUL' }]);
         assert.deepEqual(
           fs.readFileSync(join(to, 'd099', 'f0199.dat')),
           fs.readFileSync(join(src, 'd099', 'f0199.dat')),
@@ -209,7 +217,7 @@ for (const kind of catalogs()) {
         const r3 = await dma.json<RestoreOutcome>([
           'restore',
           String(backup.id),
-          '/d001/f0002.dat',
+          `${src}/d001/f0002.dat`,
           '--to',
           to3,
           '--v3',
@@ -229,8 +237,8 @@ for (const kind of catalogs()) {
         const r = await dma.call([
           'restore',
           String(backup.id),
-          '/d050',
-          '/odd names',
+          `${src}/d050`,
+          `${src}/odd names`,
           '--to',
           to,
           ...dma.creds,
@@ -254,8 +262,8 @@ for (const kind of catalogs()) {
         assert.equal(dn.status, 'done');
         assert.equal(dn.historyModel, 'dirnode');
         assert.equal(dn.files, PER_DIR + 1);
-        const a = await dma.json<FileRow[]>(['ls', String(dn.id), '/']);
-        const b = await dma.json<FileRow[]>(['ls', String(backup.id), '/d010']);
+        const a = await dma.json<FileRow[]>(['ls', String(dn.id), `${src}/d010`]);
+        const b = await dma.json<FileRow[]>(['ls', String(backup.id), `${src}/d010`]);
         const strip = (rows: FileRow[]) => rows.map((r) => [r.name, r.type, r.size, r.mode, r.mtime]);
         assert.deepEqual(strip(a), strip(b));
       });
@@ -277,10 +285,10 @@ for (const kind of catalogs()) {
         const noBackup = await dma.call(['ls', '9999'], 2);
         assert.match(noBackup.err, /no backup 9999/);
         const notIn = await dma.call(
-          ['restore', String(backup.id), '/not/there', '--to', join(p.exportDir, 'x'), ...dma.creds],
+          ['restore', String(backup.id), `${src}/not/there`, '--to', join(p.exportDir, 'x'), ...dma.creds],
           2,
         );
-        assert.match(notIn.err, /not in backup .*\/not\/there/);
+        assert.match(notIn.err, /not in backup .*\/tree\/not\/there/);
         const refused = await runNdmp(['backups', '--catalog', 'postgres://nobody@127.0.0.1:1/none']);
         assert.equal(refused.code, 2);
         assert.equal(refused.err.trim().split('\n').length, 1, refused.err);
@@ -348,7 +356,7 @@ describe('a backup larger than one tape', { timeout: 300_000 }, () => {
     const d = await dma.json<RestoreOutcome>([
       'restore',
       String(b.id),
-      '/late/needle.txt',
+      `${src}/late/needle.txt`,
       '--to',
       one,
       ...dma.creds,
@@ -363,8 +371,8 @@ describe('a backup larger than one tape', { timeout: 300_000 }, () => {
     const c = await dma.json<RestoreOutcome>([
       'restore',
       String(b.id),
-      '/chunk1.bin',
-      '/chunk3.bin',
+      `${src}/chunk1.bin`,
+      `${src}/chunk3.bin`,
       '--to',
       span,
       ...dma.creds,

@@ -205,11 +205,14 @@ for (const piped of [false, true]) {
         l1.stream.length * 4 < full.stream.length,
         `level 1 (${l1.stream.length} bytes) is much smaller than the full (${full.stream.length})`,
       );
-      // Dir/node history names what this backup holds: Y and D, not N.
+      // Dir/node history lists the whole directory, as the dumpdir does (docs/protocol.md §8.3
+      // rule 5): unchanged names (N) too, which get no FH_ADD_NODE; a DMA tells them from deleted ones.
       assert.deepEqual(
         l1.listed.get(ROOT_NODE),
-        root.dumpdir!.filter((d) => d.flag !== 'N').map((d) => d.name),
+        root.dumpdir!.map((d) => d.name),
       );
+      assert.ok(l1.listed.get(ROOT_NODE)!.includes('big.bin'), 'an unchanged name is listed');
+      assert.ok(!l1.listed.get(ROOT_NODE)!.includes('delete.txt'), 'a deleted name is not');
 
       await sleep(20);
       secondChanges(src);

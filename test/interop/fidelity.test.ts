@@ -220,13 +220,13 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
 
       // ls prints the Latin-1 directory in the printed form (docs/names.md).
       const printedDir = `caf\\x${LATIN1_DIR[3]!.toString(16)}`;
-      const ls = await dma.call(['ls', String(backup.id), '/']);
+      const ls = await dma.call(['ls', String(backup.id), tree]);
       assert.match(ls.out, new RegExp(printedDir.replace(/\\/g, '\\\\')), ls.out);
       assert.match(ls.out, /line\\x0abreak\.txt/, ls.out);
       assert.match(ls.out, /back\\\\slash/, ls.out);
       const found = await dma.call(['find', '*na*ve.txt', '--backup', String(backup.id)]);
       const printedFile = `na\\x${LATIN1_FILE[2]!.toString(16)}ve.txt`;
-      assert.ok(found.out.includes(`/${printedDir}/${printedFile}`), found.out);
+      assert.ok(found.out.includes(`${tree}/${printedDir}/${printedFile}`), found.out);
 
       // A backup of the Latin-1 directory itself, named by its printed form.
       const sub = await dma.json<{ id: number; status: string; path: string }>([
@@ -237,7 +237,7 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
       ]);
       assert.equal(sub.status, 'done', JSON.stringify(sub));
       assert.equal(sub.path, `${tree}/${printedDir}`, 'the catalog holds the printed form');
-      const subLs = await dma.call(['ls', String(sub.id), '/']);
+      const subLs = await dma.call(['ls', String(sub.id)]);
       assert.ok(subLs.out.includes(printedFile), subLs.out);
 
       // The whole backup, then one Latin-1 directory by its printed name.
@@ -245,7 +245,15 @@ describe('fidelity: exactly what is on disk comes back (issue 13)', { timeout: 6
       await dma.call(['restore', String(backup.id), '--to', all, ...dma.creds, '-q']);
       assertSameAsSource(tree, all, `ndmp restore (${store})`);
       const one = freshDir(p!.exportDir, `ndmp-one-${store}`);
-      await dma.call(['restore', String(backup.id), `/${printedDir}`, '--to', one, ...dma.creds, '-q']);
+      await dma.call([
+        'restore',
+        String(backup.id),
+        `${tree}/${printedDir}`,
+        '--to',
+        one,
+        ...dma.creds,
+        '-q',
+      ]);
       const got = (fs.readdirSync(Buffer.from(one), { encoding: 'buffer' }) as Buffer[]).map((n) =>
         n.toString('hex'),
       );

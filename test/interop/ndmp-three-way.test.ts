@@ -114,7 +114,7 @@ describe('ndmp three-way: ndmpd data server, ndmjob -o daemon tape server', { ti
       const o = await dma.json<RestoreOutcome>([
         'restore',
         String(b.id),
-        '/sub/b.bin',
+        join(src, 'sub/b.bin'),
         '--to',
         one,
         ...dma.creds,
