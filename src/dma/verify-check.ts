@@ -63,7 +63,14 @@ export class StreamCheck {
   private ended = false;
   private trailing = false;
 
-  constructor(rows: readonly FileRow[]) {
+  /**
+   * `rows` with the paths the user sees (the server's, docs/dma.md "Paths"),
+   * `shown` turning a catalog path (the stream's name, printed) into the same.
+   */
+  constructor(
+    rows: readonly FileRow[],
+    private readonly shown: (catalogPath: string) => string = (p) => p,
+  ) {
     for (const r of rows) this.rows.set(r.path, r);
     this.byOffset = rows.filter((r) => r.fhInfo !== null).sort((a, b) => a.fhInfo! - b.fhInfo!);
     this.parser = new PaxParser();
@@ -177,7 +184,7 @@ export class StreamCheck {
 
   private onEntry(e: ParsedEntry): void {
     this.entries++;
-    const path = catalogPath(e.path);
+    const path = this.shown(catalogPath(e.path));
     const start = Number(e.headerOffset);
     const archived = e.archivedSize;
     this.current = { path, start, end: Number(e.dataOffset + archived) + paddingAfter(archived) };

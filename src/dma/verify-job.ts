@@ -15,6 +15,7 @@ import type { Addr } from '../wire/index.js';
 import type { BackupRecord, Catalog, FileRow } from '../catalog/types.js';
 import { DmaUsageError, connectAgent, formatTarget } from './agent.js';
 import { addressOf, checkIdentity, movedHint, rememberServer } from './identity.js';
+import { serverRow, toServerPath } from './server-paths.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
 import { TapeLoader } from './loader.js';
@@ -133,7 +134,11 @@ class VerifyJob {
     private readonly loader: TapeLoader,
     private readonly addr: AgentAddress,
   ) {
-    this.check = new StreamCheck(rows);
+    // Problems name entries as the server has them, as ls and find print them (docs/dma.md, "Paths").
+    this.check = new StreamCheck(
+      rows.map((r) => serverRow(o.backup, r)),
+      (p) => toServerPath(o.backup, p),
+    );
     this.tapes = new SegmentReader(o.backup.tapes, link, loader, (text) => this.say('info', text));
   }
 

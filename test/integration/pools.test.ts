@@ -160,7 +160,7 @@ for (const kind of catalogs()) {
       const w = await dma.json<RestoreOutcome>([
         'restore',
         String(inc.id),
-        '/small.txt',
+        join(src, 'small.txt'),
         '--to',
         to,
         ...dma.creds,

@@ -141,7 +141,7 @@ describe(
     });
 
     test('a byte changed in a file data on tape: its record fails its CRC, verify names the file', async () => {
-      const chunk = await row('/chunk2.bin');
+      const chunk = await row(join(src, 'chunk2.bin'));
       // Well inside the file's data: past its headers, half way through its megabyte.
       const at = onTape(chunk.fhInfo! + 512 * 4 + 500_000);
       flipDataByte(at.path, at.offset, 0x01);
@@ -159,7 +159,7 @@ describe(
         assert.ok(r.problems.some((x) => x.code === 'UNREAD'));
         // A restore reads the same record and fails on it too.
         const restore = await dma.call(
-          ['restore', String(b.id), '/chunk2.bin', '--to', join(p.exportDir, 'back'), ...dma.creds],
+          ['restore', String(b.id), join(src, 'chunk2.bin'), '--to', join(p.exportDir, 'back'), ...dma.creds],
           1,
         );
         assert.match(restore.err + restore.out, /CRC|MEDIA_ERROR/);
@@ -189,7 +189,7 @@ describe(
     test('images without data CRCs (an older writer) still read; a changed header byte fails its checksum, named', async () => {
       for (const t of b.tapes) stripDataCrcs(join(library, 'tapes', t.barcode!));
       await verify(0);
-      const victim = await row('/small/f7.txt');
+      const victim = await row(join(src, 'small/f7.txt'));
       // A byte of the ustar name field (byte 0..99 of the block): the header checksum no longer holds.
       const at = onTape(victim.fhInfo! + 3);
       flipDataByte(at.path, at.offset, 0x01);
@@ -197,7 +197,7 @@ describe(
         const { r } = await verify(1);
         const bad = r.problems.filter((x) => x.code === 'PAX_FORMAT');
         assert.equal(bad.length, 1, JSON.stringify(r.problems));
-        assert.equal(bad[0]!.path, '/small/f7.txt');
+        assert.equal(bad[0]!.path, join(src, 'small/f7.txt'));
         assert.equal(bad[0]!.offset, victim.fhInfo);
         assert.match(bad[0]!.message, /bad header checksum/);
         // The check resumed at the next entry: nothing else is wrong.
@@ -211,13 +211,13 @@ describe(
     });
 
     test('catalog rows the stream does not match are named; a row the catalog lacks is a warning', async () => {
-      const odd = '/small/caf\\xe9 \\\\ odd.txt';
+      const odd = `${src}/small/caf\\xe9 \\\\ odd.txt`;
       assert.equal((await row(odd)).path, odd);
       sql("UPDATE files SET size = size + 1 WHERE name = 'f3.txt'");
       sql(
         "INSERT INTO files (backup_id, dir, name, type, size, mode, uid, gid, mtime, atime, ctime, node, parent, fh_info) SELECT backup_id, dir, 'ghost.txt', type, size, mode, uid, gid, mtime, atime, ctime, NULL, parent, 999999999 FROM files WHERE name = 'f4.txt'",
       );
-      const fh = (await row('/small/f5.txt')).fhInfo!;
+      const fh = (await row(join(src, 'small/f5.txt'))).fhInfo!;
       sql("UPDATE files SET fh_info = fh_info + 512 WHERE name = 'f5.txt'");
       let r: VerifyOutcome;
       try {
@@ -228,9 +228,9 @@ describe(
         sql('UPDATE files SET fh_info = ? WHERE name = ?', fh, 'f5.txt');
       }
       const by = (code: string) => r.problems.filter((x) => x.code === code).map((x) => x.path);
-      assert.deepEqual(by('SIZE'), ['/small/f3.txt']);
-      assert.deepEqual(by('NOT_IN_STREAM'), ['/small/ghost.txt']);
-      assert.deepEqual(by('FH_INFO'), ['/small/f5.txt']);
+      assert.deepEqual(by('SIZE'), [join(src, 'small/f3.txt')]);
+      assert.deepEqual(by('NOT_IN_STREAM'), [join(src, 'small/ghost.txt')]);
+      assert.deepEqual(by('FH_INFO'), [join(src, 'small/f5.txt')]);
       assert.equal(r.problems.length, 3, JSON.stringify(r.problems));
 
       // The printed name (docs/names.md) is what the catalog holds and what verify names.
