@@ -43,7 +43,7 @@ import {
   jsonRows,
 } from './dma-format.js';
 import { jsonBackup, jsonError } from './json-output.js';
-import { progressView } from './progress.js';
+import { pollEveryMs, progressView } from './progress.js';
 import type { ProgressView } from './progress.js';
 import { formatQuery, toJson } from './query-format.js';
 import { defaultStateDir as ndmpdStateDir } from './server-config.js';
@@ -327,6 +327,7 @@ async function main(argv: string[]): Promise<void> {
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
           signal: ac.signal,
+          pollMs: pollEveryMs(),
           pool,
           waitForTapeMs,
         });
@@ -517,6 +518,7 @@ async function main(argv: string[]): Promise<void> {
           catalog,
           events: jobEvents(view, Boolean(o.quiet)),
           signal: ac.signal,
+          pollMs: pollEveryMs(),
         });
       } finally {
         view.stop();

@@ -13,7 +13,19 @@ export interface ProgressView {
   stop(): void;
 }
 
-const PLAIN_EVERY_MS = 10_000;
+/**
+ * How often the plain progress line comes (not on a terminal): every 10 s,
+ * or every $NDMP_PROGRESS_INTERVAL seconds (a log that wants more or fewer).
+ */
+export function plainEveryMs(): number {
+  const s = Number(process.env.NDMP_PROGRESS_INTERVAL);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 10_000;
+}
+
+/** How often a job asks the server how far it is: each second, or as often as the plain line comes. */
+export function pollEveryMs(): number {
+  return Math.min(1000, plainEveryMs());
+}
 
 /** A duration for people: 45 s, 12 min, 2 h 5 min. */
 export function duration(seconds: number): string {
@@ -54,11 +66,12 @@ export function progressView(title: string, stream: NodeJS.WriteStream = process
     return s > 0 ? `${size(bytes / s)}/s` : '-';
   };
   if (!stream.isTTY) {
-    // The first line after PLAIN_EVERY_MS: a short job needs none.
+    // The first line after plainEveryMs(): a short job needs none.
+    const every = plainEveryMs();
     let lastLine = started;
     return {
       update(p) {
-        if (Date.now() - lastLine < PLAIN_EVERY_MS) return;
+        if (Date.now() - lastLine < every) return;
         lastLine = Date.now();
         const o = outlook(p, (Date.now() - started) / 1000);
         const of = o.total === null ? '' : ` of ~${size(o.total)} (${o.percent!.toFixed(0)}%)`;

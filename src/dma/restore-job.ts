@@ -182,6 +182,8 @@ class RestoreJob {
   private readonly tapes: SegmentReader;
   private failure: string | null = null;
   private readFailure: string | null = null;
+  /** The catalog's stream offsets of the backup's entries, ascending (a whole restore's progress). */
+  private offsets: Float64Array | null = null;
   /** NOTIFY_DATA_READs seen: progress of a DAR restore that is positioning the tape. */
   private readsAsked = 0;
 
@@ -265,10 +267,37 @@ class RestoreJob {
     return [...env, ...this.o.env];
   }
 
+  /**
+   * Entries of a whole restore that the stream has passed the start of: the
+   * server reports (LOG_FILE) only what went wrong there, so the count comes
+   * from the catalog's stream offsets (docs/dma.md, "Progress").
+   */
+  private filesBefore(bytes: number): number {
+    const at = this.offsets;
+    if (!at) return 0;
+    let lo = 0;
+    let hi = at.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (at[mid]! < bytes) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   async run(): Promise<RestoreOutcome> {
     const { data, tape } = this.link;
     const b = this.o.backup;
     const dar = await this.canUseDar();
+    // For progress only: a catalog that cannot say leaves the count to the LOG_FILEs.
+    if (this.rows.length === 0 && this.o.events?.progress) {
+      this.offsets = await withBound(
+        this.o.catalog.streamOffsets(b.id),
+        WAITS.catalogCallMs,
+        'the catalog to list the stream offsets',
+        '',
+      ).catch(() => null);
+    }
     data.onPost(M.LOG_FILE, (p) => {
       const status = nameOf(RecoveryStatus, p.recoveryStatus).replace('NDMP_RECOVERY_', '');
       const ok = p.recoveryStatus === RecoveryStatus.NDMP_RECOVERY_SUCCESSFUL;
@@ -379,7 +408,9 @@ class RestoreJob {
           this.o.events.progress({
             bytes,
             bytesRemaining: null,
-            files: this.files.size,
+            // A whole restore reads the stream from its start: its size is the backup's.
+            bytesTotal: this.rows.length === 0 ? this.o.backup.bytes : null,
+            files: Math.max(this.files.size, this.filesBefore(bytes)),
             tape: this.tapes.segment?.barcode ?? this.tapes.segment?.device ?? '',
           });
         }

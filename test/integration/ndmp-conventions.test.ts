@@ -83,4 +83,36 @@ describe('Ctrl-C during a backup', { timeout: 120_000 }, () => {
     assert.equal(b!.status, 'failed');
     assert.match(b!.haltReason ?? '', /interrupted/);
   });
+
+  test('progress: the whole, % and ETA from the server; a whole restore counts its files', async () => {
+    const dma = dmaFor(p, join(work, 'progress.sqlite'), join(work, 'state'));
+    await dma.ready();
+    // Lines often enough to see some in a backup of seconds ($NDMP_PROGRESS_INTERVAL, docs/dma.md).
+    const env = { NDMP_STATE_DIR: join(work, 'state'), NDMP_PROGRESS_INTERVAL: '0.2' };
+    const big = join(p.exportDir, 'big');
+    const args = ['--catalog', join(work, 'progress.sqlite'), ...dma.creds];
+    const backup = await runNdmp(['backup', `${dma.server}:${big}`, ...args, '--json'], env, 120_000);
+    assert.equal(backup.code, 0, backup.err);
+    const lines = backup.err.split('\n').filter((l) => l.startsWith('backup '));
+    assert.ok(lines.length > 0, backup.err);
+    assert.match(
+      lines.join('\n'),
+      /: [\d.]+ [KMG]i?B of ~[\d.]+ [KMG]iB \(\d+%\), \d+ files, .*, ETA \d+ (s|min)/,
+    );
+    const b = JSON.parse(backup.out) as { id: number; files: number };
+
+    const to = join(p.exportDir, 'restored');
+    const restore = await runNdmp(['restore', String(b.id), '--to', to, ...args], env, 120_000);
+    assert.equal(restore.code, 0, restore.err);
+    const rl = restore.err.split('\n').filter((l) => l.startsWith('restore '));
+    assert.ok(rl.length > 0, restore.err);
+    // The files the stream has passed, counted from the catalog; the whole is the backup's size.
+    const counts = rl.map((l) => Number(/, (\d+) files/.exec(l)?.[1] ?? -1));
+    assert.ok(
+      counts.some((n) => n > 0 && n <= b.files),
+      rl.join('\n'),
+    );
+    assert.match(rl.join('\n'), / of ~[\d.]+ MiB \(\d+%\)/);
+    fs.rmSync(to, { recursive: true, force: true });
+  });
 });
