@@ -639,7 +639,12 @@ class BackupJob {
     await this.loader.unmount();
     this.say('info', `tape ${from} is full at stream byte ${bytesMoved}`);
     await this.mount(bytesMoved, id);
-    await tape.call(M.MOVER_SET_WINDOW, { offset, length: INVALID_U64 });
+    // A window starts on a record (draft App. D.8). bytes_moved counts only the payload, so after
+    // the stream's last record, padded and written as the tape reached its early warning, it
+    // is not a multiple of the record size; the next tape's window starts after that record.
+    const rs = BigInt(this.o.recordSize);
+    const windowOffset = ((offset + rs - 1n) / rs) * rs;
+    await tape.call(M.MOVER_SET_WINDOW, { offset: windowOffset, length: INVALID_U64 });
     await tape.call(M.MOVER_CONTINUE, {});
   }
 

@@ -2,10 +2,10 @@
 // own state dir (so its catalog is the test's) and no ndmpd credentials of
 // this host to fall back on.
 
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { NDMP_BIN } from './ndmpd-process.js';
+import { NDMPD_BIN, NDMP_BIN } from './ndmpd-process.js';
 import type { NdmpdProcess } from './ndmpd-process.js';
 
 const run = promisify(execFile);
@@ -55,4 +55,51 @@ export function dmaFor(p: NdmpdProcess, catalog: string, stateDir: string) {
   /** Makes the catalog now, for a test that runs `ndmp` by itself with it. */
   const ready = async (): Promise<void> => void (await call(['backups']));
   return { creds, call, json, ready, server: `${p.host}:${p.port}`, stateDir: join(stateDir) };
+}
+
+/** Adds `count` blank tapes of `capacity` to a running ndmpd's library (`ndmpd tape create`). */
+export function addTapes(p: NdmpdProcess, count: number, capacity = '2M'): void {
+  execFileSync(process.execPath, [
+    NDMPD_BIN,
+    'tape',
+    'create',
+    '--count',
+    String(count),
+    '--capacity',
+    capacity,
+    '--library',
+    join(p.dir, 'state', 'library'),
+  ]);
+}
+
+/** `ndmp backup` as a child, for tests that kill it or its server; `seen` resolves once `ready` matches its stderr. */
+export function spawnBackup(
+  dma: ReturnType<typeof dmaFor>,
+  catalog: string,
+  path: string,
+  ready: RegExp,
+  ...more: string[]
+) {
+  const child = spawn(
+    process.execPath,
+    [NDMP_BIN, 'backup', `${dma.server}:${path}`, ...dma.creds, '--catalog', catalog, ...more],
+    {
+      env: { ...process.env, NDMP_STATE_DIR: dma.stateDir, NDMPD_STATE_DIR: '/nonexistent-ndmpd-state' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let err = '';
+  const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+  const seen = new Promise<boolean>((res) => {
+    const timer = setTimeout(() => res(false), 60_000);
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (ready.test(err)) {
+        clearTimeout(timer);
+        res(true);
+      }
+    });
+    void exited.then(() => res(ready.test(err)));
+  });
+  return { child, exited, seen, err: () => err };
 }

@@ -9,7 +9,6 @@
 // server stopped mid-backup, and --wait for a tape.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,8 +18,8 @@ import type { BackupRecord } from '../../src/catalog/types.js';
 import type { ListedTape } from '../../src/dma/pools.js';
 import type { Decision, PruneReport } from '../../src/dma/retention.js';
 import type { RestoreOutcome } from '../../src/dma/restore-job.js';
-import { dmaFor } from '../helpers/ndmp-cli.js';
-import { NDMPD_BIN, NDMP_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
+import { addTapes, dmaFor, spawnBackup } from '../helpers/ndmp-cli.js';
+import { startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
 import { freshPostgresCatalog, postgresForTests } from '../helpers/postgres.js';
 
@@ -29,20 +28,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Dump dates have whole seconds: a file changed in the second a backup starts counts as changed after it. */
 const nextSecond = () => sleep(1300);
 const MiB = 1024 * KiB;
-
-function addTapes(p: NdmpdProcess, count: number, capacity = '2M'): void {
-  execFileSync(process.execPath, [
-    NDMPD_BIN,
-    'tape',
-    'create',
-    '--count',
-    String(count),
-    '--capacity',
-    capacity,
-    '--library',
-    join(p.dir, 'state', 'library'),
-  ]);
-}
 
 type Dma = ReturnType<typeof dmaFor>;
 
@@ -56,32 +41,6 @@ async function backup(dma: Dma, path: string, ...more: string[]): Promise<Backup
   const b = JSON.parse(r.out) as BackupRecord;
   assert.equal(b.status, 'done', r.err);
   return b;
-}
-
-/** `ndmp backup` as a child, for tests that kill it or its server; resolves once `ready` matches its stderr. */
-function spawnBackup(dma: Dma, catalog: string, path: string, ready: RegExp, ...more: string[]) {
-  const child = spawn(
-    process.execPath,
-    [NDMP_BIN, 'backup', `${dma.server}:${path}`, ...dma.creds, '--catalog', catalog, ...more],
-    {
-      env: { ...process.env, NDMP_STATE_DIR: dma.stateDir, NDMPD_STATE_DIR: '/nonexistent-ndmpd-state' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let err = '';
-  const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
-  const seen = new Promise<boolean>((res) => {
-    const timer = setTimeout(() => res(false), 60_000);
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (ready.test(err)) {
-        clearTimeout(timer);
-        res(true);
-      }
-    });
-    void exited.then(() => res(ready.test(err)));
-  });
-  return { child, exited, seen, err: () => err };
 }
 
 function catalogs(): Array<{ name: string; make: (dir: string) => Promise<string> | string }> {
