@@ -3,6 +3,7 @@
 // The decisions are src/dma/retention.ts's; this module only parses and
 // prints, and is registered by one line in ndmp.ts.
 
+import { iso } from './json-output.js';
 import type { Command } from 'commander';
 import type { Catalog } from '../catalog/types.js';
 import { DmaUsageError } from '../dma/agent.js';
@@ -130,7 +131,9 @@ export function registerRetentionCommands(program: Command, h: CommandHelpers): 
       const all = await catalog.listBackups();
       const plan = wanted.length ? planIds(all, wanted, o.withDependants === true) : planPolicy(all, policy);
       await forget(catalog, plan, dryRun);
-      h.print(o, { dryRun, forgotten: plan.forget, decisions: plan.decisions }, () =>
+      // JSON times are ISO 8601 (docs/dma.md, "JSON output").
+      const decisions = plan.decisions.map((d) => ({ ...d, startedAt: iso(d.startedAt) }));
+      h.print(o, { dryRun, forgotten: plan.forget, decisions }, () =>
         formatDecisions(plan.decisions, dryRun, plan.forget.length),
       );
     });
