@@ -10,6 +10,7 @@ import type { Catalog, KnownServer } from '../catalog/types.js';
 import type { NdmpClient } from './client.js';
 import { DmaUsageError, formatTarget, parseTarget } from './agent.js';
 import type { AgentAddress } from './agent.js';
+import { WAITS, withBound } from './waits.js';
 
 export interface ServerIdentity {
   /** The host id; '' when the server gives none (then only its address names it). */
@@ -40,6 +41,16 @@ export async function rememberServer(
     await catalog.noteServer({ id: who.id, name: who.name, address: formatTarget(addr), seenAt: Date.now() });
   }
   return who;
+}
+
+/** The servers the catalog knows, for a job about to connect to a backup's (bounded, as every catalog call). */
+export function knownServers(catalog: Catalog, job: string): Promise<KnownServer[]> {
+  return withBound(
+    catalog.listServers(),
+    WAITS.catalogCallMs,
+    `the catalog (${catalog.location}) to list the servers it knows`,
+    `check the catalog database, then run the ${job} again`,
+  );
 }
 
 /**

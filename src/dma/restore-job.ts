@@ -9,7 +9,7 @@ import { ButypeAttr, DataHaltReason, INVALID_U64, M, RecoveryStatus, nameOf } fr
 import type { NlistName, Pval } from '../wire/index.js';
 import type { BackupRecord, Catalog, FileRow } from '../catalog/types.js';
 import { DmaUsageError, connectAgent } from './agent.js';
-import { addressOf, checkIdentity, movedHint, rememberServer } from './identity.js';
+import { addressOf, checkIdentity, knownServers, movedHint, rememberServer } from './identity.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
 import type { NdmpClient } from './client.js';
@@ -123,12 +123,7 @@ export async function runRestore(o: RestoreJobOptions): Promise<RestoreOutcome> 
   if (!o.to.startsWith('/'))
     throw new DmaUsageError(`--to must be an absolute path on the server, not '${o.to}'`);
   const rows = o.rows ?? (o.paths.length > 0 ? await resolvePaths(o.catalog, b, o.paths) : []);
-  const known = await withBound(
-    o.catalog.listServers(),
-    WAITS.catalogCallMs,
-    `the catalog (${o.catalog.location}) to list the servers it knows`,
-    'check the catalog database, then run the restore again',
-  );
+  const known = await knownServers(o.catalog, 'restore');
   // By identity: where the server answered last, unless the user says where it is now (docs/dma.md, "Servers").
   const dataAddr = addressOf(known, b.serverId, b.server, o.dataServer);
   const data = await connectAgent(dataAddr, o.dataCred).catch((e: unknown) => {

@@ -14,7 +14,7 @@ import { M, MoverHaltReason, MoverState } from '../wire/index.js';
 import type { Addr } from '../wire/index.js';
 import type { BackupRecord, Catalog, FileRow } from '../catalog/types.js';
 import { DmaUsageError, connectAgent, formatTarget } from './agent.js';
-import { addressOf, checkIdentity, movedHint, rememberServer } from './identity.js';
+import { addressOf, checkIdentity, knownServers, movedHint, rememberServer } from './identity.js';
 import { serverRow, toServerPath } from './server-paths.js';
 import type { AgentAddress, Credentials } from './agent.js';
 import type { JobEvents } from './backup-job.js';
@@ -90,12 +90,7 @@ export async function runVerify(o: VerifyJobOptions): Promise<VerifyOutcome> {
   if (b.status !== 'done')
     o.events?.message?.('warning', `backup ${b.id} is ${b.status}: its stream may end early`);
   const rows = await allRows(o.catalog, b);
-  const known = await withBound(
-    o.catalog.listServers(),
-    WAITS.catalogCallMs,
-    `the catalog (${o.catalog.location}) to list the servers it knows`,
-    'check the catalog database, then run verify again',
-  );
+  const known = await knownServers(o.catalog, 'verify');
   // By identity: where the tape server answered last, unless the user says where it is now (docs/dma.md, "Servers").
   const addr = addressOf(known, b.tapeServerId, b.tapeServer, o.tapeServer);
   const tape = await connectAgent(addr, o.tapeCred).catch((e: unknown) => {

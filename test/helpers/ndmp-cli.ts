@@ -57,16 +57,15 @@ export function dmaFor(p: NdmpdProcess, catalog: string, stateDir: string) {
   return { creds, call, json, ready, server: `${p.host}:${p.port}`, stateDir: join(stateDir) };
 }
 
-/** Adds `count` blank tapes of `capacity` to a running ndmpd's library (`ndmpd tape create`). */
-export function addTapes(p: NdmpdProcess, count: number, capacity = '2M'): void {
+/** Adds `count` blank tapes of `capacity` (else the server's) to a running ndmpd's library (`ndmpd tape create`). */
+export function addTapes(p: NdmpdProcess, count: number, capacity?: string): void {
   execFileSync(process.execPath, [
     NDMPD_BIN,
     'tape',
     'create',
     '--count',
     String(count),
-    '--capacity',
-    capacity,
+    ...(capacity ? ['--capacity', capacity] : []),
     '--library',
     join(p.dir, 'state', 'library'),
   ]);

@@ -5,31 +5,16 @@
 // with the timeout message.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BackupRecord } from '../../src/catalog/types.js';
-import { NDMPD_BIN, NDMP_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
+import { NDMP_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
-import { dmaFor, runNdmp } from '../helpers/ndmp-cli.js';
-
-/** Blank 1 MiB tapes added to a running ndmpd's library. */
-function addTapes(p: NdmpdProcess, count: number): void {
-  execFileSync(process.execPath, [
-    NDMPD_BIN,
-    'tape',
-    'create',
-    '--count',
-    String(count),
-    '--capacity',
-    '1M',
-    '--library',
-    join(p.dir, 'state', 'library'),
-  ]);
-}
+import { addTapes, dmaFor, runNdmp } from '../helpers/ndmp-cli.js';
 
 /** The server's log lines (JSON) of one connection. */
 function logsOf(p: NdmpdProcess, conn: number): Array<{ msg: string; reason?: string }> {
@@ -82,7 +67,7 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
   });
 
   test('out of blank tapes mid-backup: exit 1 with the reason, catalog says failed, the next backup works', async () => {
-    addTapes(p, 1); // three blank tapes for a backup that needs six
+    addTapes(p, 1, '1M'); // three blank tapes for a backup that needs six
     // A bound far beyond the job's own: a hang shows as a killed process, not exit 1.
     const r = await runNdmp(
       ['backup', `${dma.server}:${src}`, ...dma.creds, '--catalog', catalog, '--timeout', '10', '-q'],
@@ -113,7 +98,7 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
     assert.ok(conn.some((l) => l.msg === 'tape closed'));
 
     // The drive and the mover are free: with tapes enough, the same backup goes through.
-    addTapes(p, 6);
+    addTapes(p, 6, '1M');
     const again = await dma.json<BackupRecord>(['backup', `${dma.server}:${src}`, ...dma.creds, '-q']);
     assert.equal(again.status, 'done');
     assert.ok(again.tapes.length >= 5, JSON.stringify(again.tapes));
@@ -131,7 +116,7 @@ describe('ndmp ends its waits', { timeout: 240_000 }, () => {
   });
 
   test('a server that stops answering mid-job: ndmp ends with the timeout message', async () => {
-    addTapes(p, 8);
+    addTapes(p, 8, '1M');
     const child = spawn(
       process.execPath,
       [

@@ -5,7 +5,6 @@
 // a backup that spans tapes and comes back; the errors an administrator sees.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,9 +12,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BackupRecord, FileRow, FoundFile } from '../../src/catalog/types.js';
 import type { RestoreOutcome } from '../../src/dma/restore-job.js';
-import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
+import { startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
-import { dmaFor, runNdmp } from '../helpers/ndmp-cli.js';
+import { addTapes, dmaFor, runNdmp } from '../helpers/ndmp-cli.js';
 import { freshPostgresCatalog, postgresForTests } from '../helpers/postgres.js';
 import { assertSameTree } from '../helpers/trees.js';
 
@@ -36,20 +35,6 @@ function makeWideTree(root: string): void {
   fs.writeFileSync(join(root, 'odd names', 'report 100%_done.txt'), 'percent and underscore\n');
   fs.writeFileSync(join(root, 'odd names', 'ünïcödé.txt'), 'unicode\n');
   fs.symlinkSync('../d000/f0000.txt', join(root, 'odd names', 'link'));
-}
-
-/** More blank tapes in a running ndmpd's library (its first start made only a few). */
-function addTapes(p: NdmpdProcess, count: number, capacity?: string): void {
-  execFileSync(process.execPath, [
-    NDMPD_BIN,
-    'tape',
-    'create',
-    '--count',
-    String(count),
-    ...(capacity ? ['--capacity', capacity] : []),
-    '--library',
-    join(p.dir, 'state', 'library'),
-  ]);
 }
 
 /** Bytes the server read for its last recover, from its log line. */

@@ -229,7 +229,7 @@ for (const kind of catalogs()) {
         none.err,
         /no tape left for the backup in pool other .*2 tapes: .*in other pools.*'ndmpd tape create'/,
       );
-      addTapes(p, 2);
+      addTapes(p, 2, '2M');
       await nextSecond();
       const o1 = await backup(dma, other, '--pool', 'other');
       const o2 = await backup(dma, other, '--pool', 'other');
@@ -407,7 +407,7 @@ describe('--wait for a tape', { timeout: 200_000 }, () => {
     let out = '';
     job.child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     assert.ok(await job.seen, job.err());
-    addTapes(p, 1);
+    addTapes(p, 1, '2M');
     const code = await job.exited;
     assert.equal(code, 0, job.err());
     const b = JSON.parse(out) as BackupRecord;
