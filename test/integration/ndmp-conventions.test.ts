@@ -88,7 +88,7 @@ describe('Ctrl-C during a backup', { timeout: 120_000 }, () => {
     const dma = dmaFor(p, join(work, 'progress.sqlite'), join(work, 'state'));
     await dma.ready();
     // Lines often enough to see some in a backup of seconds ($NDMP_PROGRESS_INTERVAL, docs/dma.md).
-    const env = { NDMP_STATE_DIR: join(work, 'state'), NDMP_PROGRESS_INTERVAL: '0.2' };
+    const env = { NDMP_STATE_DIR: join(work, 'state'), NDMP_PROGRESS_INTERVAL: '0.05' };
     const big = join(p.exportDir, 'big');
     const args = ['--catalog', join(work, 'progress.sqlite'), ...dma.creds];
     const backup = await runNdmp(['backup', `${dma.server}:${big}`, ...args, '--json'], env, 120_000);
