@@ -113,10 +113,13 @@ async function main(): Promise<void> {
     const backup = (JSON.parse(newest.stdout) as Array<{ id: number; files: number }>)[0]!;
     say('the catalog');
     ndmp(['backups']);
-    ndmp(['ls', String(backup.id), '/docs']);
+    // Paths as the server has them (docs/dma.md, "Paths").
+    ndmp(['ls', String(backup.id), join(sample, 'docs')]);
     ndmp(['find', 'history.*']);
     say('restore one file (by Direct Access Recovery: only its records are read)');
-    ndmp(['restore', String(backup.id), '/docs/history.md', '--to', restored]);
+    ndmp(['restore', String(backup.id), join(sample, 'docs', 'history.md'), '--to', restored]);
+    say('read the whole backup back from its tape and check it against the catalog');
+    ndmp(['verify', String(backup.id)]);
     const same = readFileSync(join(restored, 'docs', 'history.md')).equals(
       readFileSync(join(sample, 'docs', 'history.md')),
     );
