@@ -66,6 +66,9 @@ export interface SessionRecord {
   historyId: number | null;
   /** Recent readings of the data service's bytes (oldest first, at most THROUGHPUT_WINDOW_MS and one more). */
   readonly samples: ByteSample[];
+  /** NOTIFY_DATA_HALTED and NOTIFY_MOVER_HALTED posted so far (a kill waits for its own before hanging up). */
+  dataHalts: number;
+  moverHalts: number;
   /** Set by `ndmpd sessions kill`: the operator's reason, so the session's end says who ended it. */
   killedBy: string | null;
 }
@@ -87,6 +90,8 @@ export function recordOf(s: Session): SessionRecord {
       scsi: null,
       historyId: null,
       samples: [],
+      dataHalts: 0,
+      moverHalts: 0,
       killedBy: null,
     };
     records.set(s, r);

@@ -66,6 +66,7 @@ export function dataOf(s: Session): DataClient {
           const id = record.historyId;
           if (id !== null) s.ctx.history?.halted(id);
           s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
+          record.dataHalts++;
           return;
         }
         case 'fh': {

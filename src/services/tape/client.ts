@@ -54,6 +54,7 @@ export function driveOf(s: Session): SessionDrive {
           return;
         case 'mover-halted':
           s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
+          record.moverHalts++;
           return;
         case 'log-message':
           s.post(M.LOG_MESSAGE, {
