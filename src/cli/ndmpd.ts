@@ -25,6 +25,9 @@ import { PRODUCT_NAME, VENDOR_NAME, VERSION } from '../util/version.js';
 import type { ConfigInput, ServerConfig } from './server-config.js';
 import { ConfigError, hostId, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
 import { CommandError, tapeCommand } from './tape-command.js';
+import { sessionsCommand, statusCommand } from './admin-command.js';
+import { ADMIN_SOCKET_NAME, AdminSocket, AdminSocketError } from '../server/admin-socket.js';
+import { AdminOps } from '../server/admin-ops.js';
 import { CodedError } from '../util/coded-error.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -170,6 +173,8 @@ async function main(argv: string[]): Promise<void> {
     .enablePositionalOptions()
     .action(() => runServer(program.opts()));
   program.addCommand(tapeCommand());
+  program.addCommand(statusCommand());
+  program.addCommand(sessionsCommand());
   await program.parseAsync(argv);
 }
 
@@ -281,13 +286,35 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     throw new ListenError(`cannot listen on ${cfg.host}:${cfg.port}: ${(e as Error).message}`);
   }
 
+  // The operator's window on the sessions (docs/operations.md, "Sessions").
+  const addr = server.address();
+  const adminOps = new AdminOps(server, ctx, {
+    version: VERSION,
+    startedAt: Date.now(),
+    listen: `${addr.address}:${addr.port}`,
+    stateDir: cfg.stateDir,
+  });
+  const admin = new AdminSocket(join(cfg.stateDir, ADMIN_SOCKET_NAME), adminOps.handle, log);
+  try {
+    await admin.start();
+  } catch (e) {
+    // Backups do not need it: say what is missing and serve DMAs anyway.
+    if (!(e instanceof AdminSocketError)) throw e;
+    log.error(
+      { err: e.message },
+      'no admin socket: ndmpd status and ndmpd sessions will not reach this server',
+    );
+  }
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    server
-      .close()
+    adminOps.stop();
+    admin
+      .stop()
+      .then(() => server.close())
       .then(() => history.shutdown())
       .finally(() => memory.stop())
       .then(

@@ -11,7 +11,7 @@ import { LogType, M } from '../wire/index.js';
 import type { MessageDef } from '../wire/index.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import { HistoryControl, HistoryFailure, failureText } from './control.js';
-import type { HistoryChannel } from './control.js';
+import type { HistoryChannel, HistoryCounters } from './control.js';
 import { DEFAULT_BATCH_LIMITS } from './encoder.js';
 import type { BatchLimits } from './encoder.js';
 import type { FromHistoryThread, HistoryThreadConfig, ToHistoryThread } from './thread-protocol.js';
@@ -74,6 +74,8 @@ interface Entry {
   halted: boolean;
   /** Bytes handed to the connection whose write has not completed. */
   writing: number;
+  /** When the channel opened (Date.now()): the backup's age, for the share of it the DMA was not accepting. */
+  readonly openedAt: number;
 }
 
 /** Credit written and not yet returned to a history thread, per session. */
@@ -112,6 +114,16 @@ export class HistoryHub {
     return this.entries.size;
   }
 
+  /**
+   * One channel's counters while it is open (null once it has ended): for
+   * `ndmpd sessions` (docs/operations.md, "Sessions"). `writingBytes` were
+   * handed to the connection and not yet taken by its socket.
+   */
+  counters(id: number): (HistoryCounters & { writingBytes: number; openedAt: number }) | null {
+    const e = this.entries.get(id);
+    return e ? { ...e.control.snapshot(), writingBytes: e.writing, openedAt: e.openedAt } : null;
+  }
+
   /** A channel for one backup's history; the id names it in the calls below. */
   open(target: HistoryTarget): { id: number; channel: HistoryChannel } {
     const id = this.nextId++;
@@ -119,7 +131,7 @@ export class HistoryHub {
     const lockstep = this.options.mode === 'lockstep';
     const ring = lockstep ? null : SpscRing.allocate(this.options.ringBytes);
     const worker = lockstep ? null : this.workerFor();
-    this.entries.set(id, { target, control, worker, halted: false, writing: 0 });
+    this.entries.set(id, { target, control, worker, halted: false, writing: 0, openedAt: Date.now() });
     if (worker && ring) this.post(worker, { op: 'open', id, ring, control: control.sab });
     this.progressTimer ??= setInterval(() => this.logProgress(), PROGRESS_LOG_MS).unref();
     return {

@@ -261,6 +261,11 @@ export class Connection implements Session {
     };
   }
 
+  /** Runs `fn` once everything queued so far, file history and the posts behind it, has been written. */
+  afterHistory(fn: () => void): void {
+    this.history.after(fn);
+  }
+
   /** Whether the DMA has authenticated (the listener counts the others). */
   get isAuthenticated(): boolean {
     return this.authenticated;

@@ -18,6 +18,7 @@
 // not counted.
 
 import net from 'node:net';
+import { SessionRegistry } from '../services/registry.js';
 import type { ServerContext } from '../services/session.js';
 import { AllowList, normalizeAddress } from '../util/address.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
@@ -108,6 +109,8 @@ export class NdmpServer {
   private readonly deniedLog = new LogBudget();
   private readonly evictedLog = new LogBudget();
   private readonly refusedLog = new LogBudget();
+  /** The admitted sessions, by id, with their threads and history (services/registry.ts; the admin socket lists them). */
+  readonly sessions = new SessionRegistry();
 
   constructor(
     private readonly ctx: ServerContext,
@@ -162,6 +165,7 @@ export class NdmpServer {
     const id = this.nextId++;
     const conn = new Connection(id, socket, this.ctx, this.table, this.opts, (c) => {
       this.connections.delete(c);
+      this.sessions.remove(c);
       this.cleanups.add(c.cleanedUp);
       void c.cleanedUp.then(() => this.cleanups.delete(c.cleanedUp));
       if (this.connections.size === 0) for (const r of this.drained.splice(0)) r();
@@ -188,6 +192,7 @@ export class NdmpServer {
       this.depart(a.victim);
     }
     this.connections.add(conn);
+    this.sessions.add(conn);
     conn.start();
   }
 

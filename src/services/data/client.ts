@@ -1,28 +1,20 @@
 // Each session's data thread, as the main thread holds it: the worker, the
 // abort flag and the state word it shares with it, and the history channel of
-// its latest operation. Kept apart from the DATA handlers so the LOCAL link
-// (../local-link.ts) can reach the thread without importing the handlers.
+// its latest operation. The record itself lives in the session registry
+// (../registry.ts), where the admin socket lists it and the LOCAL link
+// (../local-link.ts) finds the thread.
 
 import { M } from '../../wire/index.js';
 import type { Session } from '../session.js';
 import { newStateWords } from '../state-table.js';
+import { recordOf } from '../registry.js';
+import type { DataClient } from '../registry.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE } from './state-rules.js';
 
-export type DataClient = SessionWorker<DataOps, DataEvent>;
+export type { DataClient } from '../registry.js';
 
-interface SessionData {
-  readonly client: DataClient;
-  /** DataThreadConfig.abortFlag. */
-  readonly abortFlag: Int32Array;
-  /** DataThreadConfig.stateWords: the data state as the thread last stored it. */
-  readonly words: Int32Array;
-}
-
-const threads = new WeakMap<Session, SessionData>();
-/** The history channel of the session's latest backup or replay (HistoryHub id). */
-const historyIds = new WeakMap<Session, number>();
 /** LOG_MESSAGE ids: free-form (docs/protocol.md §9.4); unique per server keeps logs readable. */
 let nextMessageId = 1;
 /** The words of a session whose data thread has not started (yet, or again): IDLE. */
@@ -30,24 +22,24 @@ const NOT_STARTED = newStateWords(DATA_STATE_TABLE);
 
 /** The session's data state words, read by the dispatcher before a DATA request runs. */
 export function dataWordsOf(s: Session): Int32Array {
-  return threads.get(s)?.words ?? NOT_STARTED;
+  return recordOf(s).data?.words ?? NOT_STARTED;
 }
 
 /** DATA_ABORT: the running operation sees it at its next record, before the request reaches the thread. */
 export function raiseDataAbort(s: Session): void {
-  const d = threads.get(s);
+  const d = recordOf(s).data;
   if (d) Atomics.store(d.abortFlag, 0, 1);
 }
 
 /** The history channel the session's next operation feeds. */
 export function setHistoryId(s: Session, id: number): void {
-  historyIds.set(s, id);
+  recordOf(s).historyId = id;
 }
 
 /** The session's data thread, started on first use and stopped when the connection closes. */
 export function dataOf(s: Session): DataClient {
-  const existing = threads.get(s);
-  if (existing) return existing.client;
+  const record = recordOf(s);
+  if (record.data) return record.data.client;
   const abortFlag = new SharedArrayBuffer(4);
   const words = newStateWords(DATA_STATE_TABLE);
   const config: DataThreadConfig = {
@@ -71,14 +63,15 @@ export function dataOf(s: Session): DataClient {
       switch (e.event) {
         case 'data-halted': {
           // Nothing of this backup's history may follow the notification.
-          const id = historyIds.get(s);
-          if (id !== undefined) s.ctx.history?.halted(id);
+          const id = record.historyId;
+          if (id !== null) s.ctx.history?.halted(id);
           s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
+          record.dataHalts++;
           return;
         }
         case 'fh': {
-          const id = historyIds.get(s);
-          if (id !== undefined) s.ctx.history?.lockstepMessage(id, e.message);
+          const id = record.historyId;
+          if (id !== null) s.ctx.history?.lockstepMessage(id, e.message);
           return;
         }
         case 'data-read':
@@ -100,13 +93,13 @@ export function dataOf(s: Session): DataClient {
     },
     () => {
       // A thread that died took its state with it: the next request starts afresh (IDLE).
-      if (threads.get(s)?.client === client) threads.delete(s);
+      if (record.data?.client === client) record.data = null;
     },
   );
-  threads.set(s, { client, abortFlag: new Int32Array(abortFlag), words });
+  record.data = { client, abortFlag: new Int32Array(abortFlag), words };
   s.onClose(() => {
-    const id = historyIds.get(s);
-    if (id !== undefined) s.ctx.history?.closed(id);
+    const id = record.historyId;
+    if (id !== null) s.ctx.history?.closed(id);
     return client.shutdown({ why: s.closeReason });
   });
   return client;

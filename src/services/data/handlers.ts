@@ -17,7 +17,7 @@ const dataListen = handler(M.DATA_LISTEN, { handle: (s, req) => dataOf(s).call('
 const dataConnect = handler(M.DATA_CONNECT, {
   handle: (s, req) =>
     req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
-      ? connectDataToMover(s)
+      ? connectDataToMover(s, dataOf(s))
       : dataOf(s).call('dataConnect', req),
 });
 const dataAbort = handler(M.DATA_ABORT, {

@@ -1,30 +1,24 @@
 // What a session holds of the SCSI service: the changer claim, the SCSI
-// nexus (pending sense) and the target a v3 DMA set. Kept apart from the
-// handlers so the tape service and the slot accounting (../activity.ts) can
-// ask whether a session holds the changer without importing them.
+// nexus (pending sense) and the target a v3 DMA set, kept in the session's
+// record (../registry.ts). Apart from the handlers so the tape service and
+// the slot accounting (../activity.ts) can ask whether a session holds the
+// changer without importing them.
 
 import { newNexus } from '../../devices/smc/index.js';
-import type { ScsiNexus } from '../../devices/smc/index.js';
 import type { Session } from '../session.js';
+import { recordOf } from '../registry.js';
+import type { ScsiSession } from '../registry.js';
 import { newStateWords } from '../state-table.js';
 import { driveWordsOf } from '../tape/client.js';
 import { DRIVE_WORD_TAPE, TapeWord } from '../tape/state-rules.js';
 import { SCSI_STATE_TABLE, SCSI_WORD_OPEN, SCSI_WORD_TAPE_OPEN } from './state-rules.js';
 
-export interface ScsiSession {
-  readonly words: Int32Array;
-  readonly nexus: ScsiNexus;
-  /** Gives the changer back; null while none is open. */
-  release: (() => void) | null;
-  /** SCSI_SET_TARGET's numbers (v3), reported by SCSI_GET_STATE. */
-  target: { controller: number; id: number; lun: number };
-}
-
-const sessions = new WeakMap<Session, ScsiSession>();
+export type { ScsiSession } from '../registry.js';
 
 /** The session's SCSI state, made on first use; its changer is given back when the connection closes. */
 export function scsiOf(s: Session): ScsiSession {
-  let st = sessions.get(s);
+  const record = recordOf(s);
+  let st = record.scsi;
   if (st) return st;
   st = {
     words: newStateWords(SCSI_STATE_TABLE),
@@ -32,7 +26,7 @@ export function scsiOf(s: Session): ScsiSession {
     release: null,
     target: { controller: 0, id: 0, lun: 0 },
   };
-  sessions.set(s, st);
+  record.scsi = st;
   const created = st;
   // ndmjob never sends SCSI_CLOSE: the end of the connection closes the changer (docs/smc.md §6).
   s.onClose(() => closeScsi(created));
@@ -58,6 +52,6 @@ export function scsiWordsOf(s: Session): Int32Array {
 
 /** The session has the changer open. */
 export function holdsChanger(s: Session): boolean {
-  const st = sessions.get(s);
-  return st !== undefined && Atomics.load(st.words, SCSI_WORD_OPEN) !== 0;
+  const st = recordOf(s).scsi;
+  return st !== null && Atomics.load(st.words, SCSI_WORD_OPEN) !== 0;
 }

@@ -1,28 +1,19 @@
 // Each session's drive thread, as the main thread holds it: the worker, the
-// state words it shares with it, and the library claim on the open tape. Kept
-// apart from the TAPE and MOVER handlers so the LOCAL link (../local-link.ts)
-// can reach the thread without importing the handlers.
+// state words it shares with it, and the library claim on the open tape. The
+// record lives in the session registry (../registry.ts), where the admin
+// socket lists it and the LOCAL link (../local-link.ts) finds the thread.
 
 import { LogType, M } from '../../wire/index.js';
 import type { Session } from '../session.js';
 import { newStateWords } from '../state-table.js';
+import { recordOf } from '../registry.js';
+import type { DriveClient, SessionDrive } from '../registry.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DriveEvent, DriveOps, DriveThreadConfig } from './protocol.js';
 import { MOVER_STATE_TABLE } from './state-rules.js';
 
-export type DriveClient = SessionWorker<DriveOps, DriveEvent>;
+export type { DriveClient, SessionDrive } from '../registry.js';
 
-export interface SessionDrive {
-  readonly drive: DriveClient;
-  /** DriveThreadConfig.stateWords: the mover and tape state as the thread last stored them. */
-  readonly words: Int32Array;
-  /** Releases the library claim on the open tape; null while no tape is open. */
-  release: (() => void) | null;
-  /** The library drive (its index) the open tape is in; null for a tape image opened by name, or none open. */
-  driveIndex: number | null;
-}
-
-const drives = new WeakMap<Session, SessionDrive>();
 /** LOG_MESSAGE ids of the drive threads' messages (free-form, docs/protocol.md §9.4). */
 let nextMessageId = 1;
 /** The words of a session whose drive thread has not started (yet, or again): mover IDLE, no tape. */
@@ -30,13 +21,13 @@ const NOT_STARTED = newStateWords(MOVER_STATE_TABLE);
 
 /** The session's drive state words, read by the dispatcher before a TAPE or MOVER request runs. */
 export function driveWordsOf(s: Session): Int32Array {
-  return drives.get(s)?.words ?? NOT_STARTED;
+  return recordOf(s).drive?.words ?? NOT_STARTED;
 }
 
 /** The session's drive thread, started on first use and stopped when the connection closes. */
 export function driveOf(s: Session): SessionDrive {
-  const existing = drives.get(s);
-  if (existing) return existing;
+  const record = recordOf(s);
+  if (record.drive) return record.drive;
   const release = () => {
     created.release?.();
     created.release = null;
@@ -63,6 +54,7 @@ export function driveOf(s: Session): SessionDrive {
           return;
         case 'mover-halted':
           s.post(M.NOTIFY_MOVER_HALTED, { reason: e.reason, textReason: e.text });
+          record.moverHalts++;
           return;
         case 'log-message':
           s.post(M.LOG_MESSAGE, {
@@ -79,11 +71,11 @@ export function driveOf(s: Session): SessionDrive {
       // The thread died under us: its tape and mover are gone. Free the
       // device and start afresh (IDLE, no tape) on the next request.
       release();
-      if (drives.get(s) === created) drives.delete(s);
+      if (record.drive === created) record.drive = null;
     },
   );
   const created: SessionDrive = { drive, words, release: null, driveIndex: null };
-  drives.set(s, created);
+  record.drive = created;
   s.onClose(() => drive.shutdown().finally(release));
   return created;
 }

@@ -130,7 +130,7 @@ const moverListen = handler(M.MOVER_LISTEN, {
 const moverConnect = handler(M.MOVER_CONNECT, {
   handle: (s, req) =>
     req.addr.addrType === AddrType.NDMP_ADDR_LOCAL
-      ? connectMoverToData(s, req.mode)
+      ? connectMoverToData(s, driveOf(s).drive, req.mode)
       : driveOf(s).drive.call('moverConnect', req),
 });
 const moverSetRecordSize = handler(M.MOVER_SET_RECORD_SIZE, {
