@@ -6,6 +6,7 @@
 import { M } from '../../wire/index.js';
 import type { Session } from '../session.js';
 import { newStateWords } from '../state-table.js';
+import { operationHalted } from './operation-end.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE } from './state-rules.js';
@@ -39,9 +40,10 @@ export function raiseDataAbort(s: Session): void {
   if (d) Atomics.store(d.abortFlag, 0, 1);
 }
 
-/** The history channel the session's next operation feeds. */
-export function setHistoryId(s: Session, id: number): void {
-  historyIds.set(s, id);
+/** The history channel the session's next operation feeds (undefined: none, so no earlier one's is taken for it). */
+export function setHistoryId(s: Session, id: number | undefined): void {
+  if (id === undefined) historyIds.delete(s);
+  else historyIds.set(s, id);
 }
 
 /** The session's data thread, started on first use and stopped when the connection closes. */
@@ -74,6 +76,8 @@ export function dataOf(s: Session): DataClient {
           const id = historyIds.get(s);
           if (id !== undefined) s.ctx.history?.halted(id);
           s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
+          // Its last log line, once its history has ended too (./operation-end.ts).
+          operationHalted(s, e.reason, e.text, e.figures, id);
           return;
         }
         case 'fh': {
