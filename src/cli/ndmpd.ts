@@ -17,6 +17,7 @@ import { CHANGER_DEVICE, LibraryChanger } from '../devices/library-changer.js';
 import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
+import { MetricsListenError, ServerMetrics, sessionStatesOf } from '../server/metrics.js';
 import { returnMemory } from '../services/memory.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
@@ -73,6 +74,10 @@ async function main(argv: string[]): Promise<void> {
     .version(VERSION)
     .option('-c, --config <file>', 'TOML config file')
     .option('--listen <host:port>', 'address for DMA control connections (default 127.0.0.1:10000)')
+    .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics at GET /metrics there, e.g. 127.0.0.1:9464 (default: off; docs/operations.md)',
+    )
     .option(
       '--state-dir <dir>',
       'where ndmpd keeps its state (default $NDMPD_STATE_DIR, else /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd or ~/.local/state/ndmpd)',
@@ -159,6 +164,18 @@ async function main(argv: string[]): Promise<void> {
       'the spool stops while its disk has less free (default auto: the smaller of 1G and 5%; 0: no floor)',
     )
     .option(
+      '--history-warn-spool <size>',
+      "warn the DMA and the log when a backup's history spool holds more (default 64M; 0: never)",
+    )
+    .option(
+      '--history-warn-lag-share <share>',
+      'warn when the DMA took no history for more than this share of a backup (default 0.15; 0: never)',
+    )
+    .option(
+      '--history-warn-lag-after <seconds>',
+      'the share is looked at once a backup has run this long (default 30)',
+    )
+    .option(
       '--restore-special',
       'recovers create device nodes and fifos and keep setuid/setgid bits as stored, unless the DMA sends RESTORE_SPECIAL=n (default: not, unless it sends RESTORE_SPECIAL=y)',
     )
@@ -182,6 +199,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   const flags: ConfigInput = {};
   for (const k of [
     'listen',
+    'metrics-listen',
     'state-dir',
     'auth-file',
     'log-level',
@@ -212,6 +230,9 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'history-max-delay',
     'history-spool-max',
     'history-spool-min-free',
+    'history-warn-spool',
+    'history-warn-lag-share',
+    'history-warn-lag-after',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -246,7 +267,10 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     { ...historyDefaults(join(cfg.stateDir, 'spool')), ...cfg.history },
     log.child({ component: 'history' }),
   );
+  // The metrics exist only when asked for: without --metrics-listen nothing counts and no port opens.
+  const metrics = cfg.metrics ? new ServerMetrics(log.child({ component: 'metrics' })) : null;
   const ctx: ServerContext = {
+    observer: metrics,
     info,
     credentials,
     exports: cfg.exports,
@@ -280,6 +304,15 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     allow: cfg.allow,
   });
   if (cfg.allow.length > 0) log.info({ allow: cfg.allow }, 'only these networks may connect');
+  if (metrics && cfg.metrics) {
+    metrics.attach({
+      connections: () => ({ accepted: server.accepted, open: server.connectionCount }),
+      sessions: sessionStatesOf(() => server.openSessions()),
+      history,
+    });
+    // Before the DMAs' port: a metrics port in use stops the start before any DMA got in.
+    await metrics.listen(cfg.metrics.host, cfg.metrics.port);
+  }
   try {
     await server.listen();
   } catch (e) {
@@ -315,6 +348,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     admin
       .stop()
       .then(() => server.close())
+      .then(() => metrics?.close())
       .then(() => history.shutdown())
       .finally(() => memory.stop())
       .then(
@@ -419,7 +453,7 @@ main(process.argv).catch((e: unknown) => {
   }
   const err = e as NodeJS.ErrnoException;
   // A port in use, a state dir we may not create: one line in the system's own words.
-  if (e instanceof ListenError || (err.code && err.syscall)) {
+  if (e instanceof ListenError || e instanceof MetricsListenError || (err.code && err.syscall)) {
     process.stderr.write(`ndmpd: ${err.message}\n`);
     process.exit(2);
   }

@@ -10,6 +10,11 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_SLOTS, MAX_SLOTS } from '../devices/library.js';
 import { DEFAULT_SPOOL_MAX } from '../history/hub.js';
+import {
+  DEFAULT_WARN_LAG_AFTER_MS,
+  DEFAULT_WARN_LAG_SHARE,
+  DEFAULT_WARN_SPOOL_BYTES,
+} from '../history/lag-warning.js';
 import type { Export } from '../services/exports.js';
 import { envFlag } from '../util/env-flag.js';
 import { AddressError, parseCidr } from '../util/address.js';
@@ -23,6 +28,8 @@ export class ConfigError extends CodedError {
 export interface ServerConfig {
   host: string;
   port: number;
+  /** Where GET /metrics is served (docs/operations.md, "Monitoring"); null: nowhere (the default). */
+  metrics: { host: string; port: number } | null;
   stateDir: string;
   /** The auth file given by the operator, or null to use (and create) `<stateDir>/auth`. */
   authFile: string | null;
@@ -64,6 +71,10 @@ export interface ServerConfig {
     spoolMaxBytes: number;
     /** Free bytes the spool leaves on its file system; null: the smaller of 1 GiB and 5%; 0: no floor. */
     spoolMinFreeBytes: number | null;
+    /** History warnings (docs/operations.md, "History warnings"): spool bytes, share of the backup, after how long. */
+    warnSpoolBytes: number;
+    warnLagShare: number;
+    warnLagAfterMs: number;
   };
   /** Recovers: `special` is RESTORE_SPECIAL's default (device nodes, fifos, setuid/setgid as stored). */
   restore: { special: boolean };
@@ -72,6 +83,7 @@ export interface ServerConfig {
 /** Settings as the file or the flags give them; every field optional. */
 export interface ConfigInput {
   listen?: string;
+  'metrics-listen'?: string;
   'state-dir'?: string;
   'auth-file'?: string;
   export?: string[] | Record<string, string>;
@@ -98,13 +110,17 @@ export interface ConfigInput {
   'history-max-delay'?: number | string;
   'history-spool-max'?: number | string;
   'history-spool-min-free'?: number | string;
+  'history-warn-spool'?: number | string;
+  'history-warn-lag-share'?: number | string;
+  'history-warn-lag-after'?: number | string;
   /** The file's `[restore] special`, or --restore-special / --no-restore-special. */
   'restore-special'?: boolean | string;
 }
 
 /**
  * The config file's [history] table: `mode`, `threads`, `stall-timeout`,
- * `max-delay`, `spool-max`, `spool-min-free` (each also in camelCase).
+ * `max-delay`, `spool-max`, `spool-min-free`, `warn-spool`, `warn-lag-share`,
+ * `warn-lag-after` (each also in camelCase).
  */
 const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   mode: 'history-mode',
@@ -117,6 +133,12 @@ const HISTORY_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
   spoolMax: 'history-spool-max',
   'spool-min-free': 'history-spool-min-free',
   spoolMinFree: 'history-spool-min-free',
+  'warn-spool': 'history-warn-spool',
+  warnSpool: 'history-warn-spool',
+  'warn-lag-share': 'history-warn-lag-share',
+  warnLagShare: 'history-warn-lag-share',
+  'warn-lag-after': 'history-warn-lag-after',
+  warnLagAfter: 'history-warn-lag-after',
 };
 
 /** The config file's [restore] table. */
@@ -126,6 +148,7 @@ const RESTORE_KEYS: Readonly<Record<string, keyof ConfigInput>> = {
 
 const KNOWN_KEYS = new Set<string>([
   'listen',
+  'metrics-listen',
   'state-dir',
   'auth-file',
   'export',
@@ -152,6 +175,9 @@ const KNOWN_KEYS = new Set<string>([
   'history-max-delay',
   'history-spool-max',
   'history-spool-min-free',
+  'history-warn-spool',
+  'history-warn-lag-share',
+  'history-warn-lag-after',
   'restore-special',
 ]);
 
@@ -296,6 +322,12 @@ function toExports(v: ConfigInput['export']): Array<{ name: string; path: string
 export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = process.cwd()): ServerConfig {
   const pick = <K extends keyof ConfigInput>(k: K): ConfigInput[K] => flags[k] ?? file[k];
   const { host, port } = parseListen(pick('listen') ?? '127.0.0.1:10000');
+  const metricsListen = pick('metrics-listen');
+  const metrics = metricsListen ? parseListen(metricsListen) : null;
+  if (metrics && metrics.host === host && metrics.port === port && port !== 0)
+    throw new ConfigError(
+      `metrics-listen ${metricsListen} is the DMAs' listen address: give it a port of its own`,
+    );
 
   // Flags' exports add to the file's; a name given twice is a mistake worth stopping for.
   const exportsIn = [...toExports(file.export), ...toExports(flags.export)];
@@ -342,6 +374,7 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
   return {
     host,
     port,
+    metrics,
     stateDir,
     authFile: authFile ? (isAbsolute(authFile) ? authFile : resolve(cwd, authFile)) : null,
     exports,
@@ -385,9 +418,31 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
         2 ** 50,
       ),
       spoolMinFreeBytes: spoolMinFree(pick('history-spool-min-free')),
+      warnSpoolBytes: parseSize(
+        pick('history-warn-spool') ?? DEFAULT_WARN_SPOOL_BYTES,
+        'history.warn-spool',
+        0,
+        2 ** 50,
+      ),
+      warnLagShare: share(pick('history-warn-lag-share') ?? DEFAULT_WARN_LAG_SHARE, 'history.warn-lag-share'),
+      warnLagAfterMs:
+        integer(
+          pick('history-warn-lag-after') ?? DEFAULT_WARN_LAG_AFTER_MS / 1000,
+          'history.warn-lag-after',
+          0,
+          MAX_TIMER_SECONDS,
+        ) * 1000,
     },
     restore: { special: yesNo(pick('restore-special') ?? false, 'restore.special') },
   };
+}
+
+/** A share from 0 to 1 (history.warn-lag-share; 0: never warned of). */
+function share(v: unknown, what: string): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1)
+    throw new ConfigError(`${what} must be a share from 0 to 1 (0.15 = 15%; 0 = never), not '${String(v)}'`);
+  return n;
 }
 
 /** history.spool-min-free: a size; absent or `auto`: the default rule (null). */

@@ -48,6 +48,11 @@ export const COUNTER_NAMES = [
    * session it serves) from this session's open on (docs/history.md, "The history thread").
    */
   'historyThreadCpuMs',
+  /** Entries handed to the DMA's connection; `entries` less this is what is queued (docs/operations.md). */
+  'entriesSent',
+  /** Bytes in the session's spool file now, and the most it held (`spooledBytes` is all it ever took). */
+  'spoolBytes',
+  'maxSpoolBytes',
 ] as const;
 export type HistoryCounters = Record<(typeof COUNTER_NAMES)[number], number>;
 
@@ -155,6 +160,10 @@ export class HistoryControl {
   add(name: (typeof COUNTER_NAMES)[number], n: number): void {
     this.counters[COUNTER_NAMES.indexOf(name)]! += n;
   }
+  /** A gauge's value (spoolBytes): like add, written by one thread only. */
+  set(name: (typeof COUNTER_NAMES)[number], n: number): void {
+    this.counters[COUNTER_NAMES.indexOf(name)] = n;
+  }
   max(name: (typeof COUNTER_NAMES)[number], n: number): void {
     const i = COUNTER_NAMES.indexOf(name);
     if (n > this.counters[i]!) this.counters[i] = n;
@@ -164,6 +173,14 @@ export class HistoryControl {
     COUNTER_NAMES.forEach((name, i) => (out[name] = Math.round(this.counters[i]!)));
     return out;
   }
+}
+
+/**
+ * Entries in one sealed FH_ADD_* message: the entry array's length, after the
+ * record mark (4 bytes) and the header (24 bytes) (docs/protocol.md §2.1, §8).
+ */
+export function messageEntries(message: ArrayBuffer): number {
+  return message.byteLength >= 32 ? new DataView(message).getUint32(28) : 0;
 }
 
 /** A failure in words, for NOTIFY_DATA_HALTED, a LOG_MESSAGE and the log; `detail` from HistoryControl.detail. */

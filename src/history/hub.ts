@@ -10,8 +10,15 @@ import type { Logger } from '../util/log.js';
 import { LogType, M } from '../wire/index.js';
 import type { MessageDef } from '../wire/index.js';
 import { SpscRing } from '../ring/spsc-ring.js';
-import { HistoryControl, HistoryFailure, failureText } from './control.js';
+import { COUNTER_NAMES, HistoryControl, HistoryFailure, failureText } from './control.js';
 import type { HistoryChannel, HistoryCounters } from './control.js';
+import {
+  DEFAULT_WARN_LAG_AFTER_MS,
+  DEFAULT_WARN_LAG_SHARE,
+  DEFAULT_WARN_SPOOL_BYTES,
+  lagWarnings,
+} from './lag-warning.js';
+import type { LagCondition, LagThresholds } from './lag-warning.js';
 import { DEFAULT_BATCH_LIMITS } from './encoder.js';
 import type { BatchLimits } from './encoder.js';
 import type { FromHistoryThread, HistoryThreadConfig, ToHistoryThread } from './thread-protocol.js';
@@ -35,6 +42,10 @@ export interface HistoryOptions {
   readonly memoryBytes: number;
   /** Bytes of each session's record ring (a power of two). */
   readonly ringBytes: number;
+  /** History warnings (./lag-warning.ts, docs/operations.md "History warnings"); absent: the defaults. */
+  readonly warnSpoolBytes?: number;
+  readonly warnLagShare?: number;
+  readonly warnLagAfterMs?: number;
 }
 
 /** history.spool-max's default: 4 GiB per session. */
@@ -53,6 +64,9 @@ export function historyDefaults(spoolDir: string): HistoryOptions {
     creditBytes: 1024 * 1024,
     memoryBytes: 2 * 1024 * 1024,
     ringBytes: 2 * 1024 * 1024,
+    warnSpoolBytes: DEFAULT_WARN_SPOOL_BYTES,
+    warnLagShare: DEFAULT_WARN_LAG_SHARE,
+    warnLagAfterMs: DEFAULT_WARN_LAG_AFTER_MS,
   };
 }
 
@@ -74,9 +88,16 @@ interface Entry {
   halted: boolean;
   /** Bytes handed to the connection whose write has not completed. */
   writing: number;
-  /** When the channel opened (Date.now()): the backup's age, for the share of it the DMA was not accepting. */
+  /** When the channel opened (the backup's start, for the lag share). */
   readonly openedAt: number;
+  /** The history warnings this session has had (each once). */
+  readonly warned: Set<LagCondition>;
+  /** Run with the final counters once the history has ended (onEnded). */
+  readonly ended: ((c: HistoryCounters) => void)[];
 }
+
+/** Ended sessions whose final counters are kept for a late onEnded (a history that failed before its backup halted). */
+const RECENTLY_ENDED = 64;
 
 /** Credit written and not yet returned to a history thread, per session. */
 interface Owed {
@@ -85,6 +106,8 @@ interface Owed {
 }
 
 const PROGRESS_LOG_MS = 30_000;
+/** How often running sessions are looked at for history warnings (./lag-warning.ts). */
+const LAG_CHECK_MS = 1000;
 /**
  * LOG_MESSAGE ids are free-form; the hub's count in a range of
  * their own, so they do not repeat the data service's.
@@ -101,12 +124,51 @@ export class HistoryHub {
   private readonly owed = new Map<Worker, Map<number, Owed>>();
   private creditScheduled = false;
   private progressTimer: NodeJS.Timeout | null = null;
+  private lagTimer: NodeJS.Timeout | null = null;
+  private readonly lagThresholds: LagThresholds;
+  /** The counters of every session whose history has ended, added up (the metrics' totals). */
+  private readonly endedTotals = zeroCounters();
+  private readonly recentlyEnded = new Map<number, HistoryCounters>();
+  /** History warnings sent so far, by condition (the metrics). */
+  readonly warnings: Record<LagCondition, number> = { spool: 0, lag: 0 };
 
   constructor(
     readonly options: HistoryOptions,
     private readonly log: Logger,
   ) {
     this.workers = new Array<Worker | null>(Math.max(1, options.threads)).fill(null);
+    this.lagThresholds = {
+      warnSpoolBytes: options.warnSpoolBytes ?? DEFAULT_WARN_SPOOL_BYTES,
+      warnLagShare: options.warnLagShare ?? DEFAULT_WARN_LAG_SHARE,
+      warnLagAfterMs: options.warnLagAfterMs ?? DEFAULT_WARN_LAG_AFTER_MS,
+    };
+  }
+
+  /**
+   * Runs `fn` with the session's final counters once its history has ended
+   * (after the "file history ended" line), at once if it has; null if the
+   * channel is unknown.
+   */
+  onEnded(id: number, fn: (c: HistoryCounters | null) => void): void {
+    const e = this.entries.get(id);
+    if (e) e.ended.push(fn);
+    else fn(this.recentlyEnded.get(id) ?? null);
+  }
+
+  /** When the channel opened (ms since the epoch), or null. */
+  openedAt(id: number): number | null {
+    return this.entries.get(id)?.openedAt ?? null;
+  }
+
+  /**
+   * Every session's counters added up, those that ended and those still
+   * running: each only grows, so these are counters for the metrics
+   * (src/server/metrics.ts). spoolBytes is the spools' total now.
+   */
+  totals(): HistoryCounters {
+    const t = { ...this.endedTotals };
+    for (const e of this.entries.values()) addCounters(t, e.control.snapshot());
+    return t;
   }
 
   /** Channels opened and not yet ended (a backup's history still being delivered or dropped). */
@@ -131,9 +193,19 @@ export class HistoryHub {
     const lockstep = this.options.mode === 'lockstep';
     const ring = lockstep ? null : SpscRing.allocate(this.options.ringBytes);
     const worker = lockstep ? null : this.workerFor();
-    this.entries.set(id, { target, control, worker, halted: false, writing: 0, openedAt: Date.now() });
+    this.entries.set(id, {
+      target,
+      control,
+      worker,
+      halted: false,
+      writing: 0,
+      openedAt: Date.now(),
+      warned: new Set(),
+      ended: [],
+    });
     if (worker && ring) this.post(worker, { op: 'open', id, ring, control: control.sab });
     this.progressTimer ??= setInterval(() => this.logProgress(), PROGRESS_LOG_MS).unref();
+    this.lagTimer ??= setInterval(() => this.checkLag(), LAG_CHECK_MS).unref();
     return {
       id,
       channel: {
@@ -175,7 +247,10 @@ export class HistoryHub {
     if (!e) return;
     e.control.discard();
     e.halted = true;
-    if (!e.worker) this.entries.delete(id);
+    if (!e.worker) {
+      addCounters(this.endedTotals, e.control.snapshot());
+      this.entries.delete(id);
+    }
   }
 
   /** The session's control connection closed. */
@@ -190,6 +265,8 @@ export class HistoryHub {
   async shutdown(): Promise<void> {
     if (this.progressTimer) clearInterval(this.progressTimer);
     this.progressTimer = null;
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.lagTimer = null;
     await Promise.all(
       this.workers.map(async (w, i) => {
         if (!w) return;
@@ -343,6 +420,10 @@ export class HistoryHub {
     if (!e) return;
     this.entries.delete(id);
     const counters = e.control.snapshot();
+    addCounters(this.endedTotals, counters);
+    this.recentlyEnded.set(id, counters);
+    if (this.recentlyEnded.size > RECENTLY_ENDED)
+      this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
     if (how === 'failed') {
       e.target.log.warn(
         { history: counters, why: failureText(reason, this.options.stallTimeoutMs, e.control.detail) },
@@ -359,6 +440,26 @@ export class HistoryHub {
       clearInterval(this.progressTimer);
       this.progressTimer = null;
     }
+    for (const fn of e.ended.splice(0)) fn(counters);
+    if (this.entries.size === 0 && this.lagTimer) {
+      clearInterval(this.lagTimer);
+      this.lagTimer = null;
+    }
+  }
+
+  /** Warns each running session whose history lags, once per condition (./lag-warning.ts). */
+  private checkLag(): void {
+    const now = Date.now();
+    for (const e of this.entries.values()) {
+      // After NOTIFY_DATA_HALTED the backup is over: nothing to warn of any more.
+      if (e.halted) continue;
+      for (const w of lagWarnings(e.control.snapshot(), now - e.openedAt, this.lagThresholds, e.warned)) {
+        e.warned.add(w.condition);
+        this.warnings[w.condition]++;
+        e.target.log.warn({ ...w.fields, condition: w.condition, session: e.target.id }, w.text);
+        this.logMessage(e.target, LogType.NDMP_LOG_WARNING, w.text);
+      }
+    }
   }
 
   private logProgress(): void {
@@ -369,5 +470,20 @@ export class HistoryHub {
 
   private post(w: Worker, m: ToHistoryThread): void {
     w.postMessage(m);
+  }
+}
+
+function zeroCounters(): HistoryCounters {
+  const c = {} as HistoryCounters;
+  for (const n of COUNTER_NAMES) c[n] = 0;
+  return c;
+}
+
+/** Adds `b` into `a`; the peaks (maxRingDepth, maxSpoolBytes) as the larger of the two. */
+function addCounters(a: HistoryCounters, b: HistoryCounters): void {
+  for (const n of COUNTER_NAMES) {
+    if (n === 'maxRingDepth' || n === 'maxSpoolBytes') a[n] = Math.max(a[n], b[n]);
+    // The history thread's CPU is the whole thread's, counted from each session's open: not additive.
+    else if (n !== 'historyThreadCpuMs') a[n] += b[n];
   }
 }

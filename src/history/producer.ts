@@ -5,7 +5,7 @@
 // thread to write, and waits for the write to complete before going on.
 
 import { SpscRing } from '../ring/spsc-ring.js';
-import { HistoryControl, HistoryFailure, HistoryStatus } from './control.js';
+import { HistoryControl, HistoryFailure, HistoryStatus, messageEntries } from './control.js';
 import type { HistoryChannel } from './control.js';
 import { FhEncoder } from './encoder.js';
 
@@ -88,11 +88,15 @@ export class LockstepProducer implements HistoryProducer {
     this.encoder = new FhEncoder(channel.limits, (message) => {
       if (this.control.status !== HistoryStatus.RUNNING) return;
       const seen = this.control.acks;
+      // Read before sending: send transfers the buffer, which leaves it empty here.
+      const bytes = message.byteLength;
+      const entries = messageEntries(message);
       send(message);
       this.control.add('entries', this.encoder.entries - this.counted);
       this.counted = this.encoder.entries;
       this.control.add('posts', 1);
-      this.control.add('bytes', message.byteLength);
+      this.control.add('bytes', bytes);
+      this.control.add('entriesSent', entries);
       const t0 = Date.now();
       // The classic way: the backup does not go on until the DMA's socket took the batch.
       if (!this.control.waitAck(seen, this.channel.stallTimeoutMs)) this.control.fail(HistoryFailure.STALLED);

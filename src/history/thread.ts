@@ -21,7 +21,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { SpscRing, waitWordAsync } from '../ring/spsc-ring.js';
-import { HistoryControl, HistoryFailure } from './control.js';
+import { HistoryControl, HistoryFailure, messageEntries } from './control.js';
 import { FhEncoder } from './encoder.js';
 import { Spool, SpoolDisk, SpoolReadError } from './spool.js';
 import { nameThread, threadCpuNs } from '../util/native-fs.js';
@@ -243,6 +243,7 @@ class SessionHistory {
       return false;
     }
     this.control.add('spooledBytes', n);
+    this.countSpool();
     this.stopWaiting(this.now);
     return true;
   }
@@ -369,6 +370,8 @@ class SessionHistory {
       this.inFlight += next;
       this.control.add('posts', 1);
       this.control.add('bytes', next);
+      this.control.add('entriesSent', messageEntries(m));
+      if (this.spool) this.countSpool();
       sendMessage(this.id, m);
       sent = true;
     }
@@ -377,6 +380,13 @@ class SessionHistory {
       this.blockedSince = 0;
     }
     return sent;
+  }
+
+  /** The spool's size now and its peak, for the lag warnings and the metrics (docs/operations.md). */
+  private countSpool(): void {
+    const pending = this.spool?.pending ?? 0;
+    this.control.set('spoolBytes', pending);
+    this.control.max('maxSpoolBytes', pending);
   }
 
   /** Measures the DMA only: credit outstanding and none back for the timeout, whatever the spool does. */
@@ -403,6 +413,7 @@ class SessionHistory {
     this.waiting = null;
     this.spool?.close();
     this.spool = null;
+    this.control.set('spoolBytes', 0);
     this.queue.length = 0;
     this.held.length = 0;
     sessions.delete(this.id);

@@ -548,9 +548,11 @@ export class Connection implements Session {
    * only to an authenticated DMA (nothing before that but what the spec allows).
    */
   private tellWhy(msg: CompiledMessage, req: Header, err: NdmpError): void {
-    if (!this.authenticated) return;
     const name = errorName(err.ndmpError);
     const reason = err.message.startsWith(`${name}: `) ? err.message.slice(name.length + 2) : err.message;
+    // Counted by reason for the metrics (docs/operations.md, "Monitoring"), told or not.
+    this.ctx.observer?.refused(msg.def.name, name, reason);
+    if (!this.authenticated) return;
     // No reason of our own (the bare code), or only the message's name: nothing to add.
     if (reason === name || reason === '' || reason === msg.def.name) return;
     this.post(M.LOG_MESSAGE, {

@@ -19,7 +19,7 @@
 
 import net from 'node:net';
 import { SessionRegistry } from '../services/registry.js';
-import type { ServerContext } from '../services/session.js';
+import type { ServerContext, Session } from '../services/session.js';
 import { AllowList, normalizeAddress } from '../util/address.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../wire/index.js';
 import { Connection } from './connection.js';
@@ -99,6 +99,8 @@ export class NdmpServer {
   /** close() waiting for the last connection to have closed. */
   private readonly drained: (() => void)[] = [];
   private nextId = 1;
+  /** Connections accepted since start (turned away by the allow-list or refused not counted). */
+  private acceptedCount = 0;
   /**
    * Refused connections and those that gave way, until their sockets close
    * (a peer that reads nothing keeps one up to a few seconds). Bounded: past
@@ -148,6 +150,16 @@ export class NdmpServer {
     return this.connections.size;
   }
 
+  /** Connections accepted since the server started (for the metrics). */
+  get accepted(): number {
+    return this.acceptedCount;
+  }
+
+  /** The open control connections' sessions (for the metrics' sessions by state, src/server/metrics.ts). */
+  openSessions(): Session[] {
+    return [...this.connections];
+  }
+
   private accept(socket: net.Socket): void {
     const address = normalizeAddress(socket.remoteAddress ?? '');
     // Outside the allow-list: closed before any NDMP byte, so a stranger learns
@@ -193,6 +205,7 @@ export class NdmpServer {
     }
     this.connections.add(conn);
     this.sessions.add(conn);
+    this.acceptedCount++;
     conn.start();
   }
 

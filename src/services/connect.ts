@@ -66,6 +66,7 @@ const connectClientAuth = handler(M.CONNECT_CLIENT_AUTH, {
       // down, and a storm ties up no timers). Other addresses are not affected.
       s.md5Challenge = null;
       s.authFailures++;
+      s.ctx.observer?.authFailed('backoff');
       const retry = Math.ceil(wait / 1000);
       if (backoff.firstRefusalOfWindow(s.peerAddress)) {
         s.log.warn(
@@ -83,6 +84,7 @@ const connectClientAuth = handler(M.CONNECT_CLIENT_AUTH, {
     if (refused !== null) {
       // Each guess costs the guesser a delay, and the connection goes after a few.
       s.authFailures++;
+      s.ctx.observer?.authFailed('password');
       const penaltyMs = backoff?.failed(s.peerAddress) ?? 0;
       // The user name is the peer's text: cut it so a refusal cannot flood the log.
       s.log.warn(

@@ -11,6 +11,7 @@ import type { Library } from '../devices/library.js';
 import type { LibraryChanger } from '../devices/library-changer.js';
 import type { HistoryHub } from '../history/hub.js';
 import type { AuthBackoff } from './auth-backoff.js';
+import type { ServerObserver } from './observer.js';
 
 /** TCP ports the mover (and later the data service) listen on for data connections; 0..0 = any. */
 export interface PortRange {
@@ -55,6 +56,8 @@ export interface ServerContext {
   readonly authFailureDelayMs?: number;
   /** Per-address penalties for failed logins (absent: no back-off, only the per-connection delay). */
   readonly authBackoff?: AuthBackoff | null;
+  /** Who counts what the server does (the metrics endpoint, docs/operations.md "Monitoring"); absent: nobody. */
+  readonly observer?: ServerObserver | null;
 }
 
 /** Extension negotiation (v4 CONFIG_GET/SET_EXT_LIST): listed first, then selected once. */

@@ -95,3 +95,51 @@ describe('connection-slot settings', () => {
     }
   });
 });
+
+describe('metrics-listen and the history warnings (docs/operations.md)', () => {
+  const cwd = os.tmpdir();
+
+  test('metrics are off by default; metrics-listen from the file, the flag wins', () => {
+    assert.equal(resolveConfig({}, {}, cwd).metrics, null);
+    assert.deepEqual(resolveConfig({ 'metrics-listen': '127.0.0.1:9464' }, {}, cwd).metrics, {
+      host: '127.0.0.1',
+      port: 9464,
+    });
+    assert.deepEqual(
+      resolveConfig({ 'metrics-listen': '127.0.0.1:9464' }, { 'metrics-listen': '[::1]:9500' }, cwd).metrics,
+      { host: '::1', port: 9500 },
+    );
+    assert.throws(() => resolveConfig({}, { 'metrics-listen': 'nope' }, cwd), ConfigError);
+    assert.throws(
+      () => resolveConfig({}, { listen: '127.0.0.1:10000', 'metrics-listen': '127.0.0.1:10000' }, cwd),
+      /a port of its own/,
+    );
+  });
+
+  test('[history] warn-spool, warn-lag-share, warn-lag-after: defaults, the file, bad values named', () => {
+    const d = resolveConfig({}, {}, cwd).history;
+    assert.equal(d.warnSpoolBytes, 64 * 2 ** 20);
+    assert.equal(d.warnLagShare, 0.15);
+    assert.equal(d.warnLagAfterMs, 30_000);
+    const dir = mkdtempSync(join(os.tmpdir(), 'ndmpd-cfg-'));
+    try {
+      const f = join(dir, 'c.toml');
+      writeFileSync(
+        f,
+        'metrics-listen = "127.0.0.1:9464"\n[history]\nwarn-spool = "1GiB"\nwarnLagShare = 0.5\nwarn-lag-after = 5\n',
+      );
+      const c = resolveConfig(readConfigFile(f), {}, cwd);
+      assert.equal(c.history.warnSpoolBytes, 2 ** 30);
+      assert.equal(c.history.warnLagShare, 0.5);
+      assert.equal(c.history.warnLagAfterMs, 5000);
+      assert.equal(c.metrics?.port, 9464);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.throws(
+      () => resolveConfig({}, { 'history-warn-lag-share': '1.5' }, cwd),
+      /warn-lag-share must be a share/,
+    );
+    assert.throws(() => resolveConfig({}, { 'history-warn-spool': 'lots' }, cwd), /history\.warn-spool/);
+  });
+});

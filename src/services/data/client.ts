@@ -9,6 +9,7 @@ import type { Session } from '../session.js';
 import { newStateWords } from '../state-table.js';
 import { recordOf } from '../registry.js';
 import type { DataClient } from '../registry.js';
+import { operationHalted } from './operation-end.js';
 import { SessionWorker } from '../worker-rpc.js';
 import type { DataEvent, DataOps, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE } from './state-rules.js';
@@ -31,9 +32,9 @@ export function raiseDataAbort(s: Session): void {
   if (d) Atomics.store(d.abortFlag, 0, 1);
 }
 
-/** The history channel the session's next operation feeds. */
-export function setHistoryId(s: Session, id: number): void {
-  recordOf(s).historyId = id;
+/** The history channel the session's next operation feeds (undefined: none, so no earlier one's is taken for it). */
+export function setHistoryId(s: Session, id: number | undefined): void {
+  recordOf(s).historyId = id ?? null;
 }
 
 /** The session's data thread, started on first use and stopped when the connection closes. */
@@ -67,6 +68,8 @@ export function dataOf(s: Session): DataClient {
           if (id !== null) s.ctx.history?.halted(id);
           s.post(M.NOTIFY_DATA_HALTED, { reason: e.reason, textReason: e.text });
           record.dataHalts++;
+          // Its last log line, once its history has ended too (./operation-end.ts).
+          operationHalted(s, e.reason, e.text, e.figures, id ?? undefined);
           return;
         }
         case 'fh': {

@@ -44,8 +44,17 @@ import type { ListenOptions } from '../data-connection.js';
 import type { DataState, DataThreadConfig } from './protocol.js';
 import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
 
+/** What an operation came to, with NOTIFY_DATA_HALTED: for its last log line and the metrics (src/services/observer.ts). */
+export interface HaltFigures {
+  readonly operation: 'backup' | 'recover' | 'replay';
+  readonly bytes: number;
+  /** Entries backed up or restored (0 when the operation failed before it could say). */
+  readonly files: number;
+  readonly durationMs: number;
+}
+
 export interface DataHooks {
-  halted(reason: number, text: string): void;
+  halted(reason: number, text: string, figures: HaltFigures): void;
   /** A LOG_MESSAGE for the DMA. */
   logMessage(logType: number, text: string): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
@@ -80,6 +89,8 @@ export class DataService {
   private running: Promise<void> | null = null;
   private aborting = false;
   private startedAt = 0;
+  /** Entries the running (or last) operation backed up or restored, once it has said (HaltFigures.files). */
+  private files = 0;
   /** Set by the main thread on DATA_ABORT (see DataThreadConfig.abortFlag). */
   private readonly abortFlag: Int32Array;
   /** The running backup's file history, if the DMA asked for it. */
@@ -215,6 +226,7 @@ export class DataService {
     this.aborting = false;
     Atomics.store(this.abortFlag, 0, 0);
     this.startedAt = performance.now();
+    this.files = 0;
     const history = this.startHistory(plan.model, channel);
     this.history = history;
     const backup = new BackupOperation(
@@ -259,6 +271,7 @@ export class DataService {
     } finally {
       this.bytesProcessed = backup.bytesProcessed;
     }
+    this.files = r.entries;
     // Aborted: abort() has halted already.
     if (history ? !(await this.historyDelivered(history, channel!, r.aborted)) : r.aborted) return null;
     // A completed backup goes into the dumpdates; DATA_GET_ENV then says DUMP_DATE.
@@ -355,6 +368,7 @@ export class DataService {
   private async restore(recovery: Recovery): Promise<string | null> {
     this.recovery = recovery;
     const r = await recovery.run();
+    this.files = r.restored;
     if (r.aborted) return null;
     const what = `${r.restored} entries restored from ${r.bytes} bytes`;
     const withheld = `${r.withheld} device nodes or fifos not created (RESTORE_SPECIAL=n)`;
@@ -373,6 +387,7 @@ export class DataService {
   ): Promise<string | null> {
     this.recovery = replay;
     const r = await replay.run();
+    this.files = r.entries;
     if (!(await this.historyDelivered(history, channel, r.aborted))) return null;
     return `file history of ${r.entries} entries replayed from ${r.bytes} bytes`;
   }
@@ -522,6 +537,17 @@ export class DataService {
 
   private halt(reason: number, text: string): void {
     if (this.state === S.NDMP_DATA_STATE_HALTED || this.state === S.NDMP_DATA_STATE_IDLE) return;
+    const figures: HaltFigures = {
+      operation:
+        this.operation === DataOperation.NDMP_DATA_OP_BACKUP
+          ? 'backup'
+          : this.operation === DataOperation.NDMP_DATA_OP_RECOVER_FILEHIST
+            ? 'replay'
+            : 'recover',
+      bytes: Number(this.backup?.bytesProcessed ?? this.recovery?.bytesProcessed ?? this.bytesProcessed),
+      files: this.files,
+      durationMs: Math.round(performance.now() - this.startedAt),
+    };
     // A running backup stops at its next file or buffer.
     this.aborting = true;
     // History not yet delivered belongs to a backup that did not complete: dropped.
@@ -538,7 +564,7 @@ export class DataService {
         text,
       },
     );
-    this.hooks.halted(reason, text);
+    this.hooks.halted(reason, text, figures);
   }
 
   private dropConnection(): void {

@@ -36,7 +36,7 @@ const dataStartBackup = handler(M.DATA_START_BACKUP, {
     // A channel only for a backup that asks for history (the data thread checks HIST properly).
     const wanted = (historyModelOf(req.env) ?? HistoryModel.NONE) !== HistoryModel.NONE;
     const opened = hub && wanted ? hub.open(s) : null;
-    if (opened) setHistoryId(s, opened.id);
+    setHistoryId(s, opened?.id);
     try {
       await dataOf(s).call('dataStartBackup', { ...req, history: opened?.channel ?? null });
     } catch (e) {
@@ -54,7 +54,7 @@ async function startRecover(
 ): Promise<void> {
   const hub = s.ctx.history;
   const opened = fileHistory && hub ? hub.open(s) : null;
-  if (opened) setHistoryId(s, opened.id);
+  setHistoryId(s, opened?.id);
   try {
     await dataOf(s).call('dataStartRecover', { ...req, fileHistory, history: opened?.channel ?? null });
   } catch (e) {

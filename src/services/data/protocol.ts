@@ -5,6 +5,7 @@
 import type { Addr, NdmpVersion, NlistName, Pval } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
 import type { HistoryChannel } from '../../history/control.js';
+import type { HaltFigures } from './data-service.js';
 
 /** Given to the thread at start (workerData). */
 export interface DataThreadConfig {
@@ -80,7 +81,13 @@ export type DataOps = {
 };
 
 export type DataEvent =
-  | { readonly event: 'data-halted'; readonly reason: number; readonly text: string }
+  | {
+      readonly event: 'data-halted';
+      readonly reason: number;
+      readonly text: string;
+      /** What the operation came to (./data-service.ts HaltFigures): its last log line and the metrics. */
+      readonly figures: HaltFigures;
+    }
   /** A LOG_MESSAGE for the DMA (per-file trouble during a backup, say). */
   | { readonly event: 'log-message'; readonly logType: number; readonly text: string }
   /** Lockstep history: one encoded FH message for the main thread to write (transferred). */

@@ -15,7 +15,8 @@ nameThread('ndmp-data');
 const config = workerData as DataThreadConfig;
 
 const data = new DataService(config, {
-  halted: (reason, text) => port.postMessage({ event: 'data-halted', reason, text } satisfies DataEvent),
+  halted: (reason, text, figures) =>
+    port.postMessage({ event: 'data-halted', reason, text, figures } satisfies DataEvent),
   logMessage: (logType, text) =>
     port.postMessage({ event: 'log-message', logType, text } satisfies DataEvent),
   log: (level, msg, fields) => workerLog(port, level, msg, fields),

@@ -41,6 +41,7 @@ export function driveOf(s: Session): SessionDrive {
     localAddress: s.localAddress,
     dataAddress: s.ctx.dataAddress ?? null,
     stateWords: words.buffer as SharedArrayBuffer,
+    tapeCounters: s.ctx.observer?.tapeCounters ?? null,
   };
   const drive: DriveClient = new SessionWorker<DriveOps, DriveEvent>(
     s,

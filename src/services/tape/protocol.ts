@@ -22,6 +22,8 @@ export interface DriveThreadConfig {
    * every transition and read by the dispatcher (layout: ./state-rules.ts).
    */
   readonly stateWords: SharedArrayBuffer;
+  /** The server's tape counters (./counters.ts; ServerObserver.tapeCounters), or null. */
+  readonly tapeCounters: SharedArrayBuffer | null;
 }
 
 // A type alias, not an interface: RpcOps needs the index signature it implies.

@@ -5,6 +5,7 @@
 // v3 crosses it; v4 reports end of data as EOM, v3 as EOF.
 
 import { MAX_RECORD_SIZE, TapeError } from '../../devices/tape.js';
+import { countingDevice } from './counters.js';
 import type { TapeDevice } from '../../devices/tape.js';
 import { TapeMediaError, openTapeImage } from '../../devices/tape-image.js';
 import type { TapeImageOptions } from '../../devices/tape-image.js';
@@ -51,6 +52,8 @@ export class TapeDrive {
      * medium error would be reported (docs/tape-image.md, "Data CRCs").
      */
     private readonly onMediaError: (e: TapeMediaError) => void = () => {},
+    /** The server's tape counters (./counters.ts), or null: nothing counted. */
+    private readonly counters: SharedArrayBuffer | null = null,
   ) {
     this.publish();
   }
@@ -104,7 +107,7 @@ export class TapeDrive {
     admit(TAPE_STATE_TABLE, M.TAPE_OPEN, this.words, this.version);
     const readOnly = mode === TapeOpenMode.NDMP_TAPE_READ_MODE;
     try {
-      this.dev = openTapeImage(path, { readOnly, blankDefaults });
+      this.dev = countingDevice(openTapeImage(path, { readOnly, blankDefaults }), this.counters);
     } catch (e) {
       if (e instanceof TapeError && e.kind === 'write-protected') {
         throw new NdmpError(ErrorCode.NDMP_WRITE_PROTECT_ERR, 'the tape is write protected');

@@ -24,10 +24,15 @@ function emit(e: DriveEvent): void {
 // The tape and the mover publish their states into the same words: the tape
 // table's rules (an ACTIVE mover holds the tape) read both.
 const words = new Int32Array(config.stateWords);
-const tape = new TapeDrive(config.version, words, (e) => {
-  workerLog(port, 'error', 'tape record fails its data CRC', { ...e.place, message: e.message });
-  emit({ event: 'log-message', text: e.message });
-});
+const tape = new TapeDrive(
+  config.version,
+  words,
+  (e) => {
+    workerLog(port, 'error', 'tape record fails its data CRC', { ...e.place, message: e.message });
+    emit({ event: 'log-message', text: e.message });
+  },
+  config.tapeCounters,
+);
 const mover = new Mover(
   tape,
   config,
