@@ -41,17 +41,10 @@ import type { Addr, MessageDef, NlistName, Pval } from '../../wire/index.js';
 import { admit } from '../state-table.js';
 import { connectToAny, listenForData } from '../data-connection.js';
 import type { ListenOptions } from '../data-connection.js';
-import type { DataState, DataThreadConfig } from './protocol.js';
-import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
+import type { DataState, DataThreadConfig, HaltFigures } from './protocol.js';
 
-/** What an operation came to, with NOTIFY_DATA_HALTED: for its last log line and the metrics (src/services/observer.ts). */
-export interface HaltFigures {
-  readonly operation: 'backup' | 'recover' | 'replay';
-  readonly bytes: number;
-  /** Entries backed up or restored (0 when the operation failed before it could say). */
-  readonly files: number;
-  readonly durationMs: number;
-}
+export type { HaltFigures } from './protocol.js';
+import { DATA_STATE_TABLE, DATA_WORD_STATE } from './state-rules.js';
 
 export interface DataHooks {
   halted(reason: number, text: string, figures: HaltFigures): void;

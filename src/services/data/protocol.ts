@@ -5,7 +5,15 @@
 import type { Addr, NdmpVersion, NlistName, Pval } from '../../wire/index.js';
 import type { PortRange } from '../session.js';
 import type { HistoryChannel } from '../../history/control.js';
-import type { HaltFigures } from './data-service.js';
+
+/** What an operation came to, with NOTIFY_DATA_HALTED: for its last log line and the metrics (src/services/observer.ts). */
+export interface HaltFigures {
+  readonly operation: 'backup' | 'recover' | 'replay';
+  readonly bytes: number;
+  /** Entries backed up or restored (0 when the operation failed before it could say). */
+  readonly files: number;
+  readonly durationMs: number;
+}
 
 /** Given to the thread at start (workerData). */
 export interface DataThreadConfig {
