@@ -17,6 +17,8 @@ import { CHANGER_DEVICE, LibraryChanger } from '../devices/library-changer.js';
 import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
+import { bindControlPort } from '../server/bind.js';
+import { ShutdownDrain } from '../server/drain.js';
 import { returnMemory } from '../services/memory.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
@@ -25,6 +27,8 @@ import { PRODUCT_NAME, VENDOR_NAME, VERSION } from '../util/version.js';
 import type { ConfigInput, ServerConfig } from './server-config.js';
 import { ConfigError, hostId, prepareStateDir, readConfigFile, resolveConfig } from './server-config.js';
 import { CommandError, tapeCommand } from './tape-command.js';
+import { configToToml } from './config-toml.js';
+import { Reloader } from './reload.js';
 import { CodedError } from '../util/coded-error.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -163,7 +167,14 @@ async function main(argv: string[]): Promise<void> {
       '--no-restore-special',
       'recovers withhold device nodes, fifos and setuid/setgid bits (the default)',
     )
-    .option('--check-config', 'print the resolved configuration and exit')
+    .option(
+      '--shutdown-timeout <seconds>',
+      'on SIGTERM, running backups and restores get this long to finish, then are aborted (default 300)',
+    )
+    .option(
+      '--check-config',
+      'print the resolved configuration (TOML, as the config file spells it) and exit',
+    )
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
     // Options of ndmpd itself go before a subcommand; those after it are the subcommand's.
@@ -207,6 +218,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'history-max-delay',
     'history-spool-max',
     'history-spool-min-free',
+    'shutdown-timeout',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -214,12 +226,23 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   if (Array.isArray(o.export)) flags.export = o.export;
   if (typeof o.restoreSpecial === 'boolean') flags['restore-special'] = o.restoreSpecial;
   if (Array.isArray(o.allow)) flags.allow = o.allow;
-  const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
-  const cfg = resolveConfig(file, flags);
+  const configFile = typeof o.config === 'string' ? o.config : null;
+  // The cwd of the start: a reload resolves relative paths as the start did.
+  const cwd = process.cwd();
+  const readConfig = () => resolveConfig(configFile ? readConfigFile(configFile) : {}, flags, cwd);
+  const cfg = readConfig();
 
   if (o.checkConfig) {
-    process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+    process.stdout.write(configToToml(cfg));
     return;
+  }
+
+  // The port first: if it is taken, nothing has been created yet (docs/operations.md).
+  let bound;
+  try {
+    bound = await bindControlPort(cfg.host, cfg.port);
+  } catch (e) {
+    throw new ListenError(`cannot listen on ${cfg.host}:${cfg.port}: ${(e as Error).message}`);
   }
 
   const log = createLogger({ level: cfg.logLevel, ...(cfg.logFormat ? { format: cfg.logFormat } : {}) });
@@ -241,10 +264,16 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     { ...historyDefaults(join(cfg.stateDir, 'spool')), ...cfg.history },
     log.child({ component: 'history' }),
   );
+  // What SIGHUP replaces; sessions read it at login and at their data thread's start (src/cli/reload.ts).
+  const live = { credentials, exports: cfg.exports, allow: cfg.allow };
   const ctx: ServerContext = {
     info,
-    credentials,
-    exports: cfg.exports,
+    get credentials() {
+      return live.credentials;
+    },
+    get exports() {
+      return live.exports;
+    },
     log,
     library,
     changer,
@@ -273,6 +302,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     preAuthTimeoutMs: cfg.preAuthTimeoutMs,
     idleTimeoutMs: cfg.idleTimeoutMs,
     allow: cfg.allow,
+    bound,
   });
   if (cfg.allow.length > 0) log.info({ allow: cfg.allow }, 'only these networks may connect');
   try {
@@ -281,20 +311,47 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     throw new ListenError(`cannot listen on ${cfg.host}:${cfg.port}: ${(e as Error).message}`);
   }
 
-  let stopping = false;
+  // SIGTERM/SIGINT: drain (src/server/drain.ts); a second one aborts at once; a third exits now.
+  let drain: ShutdownDrain | null = null;
+  let signals = 0;
+  const reloader = new Reloader(cfg, live, readConfig, (cidrs) => server.setAllowList(cidrs), log);
+  process.on('SIGHUP', () => {
+    if (drain) log.warn('SIGHUP while shutting down: not reloaded');
+    else reloader.reload();
+  });
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    signals++;
+    if (drain) {
+      if (signals === 2) {
+        log.warn({ signal }, 'second signal: aborting running backups and restores now');
+        drain.hurry();
+      } else {
+        log.error({ signal }, 'third signal: exiting at once');
+        process.exit(1);
+      }
+      return;
+    }
     log.info({ signal }, 'shutting down');
-    server
-      .close()
-      .then(() => history.shutdown())
+    drain = new ShutdownDrain(server, log, { timeoutMs: cfg.shutdownTimeoutMs });
+    drain
+      .run()
+      .then(async (r) => {
+        // The history threads end promptly once no session feeds them; bounded all the same.
+        setTimeout(() => process.exit(1), 10_000).unref();
+        await history.shutdown();
+        return r.closed;
+      })
       .finally(() => memory.stop())
       .then(
-        () => process.exit(0),
-        () => process.exit(1),
+        (closed) => {
+          log.info('stopped');
+          process.exit(closed ? 0 : 1);
+        },
+        (e: unknown) => {
+          log.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        },
       );
-    setTimeout(() => process.exit(0), 5000).unref();
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
