@@ -41,6 +41,16 @@ export interface DrainResult {
 /** LOG_MESSAGE ids are free-form (docs/protocol.md §9.4); these are the drain's own. */
 let nextMessageId = 0x5d000000;
 
+/** How long one abort request to a session's thread may take (it answers within a record: docs/design.md). */
+const ABORT_CALL_MS = 5000;
+
+/** `p`, or nothing after `ms`: a wedged thread must not hold the shutdown. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (t = setTimeout(r, ms)))]);
+  clearTimeout(t);
+}
+
 /** The message each DMA gets; the seconds are the time left when it is sent. */
 export function shutdownNotice(seconds: number): string {
   return `ndmpd is shutting down: running backups get ${seconds} s to finish`;
@@ -102,7 +112,7 @@ export class ShutdownDrain {
       const why = this.hurried
         ? 'ndmpd is shutting down: stopped at once (a second signal)'
         : `ndmpd is shutting down: shutdown-timeout (${seconds} s) passed`;
-      aborted = this.abortAll(why);
+      aborted = await this.abortAll(why);
       if (aborted > 0) {
         // The DMAs see their halts and hang up by themselves; then nothing is cut mid-message.
         await this.until(() => this.busy().length === 0, Date.now() + (o.abortGraceMs ?? 10_000), false);
@@ -129,29 +139,46 @@ export class ShutdownDrain {
     return this.server.openConnections().filter((c) => c.isAuthenticated && holdsDevice(c));
   }
 
-  /** Aborts each running data and mover operation with `why` as its halt text; returns the sessions touched. */
-  private abortAll(why: string): number {
-    let n = 0;
+  /**
+   * Aborts each running data and mover operation with `why` as its halt text,
+   * data first so its halt names our reason rather than the mover's closed
+   * connection; returns the sessions touched. The DMA also gets `why` by
+   * LOG_MESSAGE (ERROR): NDMP v4's mover halt carries no text.
+   */
+  private async abortAll(why: string): Promise<number> {
+    const jobs: Promise<void>[] = [];
     for (const c of this.busy()) {
       const data = dataRunning(c);
       const mover = moverRunning(c);
       if (!data && !mover) continue;
-      n++;
       c.log.warn({ data, mover }, `aborting the session's operation: ${why}`);
-      // The state words say the threads exist, so dataOf/driveOf start none.
-      if (data) {
-        raiseDataAbort(c);
-        dataOf(c)
-          .call('dataAbort', { reason: why })
-          .catch((e: Error) => c.log.debug({ err: e.message }, 'data abort at shutdown: already halted'));
-      }
-      if (mover) {
-        driveOf(c)
-          .drive.call('moverAbort', { reason: why })
-          .catch((e: Error) => c.log.debug({ err: e.message }, 'mover abort at shutdown: already halted'));
-      }
+      c.post(M.LOG_MESSAGE, {
+        logType: LogType.NDMP_LOG_ERROR,
+        messageId: nextMessageId++,
+        entry: `${why}: aborting this session's ${data ? 'data operation' : 'mover'}`,
+        associatedMessageValid: 0,
+        associatedMessageSequence: 0,
+      });
+      jobs.push(this.abortSession(c, data, mover, why));
     }
-    return n;
+    await Promise.all(jobs);
+    return jobs.length;
+  }
+
+  private async abortSession(c: Connection, data: boolean, mover: boolean, why: string): Promise<void> {
+    const quiet = (what: string) => (e: Error) =>
+      c.log.debug({ err: e.message }, `${what} abort at shutdown: it had halted already`);
+    // The state words say the threads exist, so dataOf/driveOf start none.
+    if (data) {
+      raiseDataAbort(c);
+      await bounded(dataOf(c).call('dataAbort', { reason: why }).catch(quiet('data')), ABORT_CALL_MS);
+    }
+    if (mover || moverRunning(c)) {
+      await bounded(
+        driveOf(c).drive.call('moverAbort', { reason: why }).catch(quiet('mover')),
+        ABORT_CALL_MS,
+      );
+    }
   }
 
   /** Polls `done` until it holds (true), the deadline passes or, if `hurriable`, hurry() is called (false). */
