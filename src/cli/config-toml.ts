@@ -1,7 +1,7 @@
 // `ndmpd --check-config`: the resolved configuration written back as a config
 // file, in the file's own keys and units (ndmpd.example.toml): seconds, not
 // milliseconds; sizes as "64G"; data-ports as "LOW-HIGH". Given back to
-// `--config`, it resolves to the same configuration (test/unit/config-toml.test.ts).
+// `--config`, it resolves to the same configuration (test/integration/service.test.ts).
 
 import type { ServerConfig } from './server-config.js';
 
