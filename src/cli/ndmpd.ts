@@ -18,6 +18,8 @@ import { LibraryLockedError, lockLibrary } from '../devices/library-lock.js';
 import { HistoryHub, historyDefaults } from '../history/hub.js';
 import { NdmpServer } from '../server/listener.js';
 import { MetricsListenError, ServerMetrics, sessionStatesOf } from '../server/metrics.js';
+import { bindControlPort } from '../server/bind.js';
+import { ShutdownDrain } from '../server/drain.js';
 import { returnMemory } from '../services/memory.js';
 import type { ServerContext, ServerInfo } from '../services/session.js';
 import { createLogger } from '../util/log.js';
@@ -29,6 +31,8 @@ import { CommandError, tapeCommand } from './tape-command.js';
 import { sessionsCommand, statusCommand } from './admin-command.js';
 import { ADMIN_SOCKET_NAME, AdminSocket, AdminSocketError } from '../server/admin-socket.js';
 import { AdminOps } from '../server/admin-ops.js';
+import { configToToml } from './config-toml.js';
+import { Reloader } from './reload.js';
 import { CodedError } from '../util/coded-error.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -183,7 +187,14 @@ async function main(argv: string[]): Promise<void> {
       '--no-restore-special',
       'recovers withhold device nodes, fifos and setuid/setgid bits (the default)',
     )
-    .option('--check-config', 'print the resolved configuration and exit')
+    .option(
+      '--shutdown-timeout <seconds>',
+      'on SIGTERM, running backups and restores get this long to finish, then are aborted (default 300)',
+    )
+    .option(
+      '--check-config',
+      'print the resolved configuration (TOML, as the config file spells it) and exit',
+    )
     .addHelpText('after', HELP_AFTER)
     .showHelpAfterError()
     // Options of ndmpd itself go before a subcommand; those after it are the subcommand's.
@@ -233,6 +244,7 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     'history-warn-spool',
     'history-warn-lag-share',
     'history-warn-lag-after',
+    'shutdown-timeout',
   ] as const) {
     const v = o[camel(k)];
     if (typeof v === 'string') (flags as Record<string, unknown>)[k] = v;
@@ -240,15 +252,30 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
   if (Array.isArray(o.export)) flags.export = o.export;
   if (typeof o.restoreSpecial === 'boolean') flags['restore-special'] = o.restoreSpecial;
   if (Array.isArray(o.allow)) flags.allow = o.allow;
-  const file = typeof o.config === 'string' ? readConfigFile(o.config) : {};
-  const cfg = resolveConfig(file, flags);
+  const configFile = typeof o.config === 'string' ? o.config : null;
+  // The cwd of the start: a reload resolves relative paths as the start did.
+  const cwd = process.cwd();
+  const readConfig = () => resolveConfig(configFile ? readConfigFile(configFile) : {}, flags, cwd);
+  const cfg = readConfig();
 
   if (o.checkConfig) {
-    process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+    process.stdout.write(configToToml(cfg));
     return;
   }
 
+  // The port first: if it is taken, nothing has been created yet (docs/operations.md).
+  let bound;
+  try {
+    bound = await bindControlPort(cfg.host, cfg.port);
+  } catch (e) {
+    throw new ListenError(`cannot listen on ${cfg.host}:${cfg.port}: ${(e as Error).message}`);
+  }
+
   const log = createLogger({ level: cfg.logLevel, ...(cfg.logFormat ? { format: cfg.logFormat } : {}) });
+  // The metrics exist only when asked for: without --metrics-listen nothing counts and no port opens.
+  // Their port, like the DMAs', is taken before anything is created: in use, the start ends here.
+  const metrics = cfg.metrics ? new ServerMetrics(log.child({ component: 'metrics' })) : null;
+  if (metrics && cfg.metrics) await metrics.listen(cfg.metrics.host, cfg.metrics.port);
   // Before any thread starts: session threads come and go all day (services/memory.ts).
   const memory = returnMemory(log);
   prepareStateDir(cfg.stateDir);
@@ -267,13 +294,17 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     { ...historyDefaults(join(cfg.stateDir, 'spool')), ...cfg.history },
     log.child({ component: 'history' }),
   );
-  // The metrics exist only when asked for: without --metrics-listen nothing counts and no port opens.
-  const metrics = cfg.metrics ? new ServerMetrics(log.child({ component: 'metrics' })) : null;
+  // What SIGHUP replaces; sessions read it at login and at their data thread's start (src/cli/reload.ts).
+  const live = { credentials, exports: cfg.exports, allow: cfg.allow };
   const ctx: ServerContext = {
     observer: metrics,
     info,
-    credentials,
-    exports: cfg.exports,
+    get credentials() {
+      return live.credentials;
+    },
+    get exports() {
+      return live.exports;
+    },
     log,
     library,
     changer,
@@ -302,17 +333,14 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     preAuthTimeoutMs: cfg.preAuthTimeoutMs,
     idleTimeoutMs: cfg.idleTimeoutMs,
     allow: cfg.allow,
+    bound,
   });
   if (cfg.allow.length > 0) log.info({ allow: cfg.allow }, 'only these networks may connect');
-  if (metrics && cfg.metrics) {
-    metrics.attach({
-      connections: () => ({ accepted: server.accepted, open: server.connectionCount }),
-      sessions: sessionStatesOf(() => server.openSessions()),
-      history,
-    });
-    // Before the DMAs' port: a metrics port in use stops the start before any DMA got in.
-    await metrics.listen(cfg.metrics.host, cfg.metrics.port);
-  }
+  metrics?.attach({
+    connections: () => ({ accepted: server.accepted, open: server.connectionCount }),
+    sessions: sessionStatesOf(() => server.openSessions()),
+    history,
+  });
   try {
     await server.listen();
   } catch (e) {
@@ -339,23 +367,51 @@ async function runServer(o: Record<string, string | string[] | boolean | undefin
     );
   }
 
-  let stopping = false;
+  // SIGTERM/SIGINT: drain (src/server/drain.ts); a second one aborts at once; a third exits now.
+  let drain: ShutdownDrain | null = null;
+  let signals = 0;
+  const reloader = new Reloader(cfg, live, readConfig, (cidrs) => server.setAllowList(cidrs), log);
+  process.on('SIGHUP', () => {
+    if (drain) log.warn('SIGHUP while shutting down: not reloaded');
+    else reloader.reload();
+  });
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    signals++;
+    if (drain) {
+      if (signals === 2) {
+        log.warn({ signal }, 'second signal: aborting running backups and restores now');
+        drain.hurry();
+      } else {
+        log.error({ signal }, 'third signal: exiting at once');
+        process.exit(1);
+      }
+      return;
+    }
     log.info({ signal }, 'shutting down');
-    adminOps.stop();
-    admin
-      .stop()
-      .then(() => server.close())
-      .then(() => metrics?.close())
-      .then(() => history.shutdown())
+    drain = new ShutdownDrain(server, log, { timeoutMs: cfg.shutdownTimeoutMs });
+    drain
+      .run()
+      .then(async (r) => {
+        // The history threads end promptly once no session feeds them; bounded all the same.
+        setTimeout(() => process.exit(1), 10_000).unref();
+        // The admin socket stays up while the sessions drain: an operator can watch them go.
+        adminOps.stop();
+        await admin.stop();
+        await metrics?.close();
+        await history.shutdown();
+        return r.closed;
+      })
       .finally(() => memory.stop())
       .then(
-        () => process.exit(0),
-        () => process.exit(1),
+        (closed) => {
+          log.info('stopped');
+          process.exit(closed ? 0 : 1);
+        },
+        (e: unknown) => {
+          log.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        },
       );
-    setTimeout(() => process.exit(0), 5000).unref();
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

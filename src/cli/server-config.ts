@@ -48,6 +48,8 @@ export interface ServerConfig {
   allow: string[];
   /** The cap of an address's penalty for failed logins; 0 = no back-off. */
   authBackoffMaxMs: number;
+  /** On SIGTERM, running backups and restores get this long to finish before they are aborted (docs/operations.md). */
+  shutdownTimeoutMs: number;
   logLevel: string;
   logFormat: 'json' | 'pretty' | undefined;
   /** The virtual tape library folder (default `<stateDir>/library`). */
@@ -96,6 +98,7 @@ export interface ConfigInput {
   'idle-timeout'?: number | string;
   allow?: string[] | string;
   'auth-backoff-max'?: number | string;
+  'shutdown-timeout'?: number | string;
   'log-level'?: string;
   'log-format'?: string;
   library?: string;
@@ -161,6 +164,7 @@ const KNOWN_KEYS = new Set<string>([
   'idle-timeout',
   'allow',
   'auth-backoff-max',
+  'shutdown-timeout',
   'log-level',
   'log-format',
   'library',
@@ -307,6 +311,9 @@ function integer(v: unknown, what: string, min: number, max: number): number {
   return n;
 }
 
+/** Seconds running backups get to finish on SIGTERM; deploy/ndmpd.service's TimeoutStopSec allows for it. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_S = 300;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 /** setTimeout's ceiling: longer delays fire at once. */
 const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
@@ -397,6 +404,8 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, cwd = proce
     idleTimeoutMs: integer(pick('idle-timeout') ?? 900, 'idle-timeout', 0, MAX_TIMER_SECONDS) * 1000,
     allow: [...toAllow(file.allow), ...toAllow(flags.allow)],
     authBackoffMaxMs: integer(pick('auth-backoff-max') ?? 60, 'auth-backoff-max', 0, 86_400) * 1000,
+    shutdownTimeoutMs:
+      integer(pick('shutdown-timeout') ?? DEFAULT_SHUTDOWN_TIMEOUT_S, 'shutdown-timeout', 0, 86_400) * 1000,
     logLevel,
     logFormat,
     library: resolve(cwd, library || join(stateDir, 'library')),

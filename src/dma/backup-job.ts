@@ -589,7 +589,11 @@ class BackupJob {
           pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOM ||
           pause.reason === MoverPauseReason.NDMP_MOVER_PAUSE_EOW
         ) {
-          await this.changeTape(id, this.bytesMoved, st.bytesMoved).catch((e: Error) => abortBoth(e.message));
+          // A mover the server halted meanwhile (an abort of its own: shutting down) refuses the
+          // change's requests; the halt, and its reason, is the story, not the refused request.
+          await this.changeTape(id, this.bytesMoved, st.bytesMoved).catch((e: Error) =>
+            abortBoth(this.link.moverHalt ? `mover halted ${this.link.moverHalt.name}` : e.message),
+          );
         } else {
           await abortBoth(`the mover paused ${pause.name}`);
         }

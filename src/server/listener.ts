@@ -47,6 +47,11 @@ export interface ListenerOptions {
   idleTimeoutMs: number;
   /** Networks (CIDR or bare addresses, IPv4 and IPv6) that may connect; empty = all. */
   allow: readonly string[];
+  /**
+   * A server already listening (bindControlPort in ./bind.ts): ndmpd binds
+   * its port before it creates any state, so a port in use leaves nothing behind.
+   */
+  bound?: net.Server;
 }
 
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = {
@@ -107,7 +112,7 @@ export class NdmpServer {
    * the bound the oldest is dropped at once; it has had its notice.
    */
   private readonly departing = new Set<Connection>();
-  private readonly allowList: AllowList;
+  private allowList: AllowList;
   private readonly deniedLog = new LogBudget();
   private readonly evictedLog = new LogBudget();
   private readonly refusedLog = new LogBudget();
@@ -120,12 +125,21 @@ export class NdmpServer {
     private readonly table: DispatchTable = defaultDispatchTable(),
   ) {
     this.allowList = new AllowList(opts.allow);
-    this.server = net.createServer((socket) => this.accept(socket));
+    this.server = opts.bound ?? net.createServer();
+    // A bound server's placeholder handler (connections before the server was ready) gives way to ours.
+    this.server.removeAllListeners('connection');
+    this.server.on('connection', (socket: net.Socket) => this.accept(socket));
     this.server.on('error', (e) => ctx.log.error({ err: e }, 'listener error'));
   }
 
   listen(): Promise<net.AddressInfo> {
     return new Promise((resolve, reject) => {
+      if (this.server.listening) {
+        const addr = this.address();
+        this.ctx.log.info({ host: addr.address, port: addr.port }, 'listening for DMAs');
+        resolve(addr);
+        return;
+      }
       const onError = (e: Error) => reject(e);
       this.server.once('error', onError);
       this.server.listen(this.opts.port, this.opts.host, () => {
@@ -158,6 +172,21 @@ export class NdmpServer {
   /** The open control connections' sessions (for the metrics' sessions by state, src/server/metrics.ts). */
   openSessions(): Session[] {
     return [...this.connections];
+  }
+
+  /** The open control connections, for the shutdown drain (./drain.ts). */
+  openConnections(): Connection[] {
+    return [...this.connections];
+  }
+
+  /** SIGHUP: new connections are judged by `cidrs`; those already in stay (docs/operations.md). */
+  setAllowList(cidrs: readonly string[]): void {
+    this.allowList = new AllowList(cidrs);
+  }
+
+  /** Takes no new connections; the open ones go on (the shutdown drain, ./drain.ts). */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
   }
 
   private accept(socket: net.Socket): void {
@@ -313,7 +342,9 @@ export class NdmpServer {
    * their closing filemark before the process may exit).
    */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) =>
+      this.server.listening ? this.server.close(() => resolve()) : resolve(),
+    );
     for (const c of this.connections) c.shutdown('server shutting down');
     await closed;
     // The listener reports closed when its sockets are gone, which can be

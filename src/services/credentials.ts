@@ -66,6 +66,14 @@ export class Credentials {
   passwordOf(user: string): string | undefined {
     return this.users.get(user);
   }
+
+  /** What `next` changes, by user name only (a reload's log line; passwords never reach a log). */
+  changesTo(next: Credentials): { added: string[]; removed: string[]; passwordChanged: string[] } {
+    const added = [...next.users.keys()].filter((u) => !this.users.has(u));
+    const removed = [...this.users.keys()].filter((u) => !next.users.has(u));
+    const passwordChanged = [...next.users].filter(([u, p]) => this.users.has(u) && this.users.get(u) !== p);
+    return { added, removed, passwordChanged: passwordChanged.map(([u]) => u) };
+  }
 }
 
 function sha256(s: string): Buffer {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NDMPD_BIN, NDMP_BIN, freePort, startNdmpd } from '../helpers/ndmpd-process.js';
 import type { NdmpdProcess } from '../helpers/ndmpd-process.js';
+import { parse as parseToml } from 'smol-toml';
 
 const run = promisify(execFile);
 
@@ -98,14 +99,14 @@ describe('ndmpd start-up', () => {
     writeFileSync(cfg, `listen = "127.0.0.1:12345"\nstate-dir = "${dir}/st"\n[export]\nhome = "${exp}"\n`);
     let r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config', '--listen', '127.0.0.1:23456']);
     assert.equal(r.code, 0, r.err);
-    const resolved = JSON.parse(r.out) as {
-      port: number;
-      stateDir: string;
-      exports: Array<{ name: string; path: string }>;
+    const resolved = parseToml(r.out) as {
+      listen: string;
+      'state-dir': string;
+      export: Record<string, string>;
     };
-    assert.equal(resolved.port, 23456);
-    assert.equal(resolved.stateDir, `${dir}/st`);
-    assert.deepEqual(resolved.exports, [{ name: 'home', path: exp }]);
+    assert.equal(resolved.listen, '127.0.0.1:23456');
+    assert.equal(resolved['state-dir'], `${dir}/st`);
+    assert.deepEqual({ ...resolved.export }, { home: exp });
     writeFileSync(cfg, 'lisen = "x"\n');
     r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config']);
     assert.equal(r.code, 2);
@@ -120,15 +121,18 @@ describe('ndmpd start-up', () => {
     );
     let r = await runNode([NDMPD_BIN, '--config', cfg, '--check-config', '--history-max-delay', '10']);
     assert.equal(r.code, 0, r.err);
-    const resolved = JSON.parse(r.out) as { history: Record<string, unknown> };
-    assert.deepEqual(resolved.history, {
-      mode: 'lockstep',
-      threads: 2,
-      stallTimeoutMs: 20_000,
-      maxDelayMs: 10,
-      spoolMaxBytes: 512 * 2 ** 20,
-      spoolMinFreeBytes: 2 * 2 ** 30,
-    });
+    const resolved = parseToml(r.out) as { history: Record<string, unknown> };
+    assert.deepEqual(
+      { ...resolved.history },
+      {
+        mode: 'lockstep',
+        threads: 2,
+        'stall-timeout': 20,
+        'max-delay': 10,
+        'spool-max': '512M',
+        'spool-min-free': '2G',
+      },
+    );
     r = await runNode([
       NDMPD_BIN,
       '--check-config',
@@ -138,14 +142,17 @@ describe('ndmpd start-up', () => {
       '5',
     ]);
     assert.equal(r.code, 0, r.err);
-    assert.deepEqual((JSON.parse(r.out) as { history: unknown }).history, {
-      mode: 'worker',
-      threads: 1,
-      stallTimeoutMs: 5000,
-      maxDelayMs: 50,
-      spoolMaxBytes: 4 * 2 ** 30,
-      spoolMinFreeBytes: null,
-    });
+    assert.deepEqual(
+      { ...(parseToml(r.out) as { history: object }).history },
+      {
+        mode: 'worker',
+        threads: 1,
+        'stall-timeout': 5,
+        'max-delay': 50,
+        'spool-max': '4G',
+        'spool-min-free': 'auto',
+      },
+    );
     r = await runNode([
       NDMPD_BIN,
       '--check-config',
@@ -155,9 +162,9 @@ describe('ndmpd start-up', () => {
       '0',
     ]);
     assert.equal(r.code, 0, r.err);
-    const zero = (JSON.parse(r.out) as { history: Record<string, unknown> }).history;
-    assert.equal(zero.spoolMaxBytes, 0, '0: no spool');
-    assert.equal(zero.spoolMinFreeBytes, 0, '0: no floor');
+    const zero = (parseToml(r.out) as { history: Record<string, unknown> }).history;
+    assert.equal(zero['spool-max'], 0, '0: no spool');
+    assert.equal(zero['spool-min-free'], 0, '0: no floor');
     r = await runNode([NDMPD_BIN, '--check-config', '--history-spool-max', 'lots']);
     assert.equal(r.code, 2);
     assert.match(r.err, /history.spool-max must be a size from 0 to 1P/);

@@ -31,6 +31,7 @@ import { PASSWORD, RawPeer, USER, client, startServer, u32be } from '../helpers/
 import type { TestServer } from '../helpers/in-process.js';
 import { makeSampleTree } from '../helpers/trees.js';
 import { NDMPD_BIN } from '../helpers/ndmpd-process.js';
+import { parse as parseToml } from 'smol-toml';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -455,11 +456,11 @@ describe('ndmpd flags', () => {
       '--auth-backoff-max',
       '0',
     ]);
-    const c = JSON.parse(stdout) as Record<string, unknown>;
+    const c = parseToml(stdout);
     assert.deepEqual(c.allow, ['10.0.0.0/8', '::1/128']);
-    assert.equal(c.maxUnauthenticatedPerAddress, 2);
-    assert.equal(c.reservedConnections, 3);
-    assert.equal(c.idleTimeoutMs, 5000);
-    assert.equal(c.authBackoffMaxMs, 0);
+    assert.equal(c['max-unauthenticated-per-address'], 2);
+    assert.equal(c['reserved-connections'], 3);
+    assert.equal(c['idle-timeout'], 5);
+    assert.equal(c['auth-backoff-max'], 0);
   });
 });

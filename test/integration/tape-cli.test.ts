@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { openTapeImage } from '../../src/devices/tape-image.js';
 import { NDMPD_BIN, startNdmpd } from '../helpers/ndmpd-process.js';
+import { parse as parseToml } from 'smol-toml';
 
 const run = promisify(execFile);
 
@@ -210,16 +211,17 @@ describe('ndmpd library settings', () => {
     const st = join(dir, 'cc');
     let r = await node(['--check-config', '--state-dir', st]);
     assert.equal(r.code, 0, r.err);
-    let c = JSON.parse(r.out) as {
+    // Printed as the config file spells them (ndmpd.example.toml).
+    let c = parseToml(r.out) as {
       library: string;
       drives: number;
-      tapeCapacity: number;
-      dataPorts: { low: number; high: number };
+      'tape-capacity': string;
+      'data-ports': string;
     };
     assert.equal(c.library, join(st, 'library'));
     assert.equal(c.drives, 2);
-    assert.equal(c.tapeCapacity, 64 * 2 ** 30);
-    assert.deepEqual(c.dataPorts, { low: 0, high: 0 });
+    assert.equal(c['tape-capacity'], '64G');
+    assert.equal(c['data-ports'], '0');
     r = await node([
       '--check-config',
       '--library',
@@ -232,13 +234,13 @@ describe('ndmpd library settings', () => {
       '7000-7010',
     ]);
     assert.equal(r.code, 0, r.err);
-    c = JSON.parse(r.out) as typeof c;
+    c = parseToml(r.out) as typeof c;
     assert.equal(c.library, join(dir, 'L'));
     assert.equal(c.drives, 4);
-    assert.equal(c.tapeCapacity, 10 * 2 ** 30);
-    assert.deepEqual(c.dataPorts, { low: 7000, high: 7010 });
+    assert.equal(c['tape-capacity'], '10G');
+    assert.equal(c['data-ports'], '7000-7010');
     r = await node(['--check-config', '--data-ports', '7000']);
-    assert.deepEqual((JSON.parse(r.out) as typeof c).dataPorts, { low: 7000, high: 7000 });
+    assert.equal((parseToml(r.out) as typeof c)['data-ports'], '7000');
   });
 
   test('bad library settings: one line naming the setting, exit 2', async () => {

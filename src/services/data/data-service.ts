@@ -451,9 +451,9 @@ export class DataService {
     this.state = S.NDMP_DATA_STATE_IDLE;
   }
 
-  abort(): void {
+  abort(reason = 'aborted by the DMA'): void {
     this.admit(M.DATA_ABORT);
-    this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, 'aborted by the DMA');
+    this.halt(DataHaltReason.NDMP_DATA_HALT_ABORTED, reason);
   }
 
   stop(): void {

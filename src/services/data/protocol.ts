@@ -64,7 +64,8 @@ export type DataOps = {
   dataGetState: { req: Record<string, never>; rep: DataState };
   dataListen: { req: { addrType: number }; rep: { connectAddr: Addr } };
   dataConnect: { req: { addr: Addr }; rep: void };
-  dataAbort: { req: Record<string, never>; rep: void };
+  /** `reason`: the halt's text when the server aborts (shutting down); absent: the DMA's DATA_ABORT. */
+  dataAbort: { req: { reason?: string }; rep: void };
   dataStop: { req: Record<string, never>; rep: void };
   dataGetEnv: { req: Record<string, never>; rep: { env: Pval[] } };
   /** `history`: where the backup's file history goes (null: the server offers none). */

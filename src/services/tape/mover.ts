@@ -279,9 +279,9 @@ export class Mover {
     this.kick();
   }
 
-  abort(): void {
+  abort(reason = 'aborted by the DMA'): void {
     this.admit(M.MOVER_ABORT);
-    this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, 'aborted by the DMA');
+    this.halt(MoverHaltReason.NDMP_MOVER_HALT_ABORTED, reason);
   }
 
   stop(): void {

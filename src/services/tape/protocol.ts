@@ -43,7 +43,8 @@ export type DriveOps = {
   moverSetWindow: { req: { offset: bigint; length: bigint }; rep: void };
   moverRead: { req: { offset: bigint; length: bigint }; rep: void };
   moverContinue: { req: Record<string, never>; rep: void };
-  moverAbort: { req: Record<string, never>; rep: void };
+  /** `reason`: the halt's text when the server aborts (shutting down); absent: the DMA's MOVER_ABORT. */
+  moverAbort: { req: { reason?: string }; rep: void };
   moverStop: { req: Record<string, never>; rep: void };
   moverClose: { req: Record<string, never>; rep: void };
   /** LOCAL link: `connectMode` null = our LISTEN(LOCAL) accepts; else MOVER_CONNECT(LOCAL) in that mode. */
