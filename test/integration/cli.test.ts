@@ -131,6 +131,10 @@ describe('ndmpd start-up', () => {
         'max-delay': 10,
         'spool-max': '512M',
         'spool-min-free': '2G',
+        // The history warnings' defaults (docs/operations.md, "History warnings").
+        'warn-spool': '64M',
+        'warn-lag-share': 0.15,
+        'warn-lag-after': 30,
       },
     );
     r = await runNode([
@@ -151,6 +155,9 @@ describe('ndmpd start-up', () => {
         'max-delay': 50,
         'spool-max': '4G',
         'spool-min-free': 'auto',
+        'warn-spool': '64M',
+        'warn-lag-share': 0.15,
+        'warn-lag-after': 30,
       },
     );
     r = await runNode([

@@ -260,6 +260,9 @@ describe('start-up and configuration', () => {
     try {
       analyze = execFileSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).trim();
     } catch {
+      // Under CI a missing peer fails the run (.ci/run installs systemd); elsewhere it is skipped.
+      if (process.env.CI === 'true')
+        assert.fail('systemd-analyze is not installed (apt-get install systemd)');
       t.skip('systemd-analyze is not installed');
       return;
     }
