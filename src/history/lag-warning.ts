@@ -14,6 +14,7 @@
 // not a failure. Pure, so the figures and the words are tested without a backup.
 
 import type { HistoryCounters } from './control.js';
+import { sizeText } from '../util/size-text.js';
 
 export interface LagThresholds {
   /** Bytes in the spool beyond which the session is warned of; 0: never. */
@@ -99,15 +100,4 @@ function round(n: number, digits: number): number {
 
 function percent(share: number): string {
   return `${round(share * 100, 1)}%`;
-}
-
-/** 64.0 MiB: as the spool's own messages say sizes (history/thread.ts). */
-export function sizeText(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[i]}`;
 }

@@ -26,6 +26,7 @@ import { FhEncoder } from './encoder.js';
 import { Spool, SpoolDisk, SpoolReadError } from './spool.js';
 import { nameThread, threadCpuNs } from '../util/native-fs.js';
 import type { HistoryThreadConfig, ToHistoryThread, FromHistoryThread } from './thread-protocol.js';
+import { sizeText } from '../util/size-text.js';
 
 const port = parentPort;
 if (!port) throw new Error('the history thread must run as a worker thread');
@@ -75,17 +76,6 @@ const QUIET_MS = 10_000;
 const DRAIN_LIMIT = 16384;
 /** How often a session's historyThreadCpuMs counter is brought up to date while it runs. */
 const CPU_COUNT_MS = 1000;
-
-/** 4.0 GiB, 64.0 KiB: sizes for people. */
-export function sizeText(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[i]}`;
-}
 
 class SessionHistory {
   private readonly ring: SpscRing;
