@@ -152,7 +152,15 @@ class SessionHistory {
       this.control.add('entries', this.encoder.entries - this.counted);
       this.counted = this.encoder.entries;
     }
-    if (now - this.cpuCountedAt >= CPU_COUNT_MS) this.countCpu(now);
+    if (now - this.cpuCountedAt >= CPU_COUNT_MS) {
+      this.countCpu(now);
+      // A DMA still not accepting: the time so far counts now, not only once it takes history
+      // again, so the lag warning and the metrics see a DMA that stopped (docs/operations.md).
+      if (this.blockedSince !== 0) {
+        this.control.add('notAcceptingMs', now - this.blockedSince);
+        this.blockedSince = now;
+      }
+    }
     this.pump(now);
     // The DMA has caught up: whatever stopped the spool, the backup no longer waits.
     if (

@@ -210,6 +210,14 @@ describe('metrics at GET /metrics, and history warnings', { timeout: 300_000 }, 
       'a session shows ACTIVE while it backs up',
     );
     assert.ok(get(during, 'ndmpd_connections_open') >= 1);
+    // A DMA that reads nothing: its time not accepting counts while it lasts, and warns as lag too.
+    await waitFor(async () => {
+      during = await scrape(port);
+      return (
+        get(during, 'ndmpd_history_dma_not_accepting_seconds_total') > 0 &&
+        sum(during, 'ndmpd_history_warnings_total', 'condition="lag"') >= 1
+      );
+    }, 'the time the DMA is not accepting, counted while it lasts, and the lag warning');
     c2.resumeReading();
     const h2 = await j2.halted;
     assert.equal(h2.reason, DataHaltReason.NDMP_DATA_HALT_SUCCESSFUL, h2.textReason);
